@@ -1,0 +1,234 @@
+//! The commands: each wires configuration, stores, planner, journal and output together.
+//!
+//! The decisions live elsewhere (plan.rs decides, apply.rs executes, journal.rs records); this
+//! module loads inputs, calls them and prints. Data goes to stdout, status and diagnostics to
+//! stderr.
+
+use crate::apply::{apply, FlagOutcome};
+use crate::desired::{self, Config, FlagId};
+use crate::journal::Journal;
+use crate::plan::{self, Plan, Style};
+use crate::settings::Settings;
+use crate::store::Stores;
+use crate::Exit;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::Path;
+use std::time::Instant;
+use tokio::runtime::Runtime;
+
+fn load(settings: &Settings) -> Result<(Config, Stores)> {
+    let config = desired::load(&settings.config, &settings.config_env())?;
+    let stores = Stores::open(&config.stores)?;
+    Ok((config, stores))
+}
+
+/// Reads the stores and plans the overrides file against them.
+fn make_plan(settings: &Settings, rt: &Runtime, config: &Config, stores: &Stores) -> Result<Plan> {
+    let started = Instant::now();
+    let flags: Vec<FlagId> = config.overrides.iter().map(|o| o.id.clone()).collect();
+    let observed = rt.block_on(stores.read(&flags))?;
+    if settings.verbose > 0 {
+        settings.status(format!(
+            "Read {} flags from {} store targets in {} ms.",
+            flags.len(),
+            stores.targets().len(),
+            started.elapsed().as_millis()
+        ));
+    }
+    Ok(plan::plan(&config.overrides, &observed))
+}
+
+fn painter(settings: &Settings, stderr: bool) -> impl Fn(Style, &str) -> String + '_ {
+    move |style, text| {
+        if stderr {
+            settings.stderr.paint(style, text)
+        } else {
+            settings.stdout.paint(style, text)
+        }
+    }
+}
+
+/// Fails when the plan has problems, after printing its diagnostics.
+fn check(settings: &Settings, plan: &Plan) -> Result<()> {
+    eprint!("{}", plan::render_diagnostics(plan, &painter(settings, true)));
+    if !plan.problems.is_empty() {
+        bail!(
+            "{} declared flag/target pair(s) cannot be planned (listed above); nothing was written. \
+             Fix the overrides file or the store, then run plan again",
+            plan.problems.len()
+        );
+    }
+    Ok(())
+}
+
+/// `relayctl plan`.
+pub fn plan(
+    settings: &Settings,
+    rt: &Runtime,
+    out: Option<&Path>,
+    json: bool,
+    detailed: bool,
+) -> Result<Exit> {
+    let (config, stores) = load(settings)?;
+    let plan = make_plan(settings, rt, &config, &stores)?;
+    if json {
+        check(settings, &plan)?;
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", plan::render(&plan, &painter(settings, false)));
+        check(settings, &plan)?;
+    }
+    if let Some(out) = out {
+        let text = serde_json::to_string_pretty(&plan)? + "\n";
+        std::fs::write(out, text).with_context(|| format!("saving the plan to {}", out.display()))?;
+        settings.status(format!(
+            "Saved the plan to {}. Apply exactly it with: relayctl -c {} apply {}",
+            out.display(),
+            settings.config.display(),
+            out.display()
+        ));
+    }
+    Ok(if detailed && !plan.changes.is_empty() {
+        Exit::Pending
+    } else {
+        Exit::Success
+    })
+}
+
+fn read_plan_file(path: &Path) -> Result<Plan> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the plan file {}", path.display()))?;
+    let plan: Plan = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a plan saved by `relayctl plan --out`", path.display()))?;
+    if plan.format_version != plan::FORMAT_VERSION {
+        bail!(
+            "the plan file {} has format_version {}, this relayctl reads {}; make a new plan with this version",
+            path.display(),
+            plan.format_version,
+            plan::FORMAT_VERSION
+        );
+    }
+    Ok(plan)
+}
+
+/// `relayctl apply`.
+pub fn apply_cmd(
+    settings: &Settings,
+    rt: &Runtime,
+    plan_file: Option<&Path>,
+    auto_approve: bool,
+) -> Result<Exit> {
+    let (config, stores) = load(settings)?;
+    let saved = plan_file.map(read_plan_file).transpose()?;
+    let mut journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
+    let plan = match saved {
+        Some(plan) => plan,
+        None => {
+            let plan = make_plan(settings, rt, &config, &stores)?;
+            print!("{}", plan::render(&plan, &painter(settings, false)));
+            check(settings, &plan)?;
+            if plan.changes.is_empty() {
+                settings.status("No changes: the stores already match the overrides file.");
+                return Ok(Exit::Success);
+            }
+            if !auto_approve {
+                if !crate::ui::interactive() {
+                    bail!(
+                        "not applying: there is no terminal to confirm on. Review the plan above and run \
+                         `relayctl apply --auto-approve`, or save it with `relayctl plan --out FILE` and run \
+                         `relayctl apply FILE`"
+                    );
+                }
+                if !crate::ui::confirm("Apply these changes? Only 'yes' is accepted:")? {
+                    bail!("not applying: the answer was not 'yes'. Nothing was written");
+                }
+            }
+            plan
+        }
+    };
+    if plan.changes.is_empty() {
+        settings.status("The plan has no changes; nothing to apply.");
+        return Ok(Exit::Success);
+    }
+    let outcomes = rt.block_on(apply(&plan, &stores, &mut journal, &mut |o| report(settings, o)))?;
+    journal.close()?;
+
+    let flags = outcomes.len();
+    let committed = outcomes.iter().filter(|o| o.commit.is_some()).count();
+    let failed: Vec<&FlagOutcome> = outcomes.iter().filter(|o| !o.entry.failed.is_empty()).collect();
+    if failed.is_empty() {
+        settings.status(format!(
+            "Apply complete: {flags} flag(s) changed, {committed} journal commit(s) in {}. Run `relayctl sync` once LaunchDarkly is reachable.",
+            config.journal.display()
+        ));
+        return Ok(Exit::Success);
+    }
+    let targets: usize = failed.iter().map(|o| o.entry.failed.len()).sum();
+    let next = if failed.iter().any(|o| o.stale) {
+        "Stale targets changed since the plan was made: run `relayctl plan` again and review. "
+    } else {
+        ""
+    };
+    Err(anyhow!(
+        "{} of {flags} flag(s) were not written everywhere ({targets} target write(s) failed, listed above); \
+         {committed} journal commit(s) record what was written. {next}Once the failing stores are reachable, \
+         run `relayctl plan` to see exactly what is left and apply it",
+        failed.len()
+    ))
+}
+
+fn report(settings: &Settings, o: &FlagOutcome) {
+    let commit = o
+        .commit
+        .map(|c| format!("   journal {}", &c.to_string()[..7]))
+        .unwrap_or_default();
+    for (target, version) in &o.entry.written {
+        println!(
+            "  {} {}   {target} (v{version}){commit}",
+            settings.stdout.paint(Style::Change, "~"),
+            o.entry.id
+        );
+    }
+    for (target, why) in &o.entry.failed {
+        eprintln!(
+            "{} {} NOT written to {target}: {why}",
+            settings.stderr.paint(Style::Error, "error:"),
+            o.entry.id
+        );
+    }
+}
+
+/// `relayctl log`.
+pub fn log(settings: &Settings, pending_only: bool) -> Result<Exit> {
+    let config = desired::load(&settings.config, &settings.config_env())?;
+    let Some(journal) = Journal::open_existing(&config.journal)? else {
+        settings.status(format!(
+            "No journal at {} yet: nothing has been applied.",
+            config.journal.display()
+        ));
+        return Ok(Exit::Success);
+    };
+    let mut shown = 0;
+    for r in journal.entries()? {
+        if pending_only && r.is_synced() {
+            continue;
+        }
+        shown += 1;
+        println!(
+            "{}  {}  {:<24}  {}  [{}]",
+            r.short,
+            crate::journal::format_utc(r.time),
+            r.author,
+            r.subject,
+            r.status()
+        );
+    }
+    if shown == 0 {
+        settings.status(if pending_only {
+            "Nothing pending: every journal commit is synced."
+        } else {
+            "The journal has no flag changes yet."
+        });
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,340 @@
+//! The flag JSON exactly as the SDKs and the Relay Proxy store it (facts §4), and the only place
+//! that reads or rewrites it.
+//!
+//! relayctl manages three properties of a flag per environment: `on`, `offVariation` and the
+//! fallthrough variation. Everything else in the stored JSON (targets, rules, salt, properties this
+//! version of relayctl has never heard of) is kept byte-for-byte in value and order: a rewrite is a
+//! read-modify-write of the parsed object, never a render from a template. Booleans and indexes are
+//! emitted as JSON booleans and integers, so the SDKs' strict readers accept what we write.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// A variation of a flag, by index and by the value it serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variation {
+    pub index: usize,
+    pub value: Value,
+}
+
+impl fmt::Display for Variation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.value)
+    }
+}
+
+/// What a flag serves in one of the slots relayctl manages (off variation or fallthrough).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Serve {
+    /// A single variation.
+    Variation(Variation),
+    /// A percentage rollout (only ever observed, never written).
+    Rollout,
+    /// Nothing set: an unset off variation makes SDKs serve the application's default value.
+    Unset,
+}
+
+impl fmt::Display for Serve {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Serve::Variation(v) => v.fmt(f),
+            Serve::Rollout => f.write_str("rollout"),
+            Serve::Unset => f.write_str("unset"),
+        }
+    }
+}
+
+/// The managed part of a flag: `on`, and the off variation / fallthrough where they are declared.
+///
+/// `None` means "not managed by this override", so `from` and `to` of a change always carry the
+/// same set of properties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Targeting {
+    pub on: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_variation: Option<Serve>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallthrough: Option<Serve>,
+}
+
+impl Targeting {
+    /// The property-by-property differences from `self` to `to`, as `name: from -> to` strings.
+    pub fn differences(&self, to: &Targeting) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.on != to.on {
+            out.push(format!("on: {} -> {}", self.on, to.on));
+        }
+        for (name, from, to) in [
+            ("off_variation", &self.off_variation, &to.off_variation),
+            ("fallthrough", &self.fallthrough, &to.fallthrough),
+        ] {
+            if let (Some(from), Some(to)) = (from, to) {
+                if from != to {
+                    out.push(format!("{name}: {from} -> {to}"));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Why stored JSON is not a flag relayctl can safely rewrite.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAFlag(String);
+
+/// A flag as read from a store, parsed just enough to plan and rewrite it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFlag {
+    json: Map<String, Value>,
+    pub version: u64,
+    pub deleted: bool,
+}
+
+impl StoredFlag {
+    /// Parses and type-checks stored flag JSON (the checks the Python and Go SDKs make).
+    pub fn parse(raw: &str) -> Result<StoredFlag, NotAFlag> {
+        let value: Value = serde_json::from_str(raw)
+            .map_err(|e| NotAFlag(format!("stored value is not valid JSON: {e}")))?;
+        let Value::Object(json) = value else {
+            return Err(NotAFlag("stored value is not a JSON object".into()));
+        };
+        let version = match json.get("version") {
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| NotAFlag(format!("\"version\" is {v}, not a non-negative integer")))?,
+            None => return Err(NotAFlag("it has no \"version\"".into())),
+        };
+        let deleted = match json.get("deleted") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => return Err(NotAFlag(format!("\"deleted\" is {v}, not a boolean"))),
+        };
+        let flag = StoredFlag {
+            json,
+            version,
+            deleted,
+        };
+        if !deleted {
+            flag.check()?;
+        }
+        Ok(flag)
+    }
+
+    fn check(&self) -> Result<(), NotAFlag> {
+        match self.json.get("key") {
+            Some(Value::String(_)) => {}
+            Some(v) => return Err(NotAFlag(format!("\"key\" is {v}, not a string"))),
+            None => return Err(NotAFlag("it has no \"key\"".into())),
+        }
+        match self.json.get("on") {
+            None | Some(Value::Bool(_)) => {}
+            Some(v) => return Err(NotAFlag(format!("\"on\" is {v}, not a boolean"))),
+        }
+        match self.json.get("variations") {
+            None | Some(Value::Array(_)) => {}
+            Some(v) => return Err(NotAFlag(format!("\"variations\" is {v}, not an array"))),
+        }
+        self.off_variation()?;
+        self.fallthrough()?;
+        Ok(())
+    }
+
+    /// The variations the flag can serve, in index order.
+    pub fn variations(&self) -> &[Value] {
+        match self.json.get("variations") {
+            Some(Value::Array(v)) => v,
+            _ => &[],
+        }
+    }
+
+    /// Whether the flag is on (a missing `on` reads as off, as in every SDK).
+    pub fn on(&self) -> bool {
+        self.json.get("on").and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    fn variation_at(&self, what: &str, index: &Value) -> Result<Serve, NotAFlag> {
+        let i = index
+            .as_u64()
+            .ok_or_else(|| NotAFlag(format!("{what} is {index}, not a variation index")))?
+            as usize;
+        match self.variations().get(i) {
+            Some(value) => Ok(Serve::Variation(Variation {
+                index: i,
+                value: value.clone(),
+            })),
+            None => Err(NotAFlag(format!(
+                "{what} is {i} but the flag has only {} variations",
+                self.variations().len()
+            ))),
+        }
+    }
+
+    /// What the flag serves when off.
+    pub fn off_variation(&self) -> Result<Serve, NotAFlag> {
+        match self.json.get("offVariation") {
+            None | Some(Value::Null) => Ok(Serve::Unset),
+            Some(i) => self.variation_at("\"offVariation\"", i),
+        }
+    }
+
+    /// What the flag serves when on and no target or rule matches.
+    pub fn fallthrough(&self) -> Result<Serve, NotAFlag> {
+        match self.json.get("fallthrough") {
+            None | Some(Value::Null) => Ok(Serve::Unset),
+            Some(Value::Object(ft)) => match (ft.get("variation"), ft.get("rollout")) {
+                (Some(i), _) if !i.is_null() => self.variation_at("\"fallthrough.variation\"", i),
+                (_, Some(r)) if !r.is_null() => Ok(Serve::Rollout),
+                _ => Ok(Serve::Unset),
+            },
+            Some(v) => Err(NotAFlag(format!("\"fallthrough\" is {v}, not an object"))),
+        }
+    }
+
+    /// The current state of the properties that `like` manages.
+    pub fn targeting_like(&self, like: &Targeting) -> Targeting {
+        Targeting {
+            on: self.on(),
+            off_variation: like
+                .off_variation
+                .as_ref()
+                .map(|_| self.off_variation().unwrap_or(Serve::Unset)),
+            fallthrough: like
+                .fallthrough
+                .as_ref()
+                .map(|_| self.fallthrough().unwrap_or(Serve::Unset)),
+        }
+    }
+
+    /// Returns the flag JSON with `to` applied and `version` set to the current version + 1.
+    ///
+    /// Only `on`, `offVariation`, `fallthrough` (when declared) and `version` change; every other
+    /// property keeps its value and position.
+    pub fn rewrite(&self, to: &Targeting) -> String {
+        let mut json = self.json.clone();
+        json.insert("on".into(), Value::Bool(to.on));
+        if let Some(Serve::Variation(v)) = &to.off_variation {
+            json.insert("offVariation".into(), Value::from(v.index));
+        }
+        if let Some(Serve::Variation(v)) = &to.fallthrough {
+            let mut ft = Map::new();
+            ft.insert("variation".into(), Value::from(v.index));
+            json.insert("fallthrough".into(), Value::Object(ft));
+        }
+        json.insert("version".into(), Value::from(self.version + 1));
+        Value::Object(json).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn flag(v: Value) -> StoredFlag {
+        StoredFlag::parse(&v.to_string()).unwrap()
+    }
+
+    fn variation(index: usize, value: Value) -> Serve {
+        Serve::Variation(Variation { index, value })
+    }
+
+    #[test]
+    fn rewrite_keeps_every_other_property_in_order_and_bumps_version() {
+        let f = flag(json!({
+            "key": "checkout", "on": true, "prerequisites": [], "targets": [{"variation": 0, "values": ["a"]}],
+            "rules": [{"id": "r1", "clauses": [], "variation": 1, "trackEvents": false}],
+            "fallthrough": {"rollout": {"variations": [{"variation": 0, "weight": 100000}]}},
+            "offVariation": 1, "variations": [true, false], "salt": "s", "futureProperty": {"x": [1, 2]},
+            "version": 41, "deleted": false
+        }));
+        let out = f.rewrite(&Targeting {
+            on: false,
+            off_variation: Some(variation(0, json!(true))),
+            fallthrough: Some(variation(1, json!(false))),
+        });
+        assert_eq!(
+            out,
+            json!({
+                "key": "checkout", "on": false, "prerequisites": [], "targets": [{"variation": 0, "values": ["a"]}],
+                "rules": [{"id": "r1", "clauses": [], "variation": 1, "trackEvents": false}],
+                "fallthrough": {"variation": 1},
+                "offVariation": 0, "variations": [true, false], "salt": "s", "futureProperty": {"x": [1, 2]},
+                "version": 42, "deleted": false
+            })
+            .to_string()
+        );
+        let keys: Vec<_> = StoredFlag::parse(&out).unwrap().json.keys().cloned().collect();
+        assert_eq!(keys[..3], ["key", "on", "prerequisites"]);
+        assert!(out.contains("\"on\":false"), "on must be a JSON boolean: {out}");
+    }
+
+    #[test]
+    fn rewrite_of_on_only_leaves_variations_alone() {
+        let f = flag(
+            json!({"key": "k", "on": false, "offVariation": null, "fallthrough": {"variation": 0}, "variations": ["a", "b"], "version": 3}),
+        );
+        let out: Value = serde_json::from_str(&f.rewrite(&Targeting {
+            on: true,
+            off_variation: None,
+            fallthrough: None,
+        }))
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"key": "k", "on": true, "offVariation": null, "fallthrough": {"variation": 0}, "variations": ["a", "b"], "version": 4})
+        );
+    }
+
+    #[test]
+    fn reads_managed_properties() {
+        let f = flag(
+            json!({"key": "k", "on": true, "offVariation": 1, "fallthrough": {"rollout": {}}, "variations": ["a", "b"], "version": 3}),
+        );
+        assert!(f.on());
+        assert_eq!(f.off_variation().unwrap(), variation(1, json!("b")));
+        assert_eq!(f.fallthrough().unwrap(), Serve::Rollout);
+        let f = flag(json!({"key": "k", "version": 0}));
+        assert!(!f.on());
+        assert_eq!(f.off_variation().unwrap(), Serve::Unset);
+        assert_eq!(f.fallthrough().unwrap(), Serve::Unset);
+    }
+
+    #[test]
+    fn tombstones_parse_as_deleted() {
+        let f = flag(json!({"key": "$deleted", "version": 9, "deleted": true}));
+        assert!(f.deleted);
+        assert_eq!(f.version, 9);
+    }
+
+    #[test]
+    fn rejects_what_the_sdks_reject() {
+        for (raw, why) in [
+            ("not json", "not valid JSON"),
+            ("[1]", "not a JSON object"),
+            (r#"{"key":"k"}"#, "no \"version\""),
+            (r#"{"key":"k","version":-1}"#, "not a non-negative integer"),
+            (r#"{"version":1}"#, "no \"key\""),
+            (
+                r#"{"key":"k","version":1,"on":"off"}"#,
+                "\"on\" is \"off\", not a boolean",
+            ),
+            (r#"{"key":"k","version":1,"variations":{}}"#, "not an array"),
+            (
+                r#"{"key":"k","version":1,"variations":[1],"offVariation":3}"#,
+                "only 1 variations",
+            ),
+            (
+                r#"{"key":"k","version":1,"offVariation":"x"}"#,
+                "not a variation index",
+            ),
+            (r#"{"key":"k","version":1,"fallthrough":1}"#, "not an object"),
+            (r#"{"key":"k","version":1,"deleted":"yes"}"#, "not a boolean"),
+        ] {
+            let err = StoredFlag::parse(raw).unwrap_err().to_string();
+            assert!(err.contains(why), "{raw}: {err}");
+        }
+    }
+}

@@ -1,0 +1,657 @@
+//! The journal: a git repository whose history is the audit trail of every change relayctl made
+//! (SPEC §2 "The journal"). The only file that knows the commit, trailer and notes formats.
+//!
+//! One commit per changed flag. Its tree holds `<project>/<environment>/<flag>.toml` with the
+//! flag's override state after the change, so `git log -p` reads as a list of diffs; its message
+//! carries git trailers that scripts (and `relayctl sync`) read back. Sync status lives in git
+//! notes under [`NOTES_REF`], so marking a commit synced never rewrites history.
+//!
+//! Commits are built directly in the object database (no index round trip per commit) and the
+//! working tree is brought up to date once, when the journal is closed.
+
+use crate::desired::FlagId;
+use crate::flag::{Serve, Targeting};
+use crate::plan::TargetRef;
+use anyhow::{anyhow, bail, Context, Result};
+use git2::{Oid, Repository, Signature, Sort};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where sync status notes live.
+pub const NOTES_REF: &str = "refs/notes/relayctl-sync";
+
+/// What one journal commit records: a flag's new state and where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub id: FlagId,
+    pub to: Targeting,
+    pub previous_on: bool,
+    /// The store version before the change (the highest among the targets written).
+    pub base_version: u64,
+    pub reason: Option<String>,
+    /// The targets written, with the version each now holds.
+    pub written: Vec<(TargetRef, u64)>,
+    /// The targets that failed, with why.
+    pub failed: Vec<(TargetRef, String)>,
+}
+
+impl Entry {
+    /// The subject's summary: what changed, in words.
+    pub fn summary(&self, from: &Targeting) -> String {
+        let mut parts = Vec::new();
+        if from.on != self.to.on || (from.off_variation.is_none() && from.fallthrough.is_none()) {
+            parts.push(if self.to.on {
+                "turn on".to_owned()
+            } else {
+                "turn off".to_owned()
+            });
+        }
+        if let (Some(Serve::Variation(v)), true) = (
+            &self.to.off_variation,
+            from.off_variation != self.to.off_variation,
+        ) {
+            parts.push(format!("serve {} when off", v.value));
+        }
+        if let (Some(Serve::Variation(v)), true) =
+            (&self.to.fallthrough, from.fallthrough != self.to.fallthrough)
+        {
+            parts.push(format!("fall through to {}", v.value));
+        }
+        parts.join(", ")
+    }
+}
+
+/// A journal commit read back, with its sync status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub oid: Oid,
+    pub short: String,
+    /// Commit time, seconds since the epoch.
+    pub time: i64,
+    /// `Name <email>`.
+    pub author: String,
+    pub subject: String,
+    pub reason: Option<String>,
+    pub id: FlagId,
+    pub on: bool,
+    pub previous_on: Option<bool>,
+    pub base_version: u64,
+    pub off_variation: Option<usize>,
+    pub fallthrough: Option<usize>,
+    /// The `Store:` trailers: targets written with their resulting versions.
+    pub stores: Vec<String>,
+    /// The sync note, if any.
+    pub note: Option<String>,
+}
+
+impl Recorded {
+    /// Whether sync has finished with this commit (`synced ...` note).
+    pub fn is_synced(&self) -> bool {
+        self.note.as_deref().is_some_and(|n| n.starts_with("synced"))
+    }
+
+    /// The sync status as shown by `relayctl log`.
+    pub fn status(&self) -> &str {
+        self.note
+            .as_deref()
+            .map_or("pending", |n| n.lines().next().unwrap_or("pending"))
+    }
+}
+
+/// An open journal repository, holding its lock while it exists.
+pub struct Journal {
+    repo: Repository,
+    path: PathBuf,
+    _lock: Option<File>,
+    dirty: bool,
+}
+
+const README: &str = "\
+# relayctl journal
+
+Every commit in this repository is one flag change that `relayctl apply` wrote to the stores the
+LaunchDarkly SDKs and Relay Proxy read. `<project>/<environment>/<flag>.toml` holds each flag's
+override state after its latest change; the commit trailers say which stores were written and at
+which versions. `relayctl log` lists the commits with their sync status (git notes under
+refs/notes/relayctl-sync); `relayctl sync` replays pending ones onto LaunchDarkly.
+
+Do not commit here by hand: relayctl holds a lock while it writes.
+";
+
+impl Journal {
+    /// Opens the journal at `path`, creating it with an initial commit if absent, and takes its
+    /// lock, waiting up to `wait` for another relayctl process to release it.
+    pub fn open_locked(path: &Path, wait: Duration) -> Result<Journal> {
+        let repo = open_or_init(path)?;
+        let lock = lock(&repo, path, wait)?;
+        let mut journal = Journal {
+            repo,
+            path: path.to_path_buf(),
+            _lock: Some(lock),
+            dirty: false,
+        };
+        if journal.repo.head().is_err() {
+            journal.initial_commit()?;
+        }
+        Ok(journal)
+    }
+
+    /// Opens an existing journal for reading only; `None` if there is none yet.
+    pub fn open_existing(path: &Path) -> Result<Option<Journal>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let repo = Repository::open(path).with_context(|| {
+            format!(
+                "{} exists but is not a git repository; point journal.path at the journal",
+                path.display()
+            )
+        })?;
+        Ok(Some(Journal {
+            repo,
+            path: path.to_path_buf(),
+            _lock: None,
+            dirty: false,
+        }))
+    }
+
+    /// The repository's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn signature(&self) -> Result<Signature<'static>> {
+        let (name, email) = author(&self.repo)?;
+        Signature::now(&name, &email).with_context(|| format!("invalid author {name} <{email}>"))
+    }
+
+    fn initial_commit(&mut self) -> Result<()> {
+        let sig = self.signature()?;
+        let blob = self.repo.blob(README.as_bytes())?;
+        let mut tb = self.repo.treebuilder(None)?;
+        tb.insert("README.md", blob, 0o100644)?;
+        let tree = self.repo.find_tree(tb.write()?)?;
+        self.repo
+            .commit(Some("HEAD"), &sig, &sig, "Start the relayctl journal", &tree, &[])
+            .context("creating the journal's initial commit")?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Commits one flag change. Call only after the store writes it records have happened.
+    pub fn record(&mut self, entry: &Entry, from: &Targeting) -> Result<Oid> {
+        let sig = self.signature()?;
+        let head = self.repo.head()?.peel_to_commit()?;
+        let blob = self.repo.blob(state_file(entry).as_bytes())?;
+        let file = format!("{}.toml", entry.id.flag);
+        let tree = upsert(
+            &self.repo,
+            Some(&head.tree()?),
+            &[&entry.id.project, &entry.id.environment, &file],
+            blob,
+        )?;
+        let tree = self.repo.find_tree(tree)?;
+        let message = message(entry, from);
+        let oid = self
+            .repo
+            .commit(Some("HEAD"), &sig, &sig, &message, &tree, &[&head])
+            .with_context(|| format!("committing {} to the journal {}", entry.id, self.path.display()))?;
+        self.dirty = true;
+        Ok(oid)
+    }
+
+    /// Every flag commit, newest first, with its sync note.
+    pub fn entries(&self) -> Result<Vec<Recorded>> {
+        let mut walk = self.repo.revwalk()?;
+        if walk.push_head().is_err() {
+            return Ok(Vec::new());
+        }
+        walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)?;
+        let mut out = Vec::new();
+        for oid in walk {
+            let commit = self.repo.find_commit(oid?)?;
+            if let Some(r) = parse_commit(&self.repo, &commit)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sync note on `oid`, if any.
+    pub fn note(&self, oid: Oid) -> Option<String> {
+        note(&self.repo, oid)
+    }
+
+    /// Sets (replacing) the sync note on `oid`.
+    pub fn set_note(&mut self, oid: Oid, text: &str) -> Result<()> {
+        let sig = self.signature()?;
+        self.repo
+            .note(&sig, &sig, Some(NOTES_REF), oid, text, true)
+            .with_context(|| format!("writing the sync note on journal commit {oid}"))?;
+        Ok(())
+    }
+
+    /// Brings the working tree up to date with HEAD, so `ls` and `cat` in the journal show
+    /// what `git log` does.
+    pub fn close(mut self) -> Result<()> {
+        self.checkout()
+    }
+
+    fn checkout(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.dirty) {
+            self.repo
+                .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+                .with_context(|| format!("updating the journal's working tree in {}", self.path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = self.checkout();
+    }
+}
+
+fn open_or_init(path: &Path) -> Result<Repository> {
+    match Repository::open(path) {
+        Ok(repo) => Ok(repo),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+            if path.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+                bail!(
+                    "the journal path {} is a non-empty directory that is not a git repository; \
+                     point journal.path at an empty or new directory",
+                    path.display()
+                );
+            }
+            std::fs::create_dir_all(path)
+                .with_context(|| format!("creating the journal directory {}", path.display()))?;
+            Repository::init(path)
+                .with_context(|| format!("creating the journal repository {}", path.display()))
+        }
+        Err(e) => Err(anyhow!(e).context(format!("opening the journal {}", path.display()))),
+    }
+}
+
+/// Takes the journal lock (an OS file lock, released automatically if the process dies).
+fn lock(repo: &Repository, path: &Path, wait: Duration) -> Result<File> {
+    let lock_path = repo.path().join("relayctl.lock");
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .with_context(|| format!("opening the journal lock {}", lock_path.display()))?;
+    let start = Instant::now();
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = File::open(&lock_path).and_then(|mut f| f.read_to_string(&mut holder));
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    "another relayctl".to_owned()
+                } else {
+                    format!("another relayctl ({holder})")
+                };
+                if start.elapsed() >= wait {
+                    bail!(
+                        "{who} is still writing to the journal {} after {}s; let it finish and run this again \
+                         (the lock {} is released as soon as that process exits)",
+                        path.display(),
+                        wait.as_secs(),
+                        lock_path.display()
+                    );
+                }
+                if !told {
+                    eprintln!(
+                        "Waiting for {who} to release the journal lock {}...",
+                        lock_path.display()
+                    );
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(anyhow!(e).context(format!("locking the journal {}", lock_path.display())))
+            }
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "pid {}", std::process::id())?;
+    Ok(file)
+}
+
+/// The author: git config of the operator's environment, else `RELAYCTL_AUTHOR`, else the login.
+fn author(repo: &Repository) -> Result<(String, String)> {
+    if let Ok(config) = repo.config() {
+        if let (Ok(name), Ok(email)) = (config.get_string("user.name"), config.get_string("user.email")) {
+            if !name.trim().is_empty() {
+                return Ok((name, email));
+            }
+        }
+    }
+    if let Ok(raw) = std::env::var("RELAYCTL_AUTHOR") {
+        let (name, email) = raw
+            .trim()
+            .strip_suffix('>')
+            .and_then(|s| s.split_once('<'))
+            .map(|(n, e)| (n.trim().to_owned(), e.trim().to_owned()))
+            .filter(|(n, _)| !n.is_empty())
+            .ok_or_else(|| anyhow!("RELAYCTL_AUTHOR must look like \"Name <email>\", not {raw:?}"))?;
+        return Ok((name, email));
+    }
+    let login = ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "relayctl".to_owned());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    Ok((login.clone(), format!("{login}@{host}")))
+}
+
+/// Returns the tree `root` with `blob` at `path`, creating the intermediate trees.
+fn upsert(repo: &Repository, root: Option<&git2::Tree>, path: &[&str], blob: Oid) -> Result<Oid> {
+    let mut tb = repo.treebuilder(root)?;
+    match path {
+        [file] => {
+            tb.insert(file, blob, 0o100644)?;
+        }
+        [dir, rest @ ..] => {
+            let sub = match root.and_then(|t| t.get_name(dir)) {
+                Some(entry) => Some(repo.find_tree(entry.id())?),
+                None => None,
+            };
+            let sub = upsert(repo, sub.as_ref(), rest, blob)?;
+            tb.insert(dir, sub, 0o040000)?;
+        }
+        [] => bail!("empty path"),
+    }
+    Ok(tb.write()?)
+}
+
+fn show_value(v: &Serve) -> String {
+    match v {
+        Serve::Variation(v) => format!("{} # {}", v.index, v.value),
+        other => format!("\"{other}\""),
+    }
+}
+
+/// `<project>/<environment>/<flag>.toml`: the override state after the change.
+fn state_file(entry: &Entry) -> String {
+    let mut out = format!(
+        "# {}: override state written by relayctl\non = {}\n",
+        entry.id, entry.to.on
+    );
+    if let Some(v) = &entry.to.off_variation {
+        out += &format!("off_variation = {}\n", show_value(v));
+    }
+    if let Some(v) = &entry.to.fallthrough {
+        out += &format!("fallthrough = {}\n", show_value(v));
+    }
+    if let Some(r) = &entry.reason {
+        out += &format!("reason = {}\n", toml::Value::String(r.clone()));
+    }
+    out
+}
+
+/// A single-line trailer value.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn index_of(v: &Option<Serve>) -> Option<usize> {
+    match v {
+        Some(Serve::Variation(v)) => Some(v.index),
+        _ => None,
+    }
+}
+
+fn message(entry: &Entry, from: &Targeting) -> String {
+    let mut m = format!("{}: {}\n\n", entry.id, entry.summary(from));
+    if let Some(reason) = &entry.reason {
+        m += reason.trim();
+        m += "\n\n";
+    }
+    if !entry.failed.is_empty() {
+        m += "Not written (apply failed there; run `relayctl plan` to see what is left):\n";
+        for (t, why) in &entry.failed {
+            m += &format!("- {t}: {}\n", one_line(why));
+        }
+        m += "\n";
+    }
+    let id = &entry.id;
+    m += &format!(
+        "Project: {}\nEnvironment: {}\nFlag: {}\n",
+        id.project, id.environment, id.flag
+    );
+    m += &format!(
+        "On: {}\nPrevious-On: {}\nBase-Version: {}\n",
+        entry.to.on, from.on, entry.base_version
+    );
+    if let Some(i) = index_of(&entry.to.off_variation) {
+        m += &format!("Off-Variation: {i}\n");
+    }
+    if let Some(i) = index_of(&entry.to.fallthrough) {
+        m += &format!("Fallthrough: {i}\n");
+    }
+    for (t, version) in &entry.written {
+        m += &format!("Store: {} v{version}\n", one_line(&t.to_string()));
+    }
+    for (t, _) in &entry.failed {
+        m += &format!("Store-Failed: {}\n", one_line(&t.to_string()));
+    }
+    m
+}
+
+fn note(repo: &Repository, oid: Oid) -> Option<String> {
+    repo.find_note(Some(NOTES_REF), oid)
+        .ok()
+        .and_then(|n| n.message().map(|m| m.trim().to_owned()))
+}
+
+fn parse_commit(repo: &Repository, commit: &git2::Commit) -> Result<Option<Recorded>> {
+    let message = commit.message().unwrap_or("");
+    let trailers = git2::message_trailers_strs(message)?;
+    let get = |key: &str| {
+        trailers
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_owned())
+    };
+    let (Some(project), Some(environment), Some(flag)) = (get("Project"), get("Environment"), get("Flag"))
+    else {
+        return Ok(None);
+    };
+    let short = commit.as_object().short_id()?.as_str().unwrap_or("").to_owned();
+    let bad = |what: &str| anyhow!("journal commit {short} has an invalid {what} trailer");
+    let parse_bool = |v: String| v.parse::<bool>().map_err(|_| bad("boolean"));
+    let on = parse_bool(get("On").ok_or_else(|| bad("On"))?)?;
+    let previous_on = get("Previous-On").map(parse_bool).transpose()?;
+    let base_version = get("Base-Version")
+        .ok_or_else(|| bad("Base-Version"))?
+        .parse()
+        .map_err(|_| bad("Base-Version"))?;
+    let index = |k: &str| get(k).map(|v| v.parse::<usize>().map_err(|_| bad(k))).transpose();
+    let body = message.split_once("\n\n").map(|(_, b)| b).unwrap_or("");
+    let reason = body
+        .split("\n\n")
+        .next()
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with("Project:") && !p.starts_with("Not written"))
+        .map(str::to_owned);
+    let author = commit.author();
+    Ok(Some(Recorded {
+        oid: commit.id(),
+        short: short.clone(),
+        time: commit.time().seconds(),
+        author: format!(
+            "{} <{}>",
+            author.name().unwrap_or(""),
+            author.email().unwrap_or("")
+        ),
+        subject: commit.summary().unwrap_or("").to_owned(),
+        reason,
+        id: FlagId {
+            project,
+            environment,
+            flag,
+        },
+        on,
+        previous_on,
+        base_version,
+        off_variation: index("Off-Variation")?,
+        fallthrough: index("Fallthrough")?,
+        stores: trailers
+            .iter()
+            .filter(|(k, _)| *k == "Store")
+            .map(|(_, v)| v.to_owned())
+            .collect(),
+        note: note(repo, commit.id()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flag::Variation;
+
+    fn entry() -> Entry {
+        Entry {
+            id: FlagId {
+                project: "default".into(),
+                environment: "production".into(),
+                flag: "new-checkout".into(),
+            },
+            to: Targeting {
+                on: false,
+                off_variation: Some(Serve::Variation(Variation {
+                    index: 1,
+                    value: "control".into(),
+                })),
+                fallthrough: None,
+            },
+            previous_on: true,
+            base_version: 41,
+            reason: Some("INC-4711: checkout returns 500".into()),
+            written: vec![(
+                TargetRef {
+                    store: "relay-redis".into(),
+                    target: "redis://10.0.0.5:6379".into(),
+                },
+                42,
+            )],
+            failed: vec![(
+                TargetRef {
+                    store: "relay-redis".into(),
+                    target: "redis://10.0.0.6:6379".into(),
+                },
+                "connection\nrefused".into(),
+            )],
+        }
+    }
+
+    fn from() -> Targeting {
+        Targeting {
+            on: true,
+            off_variation: Some(Serve::Unset),
+            fallthrough: None,
+        }
+    }
+
+    #[test]
+    fn message_has_subject_reason_and_trailers() {
+        insta::assert_snapshot!(message(&entry(), &from()));
+    }
+
+    #[test]
+    fn commits_read_back_with_their_trailers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var("RELAYCTL_AUTHOR", "Test Operator <op@example.com>");
+        let mut j = Journal::open_locked(&dir.path().join("journal"), Duration::from_secs(1)).unwrap();
+        let oid = j.record(&entry(), &from()).unwrap();
+        let all = j.entries().unwrap();
+        assert_eq!(all.len(), 1);
+        let r = &all[0];
+        assert_eq!(r.oid, oid);
+        assert_eq!(r.id.flag, "new-checkout");
+        assert!(!r.on);
+        assert_eq!(r.previous_on, Some(true));
+        assert_eq!(r.base_version, 41);
+        assert_eq!(r.off_variation, Some(1));
+        assert_eq!(r.fallthrough, None);
+        assert_eq!(r.reason.as_deref(), Some("INC-4711: checkout returns 500"));
+        assert_eq!(r.stores, ["relay-redis redis://10.0.0.5:6379 v42"]);
+        assert_eq!(r.status(), "pending");
+        j.set_note(oid, "synced 2026-11-22T03:04:05Z ld-version=43")
+            .unwrap();
+        assert!(j.entries().unwrap()[0].is_synced());
+        j.close().unwrap();
+        let state =
+            std::fs::read_to_string(dir.path().join("journal/default/production/new-checkout.toml")).unwrap();
+        assert!(
+            state.contains("on = false\noff_variation = 1 # \"control\"\n"),
+            "{state}"
+        );
+    }
+
+    #[test]
+    fn a_second_locker_waits_then_fails_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var("RELAYCTL_AUTHOR", "Test Operator <op@example.com>");
+        let path = dir.path().join("journal");
+        let _first = Journal::open_locked(&path, Duration::from_secs(1)).unwrap();
+        let err = Journal::open_locked(&path, Duration::from_millis(200))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "another relayctl (pid {}) is still writing",
+                std::process::id()
+            )),
+            "{err}"
+        );
+    }
+}
+
+/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn formats_utc() {
+        assert_eq!(super::format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_utc(1_795_316_645), "2026-11-22T03:04:05Z");
+        assert_eq!(super::format_utc(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,468 @@
+//! The planner: a pure function from desired state and observed store contents to a [`Plan`].
+//!
+//! No I/O, no clock: the same inputs give the same plan, in `BTreeMap` order, so it is tested with
+//! tables and snapshotted. A plan is a value: `plan --out` saves it as JSON and `apply` executes
+//! exactly that value, checking per target that the store still holds the version planned against.
+
+use crate::desired::{FlagId, Override, VariationRef};
+use crate::flag::{NotAFlag, Serve, StoredFlag, Targeting, Variation};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// The version of the plan JSON (`plan --json`, `plan --out`).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One store target: a store name and the redacted URL, table or path it reaches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TargetRef {
+    pub store: String,
+    pub target: String,
+}
+
+impl std::fmt::Display for TargetRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.store, self.target)
+    }
+}
+
+/// What a store target holds for one flag.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Found(StoredFlag),
+    /// Not in the store; `place` says where it was looked for (hash and field, file).
+    Missing {
+        place: String,
+    },
+    Invalid(NotAFlag),
+}
+
+/// What every store target holds for every declared flag.
+pub type Observed = BTreeMap<FlagId, Vec<(TargetRef, Lookup)>>;
+
+/// One flag on one target that must change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    #[serde(flatten)]
+    pub id: FlagId,
+    #[serde(flatten)]
+    pub target: TargetRef,
+    /// The flag version observed in the store; apply refuses if it moved.
+    pub version: u64,
+    pub from: Targeting,
+    pub to: Targeting,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A declared flag that cannot be planned on a target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub id: FlagId,
+    pub target: TargetRef,
+    pub message: String,
+}
+
+/// The changes that make the stores match the overrides file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub changes: Vec<Change>,
+    /// Flag/target pairs that already match.
+    pub unchanged: usize,
+    /// Flags that cannot be planned: with any, nothing may be applied.
+    #[serde(skip)]
+    pub problems: Vec<Problem>,
+    /// Things the operator should know before applying.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// The changes grouped per flag, in flag order: one journal commit each.
+    pub fn by_flag(&self) -> BTreeMap<&FlagId, Vec<&Change>> {
+        let mut out: BTreeMap<&FlagId, Vec<&Change>> = BTreeMap::new();
+        for c in &self.changes {
+            out.entry(&c.id).or_default().push(c);
+        }
+        out
+    }
+}
+
+/// Plans `desired` against `observed`.
+pub fn plan(desired: &[Override], observed: &Observed) -> Plan {
+    let mut plan = Plan {
+        format_version: FORMAT_VERSION,
+        changes: Vec::new(),
+        unchanged: 0,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for o in desired {
+        for (target, lookup) in observed.get(&o.id).into_iter().flatten() {
+            let problem = |message: String| Problem {
+                id: o.id.clone(),
+                target: target.clone(),
+                message,
+            };
+            let flag = match lookup {
+                Lookup::Found(f) if f.deleted => {
+                    plan.problems.push(problem(format!(
+                        "the flag is deleted in the store (a tombstone at version {}); relayctl does not \
+                         resurrect deleted flags: remove it from the overrides file",
+                        f.version
+                    )));
+                    continue;
+                }
+                Lookup::Found(f) => f,
+                Lookup::Missing { place } => {
+                    plan.problems.push(problem(format!(
+                        "the flag is not in the store ({place}); check the flag key and the store's prefix"
+                    )));
+                    continue;
+                }
+                Lookup::Invalid(e) => {
+                    plan.problems.push(problem(format!(
+                        "the stored value is not a flag relayctl can rewrite safely: {e}"
+                    )));
+                    continue;
+                }
+            };
+            let resolve = |slot: &str, r: &Option<VariationRef>| -> Result<Option<Serve>, String> {
+                r.as_ref()
+                    .map(|r| resolve(r, flag.variations()).map(Serve::Variation))
+                    .transpose()
+                    .map_err(|e| format!("{slot} {r}: {e}", r = r.as_ref().unwrap()))
+            };
+            let to = match (
+                resolve("off_variation", &o.off_variation),
+                resolve("fallthrough", &o.fallthrough),
+            ) {
+                (Ok(off_variation), Ok(fallthrough)) => Targeting {
+                    on: o.on,
+                    off_variation,
+                    fallthrough,
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    plan.problems.push(problem(e));
+                    continue;
+                }
+            };
+            let from = flag.targeting_like(&to);
+            if from == to {
+                plan.unchanged += 1;
+                continue;
+            }
+            let serves_off = to.off_variation.clone().or(flag.off_variation().ok());
+            if !to.on && matches!(serves_off, None | Some(Serve::Unset)) {
+                plan.warnings.push(format!(
+                    "{} has no off variation in {target}: once off, SDKs serve the application's \
+                     fallback value, not a flag variation. Set off_variation to choose one.",
+                    o.id
+                ));
+            }
+            plan.changes.push(Change {
+                id: o.id.clone(),
+                target: target.clone(),
+                version: flag.version,
+                from,
+                to,
+                reason: o.reason.clone(),
+            });
+        }
+    }
+    plan
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+fn list_variations(variations: &[Value]) -> String {
+    if variations.is_empty() {
+        return "the flag has no variations".into();
+    }
+    let list: Vec<String> = variations
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{i}: {v}"))
+        .collect();
+    format!("the flag's variations are {}", list.join(", "))
+}
+
+/// Finds the variation `r` names among `variations`.
+fn resolve(r: &VariationRef, variations: &[Value]) -> Result<Variation, String> {
+    match r {
+        VariationRef::Index(i) => variations
+            .get(*i)
+            .map(|v| Variation {
+                index: *i,
+                value: v.clone(),
+            })
+            .ok_or_else(|| format!("index {i} is out of range; {}", list_variations(variations))),
+        VariationRef::Value(want) => {
+            let hits: Vec<usize> = (0..variations.len())
+                .filter(|&i| same_value(&variations[i], want))
+                .collect();
+            match hits[..] {
+                [i] => Ok(Variation {
+                    index: i,
+                    value: variations[i].clone(),
+                }),
+                [] => Err(format!("matches no variation; {}", list_variations(variations))),
+                _ => Err(format!(
+                    "matches several variations ({}); name one with {{ index = N }}",
+                    hits.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+                )),
+            }
+        }
+    }
+}
+
+/// Renders the plan for people: one line per flag and target, then the summary.
+/// `paint` wraps text in a style when colour is on.
+pub fn render(plan: &Plan, paint: &dyn Fn(Style, &str) -> String) -> String {
+    let mut out = String::new();
+    let rows: Vec<(String, String, String)> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                c.id.to_string(),
+                c.from.differences(&c.to).join(", "),
+                format!("{} ({})", c.target, version(c.version)),
+            )
+        })
+        .collect();
+    let w_id = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w_diff = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    for (id, diff, target) in &rows {
+        let _ = writeln!(
+            out,
+            "  {} {id:<w_id$}   {diff:<w_diff$}   {target}",
+            paint(Style::Change, "~")
+        );
+    }
+    let _ = write!(
+        out,
+        "Plan: {} to change, {} unchanged",
+        plan.changes.len(),
+        plan.unchanged
+    );
+    if !plan.problems.is_empty() {
+        let _ = write!(
+            out,
+            ", {} {}",
+            plan.problems.len(),
+            paint(Style::Error, "cannot be planned")
+        );
+    }
+    out.push_str(".\n");
+    out
+}
+
+/// Renders the problems and warnings, the plan's diagnostics (for stderr).
+pub fn render_diagnostics(plan: &Plan, paint: &dyn Fn(Style, &str) -> String) -> String {
+    let mut out = String::new();
+    for p in &plan.problems {
+        let _ = writeln!(
+            out,
+            "{} {} in {}: {}",
+            paint(Style::Error, "error:"),
+            p.id,
+            p.target,
+            p.message
+        );
+    }
+    for w in &plan.warnings {
+        let _ = writeln!(out, "{} {w}", paint(Style::Warning, "warning:"));
+    }
+    out
+}
+
+fn version(v: u64) -> String {
+    format!("v{v}")
+}
+
+/// What a piece of human output is, for colouring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Change,
+    Error,
+    Warning,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id(flag: &str) -> FlagId {
+        FlagId {
+            project: "default".into(),
+            environment: "production".into(),
+            flag: flag.into(),
+        }
+    }
+
+    fn target() -> TargetRef {
+        TargetRef {
+            store: "relay-redis".into(),
+            target: "redis://10.0.0.5:6379".into(),
+        }
+    }
+
+    fn found(v: Value) -> Lookup {
+        Lookup::Found(StoredFlag::parse(&v.to_string()).unwrap())
+    }
+
+    fn ov(flag: &str, on: bool, off: Option<VariationRef>, ft: Option<VariationRef>) -> Override {
+        Override {
+            id: id(flag),
+            on,
+            off_variation: off,
+            fallthrough: ft,
+            reason: None,
+        }
+    }
+
+    fn run(o: Override, lookup: Lookup) -> Plan {
+        let observed = Observed::from([(o.id.clone(), vec![(target(), lookup)])]);
+        plan(&[o], &observed)
+    }
+
+    fn var(i: usize, v: Value) -> Option<Serve> {
+        Some(Serve::Variation(Variation { index: i, value: v }))
+    }
+
+    const AB: fn(bool) -> Value = |on| json!({"key": "f", "on": on, "offVariation": 1, "fallthrough": {"variation": 0}, "variations": ["a", "b", 3], "version": 7});
+
+    #[test]
+    fn table() {
+        struct Case {
+            name: &'static str,
+            o: Override,
+            lookup: Lookup,
+            changes: Vec<(Targeting, Targeting)>,
+            unchanged: usize,
+            problem: Option<&'static str>,
+        }
+        let t = |on, off, ft| Targeting {
+            on,
+            off_variation: off,
+            fallthrough: ft,
+        };
+        let cases = vec![
+            Case { name: "turn off", o: ov("f", false, None, None), lookup: found(AB(true)), changes: vec![(t(true, None, None), t(false, None, None))], unchanged: 0, problem: None },
+            Case { name: "already off", o: ov("f", false, None, None), lookup: found(AB(false)), changes: vec![], unchanged: 1, problem: None },
+            Case {
+                name: "off variation by value",
+                o: ov("f", true, Some(VariationRef::Value(json!("a"))), None),
+                lookup: found(AB(true)),
+                changes: vec![(t(true, var(1, json!("b")), None), t(true, var(0, json!("a")), None))],
+                unchanged: 0, problem: None,
+            },
+            Case {
+                name: "number matches integer-valued float",
+                o: ov("f", true, None, Some(VariationRef::Value(json!(3.0)))),
+                lookup: found(AB(true)),
+                changes: vec![(t(true, None, var(0, json!("a"))), t(true, None, var(2, json!(3))))],
+                unchanged: 0, problem: None,
+            },
+            Case {
+                name: "fallthrough by index, rollout before",
+                o: ov("f", true, None, Some(VariationRef::Index(1))),
+                lookup: found(json!({"key": "f", "on": true, "fallthrough": {"rollout": {"variations": []}}, "variations": ["a", "b"], "version": 2})),
+                changes: vec![(t(true, None, Some(Serve::Rollout)), t(true, None, var(1, json!("b"))))],
+                unchanged: 0, problem: None,
+            },
+            Case { name: "same off variation is a no-op", o: ov("f", true, Some(VariationRef::Index(1)), None), lookup: found(AB(true)), changes: vec![], unchanged: 1, problem: None },
+            Case { name: "missing", o: ov("f", true, None, None), lookup: Lookup::Missing { place: "hash launchdarkly:features".into() }, changes: vec![], unchanged: 0, problem: Some("not in the store (hash launchdarkly:features)") },
+            Case { name: "tombstone", o: ov("f", true, None, None), lookup: found(json!({"key": "$deleted", "version": 9, "deleted": true})), changes: vec![], unchanged: 0, problem: Some("deleted in the store (a tombstone at version 9)") },
+            Case { name: "not a flag", o: ov("f", true, None, None), lookup: Lookup::Invalid(StoredFlag::parse("{}").unwrap_err()), changes: vec![], unchanged: 0, problem: Some("not a flag relayctl can rewrite safely: it has no \"version\"") },
+            Case { name: "value matches none", o: ov("f", false, Some(VariationRef::Value(json!("c"))), None), lookup: found(AB(true)), changes: vec![], unchanged: 0, problem: Some("off_variation \"c\": matches no variation; the flag's variations are 0: \"a\", 1: \"b\", 2: 3") },
+            Case { name: "index out of range", o: ov("f", true, None, Some(VariationRef::Index(5))), lookup: found(AB(true)), changes: vec![], unchanged: 0, problem: Some("fallthrough { index = 5 }: index 5 is out of range") },
+            Case {
+                name: "value matches several",
+                o: ov("f", false, Some(VariationRef::Value(json!(true))), None),
+                lookup: found(json!({"key": "f", "variations": [true, true], "version": 1})),
+                changes: vec![], unchanged: 0, problem: Some("matches several variations (0, 1); name one with { index = N }"),
+            },
+        ];
+        for c in cases {
+            let p = run(c.o, c.lookup);
+            let got: Vec<_> = p.changes.iter().map(|c| (c.from.clone(), c.to.clone())).collect();
+            assert_eq!(got, c.changes, "{}", c.name);
+            assert_eq!(p.unchanged, c.unchanged, "{}", c.name);
+            match c.problem {
+                Some(want) => {
+                    assert_eq!(p.problems.len(), 1, "{}", c.name);
+                    assert!(
+                        p.problems[0].message.contains(want),
+                        "{}: {}",
+                        c.name,
+                        p.problems[0].message
+                    );
+                }
+                None => assert!(p.problems.is_empty(), "{}: {:?}", c.name, p.problems),
+            }
+        }
+    }
+
+    #[test]
+    fn change_records_observed_version_and_reason() {
+        let mut o = ov("f", false, None, None);
+        o.reason = Some("INC-1".into());
+        let p = run(o, found(AB(true)));
+        assert_eq!(p.changes[0].version, 7);
+        assert_eq!(p.changes[0].reason.as_deref(), Some("INC-1"));
+    }
+
+    #[test]
+    fn warns_when_off_would_serve_the_fallback_value() {
+        let p = run(
+            ov("f", false, None, None),
+            found(json!({"key": "f", "on": true, "variations": [true, false], "version": 1})),
+        );
+        assert_eq!(p.changes.len(), 1);
+        assert!(p.warnings[0].contains("has no off variation"), "{:?}", p.warnings);
+        let p = run(ov("f", false, None, None), found(AB(true)));
+        assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn json_shape_is_the_spec() {
+        let p = run(
+            ov("f", false, Some(VariationRef::Index(0)), None),
+            found(AB(true)),
+        );
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            json!({"format_version": 1, "unchanged": 0, "changes": [{
+                "project": "default", "environment": "production", "flag": "f",
+                "store": "relay-redis", "target": "redis://10.0.0.5:6379", "version": 7,
+                "from": {"on": true, "off_variation": {"variation": {"index": 1, "value": "b"}}},
+                "to": {"on": false, "off_variation": {"variation": {"index": 0, "value": "a"}}}
+            }]})
+        );
+        let back: Plan = serde_json::from_value(v).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn renders_one_line_per_flag_and_target() {
+        let o1 = ov("new-checkout", false, None, None);
+        let o2 = ov("pricing-page", false, Some(VariationRef::Value(json!("a"))), None);
+        let observed = Observed::from([
+            (o1.id.clone(), vec![(target(), found(AB(true)))]),
+            (o2.id.clone(), vec![(target(), found(AB(false)))]),
+        ]);
+        let text = render(&plan(&[o1, o2], &observed), &|_, s| s.to_owned());
+        insta::assert_snapshot!(text);
+    }
+}

@@ -1,0 +1,116 @@
+//! The LaunchDarkly SDK file data source format (`{"flags": {...}, "segments": {...}}`): the
+//! embedded default store, needing no server. The only file that knows that format.
+//!
+//! Each project/environment has its own file (the path template). A write replaces the file
+//! atomically: the new content goes to a temporary file in the same directory, which is then
+//! renamed over the old one, so a reader (or a crash) never sees half a file.
+
+use super::{Groups, Rewrite, WriteError};
+use crate::desired::{FlagId, Template};
+use anyhow::{anyhow, Context, Result};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tokio::sync::Mutex;
+
+pub(super) struct FileTarget {
+    path: Template,
+    base_dir: PathBuf,
+    /// Serialises this process's writes; other relayctl processes are kept out by the journal lock.
+    lock: Mutex<()>,
+}
+
+impl FileTarget {
+    pub(super) fn new(path: Template, base_dir: PathBuf) -> Self {
+        FileTarget {
+            path,
+            base_dir,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn path(&self, project: &str, environment: &str) -> PathBuf {
+        self.base_dir.join(self.path.render(project, environment))
+    }
+
+    pub(super) fn describe(&self, project: &str, environment: &str) -> String {
+        self.path(project, environment).display().to_string()
+    }
+
+    pub(super) async fn read<'a>(
+        &self,
+        groups: &Groups<'a>,
+    ) -> Result<BTreeMap<(&'a str, &'a str, &'a str), Result<String, String>>> {
+        let mut out = BTreeMap::new();
+        for ((p, e), flags) in groups {
+            let path = self.path(p, e);
+            let doc = load(&path)?;
+            let stored = flags_of(&doc, &path)?;
+            for flag in flags {
+                let value = stored
+                    .get(*flag)
+                    .map(Value::to_string)
+                    .ok_or_else(|| format!("no flag {flag:?} under \"flags\" in {}", path.display()));
+                out.insert((*p, *e, *flag), value);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn compare_and_swap(&self, id: &FlagId, rewrite: Rewrite<'_>) -> Result<(), WriteError> {
+        let _guard = self.lock.lock().await;
+        let path = self.path(&id.project, &id.environment);
+        let mut doc = load(&path)?;
+        let current = flags_of(&doc, &path)?.get(&id.flag).map(Value::to_string);
+        let json = rewrite(current.as_deref())?;
+        let new: Value = serde_json::from_str(&json).context("rewritten flag is not JSON")?;
+        doc.get_mut("flags")
+            .and_then(Value::as_object_mut)
+            .expect("checked by flags_of")
+            .insert(id.flag.clone(), new);
+        replace(&path, &doc).with_context(|| format!("writing {id} to {}", path.display()))?;
+        Ok(())
+    }
+}
+
+fn load(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow!(
+            "cannot read flag file {}: {e}; check the store's `path` in the overrides file (it is relative to that file)",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("flag file {} is not valid JSON", path.display()))
+}
+
+fn flags_of<'v>(doc: &'v Value, path: &Path) -> Result<&'v Map<String, Value>> {
+    doc.get("flags").and_then(Value::as_object).ok_or_else(|| {
+        anyhow!(
+            "flag file {} has no \"flags\" object; it must be an SDK file data source: {{\"flags\": {{...}}, \"segments\": {{...}}}}",
+            path.display()
+        )
+    })
+}
+
+/// Writes `doc` to a temporary file beside `path`, flushes it to disk and renames it over `path`,
+/// keeping the original file's permissions.
+fn replace(path: &Path, doc: &Value) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".relayctl-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    let mut text = serde_json::to_string_pretty(doc)?;
+    text.push('\n');
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        tmp.as_file().set_permissions(meta.permissions())?;
+    }
+    tmp.persist(path)?;
+    Ok(())
+}
