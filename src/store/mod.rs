@@ -6,6 +6,7 @@
 //! [`Lookup`]s, and the read-modify-write rule of SPEC §2 "apply" (check the planned version,
 //! rewrite via [`StoredFlag::rewrite`], write atomically against concurrent writers).
 
+mod dynamodb;
 mod file;
 mod redis;
 
@@ -38,6 +39,7 @@ pub(crate) type Groups<'a> = BTreeMap<(&'a str, &'a str), Vec<&'a str>>;
 
 enum Backend {
     Redis(Box<redis::RedisTarget>),
+    DynamoDb(Box<dynamodb::DynamoTarget>),
     File(file::FileTarget),
 }
 
@@ -58,6 +60,7 @@ impl Target {
     pub fn describe(&self, project: &str, environment: &str) -> String {
         match &self.backend {
             Backend::Redis(r) => r.describe(),
+            Backend::DynamoDb(d) => d.describe(),
             Backend::File(f) => f.describe(project, environment),
         }
     }
@@ -80,6 +83,7 @@ impl Target {
         }
         let raw = match &self.backend {
             Backend::Redis(r) => r.read(&groups).await?,
+            Backend::DynamoDb(d) => d.read(&groups).await?,
             Backend::File(f) => f.read(&groups).await?,
         };
         Ok(flags
@@ -115,6 +119,7 @@ impl Target {
         };
         match &self.backend {
             Backend::Redis(r) => r.compare_and_swap(id, &rewrite).await?,
+            Backend::DynamoDb(d) => d.compare_and_swap(id, &rewrite).await?,
             Backend::File(f) => f.compare_and_swap(id, &rewrite).await?,
         }
         Ok(expected + 1)
@@ -152,12 +157,19 @@ impl Stores {
                     store: s.name.clone(),
                     backend: Backend::File(file::FileTarget::new(path.clone(), base_dir.clone())),
                 }),
-                StoreKind::DynamoDb { .. } => {
-                    return Err(anyhow!(
-                        "store {:?}: DynamoDB stores are not supported by this build of relayctl yet",
-                        s.name
-                    ))
-                }
+                StoreKind::DynamoDb {
+                    table,
+                    endpoint_url,
+                    region,
+                } => targets.push(Target {
+                    store: s.name.clone(),
+                    backend: Backend::DynamoDb(Box::new(dynamodb::DynamoTarget::new(
+                        table,
+                        endpoint_url.as_deref(),
+                        region.as_deref(),
+                        s.prefix.clone(),
+                    ))),
+                }),
             }
         }
         Ok(Stores { targets })

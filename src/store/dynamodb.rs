@@ -1,0 +1,448 @@
+//! The DynamoDB layout of the LaunchDarkly SDKs and Relay (facts §3): the only file that knows it.
+//!
+//! A table with partition key `namespace` (S) and sort key `key` (S). Each flag is one item:
+//! `namespace` = `<prefix>:features` (bare `features` without a prefix, Relay's DynamoDB default),
+//! `key` = the flag key, `version` (N) = the flag's version, `item` (S) = the flag JSON. The Go SDK
+//! prefers the `version` attribute over the JSON's, so the two are always written equal.
+//!
+//! Reads are consistent BatchGetItems of 100 keys, a few in flight, retrying unprocessed keys with
+//! backoff. A write is a consistent GetItem, the rewrite, and a PutItem conditioned on the
+//! `version` attribute just read: a writer racing in between (Relay, another relayctl) makes the
+//! put fail, the flag is read again and reported as a stale plan instead of being overwritten.
+//! Nothing else is ever written: no other item, no segment, never the `$inited` marker.
+//!
+//! Region, credentials and endpoint come from the standard AWS configuration (environment,
+//! profile, SSO-free chain); `region` and `endpoint_url` in the overrides file override them. The
+//! client is built, the credentials resolved and the key schema checked (DescribeTable) once, on
+//! first use, so a plan file that does not touch this store never needs it. Timeouts and retries
+//! are bounded so an unreachable endpoint fails within seconds.
+
+use super::{Groups, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use crate::desired::{FlagId, Prefix};
+use anyhow::{anyhow, Result};
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_dynamodb::config::ProvideCredentials;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, KeyType, KeysAndAttributes, ScalarAttributeType};
+use aws_sdk_dynamodb::Client;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// Keys per BatchGetItem: the API's maximum.
+const BATCH_KEYS: usize = 100;
+/// BatchGetItem requests in flight at once, per table.
+const BATCHES_IN_FLIGHT: usize = 4;
+/// Rounds of retrying the keys a BatchGetItem left unprocessed (throttling, 16 MB limit).
+const UNPROCESSED_ROUNDS: u32 = 8;
+/// Attempts per request, including the first, for throttling and transient network errors.
+const MAX_ATTEMPTS: u32 = 4;
+/// Conditional puts per flag before giving up while other writers keep changing it.
+const MAX_WRITE_ATTEMPTS: usize = 10;
+
+type Item = HashMap<String, AttributeValue>;
+/// A declared flag: (project, environment, flag).
+type FlagKey<'a> = (&'a str, &'a str, &'a str);
+
+pub(super) struct DynamoTarget {
+    table: String,
+    /// `endpoint_url` from the file, which overrides the AWS configuration's.
+    endpoint_url: Option<String>,
+    region: Option<String>,
+    prefix: Prefix,
+    /// How the target is shown: no secret, stable between `plan --out` and `apply`.
+    shown: String,
+    /// The client once the table is known to be usable, or why it is not (kept, so a target
+    /// that is down fails every flag at once instead of waiting out its retries again).
+    ready: OnceCell<Result<Client, String>>,
+}
+
+impl DynamoTarget {
+    pub(super) fn new(table: &str, endpoint_url: Option<&str>, region: Option<&str>, prefix: Prefix) -> Self {
+        // The endpoint that will be used, for display: the file's, else the environment's.
+        let endpoint = endpoint_url.map(str::to_owned).or_else(|| {
+            let ignore = std::env::var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_ok_and(|v| v == "true");
+            (!ignore)
+                .then(|| {
+                    std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
+                        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                        .ok()
+                })
+                .flatten()
+        });
+        let host = endpoint.as_deref().and_then(|e| {
+            let u = url::Url::parse(e).ok()?;
+            let host = u.host_str()?.to_owned();
+            Some(match u.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            })
+        });
+        let shown = match host {
+            Some(h) => format!("dynamodb://{table}@{h}"),
+            None => format!("dynamodb://{table}"),
+        };
+        DynamoTarget {
+            table: table.to_owned(),
+            endpoint_url: endpoint_url.map(str::to_owned),
+            region: region.map(str::to_owned),
+            prefix,
+            shown,
+            ready: OnceCell::new(),
+        }
+    }
+
+    pub(super) fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    /// `<prefix>:features`, or bare `features` without a prefix (Relay's DynamoDB default).
+    fn namespace(&self, project: &str, environment: &str) -> String {
+        match self
+            .prefix
+            .resolve(project, environment)
+            .filter(|p| !p.is_empty())
+        {
+            Some(p) => format!("{p}:features"),
+            None => "features".to_owned(),
+        }
+    }
+
+    fn key(namespace: &str, flag: &str) -> Item {
+        HashMap::from([
+            ("namespace".to_owned(), AttributeValue::S(namespace.to_owned())),
+            ("key".to_owned(), AttributeValue::S(flag.to_owned())),
+        ])
+    }
+
+    async fn client(&self) -> Result<&Client> {
+        self.ready
+            .get_or_init(|| async { self.connect().await.map_err(|e| format!("{e:#}")) })
+            .await
+            .as_ref()
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Builds the client, resolves credentials and checks the table's key schema.
+    async fn connect(&self) -> Result<Client> {
+        let table = &self.table;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(REQUEST_TIMEOUT)
+                    .build(),
+            )
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_max_backoff(Duration::from_secs(2)),
+            );
+        if let Some(r) = &self.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        let sdk = loader.load().await;
+        let Some(region) = sdk.region().map(|r| r.to_string()) else {
+            return Err(anyhow!(
+                "no AWS region for DynamoDB table {table:?}: set AWS_REGION (or a profile's region), or `region = \"...\"` in this store of the overrides file"
+            ));
+        };
+        let Some(credentials) = sdk.credentials_provider() else {
+            return Err(anyhow!(
+                "no AWS credentials provider for DynamoDB table {table:?}"
+            ));
+        };
+        if let Err(e) = credentials.provide_credentials().await {
+            return Err(anyhow!(
+                "no usable AWS credentials for DynamoDB table {table:?}: set AWS_PROFILE (and run `aws sso login` for an SSO profile) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then run again ({})",
+                chain(&e)
+            ));
+        }
+        let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk);
+        if let Some(e) = &self.endpoint_url {
+            config = config.endpoint_url(e);
+        }
+        let client = Client::from_conf(config.build());
+
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| self.explain(&format!("describing table {table:?} in region {region}"), e))?;
+        let desc = described
+            .table()
+            .ok_or_else(|| anyhow!("DescribeTable for {table:?} returned no table description"))?;
+        let type_of = |name: &str| {
+            desc.attribute_definitions()
+                .iter()
+                .find(|a| a.attribute_name() == name)
+                .map(|a| a.attribute_type().clone())
+        };
+        let role_of = |key_type: KeyType| {
+            desc.key_schema()
+                .iter()
+                .find(|k| *k.key_type() == key_type)
+                .map(|k| (k.attribute_name().to_owned(), type_of(k.attribute_name())))
+        };
+        let hash = role_of(KeyType::Hash);
+        let range = role_of(KeyType::Range);
+        let string = Some(ScalarAttributeType::S);
+        if hash != Some(("namespace".to_owned(), string.clone())) || range != Some(("key".to_owned(), string))
+        {
+            let show = |k: Option<(String, Option<ScalarAttributeType>)>| match k {
+                Some((name, Some(t))) => format!("{name:?} ({})", t.as_str()),
+                Some((name, None)) => format!("{name:?}"),
+                None => "none".to_owned(),
+            };
+            return Err(anyhow!(
+                "DynamoDB table {table:?} has partition key {} and sort key {}, but the LaunchDarkly SDKs and Relay use partition key \"namespace\" (S) and sort key \"key\" (S); point `table` at the table Relay uses",
+                show(hash),
+                show(range)
+            ));
+        }
+        Ok(client)
+    }
+
+    /// An SDK error as a message that says what failed, why, and what to do.
+    fn explain<E>(
+        &self,
+        doing: &str,
+        err: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    ) -> anyhow::Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let table = &self.table;
+        let endpoint = self.endpoint_url.as_deref().map(crate::redact::url);
+        let at = endpoint.map(|e| format!(" at {e}")).unwrap_or_default();
+        let detail = chain(&err);
+        let hint = match &err {
+            SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => format!(
+                "cannot reach DynamoDB{at} (connect timeout {}s, {MAX_ATTEMPTS} attempts); check the endpoint and the network, then run again",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+            SdkError::TimeoutError(_) => format!(
+                "DynamoDB{at} did not answer within {}s ({MAX_ATTEMPTS} attempts); check the endpoint, then run again",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+            _ => match err.code() {
+                Some("ResourceNotFoundException") => format!(
+                    "table {table:?} does not exist{at}; create it with partition key \"namespace\" (S) and sort key \"key\" (S), or fix `table` / the region"
+                ),
+                Some("ThrottlingException" | "ProvisionedThroughputExceededException" | "RequestLimitExceeded") => format!(
+                    "DynamoDB kept throttling requests to table {table:?} after {MAX_ATTEMPTS} attempts; raise the table's capacity or wait, then run again (re-running is safe)"
+                ),
+                Some(
+                    "UnrecognizedClientException"
+                    | "InvalidSignatureException"
+                    | "AccessDeniedException"
+                    | "ExpiredTokenException"
+                    | "MissingAuthenticationTokenException",
+                ) => "DynamoDB rejected the AWS credentials or they lack rights on this table; check AWS_PROFILE / the access keys and the IAM policy (dynamodb:DescribeTable, BatchGetItem, GetItem, PutItem)".to_owned(),
+                _ => "DynamoDB request failed".to_owned(),
+            },
+        };
+        anyhow!("{doing}: {hint} ({detail})")
+    }
+
+    /// Raw JSON per (project, environment, flag); a missing item maps to where it was looked for.
+    pub(super) async fn read<'a>(
+        &self,
+        groups: &Groups<'a>,
+    ) -> Result<BTreeMap<FlagKey<'a>, Result<String, String>>> {
+        let client = self.client().await?;
+        // Several project/environments may share a namespace (no prefix): ask for each key once.
+        let mut wanted: BTreeMap<(String, &str), Vec<FlagKey<'a>>> = BTreeMap::new();
+        for ((p, e), flags) in groups {
+            let ns = self.namespace(p, e);
+            for flag in flags {
+                wanted
+                    .entry((ns.clone(), *flag))
+                    .or_default()
+                    .push((*p, *e, *flag));
+            }
+        }
+        let keys: Vec<Item> = wanted.keys().map(|(ns, flag)| Self::key(ns, flag)).collect();
+        let found: Vec<Item> = stream::iter(
+            keys.chunks(BATCH_KEYS)
+                .map(|c| self.batch_get(client, c.to_vec())),
+        )
+        .buffer_unordered(BATCHES_IN_FLIGHT)
+        .map_ok(|items| stream::iter(items.into_iter().map(Ok::<_, anyhow::Error>)))
+        .try_flatten()
+        .try_collect()
+        .await?;
+        let mut by_key: HashMap<(String, String), Item> = HashMap::new();
+        for item in found {
+            let s = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            if let (Some(ns), Some(key)) = (s("namespace"), s("key")) {
+                by_key.insert((ns, key), item);
+            }
+        }
+        let mut out = BTreeMap::new();
+        for ((ns, flag), askers) in wanted {
+            let value = match by_key.get(&(ns.clone(), flag.to_owned())) {
+                Some(item) => self.item_json(item, &ns, flag),
+                None => Err(format!(
+                    "no item with namespace {ns:?} and key {flag:?} in table {:?}",
+                    self.table
+                )),
+            };
+            for asker in askers {
+                out.insert(asker, value.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The flag JSON of an item, or why there is none.
+    fn item_json(&self, item: &Item, namespace: &str, flag: &str) -> Result<String, String> {
+        item.get("item")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "the item with namespace {namespace:?} and key {flag:?} in table {:?} has no string attribute \"item\" (the flag JSON)",
+                    self.table
+                )
+            })
+    }
+
+    /// One consistent BatchGetItem, retrying unprocessed keys with backoff (bounded).
+    async fn batch_get(&self, client: &Client, keys: Vec<Item>) -> Result<Vec<Item>> {
+        let table = &self.table;
+        let mut pending = keys;
+        let mut found = Vec::new();
+        for round in 0..UNPROCESSED_ROUNDS {
+            if round > 0 {
+                let backoff = Duration::from_millis(50 << round.min(5));
+                tokio::time::sleep(backoff).await;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(pending))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| anyhow!("building a BatchGetItem for table {table:?}: {e}"))?;
+            let out = client
+                .batch_get_item()
+                .request_items(table, request)
+                .send()
+                .await
+                .map_err(|e| self.explain(&format!("reading flags from table {table:?}"), e))?;
+            if let Some(items) = out.responses.and_then(|mut r| r.remove(table)) {
+                found.extend(items);
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(found);
+            }
+        }
+        Err(anyhow!(
+            "reading flags from table {table:?}: DynamoDB left {} key(s) unprocessed after {UNPROCESSED_ROUNDS} rounds (throttled); raise the table's read capacity or wait, then run again",
+            pending.len()
+        ))
+    }
+
+    /// Consistent GetItem; the item (if any) and its `version` attribute as written.
+    async fn get(&self, client: &Client, id: &FlagId, namespace: &str) -> Result<Option<Item>> {
+        let out = client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(namespace, &id.flag)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.explain(&format!("reading {id} from table {:?}", self.table), e))?;
+        Ok(out.item)
+    }
+
+    /// GetItem, rewrite, PutItem conditioned on the `version` attribute read; on a failed
+    /// condition, read again (the rewrite then reports the new version as stale).
+    pub(super) async fn compare_and_swap(&self, id: &FlagId, rewrite: Rewrite<'_>) -> Result<(), WriteError> {
+        let client = self.client().await?;
+        let table = &self.table;
+        let namespace = self.namespace(&id.project, &id.environment);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let current = self.get(client, id, &namespace).await?;
+            let raw = match &current {
+                Some(item) => Some(
+                    self.item_json(item, &namespace, &id.flag)
+                        .map_err(|e| anyhow!("{e}"))?,
+                ),
+                None => None,
+            };
+            let json = rewrite(raw.as_deref())?;
+            let version = serde_json::from_str::<serde_json::Value>(&json)
+                .ok()
+                .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64))
+                .ok_or_else(|| anyhow!("the rewritten flag {id} has no integer version"))?;
+            let mut put = client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(Self::key(&namespace, &id.flag)))
+                .item("version", AttributeValue::N(version.to_string()))
+                .item("item", AttributeValue::S(json))
+                .expression_attribute_names("#k", "key");
+            // The condition pins exactly what was read: its version attribute (or its absence).
+            put = match current.as_ref().and_then(|i| i.get("version")) {
+                Some(observed) => put
+                    .condition_expression("attribute_exists(#k) AND #v = :observed")
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":observed", observed.clone()),
+                None => put
+                    .condition_expression("attribute_exists(#k) AND attribute_not_exists(#v)")
+                    .expression_attribute_names("#v", "version"),
+            };
+            match put.send().await {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    return Err(self
+                        .explain(
+                            &format!("writing {id} to table {table:?} (namespace {namespace:?})"),
+                            e,
+                        )
+                        .into())
+                }
+            }
+        }
+        Err(anyhow!(
+            "writing {id} to table {table:?}: the item changed during each of {MAX_WRITE_ATTEMPTS} attempts (another writer, probably Relay, is busy); nothing was written, run apply again"
+        )
+        .into())
+    }
+}
+
+/// The messages of `err` and its sources, each once, without the SDK's debug dumps (which
+/// repeat raw responses).
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
