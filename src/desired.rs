@@ -631,12 +631,16 @@ fn store_config(s: RawStore, base_dir: &Path, env: &ConfigEnv) -> Result<StoreCo
 fn target_keys(store: &StoreConfig) -> Vec<String> {
     match &store.kind {
         StoreKind::Redis { urls } => urls.iter().map(|u| crate::redact::url(u)).collect(),
+        // The same table name in two regions is two tables (one store per region is common).
         StoreKind::DynamoDb {
-            table, endpoint_url, ..
+            table,
+            endpoint_url,
+            region,
         } => {
             vec![format!(
-                "dynamodb table {table} {}",
-                endpoint_url.as_deref().unwrap_or("")
+                "dynamodb table {table} {} {}",
+                endpoint_url.as_deref().unwrap_or(""),
+                region.as_deref().unwrap_or("")
             )]
         }
         StoreKind::File { path, .. } => vec![format!("file {}", path.as_str())],
