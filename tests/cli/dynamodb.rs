@@ -1,0 +1,447 @@
+//! The DynamoDB store against a real DynamoDB-compatible server (moto), and DynamoDB in a
+//! fan-out with Redis and a file store.
+
+use crate::support::moto::{aws_env, flag_item, Moto, AWS_ENV};
+use crate::support::{flag, free_port, Redis, Workspace};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const TABLE: &str = "ld-relay";
+const PREFIX: &str = "ld:default:production";
+
+/// A `[[store]]` for `table` on moto, with the prefix template relayCommander's users have.
+fn store(moto: &Moto, table: &str) -> String {
+    format!(
+        "[[store]]\nname = \"relay-ddb\"\ntype = \"dynamodb\"\ntable = \"{table}\"\nendpoint_url = \"{}\"\nprefix = \"ld:{{project}}:{{environment}}\"\n\n",
+        moto.endpoint()
+    )
+}
+
+fn overrides(stores: &str, flags: &str) -> String {
+    format!("{stores}[overrides.default.production]\n{flags}")
+}
+
+fn relayctl(w: &Workspace) -> assert_cmd::Command {
+    let mut cmd = w.relayctl();
+    aws_env(&mut cmd);
+    cmd
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn strings() -> Value {
+    json!(["treatment", "control"])
+}
+
+#[test]
+fn dynamodb_round_trip_keeps_every_property_and_item() {
+    let moto = Moto::start();
+    moto.create_table(TABLE);
+    let mut checkout = flag("new-checkout", 41, true, json!([true, false]));
+    checkout["_unknownFutureProperty"] = json!({"kept": [1, 2]});
+    let pricing = flag("pricing-page", 7, true, strings());
+    // No prefix: Relay's DynamoDB default is the bare `features` namespace.
+    moto.seed(
+        TABLE,
+        None,
+        &[
+            checkout.clone(),
+            pricing,
+            flag("other", 3, true, json!([true, false])),
+        ],
+    );
+    // Another environment's items in the same table must not be touched either.
+    moto.seed(
+        TABLE,
+        Some(PREFIX),
+        &[flag("new-checkout", 90, true, json!([true, false]))],
+    );
+    let before = moto.scan(TABLE);
+
+    // The endpoint comes from the standard AWS environment here, not from the file.
+    let w = Workspace::new(&overrides(
+        &format!("[[store]]\nname = \"relay-ddb\"\ntype = \"dynamodb\"\ntable = \"{TABLE}\"\n\n"),
+        "new-checkout = { on = false, reason = \"INC-4711\" }\npricing-page = { on = false, off_variation = \"control\" }\n",
+    ));
+    let target = format!("dynamodb://{TABLE}@127.0.0.1:{}", moto.port);
+    let plan = relayctl(&w)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint())
+        .args(["plan", "--json"])
+        .output()
+        .unwrap();
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{plan:#}");
+    assert!(changes.iter().all(|c| c["target"] == json!(target)), "{plan:#}");
+    assert_eq!(changes[0]["version"], json!(41));
+
+    relayctl(&w)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint())
+        .args(["apply", "--auto-approve"])
+        .assert()
+        .success();
+
+    let (json, version) = moto.flag(TABLE, "features", "new-checkout").unwrap();
+    let mut expected = checkout;
+    expected["on"] = json!(false);
+    expected["version"] = json!(42);
+    assert_eq!(
+        json, expected,
+        "every other property is kept, `on` is a JSON boolean"
+    );
+    assert_eq!(version, 42, "the version attribute follows the JSON");
+    let (json, version) = moto.flag(TABLE, "features", "pricing-page").unwrap();
+    assert_eq!(
+        (json["on"].clone(), json["offVariation"].clone()),
+        (json!(false), json!(1))
+    );
+    assert_eq!((json["version"].clone(), version), (json!(8), 8));
+
+    let after = moto.scan(TABLE);
+    for (key, item) in &before {
+        if key.0 == "features" && (key.1 == "new-checkout" || key.1 == "pricing-page") {
+            continue;
+        }
+        assert_eq!(after.get(key), Some(item), "{key:?} must be untouched");
+    }
+    assert_eq!(after.len(), before.len(), "no item added or removed");
+    assert!(after.contains_key(&("$inited".into(), "$inited".into())));
+
+    let log = w.journal_log();
+    assert_eq!(log.len(), 3, "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|c| c.contains(&format!("Store: relay-ddb {target} v42"))),
+        "{log:#?}"
+    );
+    // A re-run finds nothing to do.
+    relayctl(&w)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint())
+        .args(["plan", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn dynamodb_racing_writer_makes_the_saved_plan_stale() {
+    let moto = Moto::start();
+    moto.create_table(TABLE);
+    moto.seed(
+        TABLE,
+        Some(PREFIX),
+        &[flag("new-checkout", 41, true, json!([true, false]))],
+    );
+    let w = Workspace::new(&overrides(&store(&moto, TABLE), "new-checkout = false\n"));
+    relayctl(&w)
+        .args(["plan", "--out", "plan.json"])
+        .assert()
+        .success();
+
+    // Relay (or a colleague) writes the flag between plan and apply.
+    let racing = flag("new-checkout", 42, true, json!([true, false]));
+    moto.put(TABLE, flag_item(&format!("{PREFIX}:features"), &racing));
+
+    let out = relayctl(&w).args(["apply", "plan.json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("stale plan") && err.contains("v42") && err.contains("v41"),
+        "{err}"
+    );
+    assert!(err.contains("new-checkout") && err.contains("relay-ddb"), "{err}");
+    assert_eq!(
+        moto.flag(TABLE, &format!("{PREFIX}:features"), "new-checkout"),
+        Some((racing, 42)),
+        "the racing write is kept"
+    );
+    assert!(w.journal_commits() <= 1, "no flag commit for a refused write");
+}
+
+/// Runs `plan` and `apply --auto-approve`; both must fail with exit 1 naming the store, the
+/// table and `expected`, within `limit`, and write nothing.
+fn assert_fails_cleanly(w: &Workspace, table: &str, expected: &str, limit: Duration, env: &[(&str, &str)]) {
+    for args in [&["plan"][..], &["apply", "--auto-approve"]] {
+        let started = Instant::now();
+        let out = relayctl(w).envs(env.iter().copied()).args(args).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            started.elapsed() < limit,
+            "{args:?} took {:?}: {err}",
+            started.elapsed()
+        );
+        assert!(err.contains("relay-ddb"), "names the store: {err}");
+        assert!(err.contains(table), "names the table: {err}");
+        assert!(err.contains(expected), "{args:?} says {expected:?}: {err}");
+        assert!(!err.contains("testing"), "no credential in messages: {err}");
+        assert_eq!(w.journal_commits().saturating_sub(1), 0, "nothing journaled");
+    }
+}
+
+#[test]
+fn dynamodb_missing_table_wrong_schema_and_no_region_are_clear_errors() {
+    let moto = Moto::start();
+    moto.create_table_with_keys("wrong-keys", "pk", "sk");
+
+    let w = Workspace::new(&overrides(
+        &store(&moto, "no-such-table"),
+        "new-checkout = false\n",
+    ));
+    assert_fails_cleanly(
+        &w,
+        "no-such-table",
+        "does not exist",
+        Duration::from_secs(20),
+        &[],
+    );
+
+    let w = Workspace::new(&overrides(&store(&moto, "wrong-keys"), "new-checkout = false\n"));
+    assert_fails_cleanly(
+        &w,
+        "wrong-keys",
+        "partition key \"pk\" (S) and sort key \"sk\" (S)",
+        Duration::from_secs(20),
+        &[],
+    );
+    assert!(moto.scan("wrong-keys").is_empty());
+
+    moto.create_table(TABLE);
+    let w = Workspace::new(&overrides(&store(&moto, TABLE), "new-checkout = false\n"));
+    let mut cmd = w.relayctl();
+    cmd.envs(AWS_ENV.iter().filter(|(k, _)| *k != "AWS_REGION").copied());
+    let out = cmd.args(["plan"]).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no AWS region") && err.contains(TABLE) && err.contains("relay-ddb"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dynamodb_unreachable_endpoint_fails_within_seconds() {
+    // A free port with nothing listening: connection refused, retried a bounded number of times.
+    let port = free_port();
+    let w = Workspace::new(&overrides(
+        &format!(
+            "[[store]]\nname = \"relay-ddb\"\ntype = \"dynamodb\"\ntable = \"{TABLE}\"\nendpoint_url = \"http://127.0.0.1:{port}\"\n\n"
+        ),
+        "new-checkout = false\n",
+    ));
+    assert_fails_cleanly(&w, TABLE, "cannot reach DynamoDB", Duration::from_secs(15), &[]);
+}
+
+fn evaluate(moto: &Moto, flags: &[&str]) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/evaluate.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--store", "dynamodb", "--table", TABLE, "--endpoint"])
+        .arg(moto.endpoint())
+        .args(["--prefix", PREFIX, "--flags", &flags.join(",")])
+        .envs(AWS_ENV.iter().copied())
+        .output()
+        .expect("running python3 tests/conformance/evaluate.py");
+    assert!(
+        out.status.success(),
+        "evaluate.py failed (pip install launchdarkly-server-sdk boto3): {}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn dynamodb_python_sdk_serves_what_was_declared() {
+    let moto = Moto::start();
+    moto.create_table(TABLE);
+    moto.seed(
+        TABLE,
+        Some(PREFIX),
+        &[
+            flag("kill-switch", 10, true, json!([true, false])),
+            flag("pricing-page", 20, true, strings()),
+            flag("recommendations", 30, true, json!(["v0", "v1", "v2"])),
+            flag("untouched", 40, true, strings()),
+        ],
+    );
+    let all = ["kill-switch", "pricing-page", "recommendations", "untouched"];
+    let before = evaluate(&moto, &all);
+    assert_eq!(before["untouched"]["value"], json!("treatment"), "{before:#}");
+
+    let w = Workspace::new(&overrides(
+        &store(&moto, TABLE),
+        "kill-switch = false\npricing-page = { on = false, off_variation = \"control\" }\nrecommendations = { on = true, fallthrough = \"v1\" }\n",
+    ));
+    relayctl(&w).args(["apply", "--auto-approve"]).assert().success();
+
+    let after = evaluate(&moto, &all);
+    let served = |f: &str| {
+        (
+            after[f]["value"].clone(),
+            after[f]["variation_index"].clone(),
+            after[f]["reason"]["kind"].clone(),
+        )
+    };
+    assert_eq!(
+        served("kill-switch"),
+        (json!(false), json!(1), json!("OFF")),
+        "{after:#}"
+    );
+    assert_eq!(
+        served("pricing-page"),
+        (json!("control"), json!(1), json!("OFF")),
+        "{after:#}"
+    );
+    assert_eq!(
+        served("recommendations"),
+        (json!("v1"), json!(1), json!("FALLTHROUGH")),
+        "{after:#}"
+    );
+    assert_eq!(after["untouched"], before["untouched"]);
+}
+
+#[test]
+fn mixed_stores_with_dynamodb_down_journal_what_was_written_and_converge() {
+    let (a, b) = (Redis::start(), Redis::start());
+    let mut moto = Moto::start();
+    let seed_moto = |m: &Moto| {
+        m.create_table(TABLE);
+        m.seed(
+            TABLE,
+            Some(PREFIX),
+            &[flag("new-checkout", 41, true, json!([true, false]))],
+        );
+    };
+    seed_moto(&moto);
+    for r in [&a, &b] {
+        r.seed(PREFIX, &[flag("new-checkout", 41, true, json!([true, false]))]);
+    }
+    let file = json!({"flags": {"new-checkout": flag("new-checkout", 41, true, json!([true, false]))}, "segments": {}});
+    let stores = format!(
+        "[[store]]\nname = \"redis-eu\"\ntype = \"redis\"\nurl = \"{}\"\nprefix = \"ld:{{project}}:{{environment}}\"\n\n\
+         [[store]]\nname = \"redis-us\"\ntype = \"redis\"\nurl = \"{}\"\nprefix = \"ld:{{project}}:{{environment}}\"\n\n\
+         {}\
+         [[store]]\nname = \"local\"\ntype = \"file\"\npath = \"flags/{{project}}-{{environment}}.json\"\n\n",
+        a.url(),
+        b.url(),
+        store(&moto, TABLE)
+    );
+    let w = Workspace::new(&overrides(
+        &stores,
+        "new-checkout = { on = false, reason = \"INC-1\" }\n",
+    ));
+    w.write("flags/default-production.json", &file.to_string());
+
+    let out = relayctl(&w)
+        .args(["plan", "--out", "plan.json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    for name in ["redis-eu", "redis-us", "relay-ddb", "local"] {
+        assert!(shown.contains(name), "the plan shows every target: {shown}");
+    }
+
+    moto.kill();
+    let started = Instant::now();
+    let out = relayctl(&w).args(["apply", "plan.json"]).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("NOT written to relay-ddb") && err.contains("cannot reach DynamoDB"),
+        "{err}"
+    );
+    let log = w.journal_log();
+    let commit = log.last().unwrap();
+    assert!(
+        commit.contains(&format!("Store: redis-eu {} v42", a.url())),
+        "{commit}"
+    );
+    assert!(
+        commit.contains(&format!("Store: redis-us {} v42", b.url())),
+        "{commit}"
+    );
+    assert!(
+        commit.contains("Store: local ") && commit.contains("v42"),
+        "{commit}"
+    );
+    assert!(!commit.contains("Store: relay-ddb"), "{commit}");
+    assert!(commit.contains("Store-Failed: relay-ddb"), "{commit}");
+
+    // DynamoDB comes back as it was; the next plan holds exactly what is left.
+    moto.restart();
+    seed_moto(&moto);
+    let out = relayctl(&w).args(["plan", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{plan:#}");
+    assert_eq!(changes[0]["store"], json!("relay-ddb"));
+    relayctl(&w).args(["apply", "--auto-approve"]).assert().success();
+    relayctl(&w)
+        .args(["plan", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+    assert_eq!(
+        moto.flag(TABLE, &format!("{PREFIX}:features"), "new-checkout")
+            .map(|(j, v)| (j["on"].clone(), v)),
+        Some((json!(false), 42))
+    );
+}
+
+/// A fake DynamoDB endpoint that throttles every request, counting them.
+fn throttling_endpoint() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let _ = reader.by_ref().take(length).read_to_end(&mut Vec::new());
+            let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
+            let _ = write!(
+                reader.get_mut(),
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-ErrorType: ThrottlingException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn dynamodb_throttling_fails_after_bounded_retries() {
+    let (port, requests) = throttling_endpoint();
+    let w = Workspace::new(&overrides(
+        &format!(
+            "[[store]]\nname = \"relay-ddb\"\ntype = \"dynamodb\"\ntable = \"{TABLE}\"\nendpoint_url = \"http://127.0.0.1:{port}\"\n\n"
+        ),
+        "new-checkout = false\n",
+    ));
+    assert_fails_cleanly(&w, TABLE, "kept throttling", Duration::from_secs(20), &[]);
+    let n = requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=8).contains(&n),
+        "two commands, a bounded number of attempts each: {n}"
+    );
+}
