@@ -51,6 +51,8 @@ pub(super) struct DynamoTarget {
     table: String,
     /// `endpoint_url` from the file, which overrides the AWS configuration's.
     endpoint_url: Option<String>,
+    /// The endpoint in use when one is configured (file or environment), redacted, for messages.
+    endpoint_shown: Option<String>,
     region: Option<String>,
     prefix: Prefix,
     /// How the target is shown: no secret, stable between `plan --out` and `apply`.
@@ -88,6 +90,7 @@ impl DynamoTarget {
         DynamoTarget {
             table: table.to_owned(),
             endpoint_url: endpoint_url.map(str::to_owned),
+            endpoint_shown: endpoint.as_deref().map(crate::redact::url),
             region: region.map(str::to_owned),
             prefix,
             shown,
@@ -223,8 +226,11 @@ impl DynamoTarget {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let table = &self.table;
-        let endpoint = self.endpoint_url.as_deref().map(crate::redact::url);
-        let at = endpoint.map(|e| format!(" at {e}")).unwrap_or_default();
+        let at = self
+            .endpoint_shown
+            .as_ref()
+            .map(|e| format!(" at {e}"))
+            .unwrap_or_default();
         let detail = chain(&err);
         let hint = match &err {
             SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => format!(
