@@ -95,7 +95,7 @@ impl Template {
 }
 
 /// How a store derives the key prefix of a project/environment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prefix {
     template: Option<Template>,
     exact: BTreeMap<(String, String), String>,

@@ -131,6 +131,13 @@ impl DynamoTarget {
 
     /// Builds the client, resolves credentials and checks the table's key schema.
     async fn connect(&self) -> Result<Client> {
+        let (client, region) = self.sdk_client().await?;
+        self.check_table(&client, &region).await?;
+        Ok(client)
+    }
+
+    /// The client for this target's region, endpoint and credentials; returns the region too.
+    async fn sdk_client(&self) -> Result<(Client, String)> {
         let table = &self.table;
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
@@ -174,8 +181,12 @@ impl DynamoTarget {
         if let Some(e) = &self.endpoint_url {
             config = config.endpoint_url(e);
         }
-        let client = Client::from_conf(config.build());
+        Ok((Client::from_conf(config.build()), region))
+    }
 
+    /// Fails unless the table exists with the key schema of the SDKs and Relay.
+    async fn check_table(&self, client: &Client, region: &str) -> Result<()> {
+        let table = &self.table;
         let described = client
             .describe_table()
             .table_name(table)
@@ -213,7 +224,7 @@ impl DynamoTarget {
                 show(range)
             ));
         }
-        Ok(client)
+        Ok(())
     }
 
     /// An SDK error as a message that says what failed, why, and what to do.
@@ -451,4 +462,151 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         next = e.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    //! The CLI tests (tests/cli/dynamodb.rs) cover this store end to end against moto; this one
+    //! needs to get between a write's GetItem and its PutItem, which only the rewrite can.
+
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Moto(Child);
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn flag_item(version: u64, on: bool) -> Item {
+        let json = serde_json::json!({"key": "f", "on": on, "variations": [true, false], "offVariation": 1,
+            "fallthrough": {"variation": 0}, "salt": "s", "version": version, "deleted": false});
+        let mut item = DynamoTarget::key("features", "f");
+        item.insert("version".into(), AttributeValue::N(version.to_string()));
+        item.insert("item".into(), AttributeValue::S(json.to_string()));
+        item
+    }
+
+    #[tokio::test]
+    async fn a_write_racing_between_read_and_put_is_refused_as_stale() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let _moto = Moto(
+            Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect(
+                    "moto_server is needed by this test: pip install 'moto[server]' (or run scripts/test.sh)",
+                ),
+        );
+        for _ in 0..300 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for (k, v) in [
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ] {
+            std::env::set_var(k, v);
+        }
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let target = || DynamoTarget::new("t", Some(&endpoint), Some("us-east-1"), Prefix::default());
+        let ours = target();
+        let (client, _) = ours.sdk_client().await.unwrap();
+        let s = |n: &str, t| {
+            (
+                aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                    .attribute_name(n)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+                aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                    .attribute_name(n)
+                    .key_type(t)
+                    .build()
+                    .unwrap(),
+            )
+        };
+        let ((ns_attr, ns_key), (key_attr, key_key)) =
+            (s("namespace", KeyType::Hash), s("key", KeyType::Range));
+        client
+            .create_table()
+            .table_name("t")
+            .attribute_definitions(ns_attr)
+            .attribute_definitions(key_attr)
+            .key_schema(ns_key)
+            .key_schema(key_key)
+            .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap();
+        let put = |client: Client, item: Item| async move {
+            client
+                .put_item()
+                .table_name("t")
+                .set_item(Some(item))
+                .send()
+                .await
+                .unwrap();
+        };
+        put(client.clone(), flag_item(41, true)).await;
+
+        let calls = AtomicUsize::new(0);
+        let racer = target();
+        let rewrite = |raw: Option<&str>| -> Result<String, WriteError> {
+            let seen: serde_json::Value = serde_json::from_str(raw.unwrap()).unwrap();
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Another writer (Relay, a colleague) writes v42 after our read, before our put.
+                std::thread::scope(|scope| {
+                    scope.spawn(|| {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .unwrap();
+                        rt.block_on(async {
+                            let (c, _) = racer.sdk_client().await.unwrap();
+                            put(c, flag_item(42, true)).await;
+                        });
+                    });
+                });
+            }
+            match seen["version"].as_u64() {
+                Some(41) => Ok(flag_item(42, false)["item"].as_s().unwrap().clone()),
+                other => Err(WriteError::Stale {
+                    expected: 41,
+                    found: format!("{other:?}"),
+                }),
+            }
+        };
+        let id = FlagId {
+            project: "default".into(),
+            environment: "production".into(),
+            flag: "f".into(),
+        };
+        let result = ours.compare_and_swap(&id, &rewrite).await;
+        assert!(
+            matches!(result, Err(WriteError::Stale { expected: 41, .. })),
+            "{result:?}"
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "the failed condition made it read again"
+        );
+        let stored = ours.get(&client, &id, "features").await.unwrap().unwrap();
+        assert_eq!(stored, flag_item(42, true), "the racing write is kept");
+    }
 }
