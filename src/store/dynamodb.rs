@@ -290,17 +290,15 @@ impl DynamoTarget {
             }
         }
         let keys: Vec<Item> = wanted.keys().map(|(ns, flag)| Self::key(ns, flag)).collect();
-        let found: Vec<Item> = stream::iter(
+        let batches: Vec<Vec<Item>> = stream::iter(
             keys.chunks(BATCH_KEYS)
                 .map(|c| self.batch_get(client, c.to_vec())),
         )
         .buffer_unordered(BATCHES_IN_FLIGHT)
-        .map_ok(|items| stream::iter(items.into_iter().map(Ok::<_, anyhow::Error>)))
-        .try_flatten()
         .try_collect()
         .await?;
         let mut by_key: HashMap<(String, String), Item> = HashMap::new();
-        for item in found {
+        for item in batches.into_iter().flatten() {
             let s = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
             if let (Some(ns), Some(key)) = (s("namespace"), s("key")) {
                 by_key.insert((ns, key), item);
@@ -374,7 +372,7 @@ impl DynamoTarget {
         ))
     }
 
-    /// Consistent GetItem; the item (if any) and its `version` attribute as written.
+    /// Consistent GetItem of one flag's item, if there is one.
     async fn get(&self, client: &Client, id: &FlagId, namespace: &str) -> Result<Option<Item>> {
         let out = client
             .get_item()

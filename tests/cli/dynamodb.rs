@@ -445,3 +445,25 @@ fn dynamodb_throttling_fails_after_bounded_retries() {
         "two commands, a bounded number of attempts each: {n}"
     );
 }
+
+#[test]
+fn dynamodb_plan_reads_more_flags_than_one_batch_holds() {
+    let moto = Moto::start();
+    moto.create_table(TABLE);
+    let flags: Vec<Value> = (0..250)
+        .map(|i| flag(&format!("flag-{i:03}"), 1000 + i, true, json!([true, false])))
+        .collect();
+    moto.seed(TABLE, Some(PREFIX), &flags);
+    let declared: String = (0..250).map(|i| format!("flag-{i:03} = false\n")).collect();
+    let w = Workspace::new(&overrides(&store(&moto, TABLE), &declared));
+    let out = relayctl(&w).args(["plan", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let versions: Vec<u64> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, (1000..1250).collect::<Vec<u64>>());
+}
