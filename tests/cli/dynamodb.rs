@@ -182,7 +182,7 @@ fn assert_fails_cleanly(w: &Workspace, table: &str, expected: &str, limit: Durat
 }
 
 #[test]
-fn dynamodb_missing_table_wrong_schema_and_no_region_are_clear_errors() {
+fn dynamodb_missing_table_wrong_schema_no_region_no_credentials_are_clear_errors() {
     let moto = Moto::start();
     moto.create_table_with_keys("wrong-keys", "pk", "sk");
 
@@ -217,6 +217,17 @@ fn dynamodb_missing_table_wrong_schema_and_no_region_are_clear_errors() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("no AWS region") && err.contains(TABLE) && err.contains("relay-ddb"),
+        "{err}"
+    );
+
+    // No credentials anywhere (HOME is the workspace, so no profile either).
+    let mut cmd = w.relayctl();
+    cmd.envs(AWS_ENV.iter().filter(|(k, _)| !k.contains("_KEY")).copied());
+    let out = cmd.args(["plan"]).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no usable AWS credentials") && err.contains(TABLE) && err.contains("AWS_PROFILE"),
         "{err}"
     );
 }
