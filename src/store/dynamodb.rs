@@ -60,6 +60,9 @@ pub(super) struct DynamoTarget {
     /// The client once the table is known to be usable, or why it is not (kept, so a target
     /// that is down fails every flag at once instead of waiting out its retries again).
     ready: OnceCell<Result<Client, String>>,
+    /// Set once the endpoint proved unreachable: later requests in this run fail at once instead
+    /// of each waiting out the timeouts and retries again (1,000 flags would take hours).
+    unreachable: std::sync::OnceLock<String>,
 }
 
 impl DynamoTarget {
@@ -95,6 +98,7 @@ impl DynamoTarget {
             prefix,
             shown,
             ready: OnceCell::new(),
+            unreachable: std::sync::OnceLock::new(),
         }
     }
 
@@ -122,6 +126,12 @@ impl DynamoTarget {
     }
 
     async fn client(&self) -> Result<&Client> {
+        if let Some(why) = self.unreachable.get() {
+            return Err(anyhow!(
+                "not attempted: table {:?} was unreachable earlier in this run ({why})",
+                self.table
+            ));
+        }
         self.ready
             .get_or_init(|| async { self.connect().await.map_err(|e| format!("{e:#}")) })
             .await
@@ -269,6 +279,11 @@ impl DynamoTarget {
                 _ => "DynamoDB request failed".to_owned(),
             },
         };
+        if matches!(&err, SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout())
+            || matches!(&err, SdkError::TimeoutError(_))
+        {
+            let _ = self.unreachable.set(hint.clone());
+        }
         anyhow!("{doing}: {hint} ({detail})")
     }
 
@@ -464,8 +479,8 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
-    //! The CLI tests (tests/cli/dynamodb.rs) cover this store end to end against moto; this one
-    //! needs to get between a write's GetItem and its PutItem, which only the rewrite can.
+    //! The CLI tests (tests/cli/dynamodb.rs) cover this store end to end against moto; these
+    //! need to get inside a write: between its GetItem and its PutItem, or after a first failure.
 
     use super::*;
     use std::net::{TcpListener, TcpStream};
@@ -481,23 +496,14 @@ mod tests {
         }
     }
 
-    fn flag_item(version: u64, on: bool) -> Item {
-        let json = serde_json::json!({"key": "f", "on": on, "variations": [true, false], "offVariation": 1,
-            "fallthrough": {"variation": 0}, "salt": "s", "version": version, "deleted": false});
-        let mut item = DynamoTarget::key("features", "f");
-        item.insert("version".into(), AttributeValue::N(version.to_string()));
-        item.insert("item".into(), AttributeValue::S(json.to_string()));
-        item
-    }
-
-    #[tokio::test]
-    async fn a_write_racing_between_read_and_put_is_refused_as_stale() {
+    /// moto_server on a free port, fake credentials in the environment; returns the endpoint.
+    async fn moto() -> (Moto, String) {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let _moto = Moto(
+        let moto = Moto(
             Command::new("moto_server")
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdout(Stdio::null())
@@ -520,50 +526,79 @@ mod tests {
         ] {
             std::env::set_var(k, v);
         }
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let target = || DynamoTarget::new("t", Some(&endpoint), Some("us-east-1"), Prefix::default());
-        let ours = target();
-        let (client, _) = ours.sdk_client().await.unwrap();
-        let s = |n: &str, t| {
-            (
-                aws_sdk_dynamodb::types::AttributeDefinition::builder()
-                    .attribute_name(n)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-                aws_sdk_dynamodb::types::KeySchemaElement::builder()
-                    .attribute_name(n)
-                    .key_type(t)
-                    .build()
-                    .unwrap(),
-            )
+        (moto, format!("http://127.0.0.1:{port}"))
+    }
+
+    fn target(endpoint: &str) -> DynamoTarget {
+        DynamoTarget::new("t", Some(endpoint), Some("us-east-1"), Prefix::default())
+    }
+
+    fn id() -> FlagId {
+        FlagId {
+            project: "default".into(),
+            environment: "production".into(),
+            flag: "f".into(),
+        }
+    }
+
+    fn flag_item(version: u64, on: bool) -> Item {
+        let json = serde_json::json!({"key": "f", "on": on, "variations": [true, false], "offVariation": 1,
+            "fallthrough": {"variation": 0}, "salt": "s", "version": version, "deleted": false});
+        let mut item = DynamoTarget::key("features", "f");
+        item.insert("version".into(), AttributeValue::N(version.to_string()));
+        item.insert("item".into(), AttributeValue::S(json.to_string()));
+        item
+    }
+
+    async fn put(client: &Client, item: Item) {
+        client
+            .put_item()
+            .table_name("t")
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Creates table `t` with the SDKs' key schema, holding flag `f` at v41.
+    async fn create_table(client: &Client) {
+        let attr = |n: &str| {
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
         };
-        let ((ns_attr, ns_key), (key_attr, key_key)) =
-            (s("namespace", KeyType::Hash), s("key", KeyType::Range));
+        let key = |n: &str, t| {
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(t)
+                .build()
+                .unwrap()
+        };
         client
             .create_table()
             .table_name("t")
-            .attribute_definitions(ns_attr)
-            .attribute_definitions(key_attr)
-            .key_schema(ns_key)
-            .key_schema(key_key)
+            .attribute_definitions(attr("namespace"))
+            .attribute_definitions(attr("key"))
+            .key_schema(key("namespace", KeyType::Hash))
+            .key_schema(key("key", KeyType::Range))
             .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
             .send()
             .await
             .unwrap();
-        let put = |client: Client, item: Item| async move {
-            client
-                .put_item()
-                .table_name("t")
-                .set_item(Some(item))
-                .send()
-                .await
-                .unwrap();
-        };
-        put(client.clone(), flag_item(41, true)).await;
+        put(client, flag_item(41, true)).await;
+    }
+
+    #[tokio::test]
+    async fn a_write_racing_between_read_and_put_is_refused_as_stale() {
+        let (_moto, endpoint) = moto().await;
+        let ours = target(&endpoint);
+        let (client, _) = ours.sdk_client().await.unwrap();
+        create_table(&client).await;
 
         let calls = AtomicUsize::new(0);
-        let racer = target();
+        let racer = target(&endpoint);
         let rewrite = |raw: Option<&str>| -> Result<String, WriteError> {
             let seen: serde_json::Value = serde_json::from_str(raw.unwrap()).unwrap();
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -576,7 +611,7 @@ mod tests {
                             .unwrap();
                         rt.block_on(async {
                             let (c, _) = racer.sdk_client().await.unwrap();
-                            put(c, flag_item(42, true)).await;
+                            put(&c, flag_item(42, true)).await;
                         });
                     });
                 });
@@ -589,12 +624,7 @@ mod tests {
                 }),
             }
         };
-        let id = FlagId {
-            project: "default".into(),
-            environment: "production".into(),
-            flag: "f".into(),
-        };
-        let result = ours.compare_and_swap(&id, &rewrite).await;
+        let result = ours.compare_and_swap(&id(), &rewrite).await;
         assert!(
             matches!(result, Err(WriteError::Stale { expected: 41, .. })),
             "{result:?}"
@@ -604,7 +634,37 @@ mod tests {
             2,
             "the failed condition made it read again"
         );
-        let stored = ours.get(&client, &id, "features").await.unwrap().unwrap();
+        let stored = ours.get(&client, &id(), "features").await.unwrap().unwrap();
         assert_eq!(stored, flag_item(42, true), "the racing write is kept");
+    }
+
+    #[tokio::test]
+    async fn once_unreachable_later_writes_fail_at_once() {
+        let (mut moto, endpoint) = moto().await;
+        let target = target(&endpoint);
+        let (client, _) = target.sdk_client().await.unwrap();
+        create_table(&client).await;
+        let rewrite = |raw: Option<&str>| -> Result<String, WriteError> { Ok(raw.unwrap().to_owned()) };
+        target.compare_and_swap(&id(), &rewrite).await.unwrap();
+
+        // The endpoint goes away in the middle of an apply.
+        let _ = moto.0.kill();
+        let _ = moto.0.wait();
+        let first = target.compare_and_swap(&id(), &rewrite).await.unwrap_err();
+        assert!(
+            format!("{first:#}").contains("cannot reach DynamoDB"),
+            "{first:#}"
+        );
+        let started = std::time::Instant::now();
+        let second = target.compare_and_swap(&id(), &rewrite).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            format!("{second:#}").contains("unreachable earlier in this run"),
+            "{second:#}"
+        );
     }
 }
