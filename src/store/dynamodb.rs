@@ -12,10 +12,11 @@
 //! Nothing else is ever written: no other item, no segment, never the `$inited` marker.
 //!
 //! Region, credentials and endpoint come from the standard AWS configuration (environment,
-//! profile, SSO-free chain); `region` and `endpoint_url` in the overrides file override them. The
-//! client is built, the credentials resolved and the key schema checked (DescribeTable) once, on
-//! first use, so a plan file that does not touch this store never needs it. Timeouts and retries
-//! are bounded so an unreachable endpoint fails within seconds.
+//! profiles including SSO and credential_process, web identity, ECS, EC2 metadata); `region` and
+//! `endpoint_url` in the overrides file override them. The client is built, the credentials
+//! resolved and the key schema checked (DescribeTable) once, on first use, so a plan file that
+//! does not touch this store never needs it. Timeouts and retries are bounded so an unreachable
+//! endpoint fails within seconds, and once it has, the rest of the run fails at once.
 
 use super::{Groups, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::desired::{FlagId, Prefix};
