@@ -780,6 +780,24 @@ recommendations = { on = true, fallthrough = { index = 1 } }
     }
 
     #[test]
+    fn one_dynamodb_table_per_region() {
+        let ddb = |name: &str, region: &str| {
+            format!(
+                "[[store]]\nname = \"{name}\"\ntype = \"dynamodb\"\ntable = \"t\"\nregion = \"{region}\"\n"
+            )
+        };
+        let c = parse_ok(&(ddb("east", "us-east-1") + &ddb("west", "eu-west-1")));
+        assert_eq!(c.stores.len(), 2);
+        let e = parse(
+            Path::new("o.toml"),
+            &(ddb("east", "us-east-1") + &ddb("again", "us-east-1")),
+            &ConfigEnv::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("repeats the target"), "{e}");
+    }
+
+    #[test]
     fn redis_hosts_fallback() {
         let env = ConfigEnv {
             redis_hosts: Some("10.0.0.1, 10.0.0.2:6380".into()),
