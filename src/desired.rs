@@ -766,6 +766,13 @@ recommendations = { on = true, fallthrough = { index = 1 } }
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let c = parse_ok(include_str!("../overrides.toml.example"));
+        assert_eq!(c.stores.len(), 3);
+        assert_eq!(c.overrides.len(), 5);
+    }
+
+    #[test]
     fn default_prefixes_follow_the_sdks() {
         let c = parse_ok(&format!("{STORE}[[store]]\ntype = \"dynamodb\"\ntable = \"t\"\n"));
         assert_eq!(
