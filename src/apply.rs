@@ -9,7 +9,7 @@
 //! The one window left is a crash between a flag's store writes and its commit: that change is
 //! in the stores but not in the journal.
 
-use crate::journal::{Entry, Journal};
+use crate::journal::{Entry, Writer};
 use crate::plan::{Change, Plan, TargetRef};
 use crate::store::{Stores, WriteError};
 use anyhow::Result;
@@ -30,7 +30,7 @@ pub struct FlagOutcome {
 pub async fn apply(
     plan: &Plan,
     stores: &Stores,
-    journal: &mut Journal,
+    journal: &mut Writer<'_>,
     on_flag: &mut dyn FnMut(&FlagOutcome),
 ) -> Result<Vec<FlagOutcome>> {
     let mut outcomes = Vec::new();

@@ -150,7 +150,7 @@ pub fn apply_cmd(
         settings.status("The plan has no changes; nothing to apply.");
         return Ok(Exit::Success);
     }
-    let outcomes = rt.block_on(apply(&plan, &stores, &mut journal, &mut |o| report(settings, o)))?;
+    let outcomes = journal.write(|w| rt.block_on(apply(&plan, &stores, w, &mut |o| report(settings, o))))?;
     journal.close()?;
 
     let flags = outcomes.len();

@@ -6,14 +6,20 @@
 //! carries git trailers that scripts (and `relayctl sync`) read back. Sync status lives in git
 //! notes under [`NOTES_REF`], so marking a commit synced never rewrites history.
 //!
-//! Commits are built directly in the object database (no index round trip per commit) and the
-//! working tree is brought up to date once, when the journal is closed.
+//! Writing is built for runs of thousands of commits without giving up durability: each entry is
+//! first appended to a write-ahead log (`.git/relayctl-wal.jsonl`, one line per flag, written
+//! as soon as that flag's store writes are done); commits are then built in memory (libgit2's
+//! mempack) and written as one packfile every [`FLUSH_EVERY`] commits and at the end, after which
+//! the branch moves and the log is emptied. A process killed in between leaves the lines in the
+//! log, and the next command that locks the journal turns them into the commits they describe
+//! (skipping any that did land). The working tree is brought up to date once, on close.
 
 use crate::desired::FlagId;
 use crate::flag::{Serve, Targeting};
 use crate::plan::TargetRef;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use git2::{Oid, Repository, Signature, Sort};
+use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -22,8 +28,14 @@ use std::time::{Duration, Instant};
 /// Where sync status notes live.
 pub const NOTES_REF: &str = "refs/notes/relayctl-sync";
 
+/// How many commits are kept in memory before they are written out as a packfile.
+pub const FLUSH_EVERY: usize = 256;
+
+/// The write-ahead log, inside the repository's `.git`.
+const WAL: &str = "relayctl-wal.jsonl";
+
 /// What one journal commit records: a flag's new state and where it was written.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub id: FlagId,
     pub to: Targeting,
@@ -106,6 +118,8 @@ pub struct Journal {
     path: PathBuf,
     _lock: Option<File>,
     dirty: bool,
+    /// The commit author, resolved once (reading git config is not free).
+    author: std::cell::OnceCell<(String, String)>,
 }
 
 const README: &str = "\
@@ -131,10 +145,12 @@ impl Journal {
             path: path.to_path_buf(),
             _lock: Some(lock),
             dirty: false,
+            author: Default::default(),
         };
         if journal.repo.head().is_err() {
             journal.initial_commit()?;
         }
+        journal.recover()?;
         Ok(journal)
     }
 
@@ -154,6 +170,7 @@ impl Journal {
             path: path.to_path_buf(),
             _lock: None,
             dirty: false,
+            author: Default::default(),
         }))
     }
 
@@ -162,9 +179,16 @@ impl Journal {
         &self.path
     }
 
+    fn author(&self) -> Result<&(String, String)> {
+        if self.author.get().is_none() {
+            let _ = self.author.set(author(&self.repo)?);
+        }
+        Ok(self.author.get().expect("set above"))
+    }
+
     fn signature(&self) -> Result<Signature<'static>> {
-        let (name, email) = author(&self.repo)?;
-        Signature::now(&name, &email).with_context(|| format!("invalid author {name} <{email}>"))
+        let (name, email) = self.author()?;
+        Signature::now(name, email).with_context(|| format!("invalid author {name} <{email}>"))
     }
 
     fn initial_commit(&mut self) -> Result<()> {
@@ -180,26 +204,93 @@ impl Journal {
         Ok(())
     }
 
-    /// Commits one flag change. Call only after the store writes it records have happened.
-    pub fn record(&mut self, entry: &Entry, from: &Targeting) -> Result<Oid> {
-        let sig = self.signature()?;
-        let head = self.repo.head()?.peel_to_commit()?;
-        let blob = self.repo.blob(state_file(entry).as_bytes())?;
-        let file = format!("{}.toml", entry.id.flag);
-        let tree = upsert(
-            &self.repo,
-            Some(&head.tree()?),
-            &[&entry.id.project, &entry.id.environment, &file],
-            blob,
-        )?;
-        let tree = self.repo.find_tree(tree)?;
-        let message = message(entry, from);
-        let oid = self
-            .repo
-            .commit(Some("HEAD"), &sig, &sig, &message, &tree, &[&head])
-            .with_context(|| format!("committing {} to the journal {}", entry.id, self.path.display()))?;
+    /// Runs `f` with a [`Writer`] that appends commits to the journal, then writes out whatever
+    /// `f` committed, even if `f` failed. Needs the lock ([`Journal::open_locked`]).
+    pub fn write<T>(&mut self, f: impl FnOnce(&mut Writer<'_>) -> Result<T>) -> Result<T> {
+        ensure!(self._lock.is_some(), "the journal must be locked to be written");
+        // A handle of its own, so the in-memory object backend lives exactly as long as the writer.
+        let repo = Repository::open(&self.path)?;
+        let odb = repo.odb()?;
+        let mempack = odb.add_new_mempack_backend(1000)?;
+        let head = repo.find_reference("HEAD")?;
+        let branch = head.symbolic_target().unwrap_or("refs/heads/main").to_owned();
+        let tip = repo.head()?.peel_to_commit()?.id();
+        let (name, email) = self.author()?.clone();
+        let wal = File::options()
+            .create(true)
+            .append(true)
+            .open(self.repo.path().join(WAL))
+            .with_context(|| format!("opening the journal's write-ahead log in {}", self.path.display()))?;
+        let mut writer = Writer {
+            repo: &repo,
+            odb: &odb,
+            mempack: &mempack,
+            wal,
+            name,
+            email,
+            branch,
+            tip,
+            unflushed: 0,
+            path: &self.path,
+        };
+        let result = f(&mut writer);
+        let flushed = writer.flush();
         self.dirty = true;
-        Ok(oid)
+        let value = result?;
+        flushed?;
+        Ok(value)
+    }
+
+    /// Commits what the write-ahead log holds beyond the branch: the work of a relayctl that was
+    /// killed after writing to the stores and before its commits reached the repository.
+    fn recover(&mut self) -> Result<()> {
+        let wal = self.repo.path().join(WAL);
+        let text = match std::fs::read_to_string(&wal) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(anyhow!(e).context(format!("reading {}", wal.display()))),
+        };
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        let mut records = Vec::new();
+        let mut torn = 0;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str::<WalRecord>(line) {
+                Ok(r) => records.push(r),
+                Err(_) => torn += 1,
+            }
+        }
+        // A crash between moving the branch and emptying the log leaves lines that did land.
+        let mut landed = std::collections::HashSet::new();
+        let mut walk = self.repo.revwalk()?;
+        walk.push_head()?;
+        for oid in walk.take(records.len()) {
+            let c = self.repo.find_commit(oid?)?;
+            landed.insert((c.message().unwrap_or("").to_owned(), c.time().seconds()));
+        }
+        records.retain(|r| !landed.contains(&(message(&r.entry, &r.from), r.time)));
+        let recovered = records.len();
+        self.write(|w| {
+            records
+                .iter()
+                .try_for_each(|r| w.commit(&r.entry, &r.from, r.time).map(drop))
+        })?;
+        if recovered > 0 {
+            eprintln!(
+                "Recovered {recovered} journal commit(s) that an interrupted relayctl had written to the stores \
+                 but not yet to the journal {}.",
+                self.path.display()
+            );
+        }
+        if torn > 0 {
+            eprintln!(
+                "warning: {torn} line(s) of the journal's write-ahead log {} were cut short by an interruption and \
+                 could not be recorded; run `relayctl plan` and compare the stores with `relayctl log`.",
+                wal.display()
+            );
+        }
+        Ok(())
     }
 
     /// Every flag commit, newest first, with its sync note.
@@ -255,7 +346,103 @@ impl Drop for Journal {
     }
 }
 
+/// One line of the write-ahead log: everything needed to make the commit again.
+#[derive(Serialize, Deserialize)]
+struct WalRecord {
+    time: i64,
+    from: Targeting,
+    entry: Entry,
+}
+
+/// Appends commits to the journal; see [`Journal::write`].
+pub struct Writer<'r> {
+    repo: &'r Repository,
+    odb: &'r git2::Odb<'r>,
+    mempack: &'r git2::Mempack<'r>,
+    wal: File,
+    name: String,
+    email: String,
+    branch: String,
+    tip: Oid,
+    unflushed: usize,
+    path: &'r Path,
+}
+
+impl Writer<'_> {
+    /// Records one flag change: logged at once, committed in memory, written out with the next
+    /// flush. Call only after the store writes it records have happened.
+    pub fn record(&mut self, entry: &Entry, from: &Targeting) -> Result<Oid> {
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut line = serde_json::to_string(&WalRecord {
+            time,
+            from: from.clone(),
+            entry: entry.clone(),
+        })?;
+        line.push('\n');
+        self.wal
+            .write_all(line.as_bytes())
+            .with_context(|| format!("logging {} in the journal {}", entry.id, self.path.display()))?;
+        self.commit(entry, from, time)
+    }
+
+    fn commit(&mut self, entry: &Entry, from: &Targeting, time: i64) -> Result<Oid> {
+        let sig = Signature::new(&self.name, &self.email, &git2::Time::new(time, 0))
+            .with_context(|| format!("invalid author {} <{}>", self.name, self.email))?;
+        let parent = self.repo.find_commit(self.tip)?;
+        let blob = self.repo.blob(state_file(entry).as_bytes())?;
+        let file = format!("{}.toml", entry.id.flag);
+        let tree = upsert(
+            self.repo,
+            Some(&parent.tree()?),
+            &[&entry.id.project, &entry.id.environment, &file],
+            blob,
+        )?;
+        let tree = self.repo.find_tree(tree)?;
+        self.tip = self
+            .repo
+            .commit(None, &sig, &sig, &message(entry, from), &tree, &[&parent])
+            .with_context(|| format!("committing {} to the journal {}", entry.id, self.path.display()))?;
+        self.unflushed += 1;
+        if self.unflushed >= FLUSH_EVERY {
+            self.flush()?;
+        }
+        Ok(self.tip)
+    }
+
+    /// Writes the commits held in memory as one packfile, moves the branch to the newest, and
+    /// empties the write-ahead log.
+    fn flush(&mut self) -> Result<()> {
+        let context = || format!("writing commits to the journal {}", self.path.display());
+        if self.unflushed > 0 {
+            let mut pack = git2::Buf::new();
+            self.mempack.dump(self.repo, &mut pack).with_context(context)?;
+            let mut writer = self.odb.packwriter().with_context(context)?;
+            writer.write_all(&pack).with_context(context)?;
+            writer.commit().with_context(context)?;
+            self.mempack.reset().with_context(context)?;
+            self.repo
+                .reference(&self.branch, self.tip, true, "relayctl")
+                .with_context(context)?;
+            self.unflushed = 0;
+        }
+        self.wal.set_len(0).with_context(context)?;
+        Ok(())
+    }
+}
+
 fn open_or_init(path: &Path) -> Result<Repository> {
+    // libgit2 caches only objects under 4 KiB by default, so the tree of an environment with many
+    // flags would be read back from disk and inflated for every commit.
+    // Every object a journal commit references was written by relayctl a moment before, so
+    // libgit2's check that it exists (a file read per tree entry and parent) is pure cost.
+    git2::opts::strict_object_creation(false);
+    // SAFETY: this only sets a global size limit; relayctl opens its one journal from one thread.
+    unsafe {
+        git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 16 << 20)?;
+        git2::opts::set_cache_object_limit(git2::ObjectType::Commit, 1 << 20)?;
+    }
     match Repository::open(path) {
         Ok(repo) => Ok(repo),
         Err(e) if e.code() == git2::ErrorCode::NotFound => {
@@ -578,7 +765,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::env::set_var("RELAYCTL_AUTHOR", "Test Operator <op@example.com>");
         let mut j = Journal::open_locked(&dir.path().join("journal"), Duration::from_secs(1)).unwrap();
-        let oid = j.record(&entry(), &from()).unwrap();
+        let oid = j.write(|w| w.record(&entry(), &from())).unwrap();
         let all = j.entries().unwrap();
         assert_eq!(all.len(), 1);
         let r = &all[0];
@@ -602,6 +789,66 @@ mod tests {
             state.contains("on = false\noff_variation = 1 # \"control\"\n"),
             "{state}"
         );
+    }
+
+    #[test]
+    fn commits_logged_before_a_crash_are_recovered_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var("RELAYCTL_AUTHOR", "Test Operator <op@example.com>");
+        let path = dir.path().join("journal");
+        let mut j = Journal::open_locked(&path, Duration::from_secs(1)).unwrap();
+        j.write(|w| w.record(&entry(), &from())).unwrap();
+        let landed = std::fs::read_to_string(path.join(".git").join(WAL)).unwrap();
+        assert_eq!(landed, "", "a flushed write empties the log");
+        // Simulate a kill after logging two entries: one whose commit landed, one whose did not.
+        let time = j.entries().unwrap()[0].time;
+        let landed_line = serde_json::to_string(&WalRecord {
+            time,
+            from: from(),
+            entry: entry(),
+        })
+        .unwrap();
+        let mut lost = entry();
+        lost.id.flag = "pricing-page".into();
+        let lost_line = serde_json::to_string(&WalRecord {
+            time: time + 1,
+            from: from(),
+            entry: lost,
+        })
+        .unwrap();
+        drop(j);
+        std::fs::write(
+            path.join(".git").join(WAL),
+            format!("{landed_line}\n{lost_line}\n{{\"time\": 1, \"fr"),
+        )
+        .unwrap();
+        let j = Journal::open_locked(&path, Duration::from_secs(1)).unwrap();
+        let flags: Vec<String> = j.entries().unwrap().iter().map(|r| r.id.flag.clone()).collect();
+        assert_eq!(flags, ["pricing-page", "new-checkout"]);
+        assert_eq!(std::fs::read_to_string(path.join(".git").join(WAL)).unwrap(), "");
+    }
+
+    #[test]
+    fn many_commits_span_several_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var("RELAYCTL_AUTHOR", "Test Operator <op@example.com>");
+        let path = dir.path().join("journal");
+        let mut j = Journal::open_locked(&path, Duration::from_secs(1)).unwrap();
+        let n = FLUSH_EVERY * 2 + 3;
+        j.write(|w| {
+            for i in 0..n {
+                let mut e = entry();
+                e.id.flag = format!("flag-{i}");
+                w.record(&e, &from())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(j.entries().unwrap().len(), n);
+        j.close().unwrap();
+        assert!(path
+            .join(format!("default/production/flag-{}.toml", n - 1))
+            .exists());
     }
 
     #[test]
