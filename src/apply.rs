@@ -26,7 +26,8 @@ pub struct FlagOutcome {
 }
 
 /// Writes every change of `plan` and journals each changed flag. `on_flag` is told about each
-/// flag as soon as it is done, for progress output.
+/// flag as soon as it is done, for progress output. An interruption (Ctrl-C) stops it between
+/// two flags: the outcomes returned are the flags that were handled.
 pub async fn apply(
     plan: &Plan,
     stores: &Stores,
@@ -35,6 +36,9 @@ pub async fn apply(
 ) -> Result<Vec<FlagOutcome>> {
     let mut outcomes = Vec::new();
     for (id, changes) in plan.by_flag() {
+        if crate::interrupt::requested() {
+            break;
+        }
         let results = join_all(changes.iter().map(|c| write(stores, c))).await;
         let first = changes[0];
         let mut entry = Entry {

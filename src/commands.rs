@@ -150,10 +150,18 @@ pub fn apply_cmd(
         settings.status("The plan has no changes; nothing to apply.");
         return Ok(Exit::Success);
     }
+    crate::interrupt::install().context("installing the Ctrl-C handler")?;
     let outcomes = journal.write(|w| rt.block_on(apply(&plan, &stores, w, &mut |o| report(settings, o))))?;
     journal.close()?;
 
     let flags = outcomes.len();
+    let planned = plan.by_flag().len();
+    if flags < planned {
+        bail!(
+            "interrupted after {flags} of {planned} flag(s); each flag handled is in the journal. \
+             Run `relayctl plan` to see what is left, then apply it"
+        );
+    }
     let committed = outcomes.iter().filter(|o| o.commit.is_some()).count();
     let failed: Vec<&FlagOutcome> = outcomes.iter().filter(|o| !o.entry.failed.is_empty()).collect();
     if failed.is_empty() {

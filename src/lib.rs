@@ -19,6 +19,7 @@ mod cli;
 pub mod commands;
 pub mod desired;
 pub mod flag;
+pub mod interrupt;
 pub mod journal;
 pub mod plan;
 pub mod redact;

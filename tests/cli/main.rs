@@ -3,4 +3,5 @@
 
 mod support;
 
+mod interrupt;
 mod plan_apply;
