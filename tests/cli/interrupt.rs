@@ -37,7 +37,7 @@ fn ctrl_c_stops_between_flags_and_a_rerun_finishes() {
         "[[store]]\ntype = \"redis\"\nurl = \"{}\"\n\n[overrides.default.production]\n{flags}",
         redis.url()
     ));
-    let mut child = w
+    let child = w
         .std_command()
         .args(["apply", "--auto-approve"])
         .stdout(Stdio::null())
