@@ -4,7 +4,7 @@
 //! module loads inputs, calls them and prints. Data goes to stdout, status and diagnostics to
 //! stderr.
 
-use crate::apply::{apply, FlagOutcome};
+use crate::apply::{self, apply, FlagOutcome};
 use crate::desired::{self, Config, FlagId};
 use crate::journal::Journal;
 use crate::plan::{self, Plan, Style};
@@ -121,6 +121,26 @@ pub fn apply_cmd(
     let (config, stores) = load(settings)?;
     let saved = plan_file.map(read_plan_file).transpose()?;
     let mut journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
+    if !journal.interrupted().is_empty() {
+        let intents = journal.interrupted().to_vec();
+        let recorded = journal.write(|w| rt.block_on(apply::record_interrupted(&stores, w, &intents)))?;
+        settings.status(format!(
+            "An earlier apply was interrupted while writing {} flag(s); read the stores and recorded what it wrote:",
+            recorded.len()
+        ));
+        for entry in &recorded {
+            let written: Vec<String> = entry.written.iter().map(|(t, v)| format!("{t} (v{v})")).collect();
+            settings.status(format!(
+                "  {}: {}",
+                entry.id,
+                if written.is_empty() {
+                    "not written anywhere".to_owned()
+                } else {
+                    format!("written to {}", written.join(", "))
+                }
+            ));
+        }
+    }
     let plan = match saved {
         Some(plan) => plan,
         None => {

@@ -6,13 +6,15 @@
 //! carries git trailers that scripts (and `relayctl sync`) read back. Sync status lives in git
 //! notes under [`NOTES_REF`], so marking a commit synced never rewrites history.
 //!
-//! Writing is built for runs of thousands of commits without giving up durability: each entry is
-//! first appended to a write-ahead log (`.git/relayctl-wal.jsonl`, one line per flag, written
-//! as soon as that flag's store writes are done); commits are then built in memory (libgit2's
-//! mempack) and written as one packfile every [`FLUSH_EVERY`] commits and at the end, after which
-//! the branch moves and the log is emptied. A process killed in between leaves the lines in the
-//! log, and the next command that locks the journal turns them into the commits they describe
-//! (skipping any that did land). The working tree is brought up to date once, on close.
+//! Writing is built for runs of thousands of commits without giving up durability. Every flag
+//! goes through a write-ahead log (`.git/relayctl-wal.jsonl`): an *intent* line before its store
+//! writes, a *done* line right after them. Commits are built in memory (libgit2's mempack) and
+//! written as one packfile every [`FLUSH_EVERY`] commits and at the end, after which the branch
+//! moves and the log is emptied. If the process is killed, the next command that locks the
+//! journal commits the done lines that did not land, and keeps the intents without a done line
+//! as [`Intent`]s: only the stores can tell whether those writes happened, so `apply` reads them
+//! and records what it finds before doing anything else. The working tree is brought up to date
+//! once, on close.
 
 use crate::desired::FlagId;
 use crate::flag::{Serve, Targeting};
@@ -118,6 +120,8 @@ pub struct Journal {
     path: PathBuf,
     _lock: Option<File>,
     dirty: bool,
+    /// Flag writes an interrupted relayctl started and did not record.
+    interrupted: Vec<Intent>,
     /// The commit author, resolved once (reading git config is not free).
     author: std::cell::OnceCell<(String, String)>,
 }
@@ -145,6 +149,7 @@ impl Journal {
             path: path.to_path_buf(),
             _lock: Some(lock),
             dirty: false,
+            interrupted: Vec::new(),
             author: Default::default(),
         };
         if journal.repo.head().is_err() {
@@ -170,6 +175,7 @@ impl Journal {
             path: path.to_path_buf(),
             _lock: None,
             dirty: false,
+            interrupted: Vec::new(),
             author: Default::default(),
         }))
     }
@@ -213,14 +219,18 @@ impl Journal {
         let odb = repo.odb()?;
         let mempack = odb.add_new_mempack_backend(1000)?;
         let head = repo.find_reference("HEAD")?;
-        let branch = head.symbolic_target().unwrap_or("refs/heads/main").to_owned();
+        // Normally the branch HEAD names; a detached HEAD (someone checked out a commit) moves itself.
+        let branch = head.symbolic_target().unwrap_or("HEAD").to_owned();
         let tip = repo.head()?.peel_to_commit()?.id();
         let (name, email) = self.author()?.clone();
+        let Journal {
+            path, interrupted, ..
+        } = self;
         let wal = File::options()
             .create(true)
             .append(true)
-            .open(self.repo.path().join(WAL))
-            .with_context(|| format!("opening the journal's write-ahead log in {}", self.path.display()))?;
+            .open(repo.path().join(WAL))
+            .with_context(|| format!("opening the journal's write-ahead log in {}", path.display()))?;
         let mut writer = Writer {
             repo: &repo,
             odb: &odb,
@@ -231,7 +241,9 @@ impl Journal {
             branch,
             tip,
             unflushed: 0,
-            path: &self.path,
+            path,
+            interrupted,
+            next: 0,
         };
         let result = f(&mut writer);
         let flushed = writer.flush();
@@ -241,40 +253,52 @@ impl Journal {
         Ok(value)
     }
 
-    /// Commits what the write-ahead log holds beyond the branch: the work of a relayctl that was
-    /// killed after writing to the stores and before its commits reached the repository.
+    /// Reads the write-ahead log a killed relayctl left: commits its done lines that did not land
+    /// and keeps its unfinished intents for [`Journal::interrupted`].
     fn recover(&mut self) -> Result<()> {
         let wal = self.repo.path().join(WAL);
-        let text = match std::fs::read_to_string(&wal) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(anyhow!(e).context(format!("reading {}", wal.display()))),
-        };
-        if text.trim().is_empty() {
+        let (records, torn) = read_wal(&wal)?;
+        if records.is_empty() && torn == 0 {
             return Ok(());
         }
-        let mut records = Vec::new();
-        let mut torn = 0;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            match serde_json::from_str::<WalRecord>(line) {
-                Ok(r) => records.push(r),
-                Err(_) => torn += 1,
-            }
-        }
-        // A crash between moving the branch and emptying the log leaves lines that did land.
+        let done: std::collections::HashSet<&str> = records
+            .iter()
+            .filter_map(|r| match r {
+                WalRecord::Done { key, .. } => Some(key.as_str()),
+                WalRecord::Intent(_) => None,
+            })
+            .collect();
+        let interrupted: Vec<Intent> = records
+            .iter()
+            .filter_map(|r| match r {
+                WalRecord::Intent(i) if !done.contains(i.key.as_str()) => Some(i.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut unlanded: Vec<(&Entry, &Targeting, i64)> = records
+            .iter()
+            .filter_map(|r| match r {
+                WalRecord::Done {
+                    entry, from, time, ..
+                } if !entry.written.is_empty() => Some((entry, from, *time)),
+                _ => None,
+            })
+            .collect();
+        // A crash between moving the branch and emptying the log leaves done lines that landed.
         let mut landed = std::collections::HashSet::new();
         let mut walk = self.repo.revwalk()?;
         walk.push_head()?;
-        for oid in walk.take(records.len()) {
+        for oid in walk.take(unlanded.len()) {
             let c = self.repo.find_commit(oid?)?;
             landed.insert((c.message().unwrap_or("").to_owned(), c.time().seconds()));
         }
-        records.retain(|r| !landed.contains(&(message(&r.entry, &r.from), r.time)));
-        let recovered = records.len();
+        unlanded.retain(|(entry, from, time)| !landed.contains(&(message(entry, from), *time)));
+        let recovered = unlanded.len();
+        self.interrupted = interrupted;
         self.write(|w| {
-            records
+            unlanded
                 .iter()
-                .try_for_each(|r| w.commit(&r.entry, &r.from, r.time).map(drop))
+                .try_for_each(|(e, f, t)| w.commit(e, f, *t).map(drop))
         })?;
         if recovered > 0 {
             eprintln!(
@@ -286,11 +310,22 @@ impl Journal {
         if torn > 0 {
             eprintln!(
                 "warning: {torn} line(s) of the journal's write-ahead log {} were cut short by an interruption and \
-                 could not be recorded; run `relayctl plan` and compare the stores with `relayctl log`.",
+                 could not be read; run `relayctl plan` and compare the stores with `relayctl log`.",
                 wal.display()
             );
         }
         Ok(())
+    }
+
+    /// Flag writes that an interrupted relayctl started and did not record: `apply` reads the
+    /// stores to tell which targets took them, and records that with [`Writer::finish`].
+    pub fn interrupted(&self) -> &[Intent] {
+        &self.interrupted
+    }
+
+    /// How many lines of the write-ahead log wait for a locking relayctl to record them.
+    pub fn unrecorded(&self) -> usize {
+        read_wal(&self.repo.path().join(WAL)).map_or(0, |(records, torn)| records.len() + torn)
     }
 
     /// Every flag commit, newest first, with its sync note.
@@ -346,12 +381,49 @@ impl Drop for Journal {
     }
 }
 
-/// One line of the write-ahead log: everything needed to make the commit again.
-#[derive(Serialize, Deserialize)]
-struct WalRecord {
+/// A flag write that has been logged as started: the targets, each with the version the write
+/// expects to replace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    key: String,
     time: i64,
-    from: Targeting,
-    entry: Entry,
+    pub from: Targeting,
+    /// The change, with no target written or failed yet.
+    pub entry: Entry,
+    pub targets: Vec<(TargetRef, u64)>,
+}
+
+/// One line of the write-ahead log.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum WalRecord {
+    /// About to write a flag.
+    Intent(Intent),
+    /// The writes are done; `entry` says which targets took them.
+    Done {
+        key: String,
+        time: i64,
+        from: Targeting,
+        entry: Entry,
+    },
+}
+
+/// The readable lines of the log, and how many were cut short.
+fn read_wal(path: &Path) -> Result<(Vec<WalRecord>, usize)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(anyhow!(e).context(format!("reading {}", path.display()))),
+    };
+    let mut records = Vec::new();
+    let mut torn = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str(line) {
+            Ok(r) => records.push(r),
+            Err(_) => torn += 1,
+        }
+    }
+    Ok((records, torn))
 }
 
 /// Appends commits to the journal; see [`Journal::write`].
@@ -366,25 +438,59 @@ pub struct Writer<'r> {
     tip: Oid,
     unflushed: usize,
     path: &'r Path,
+    /// Intents of an earlier, interrupted run not yet finished: kept in the log across flushes.
+    interrupted: &'r mut Vec<Intent>,
+    next: u64,
 }
 
 impl Writer<'_> {
-    /// Records one flag change: logged at once, committed in memory, written out with the next
-    /// flush. Call only after the store writes it records have happened.
-    pub fn record(&mut self, entry: &Entry, from: &Targeting) -> Result<Oid> {
-        let time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let mut line = serde_json::to_string(&WalRecord {
-            time,
-            from: from.clone(),
-            entry: entry.clone(),
-        })?;
+    fn log(&mut self, record: &WalRecord, id: &FlagId) -> Result<()> {
+        let mut line = serde_json::to_string(record)?;
         line.push('\n');
         self.wal
             .write_all(line.as_bytes())
-            .with_context(|| format!("logging {} in the journal {}", entry.id, self.path.display()))?;
-        self.commit(entry, from, time)
+            .with_context(|| format!("logging {id} in the journal {}", self.path.display()))
+    }
+
+    /// Logs that `entry` is about to be written to `targets`. Call before the store writes.
+    pub fn begin(
+        &mut self,
+        entry: &Entry,
+        from: &Targeting,
+        targets: Vec<(TargetRef, u64)>,
+    ) -> Result<Intent> {
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.next += 1;
+        let intent = Intent {
+            key: format!("{time}-{}-{}", std::process::id(), self.next),
+            time,
+            from: from.clone(),
+            entry: entry.clone(),
+            targets,
+        };
+        self.log(&WalRecord::Intent(intent.clone()), &entry.id)?;
+        Ok(intent)
+    }
+
+    /// Records how the writes of `intent` went (`entry.written` / `entry.failed`): logged at once,
+    /// and committed (in memory, written out with the next flush) if any target took the change.
+    pub fn finish(&mut self, intent: &Intent, entry: &Entry) -> Result<Option<Oid>> {
+        self.log(
+            &WalRecord::Done {
+                key: intent.key.clone(),
+                time: intent.time,
+                from: intent.from.clone(),
+                entry: entry.clone(),
+            },
+            &entry.id,
+        )?;
+        self.interrupted.retain(|i| i.key != intent.key);
+        if entry.written.is_empty() {
+            return Ok(None);
+        }
+        self.commit(entry, &intent.from, intent.time).map(Some)
     }
 
     fn commit(&mut self, entry: &Entry, from: &Targeting, time: i64) -> Result<Oid> {
@@ -428,6 +534,10 @@ impl Writer<'_> {
             self.unflushed = 0;
         }
         self.wal.set_len(0).with_context(context)?;
+        for intent in self.interrupted.clone() {
+            let id = intent.entry.id.clone();
+            self.log(&WalRecord::Intent(intent), &id)?;
+        }
         Ok(())
     }
 }
@@ -765,7 +875,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::env::set_var("RELAYCTL_AUTHOR", "Test Operator <op@example.com>");
         let mut j = Journal::open_locked(&dir.path().join("journal"), Duration::from_secs(1)).unwrap();
-        let oid = j.write(|w| w.record(&entry(), &from())).unwrap();
+        let oid = j.write(|w| record(w, &entry())).unwrap();
         let all = j.entries().unwrap();
         assert_eq!(all.len(), 1);
         let r = &all[0];
@@ -791,41 +901,100 @@ mod tests {
         );
     }
 
+    /// What apply does for one flag whose writes all succeed.
+    fn record(w: &mut Writer<'_>, e: &Entry) -> Result<Oid> {
+        let mut started = e.clone();
+        started.written.clear();
+        started.failed.clear();
+        let targets = e.written.iter().map(|(t, v)| (t.clone(), v - 1)).collect();
+        let intent = w.begin(&started, &from(), targets)?;
+        Ok(w.finish(&intent, e)?.expect("written"))
+    }
+
+    fn wal_lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path.join(".git").join(WAL))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
-    fn commits_logged_before_a_crash_are_recovered_once() {
+    fn a_killed_run_is_recovered_once_and_its_unfinished_writes_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         std::env::set_var("RELAYCTL_AUTHOR", "Test Operator <op@example.com>");
         let path = dir.path().join("journal");
         let mut j = Journal::open_locked(&path, Duration::from_secs(1)).unwrap();
-        j.write(|w| w.record(&entry(), &from())).unwrap();
-        let landed = std::fs::read_to_string(path.join(".git").join(WAL)).unwrap();
-        assert_eq!(landed, "", "a flushed write empties the log");
-        // Simulate a kill after logging two entries: one whose commit landed, one whose did not.
-        let time = j.entries().unwrap()[0].time;
-        let landed_line = serde_json::to_string(&WalRecord {
-            time,
-            from: from(),
-            entry: entry(),
+        // Capture the log lines of three flags: one that landed, one done but not landed, one
+        // only started.
+        let mut lines = Vec::new();
+        j.write(|w| {
+            record(w, &entry())?;
+            lines.extend(wal_lines(&path));
+            let mut lost = entry();
+            lost.id.flag = "pricing-page".into();
+            record(w, &lost)?;
+            let mut started = entry();
+            started.id.flag = "search-v2".into();
+            started.written.clear();
+            w.begin(
+                &started,
+                &from(),
+                vec![(
+                    TargetRef {
+                        store: "s".into(),
+                        target: "t".into(),
+                    },
+                    7,
+                )],
+            )?;
+            lines = wal_lines(&path);
+            Ok(())
         })
         .unwrap();
-        let mut lost = entry();
-        lost.id.flag = "pricing-page".into();
-        let lost_line = serde_json::to_string(&WalRecord {
-            time: time + 1,
-            from: from(),
-            entry: lost,
-        })
-        .unwrap();
+        assert!(wal_lines(&path).is_empty(), "a flush empties the log");
+        assert_eq!(lines.len(), 5, "{lines:#?}");
+        // The kill: the branch is back before the second flag, the log as it was.
+        let first = j.entries().unwrap()[1].oid;
+        j.repo.reference("HEAD", first, true, "test").unwrap_or_else(|_| {
+            let branch = j
+                .repo
+                .find_reference("HEAD")
+                .unwrap()
+                .symbolic_target()
+                .unwrap()
+                .to_owned();
+            j.repo.reference(&branch, first, true, "test").unwrap()
+        });
         drop(j);
         std::fs::write(
             path.join(".git").join(WAL),
-            format!("{landed_line}\n{lost_line}\n{{\"time\": 1, \"fr"),
+            lines.join("\n") + "\n{\"kind\": \"do",
         )
         .unwrap();
+
         let j = Journal::open_locked(&path, Duration::from_secs(1)).unwrap();
         let flags: Vec<String> = j.entries().unwrap().iter().map(|r| r.id.flag.clone()).collect();
-        assert_eq!(flags, ["pricing-page", "new-checkout"]);
-        assert_eq!(std::fs::read_to_string(path.join(".git").join(WAL)).unwrap(), "");
+        assert_eq!(
+            flags,
+            ["pricing-page", "new-checkout"],
+            "recovered once, in order"
+        );
+        assert_eq!(j.interrupted().len(), 1);
+        assert_eq!(j.interrupted()[0].entry.id.flag, "search-v2");
+        assert_eq!(wal_lines(&path).len(), 1, "the unfinished intent stays logged");
+        drop(j);
+        // Still there for the next run, until someone finishes it.
+        let mut j = Journal::open_locked(&path, Duration::from_secs(1)).unwrap();
+        let intent = j.interrupted()[0].clone();
+        j.write(|w| w.finish(&intent, &intent.entry)).unwrap();
+        assert!(j.interrupted().is_empty());
+        assert!(wal_lines(&path).is_empty());
+        assert_eq!(
+            j.entries().unwrap().len(),
+            2,
+            "nothing written, nothing committed"
+        );
     }
 
     #[test]
@@ -839,7 +1008,7 @@ mod tests {
             for i in 0..n {
                 let mut e = entry();
                 e.id.flag = format!("flag-{i}");
-                w.record(&e, &from())?;
+                record(w, &e)?;
             }
             Ok(())
         })
