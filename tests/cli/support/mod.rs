@@ -49,6 +49,8 @@ pub struct Redis {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// `requirepass`, when started with [`Redis::start_with_password`].
+    password: Option<String>,
 }
 
 impl Redis {
@@ -57,6 +59,19 @@ impl Redis {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().unwrap(),
+            password: None,
+        };
+        r.restart();
+        r
+    }
+
+    /// A server that requires `password` (AUTH); [`Redis::secret_url`] carries it.
+    pub fn start_with_password(password: &str) -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            password: Some(password.to_owned()),
         };
         r.restart();
         r
@@ -78,12 +93,17 @@ impl Redis {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass".to_owned(), p.clone()]),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting redis-server");
         self.child = Some(child);
-        let url = self.url();
+        let url = self.secret_url();
         wait_for(
             &format!("redis-server on port {}", self.port),
             Duration::from_secs(10),
@@ -108,8 +128,63 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The URL with the password in it, when the server has one (else [`Redis::url`]).
+    pub fn secret_url(&self) -> String {
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            None => self.url(),
+        }
+    }
+
     pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+        redis::Client::open(self.secret_url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// Stores `raw` verbatim as field `flag` of `<prefix>:features` (for values that are not
+    /// flags, or a concurrent writer's change).
+    pub fn set_raw(&self, prefix: &str, flag: &str, raw: &str) {
+        redis::cmd("HSET")
+            .arg(format!("{prefix}:features"))
+            .arg(flag)
+            .arg(raw)
+            .exec(&mut self.conn())
+            .unwrap();
+    }
+
+    /// Every key of the database with its exact content (strings and hashes), to compare
+    /// "untouched" byte for byte and to restore a server with [`Redis::restore`].
+    pub fn dump(&self) -> Dump {
+        let mut c = self.conn();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+        keys.into_iter()
+            .map(|k| {
+                let kind: String = redis::cmd("TYPE").arg(&k).query(&mut c).unwrap();
+                let content = match kind.as_str() {
+                    "string" => DumpValue::String(redis::cmd("GET").arg(&k).query(&mut c).unwrap()),
+                    "hash" => DumpValue::Hash(redis::cmd("HGETALL").arg(&k).query(&mut c).unwrap()),
+                    other => panic!("dump: key {k} has type {other}, which the tests do not use"),
+                };
+                (k, content)
+            })
+            .collect()
+    }
+
+    /// Writes every key of `dump` back (after a restart, which empties the server).
+    pub fn restore(&self, dump: &Dump) {
+        let mut c = self.conn();
+        for (k, v) in dump {
+            match v {
+                DumpValue::String(s) => redis::cmd("SET").arg(k).arg(s).exec(&mut c).unwrap(),
+                DumpValue::Hash(h) => {
+                    for (f, val) in h {
+                        redis::cmd("HSET").arg(k).arg(f).arg(val).exec(&mut c).unwrap();
+                    }
+                }
+            }
+        }
     }
 
     /// Stores `flags` in `<prefix>:features` and sets `$inited`, as Relay's full init does.
@@ -152,6 +227,29 @@ impl Drop for Redis {
         self.kill();
     }
 }
+
+/// A database's content by key, as [`Redis::dump`] returns it.
+pub type Dump = std::collections::BTreeMap<String, DumpValue>;
+
+/// The exact content of one Redis key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DumpValue {
+    String(String),
+    Hash(std::collections::BTreeMap<String, String>),
+}
+
+/// An overrides file with one store `relay-redis` over `redis` (prefix `ld:{project}:{environment}`)
+/// and `flags` declared under `[overrides.default.production]`.
+pub fn redis_overrides(redis: &[&Redis], flags: &str) -> String {
+    let urls: Vec<String> = redis.iter().map(|r| format!("\"{}\"", r.secret_url())).collect();
+    format!(
+        "[[store]]\nname = \"relay-redis\"\ntype = \"redis\"\nurls = [{}]\nprefix = \"ld:{{project}}:{{environment}}\"\n\n[overrides.default.production]\n{flags}",
+        urls.join(", ")
+    )
+}
+
+/// The prefix [`redis_overrides`] gives `default/production`.
+pub const PREFIX: &str = "ld:default:production";
 
 /// A realistic flag as Relay stores it: boolean or string variations, targets, a rule.
 pub fn flag(key: &str, version: u64, on: bool, variations: Value) -> Value {
@@ -209,6 +307,29 @@ impl Workspace {
         cmd
     }
 
+    /// Runs `relayctl args` in this workspace and captures everything.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = self.relayctl();
+        cmd.args(args);
+        Run::of(&mut cmd)
+    }
+
+    /// The workspace directory as text, for redaction.
+    pub fn root(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    /// The full messages (subject, body, trailers) of the journal's commits, oldest first,
+    /// without the initial commit.
+    pub fn journal_messages(&self) -> Vec<String> {
+        let out = git(&self.path("journal"), &["log", "--reverse", "--format=%B%x00"]);
+        out.split('\0')
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !s.starts_with("Start the relayctl journal"))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The journal's commits, oldest first, as `git log` sees them (subject and trailers).
     pub fn journal_log(&self) -> Vec<String> {
         git(
@@ -231,6 +352,42 @@ impl Workspace {
             .trim()
             .parse()
             .unwrap()
+    }
+}
+
+/// The outcome of one `relayctl` run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Runs `cmd` to completion, capturing its exit code and output.
+    pub fn of(cmd: &mut assert_cmd::Command) -> Run {
+        let out = cmd.output().expect("running relayctl");
+        Run {
+            code: out.status.code().expect("relayctl was killed by a signal"),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    /// The whole run as one text for a snapshot, with `pairs` replaced (temp paths, ports).
+    pub fn render(&self, pairs: &[(&str, &str)]) -> String {
+        redact(
+            &format!(
+                "exit code: {}\n----- stdout -----\n{}----- stderr -----\n{}",
+                self.code, self.stdout, self.stderr
+            ),
+            pairs,
+        )
+    }
+
+    /// Everything the run printed, stdout then stderr.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
     }
 }
 
