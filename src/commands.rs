@@ -120,10 +120,28 @@ pub fn apply_cmd(
 ) -> Result<Exit> {
     let (config, stores) = load(settings)?;
     let saved = plan_file.map(read_plan_file).transpose()?;
-    let mut journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
-    let plan = match saved {
-        Some(plan) => plan,
+    let (plan, mut journal) = match saved {
+        Some(plan) => (plan, Journal::open_locked(&config.journal, settings.lock_wait)?),
         None => {
+            // Whatever refuses the apply is found before the journal is created or locked, so a
+            // refused apply (bad store content, no terminal, nothing to do) leaves no trace.
+            let preview = make_plan(settings, rt, &config, &stores)?;
+            let unattended = !auto_approve && !crate::ui::interactive();
+            if !preview.problems.is_empty() || preview.changes.is_empty() || unattended {
+                print!("{}", plan::render(&preview, &painter(settings, false)));
+                check(settings, &preview)?;
+                if preview.changes.is_empty() {
+                    settings.status("No changes: the stores already match the overrides file.");
+                    return Ok(Exit::Success);
+                }
+                bail!(
+                    "not applying: there is no terminal to confirm on. Review the plan above and run \
+                     `relayctl apply --auto-approve`, or save it with `relayctl plan --out FILE` and run \
+                     `relayctl apply FILE`"
+                );
+            }
+            let journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
+            // Plan again under the lock: another apply may have finished while we waited for it.
             let plan = make_plan(settings, rt, &config, &stores)?;
             print!("{}", plan::render(&plan, &painter(settings, false)));
             check(settings, &plan)?;
@@ -131,19 +149,10 @@ pub fn apply_cmd(
                 settings.status("No changes: the stores already match the overrides file.");
                 return Ok(Exit::Success);
             }
-            if !auto_approve {
-                if !crate::ui::interactive() {
-                    bail!(
-                        "not applying: there is no terminal to confirm on. Review the plan above and run \
-                         `relayctl apply --auto-approve`, or save it with `relayctl plan --out FILE` and run \
-                         `relayctl apply FILE`"
-                    );
-                }
-                if !crate::ui::confirm("Apply these changes? Only 'yes' is accepted:")? {
-                    bail!("not applying: the answer was not 'yes'. Nothing was written");
-                }
+            if !auto_approve && !crate::ui::confirm("Apply these changes? Only 'yes' is accepted:")? {
+                bail!("not applying: the answer was not 'yes'. Nothing was written");
             }
-            plan
+            (plan, journal)
         }
     };
     if plan.changes.is_empty() {
