@@ -3,5 +3,6 @@
 
 mod support;
 
+mod apply_cmd;
 mod plan_apply;
 mod plan_cmd;
