@@ -4,5 +4,6 @@
 mod support;
 
 mod apply_cmd;
+mod failures;
 mod plan_apply;
 mod plan_cmd;

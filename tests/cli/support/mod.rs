@@ -294,7 +294,12 @@ impl Workspace {
 
     /// `relayctl` in this workspace, with a clean environment.
     pub fn relayctl(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("relayctl").unwrap();
+        assert_cmd::Command::from_std(self.command())
+    }
+
+    /// The same as [`Workspace::relayctl`], as a std `Command` (to spawn several at once).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relayctl"));
         cmd.current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -1,0 +1,220 @@
+//! When things go wrong during apply: a store target down (partial failure, then convergence)
+//! and two applies racing on the same journal.
+
+use crate::support::{flag, git, redis_overrides, wait_for, Redis, Workspace, PREFIX};
+use serde_json::json;
+use std::process::Stdio;
+use std::time::Duration;
+
+fn seed(r: &Redis, flags: &[&str]) {
+    let flags: Vec<_> = flags
+        .iter()
+        .map(|f| flag(f, 10, true, json!([true, false])))
+        .collect();
+    r.seed(PREFIX, &flags);
+}
+
+#[test]
+fn a_target_down_is_reported_journaled_as_failed_and_converges_after_it_is_back() {
+    let (a, mut b) = (Redis::start(), Redis::start());
+    for r in [&a, &b] {
+        seed(r, &["alpha", "beta", "gamma"]);
+    }
+    let w = Workspace::new(&redis_overrides(&[&a, &b], "alpha = false\nbeta = false\n"));
+    assert_eq!(w.run(&["plan", "--out", "p.json"]).code, 0);
+    let b_before = b.dump();
+    b.kill();
+
+    let run = w.run(&["apply", "p.json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    for f in ["alpha", "beta"] {
+        assert!(
+            run.stderr.contains(&format!(
+                "default/production/{f} NOT written to relay-redis {}",
+                b.url()
+            )),
+            "stderr must say what was not written: {}",
+            run.stderr
+        );
+        assert!(
+            run.stdout
+                .contains(&format!("default/production/{f}   relay-redis {} (v11)", a.url())),
+            "stdout lists what was written: {}",
+            run.stdout
+        );
+        assert_eq!(a.flag(PREFIX, f).unwrap()["on"], json!(false));
+    }
+    assert!(
+        run.stderr.contains("2 of 2 flag(s) were not written everywhere"),
+        "{}",
+        run.stderr
+    );
+    // One commit per flag, recording only the target written, and the failed one.
+    let journal = w.path("journal");
+    let trailers = |rev: &str| {
+        git(
+            &journal,
+            &[
+                "log",
+                "-1",
+                "--format=%(trailers:key=Store)%(trailers:key=Store-Failed)",
+                rev,
+            ],
+        )
+    };
+    assert_eq!(w.journal_commits(), 3);
+    for rev in ["HEAD", "HEAD~1"] {
+        assert_eq!(
+            trailers(rev).trim(),
+            format!(
+                "Store: relay-redis {} v11\nStore-Failed: relay-redis {}",
+                a.url(),
+                b.url()
+            )
+        );
+    }
+
+    // The host comes back with what it held before (a Relay restart would reload the same).
+    b.restart();
+    b.restore(&b_before);
+    let run = w.run(&["plan", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let left: Vec<(String, String)> = doc["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["flag"].as_str().unwrap().into(),
+                c["target"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(left, [("alpha".into(), b.url()), ("beta".into(), b.url())]);
+    assert_eq!(doc["unchanged"], json!(2));
+
+    let run = w.run(&["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(w.journal_commits(), 5);
+    for rev in ["HEAD", "HEAD~1"] {
+        assert_eq!(
+            trailers(rev).trim(),
+            format!("Store: relay-redis {} v11", b.url())
+        );
+    }
+    for r in [&a, &b] {
+        for f in ["alpha", "beta"] {
+            assert_eq!(r.flag(PREFIX, f).unwrap()["version"], json!(11));
+        }
+        assert_eq!(
+            r.flag(PREFIX, "gamma").unwrap(),
+            flag("gamma", 10, true, json!([true, false]))
+        );
+    }
+    let run = w.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+}
+
+/// The subjects of the journal's flag commits, oldest first.
+fn subjects(w: &Workspace) -> Vec<String> {
+    git(&w.path("journal"), &["log", "--reverse", "--format=%s"])
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn two_applies_at_once_serialise_on_the_journal_lock() {
+    let r = Redis::start();
+    let names: Vec<String> = (0..20).map(|i| format!("flag-{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    seed(&r, &refs);
+    let decl: String = names.iter().map(|n| format!("{n} = false\n")).collect();
+    let w = Workspace::new(&redis_overrides(&[&r], &decl));
+
+    // Hold the journal lock ourselves, so both processes are certain to find it taken.
+    git(w.dir.path(), &["init", "-q", "journal"]);
+    let lock = std::fs::File::create(w.path("journal/.git/relayctl.lock")).unwrap();
+    lock.lock().unwrap();
+    let spawn = |n: usize| {
+        let err = std::fs::File::create(w.path(&format!("stderr-{n}"))).unwrap();
+        w.command()
+            .args(["apply", "--auto-approve"])
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap()
+    };
+    let children = [spawn(1), spawn(2)];
+    wait_for(
+        "both applies to wait for the lock",
+        Duration::from_secs(20),
+        || {
+            (1..=2).all(|n| {
+                std::fs::read_to_string(w.path(&format!("stderr-{n}")))
+                    .unwrap()
+                    .contains("Waiting for another relayctl to release the journal lock")
+            })
+        },
+    );
+    drop(lock);
+    for mut c in children {
+        let status = c.wait().unwrap();
+        assert!(status.success(), "an apply failed");
+    }
+    let stderr: Vec<String> = (1..=2)
+        .map(|n| std::fs::read_to_string(w.path(&format!("stderr-{n}"))).unwrap())
+        .collect();
+    let applied = stderr
+        .iter()
+        .filter(|s| s.contains("Apply complete: 20 flag(s) changed"))
+        .count();
+    let idle = stderr.iter().filter(|s| s.contains("No changes")).count();
+    assert_eq!((applied, idle), (1, 1), "{stderr:#?}");
+    // Exactly one commit per flag, in order, on a linear history; each flag written once.
+    let want: Vec<String> = names
+        .iter()
+        .map(|n| format!("default/production/{n}: turn off"))
+        .collect();
+    assert_eq!(subjects(&w), want);
+    assert_eq!(git(&w.path("journal"), &["rev-list", "--merges", "HEAD"]), "");
+    for n in &names {
+        assert_eq!(r.flag(PREFIX, n).unwrap()["version"], json!(11), "{n}");
+    }
+}
+
+#[test]
+fn two_applies_started_together_make_one_commit_per_flag() {
+    let r = Redis::start();
+    let names: Vec<String> = (0..30).map(|i| format!("flag-{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    seed(&r, &refs);
+    let decl: String = names.iter().map(|n| format!("{n} = false\n")).collect();
+    let w = Workspace::new(&redis_overrides(&[&r], &decl));
+    let spawn = || {
+        w.command()
+            .args(["apply", "--auto-approve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children = [spawn(), spawn()];
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let want: Vec<String> = names
+        .iter()
+        .map(|n| format!("default/production/{n}: turn off"))
+        .collect();
+    assert_eq!(subjects(&w), want, "no lost, duplicate or interleaved commits");
+    for n in &names {
+        assert_eq!(r.flag(PREFIX, n).unwrap()["version"], json!(11), "{n}");
+    }
+}
