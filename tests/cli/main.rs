@@ -4,6 +4,7 @@
 mod support;
 
 mod apply_cmd;
+mod bad_input;
 mod failures;
 mod plan_apply;
 mod plan_cmd;
