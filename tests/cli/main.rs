@@ -6,5 +6,6 @@ mod support;
 mod apply_cmd;
 mod bad_input;
 mod failures;
+mod file_store;
 mod plan_apply;
 mod plan_cmd;
