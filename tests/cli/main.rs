@@ -5,6 +5,7 @@ mod support;
 
 mod apply_cmd;
 mod bad_input;
+mod conformance;
 mod failures;
 mod file_store;
 mod plan_apply;
