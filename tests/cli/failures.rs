@@ -218,3 +218,67 @@ fn two_applies_started_together_make_one_commit_per_flag() {
         assert_eq!(r.flag(PREFIX, n).unwrap()["version"], json!(11), "{n}");
     }
 }
+
+#[test]
+fn apply_killed_mid_way_leaves_a_consistent_journal_and_a_rerun_converges() {
+    use std::io::BufRead;
+    let r = Redis::start();
+    const N: usize = 20;
+    let names: Vec<String> = (0..N).map(|i| format!("flag-{i:03}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    seed(&r, &refs);
+    let decl: String = names.iter().map(|n| format!("{n} = false\n")).collect();
+    let w = Workspace::new(&redis_overrides(&[&r], &decl));
+
+    let mut child = w
+        .command()
+        .args(["apply", "--auto-approve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // stdout is line-buffered: a line with "journal <sha>" means that flag's commit exists.
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines
+        .find_map(|l| l.ok().filter(|l| l.contains(" journal ")))
+        .expect("apply printed no journal commit");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(first.contains("flag-000"), "{first}");
+
+    let committed = subjects(&w);
+    assert!(
+        !committed.is_empty() && committed.len() < N,
+        "the kill must land mid-way: {} of {N} committed",
+        committed.len()
+    );
+    let version = |n: &str| r.flag(PREFIX, n).unwrap()["version"].as_u64().unwrap();
+    // Every journal commit is backed by a store write; at most one flag (the one being
+    // written when killed) is in the store without its commit.
+    let written: Vec<&String> = names.iter().filter(|n| version(n) == 11).collect();
+    assert!(names.iter().all(|n| matches!(version(n), 10 | 11)));
+    for (i, s) in committed.iter().enumerate() {
+        assert_eq!(s, &format!("default/production/{}: turn off", names[i]));
+        assert_eq!(version(&names[i]), 11, "{s}");
+    }
+    assert!(
+        written.len() - committed.len() <= 1,
+        "{} written, {} committed",
+        written.len(),
+        committed.len()
+    );
+    git(&w.path("journal"), &["fsck", "--no-progress"]);
+
+    // The re-run does not wait for a dead process's lock, and finishes the job.
+    let run = w.run(&["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(!run.stderr.contains("Waiting"), "{}", run.stderr);
+    assert!(names.iter().all(|n| version(n) == 11));
+    let all = subjects(&w);
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "no flag committed twice");
+    assert!(all.len() >= N - 1, "{} commits for {N} flags", all.len());
+    assert_eq!(w.run(&["plan", "--detailed-exitcode"]).code, 0);
+}
