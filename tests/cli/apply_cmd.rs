@@ -49,12 +49,10 @@ fn auto_approve_writes_only_the_managed_properties_and_journals_each_flag() {
     let w = Workspace::new(&redis_overrides(&[&r], FLAGS));
     let run = w.run(&["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
-    assert!(
-        run.stderr
-            .contains("Apply complete: 3 flag(s) changed, 3 journal commit(s)"),
-        "{}",
-        run.stderr
-    );
+    let port = r.port.to_string();
+    insta::with_settings!({filters => vec![(r"journal [0-9a-f]{7}", "journal [SHA]")]}, {
+        insta::assert_snapshot!(run.render(&[(&port, "[PORT]"), (&w.root(), "[WS]")]));
+    });
     let after = r.dump();
 
     // Everything but the three managed flags is byte-for-byte what it was.

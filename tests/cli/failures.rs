@@ -27,6 +27,10 @@ fn a_target_down_is_reported_journaled_as_failed_and_converges_after_it_is_back(
 
     let run = w.run(&["apply", "p.json"]);
     assert_eq!(run.code, 1, "{}", run.all());
+    let (pa, pb) = (a.port.to_string(), b.port.to_string());
+    insta::with_settings!({filters => vec![(r"journal [0-9a-f]{7}", "journal [SHA]")]}, {
+        insta::assert_snapshot!(run.render(&[(&pa, "[PORT-A]"), (&pb, "[PORT-B]"), (&w.root(), "[WS]")]));
+    });
     for f in ["alpha", "beta"] {
         assert!(
             run.stderr.contains(&format!(
