@@ -247,3 +247,59 @@ fn a_flag_changed_since_the_plan_is_refused_as_stale_and_the_others_applied() {
         run.stdout
     );
 }
+
+#[test]
+fn prefixes_default_to_launchdarkly_and_exact_prefixes_win() {
+    let (a, b) = (Redis::start(), Redis::start());
+    let f = || flag("new-checkout", 41, true, json!([true, false]));
+    // a: the SDK/Relay default prefix. b: an auto-config $CID prefix, and a decoy under the template.
+    a.seed("launchdarkly", &[f()]);
+    b.seed("5f3c0ffee0ddba11", &[f()]);
+    b.seed("ld:default:staging", &[f()]);
+    let w = Workspace::new(&format!(
+        "[[store]]\nname = \"plain\"\ntype = \"redis\"\nurl = \"{}\"\n\n\
+         [[store]]\nname = \"auto-config\"\ntype = \"redis\"\nurl = \"{}\"\nprefix = \"ld:{{project}}:{{environment}}\"\n\
+         [store.prefixes]\n\"default/staging\" = \"5f3c0ffee0ddba11\"\n\n\
+         [overrides.default.staging]\nnew-checkout = false\n",
+        a.url(),
+        b.url()
+    ));
+    let before = b.dump();
+    let run = w.run(&["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(
+        a.flag("launchdarkly", "new-checkout").unwrap()["version"],
+        json!(42)
+    );
+    assert_eq!(
+        b.flag("5f3c0ffee0ddba11", "new-checkout").unwrap()["version"],
+        json!(42)
+    );
+    let after = b.dump();
+    assert_eq!(
+        after["ld:default:staging:features"],
+        before["ld:default:staging:features"]
+    );
+    assert_eq!(
+        after["ld:default:staging:$inited"],
+        before["ld:default:staging:$inited"]
+    );
+}
+
+#[test]
+fn the_operators_git_identity_is_the_author_before_relayctl_author() {
+    let r = seeded();
+    let w = Workspace::new(&redis_overrides(&[&r], "new-checkout = false\n"));
+    // HOME is the workspace: this is the operator's global git config.
+    w.write(
+        ".gitconfig",
+        "[user]\n\tname = Jane Oncall\n\temail = jane@example.com\n",
+    );
+    let run = w.run(&["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let authors = git(&w.path("journal"), &["log", "-1", "--format=%an <%ae>|%cn <%ce>"]);
+    assert_eq!(
+        authors.trim(),
+        "Jane Oncall <jane@example.com>|Jane Oncall <jane@example.com>"
+    );
+}

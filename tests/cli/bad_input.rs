@@ -57,6 +57,11 @@ fn invalid_overrides_files_name_the_file_line_and_column() {
             "no store declared",
         ),
         (
+            "duplicate store",
+            format!("{}{store}", store.split("[overrides").next().unwrap()),
+            "duplicate store name \"relay-redis\"",
+        ),
+        (
             "bad prefix template",
             store.replace("{environment}", "{env}"),
             "unknown placeholder {env}",
@@ -259,4 +264,23 @@ fn a_password_in_a_store_url_is_never_shown_or_journaled() {
         );
         assert!(run.stderr.contains(":***@"), "{name}: {}", run.stderr);
     }
+}
+
+#[test]
+fn a_journal_path_that_is_not_a_repository_stops_apply_before_any_write() {
+    let r = Redis::start();
+    r.seed(PREFIX, &[flag("new-checkout", 41, true, json!([true, false]))]);
+    let w = Workspace::new(&redis_overrides(&[&r], "new-checkout = false\n"));
+    w.write("journal/notes.txt", "not a git repository\n");
+    let before = r.dump();
+    let run = w.run(&["apply", "--auto-approve"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("the journal path journal is a non-empty directory that is not a git repository"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(r.dump(), before);
+    assert!(!w.path("journal/.git").exists());
 }
