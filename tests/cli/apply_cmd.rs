@@ -303,3 +303,60 @@ fn the_operators_git_identity_is_the_author_before_relayctl_author() {
         "Jane Oncall <jane@example.com>|Jane Oncall <jane@example.com>"
     );
 }
+
+/// Runs `relayctl apply` on a pseudo-terminal (util-linux `script`), typing `answer`.
+fn apply_on_a_terminal(w: &Workspace, answer: &str) -> crate::support::Run {
+    let script = crate::support::require("script", "apt-get install -y util-linux");
+    let inner = w.command();
+    let mut cmd = std::process::Command::new(script);
+    cmd.env_clear().current_dir(w.dir.path());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.args([
+        "-qec",
+        &format!("{} apply", env!("CARGO_BIN_EXE_relayctl")),
+        "/dev/null",
+    ]);
+    let mut cmd = assert_cmd::Command::from_std(cmd);
+    cmd.write_stdin(format!("{answer}\n"))
+        .timeout(std::time::Duration::from_secs(30));
+    crate::support::Run::of(&mut cmd)
+}
+
+#[test]
+fn on_a_terminal_only_yes_applies() {
+    let r = seeded();
+    let before = r.dump();
+    let w = Workspace::new(&redis_overrides(&[&r], FLAGS));
+    for answer in ["no", "y"] {
+        let run = apply_on_a_terminal(&w, answer);
+        // script merges stdout and stderr: the terminal shows both.
+        assert_eq!(run.code, 1, "{answer}: {}", run.all());
+        assert!(
+            run.stdout
+                .contains("Apply these changes? Only 'yes' is accepted:"),
+            "{answer}: {}",
+            run.stdout
+        );
+        assert!(
+            run.stdout
+                .contains("the answer was not 'yes'. Nothing was written"),
+            "{}",
+            run.stdout
+        );
+        assert_eq!(r.dump(), before, "{answer}");
+        assert!(w.journal_commits() <= 1, "{answer}: no flag commit");
+    }
+    let run = apply_on_a_terminal(&w, "yes");
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains("Apply complete: 3 flag(s) changed"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(w.journal_commits(), 4);
+    assert_eq!(r.flag(PREFIX, "new-checkout").unwrap()["on"], json!(false));
+}

@@ -284,3 +284,47 @@ fn a_journal_path_that_is_not_a_repository_stops_apply_before_any_write() {
     assert_eq!(r.dump(), before);
     assert!(!w.path("journal/.git").exists());
 }
+
+#[test]
+fn a_plan_file_that_is_not_a_plan_or_names_an_undeclared_store_writes_nothing() {
+    let r = Redis::start();
+    r.seed(PREFIX, &[flag("new-checkout", 41, true, json!([true, false]))]);
+    let w = Workspace::new(&redis_overrides(&[&r], "new-checkout = false\n"));
+    assert_eq!(w.run(&["plan", "--out", "p.json"]).code, 0);
+    let before = r.dump();
+    let plan: serde_json::Value = serde_json::from_str(&w.read("p.json")).unwrap();
+
+    w.write("garbage.json", "{\"changes\": 3}\n");
+    let mut newer = plan.clone();
+    newer["format_version"] = json!(99);
+    w.write("newer.json", &newer.to_string());
+    for (file, want) in [
+        ("missing.json", "cannot read the plan file missing.json"),
+        (
+            "garbage.json",
+            "garbage.json is not a plan saved by `relayctl plan --out`",
+        ),
+        ("newer.json", "has format_version 99"),
+    ] {
+        let run = w.run(&["apply", file]);
+        assert_eq!(run.code, 1, "{file}: {}", run.all());
+        assert!(run.stderr.contains(want), "{file}: {}", run.stderr);
+        assert_eq!(r.dump(), before, "{file}");
+        assert!(!w.path("journal").exists(), "{file}");
+    }
+
+    // The overrides file no longer declares the plan's store: refused, named, not written.
+    w.write(
+        "overrides.toml",
+        &redis_overrides(&[&r], "new-checkout = false\n").replace("relay-redis", "renamed"),
+    );
+    let run = w.run(&["apply", "p.json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("the plan names store \"relay-redis\""),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(r.dump(), before);
+    assert_eq!(w.journal_commits(), 1, "no flag commit");
+}
