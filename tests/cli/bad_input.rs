@@ -62,6 +62,12 @@ fn invalid_overrides_files_name_the_file_line_and_column() {
             "duplicate store name \"relay-redis\"",
         ),
         (
+            "two environments, one prefix",
+            store.replace("prefix = \"ld:{project}:{environment}\"\n", "")
+                + "new-checkout = false\n[overrides.default.staging]\nnew-checkout = false\n",
+            "would keep default/production and default/staging in the same place (prefix \"launchdarkly\")",
+        ),
+        (
             "bad prefix template",
             store.replace("{environment}", "{env}"),
             "unknown placeholder {env}",
