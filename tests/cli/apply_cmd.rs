@@ -206,6 +206,9 @@ fn a_flag_changed_since_the_plan_is_refused_as_stale_and_the_others_applied() {
     theirs["version"] = json!(18);
     theirs["rules"] = json!([]);
     r.set_raw(PREFIX, "pricing-page", &theirs.to_string());
+    // Relay also rewrites an unrelated flag in the same hash: that makes nothing stale.
+    let unrelated = flag("unmanaged", 10, false, json!([true, false]));
+    r.set_raw(PREFIX, "unmanaged", &unrelated.to_string());
 
     let run = w.run(&["apply", "p.json"]);
     assert_eq!(run.code, 1, "{}", run.all());
@@ -221,6 +224,7 @@ fn a_flag_changed_since_the_plan_is_refused_as_stale_and_the_others_applied() {
     assert_eq!(r.flag(PREFIX, "pricing-page").unwrap(), theirs);
     assert_eq!(r.flag(PREFIX, "new-checkout").unwrap()["version"], json!(42));
     assert_eq!(r.flag(PREFIX, "recommendations").unwrap()["version"], json!(9));
+    assert_eq!(r.flag(PREFIX, "unmanaged").unwrap(), unrelated);
     let subjects: Vec<String> = w
         .journal_log()
         .iter()

@@ -97,3 +97,29 @@ fn quickstart_plans_applies_and_journals_with_no_server() {
         run.stdout
     );
 }
+
+#[test]
+fn paths_in_the_overrides_file_are_relative_to_it_not_to_the_working_directory() {
+    let w = Workspace::new("# the real file is in ops/\n");
+    w.write(
+        "ops/overrides.toml",
+        &std::fs::read_to_string(format!("{EXAMPLE}/overrides.toml")).unwrap(),
+    );
+    w.write(
+        &format!("ops/{FLAGS}"),
+        &std::fs::read_to_string(format!("{EXAMPLE}/{FLAGS}")).unwrap(),
+    );
+    let run = w.run(&["-c", "ops/overrides.toml", "apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(w.path("ops/journal/.git").is_dir());
+    assert!(!w.path("journal").exists());
+    let doc: Value = serde_json::from_str(&w.read(&format!("ops/{FLAGS}"))).unwrap();
+    assert_eq!(doc["flags"]["new-checkout"]["on"], json!(false));
+    // RELAYCTL_CONFIG works the same way.
+    let run = crate::support::Run::of(
+        w.relayctl()
+            .env("RELAYCTL_CONFIG", "ops/overrides.toml")
+            .args(["plan", "--detailed-exitcode"]),
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+}

@@ -154,3 +154,18 @@ fn redirected_plan_keeps_diagnostics_and_status_off_stdout() {
     assert!(!run.stderr.contains("Saved the plan"), "{}", run.stderr);
     assert!(run.stdout.contains("Plan: 1 to change"), "{}", run.stdout);
 }
+
+#[test]
+fn colour_is_off_when_piped_and_on_when_asked() {
+    let (_a, _b, w) = setup();
+    let plain = w.run(&["plan"]);
+    assert!(!plain.stdout.contains('\x1b'), "{:?}", plain.stdout);
+    let coloured = w.run(&["--color", "always", "plan"]);
+    assert!(
+        coloured.stdout.contains("\x1b[33m~\x1b[0m"),
+        "{:?}",
+        coloured.stdout
+    );
+    let never = w.run(&["--color", "never", "plan"]);
+    assert_eq!(never.stdout, plain.stdout);
+}
