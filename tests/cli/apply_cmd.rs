@@ -364,3 +364,56 @@ fn on_a_terminal_only_yes_applies() {
     assert_eq!(w.journal_commits(), 4);
     assert_eq!(r.flag(PREFIX, "new-checkout").unwrap()["on"], json!(false));
 }
+
+#[test]
+fn a_database_number_in_the_url_selects_that_database() {
+    let r = Redis::start();
+    let f = flag("new-checkout", 41, true, json!([true, false]));
+    r.seed(PREFIX, std::slice::from_ref(&f));
+    let mut db2 = redis::Client::open(format!("{}/2", r.url()))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("HSET")
+        .arg(format!("{PREFIX}:features"))
+        .arg("new-checkout")
+        .arg(f.to_string())
+        .exec(&mut db2)
+        .unwrap();
+    let text = redis_overrides(
+        &[&r],
+        "new-checkout = { on = false, reason = \"Line one.\\n\\nTicket: INC-9\" }\n",
+    )
+    .replace(&format!("\"{}\"", r.url()), &format!("\"{}/2\"", r.url()));
+    let w = Workspace::new(&text);
+    let run = w.run(&["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(r.flag(PREFIX, "new-checkout").unwrap(), f, "db 0 untouched");
+    let stored: String = redis::cmd("HGET")
+        .arg(format!("{PREFIX}:features"))
+        .arg("new-checkout")
+        .query(&mut db2)
+        .unwrap();
+    assert!(stored.contains(r#""on":false"#), "{stored}");
+    // A multi-paragraph reason stays in the body; the trailers are still the last paragraph.
+    let journal = w.path("journal");
+    assert_eq!(
+        git(&journal, &["log", "-1", "--format=%b"])
+            .split("\n\nProject:")
+            .next()
+            .unwrap(),
+        "Line one.\n\nTicket: INC-9"
+    );
+    assert_eq!(
+        git(
+            &journal,
+            &[
+                "log",
+                "-1",
+                "--format=%(trailers:key=Store,valueonly)%(trailers:key=Ticket,valueonly)"
+            ]
+        )
+        .trim(),
+        format!("relay-redis {}/2 v42", r.url())
+    );
+}

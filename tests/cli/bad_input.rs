@@ -131,6 +131,8 @@ fn an_unreachable_store_fails_fast_naming_the_store_and_target() {
         "took {:?}",
         started.elapsed()
     );
+    let json = w.run(&["plan", "--json"]);
+    assert_eq!((json.code, json.stdout.as_str()), (1, ""), "{}", json.stderr);
     assert!(
         run.stderr.contains(&format!(
             "cannot read store relay-redis: cannot connect to redis://127.0.0.1:{down}"

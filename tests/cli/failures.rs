@@ -286,3 +286,34 @@ fn apply_killed_mid_way_leaves_a_consistent_journal_and_a_rerun_converges() {
     assert!(all.len() >= N - 1, "{} commits for {N} flags", all.len());
     assert_eq!(w.run(&["plan", "--detailed-exitcode"]).code, 0);
 }
+
+#[test]
+fn an_apply_that_cannot_get_the_journal_lock_gives_up_clearly_and_writes_nothing() {
+    let r = Redis::start();
+    seed(&r, &["alpha"]);
+    let w = Workspace::new(&redis_overrides(&[&r], "alpha = false\n"));
+    git(w.dir.path(), &["init", "-q", "journal"]);
+    let lock = std::fs::File::create(w.path("journal/.git/relayctl.lock")).unwrap();
+    lock.lock().unwrap();
+    let before = r.dump();
+    let run = crate::support::Run::of(
+        w.relayctl()
+            .env("RELAYCTL_LOCK_TIMEOUT", "1")
+            .args(["apply", "--auto-approve"]),
+    );
+    drop(lock);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("Waiting for another relayctl"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("is still writing to the journal journal after 1s"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(r.dump(), before);
+    assert_eq!(git(&w.path("journal"), &["rev-list", "--all"]), "", "no commit");
+}
