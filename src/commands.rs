@@ -121,6 +121,10 @@ pub fn apply_cmd(
     let (config, stores) = load(settings)?;
     let saved = plan_file.map(read_plan_file).transpose()?;
     let (plan, mut journal) = match saved {
+        Some(plan) if plan.changes.is_empty() => {
+            settings.status("The plan has no changes; nothing to apply.");
+            return Ok(Exit::Success);
+        }
         Some(plan) => (plan, Journal::open_locked(&config.journal, settings.lock_wait)?),
         None => {
             // Whatever refuses the apply is found before the journal is created or locked, so a
@@ -155,10 +159,6 @@ pub fn apply_cmd(
             (plan, journal)
         }
     };
-    if plan.changes.is_empty() {
-        settings.status("The plan has no changes; nothing to apply.");
-        return Ok(Exit::Success);
-    }
     let outcomes = rt.block_on(apply(&plan, &stores, &mut journal, &mut |o| report(settings, o)))?;
     journal.close()?;
 
