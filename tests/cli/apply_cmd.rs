@@ -417,3 +417,22 @@ fn a_database_number_in_the_url_selects_that_database() {
         format!("relay-redis {}/2 v42", r.url())
     );
 }
+
+#[test]
+fn a_saved_plan_without_changes_applies_nothing_and_creates_no_journal() {
+    let r = seeded();
+    let w = Workspace::new(&redis_overrides(&[&r], "unmanaged = true\n"));
+    let run = w.run(&["plan", "--out", "p.json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains("Plan: 0 to change, 1 unchanged."),
+        "{}",
+        run.stdout
+    );
+    let before = r.dump();
+    let run = w.run(&["apply", "p.json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stderr.contains("nothing to apply"), "{}", run.stderr);
+    assert_eq!(r.dump(), before);
+    assert!(!w.path("journal").exists());
+}

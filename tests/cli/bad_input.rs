@@ -211,6 +211,11 @@ fn store_content_that_cannot_be_planned_is_an_error_naming_flag_store_and_target
             "{name}: {}",
             run.stderr
         );
+        assert_eq!(w.run(&["plan", "--out", "p.json"]).code, 1);
+        assert!(
+            !w.path("p.json").exists(),
+            "{name}: a plan with problems is not saved"
+        );
         all += &format!("=== {name}\n{}\n", run.render(&[(&r.port.to_string(), "[PORT]")]));
     }
     insta::assert_snapshot!(all);
