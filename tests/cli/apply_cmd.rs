@@ -436,3 +436,53 @@ fn a_saved_plan_without_changes_applies_nothing_and_creates_no_journal() {
     assert_eq!(r.dump(), before);
     assert!(!w.path("journal").exists());
 }
+
+#[test]
+fn git_log_p_shows_each_change_of_a_flag_as_a_diff() {
+    let r = seeded();
+    let w = Workspace::new(&redis_overrides(
+        &[&r],
+        "new-checkout = { on = false, reason = \"INC-1\" }\n",
+    ));
+    assert_eq!(w.run(&["apply", "--auto-approve"]).code, 0);
+    w.write(
+        "overrides.toml",
+        &redis_overrides(&[&r], "new-checkout = { on = true, reason = \"INC-1 fixed\" }\n"),
+    );
+    let run = w.run(&["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(r.flag(PREFIX, "new-checkout").unwrap()["version"], json!(43));
+    let journal = w.path("journal");
+    let diff = git(
+        &journal,
+        &[
+            "log",
+            "-1",
+            "-p",
+            "--format=",
+            "--",
+            "default/production/new-checkout.toml",
+        ],
+    );
+    for line in [
+        "-on = false\n",
+        "+on = true\n",
+        "-reason = \"INC-1\"\n",
+        "+reason = \"INC-1 fixed\"\n",
+    ] {
+        assert!(diff.contains(line), "{line:?} in {diff}");
+    }
+    let trailers = git(
+        &journal,
+        &[
+            "log",
+            "-1",
+            "--format=%(trailers:key=On)%(trailers:key=Previous-On)%(trailers:key=Base-Version)",
+        ],
+    );
+    assert_eq!(trailers.trim(), "On: true\nPrevious-On: false\nBase-Version: 42");
+    assert_eq!(
+        git(&journal, &["log", "-1", "--format=%s"]).trim(),
+        "default/production/new-checkout: turn on"
+    );
+}
