@@ -317,3 +317,73 @@ fn an_apply_that_cannot_get_the_journal_lock_gives_up_clearly_and_writes_nothing
     assert_eq!(r.dump(), before);
     assert_eq!(git(&w.path("journal"), &["rev-list", "--all"]), "", "no commit");
 }
+
+/// An overrides file for one store reaching Redis through `url`.
+fn through(url: &str, flags: &str) -> String {
+    format!(
+        "[[store]]\nname = \"relay-redis\"\ntype = \"redis\"\nurl = \"{url}\"\nprefix = \"ld:{{project}}:{{environment}}\"\n\n\
+         [overrides.default.production]\n{flags}"
+    )
+}
+
+#[test]
+fn a_write_racing_into_the_hash_makes_apply_retry_not_lose_it() {
+    let r = Redis::start();
+    seed(&r, &["alpha", "unmanaged"]);
+    let theirs = flag("unmanaged", 11, false, json!([true, false]));
+    let url = r.url();
+    let write = theirs.to_string();
+    // Relay writes another flag of the same hash between relayctl's WATCH and EXEC.
+    let proxy = crate::support::ExecProxy::start(r.port, move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        redis::cmd("HSET")
+            .arg(format!("{PREFIX}:features"))
+            .arg("unmanaged")
+            .arg(write)
+            .exec(&mut c)
+            .unwrap();
+    });
+    let w = Workspace::new(&through(&proxy.url(), "alpha = false\n"));
+    let run = w.run(&["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(proxy.execs(), 2, "the first EXEC is aborted by WATCH and retried");
+    assert_eq!(r.flag(PREFIX, "alpha").unwrap()["on"], json!(false));
+    assert_eq!(r.flag(PREFIX, "alpha").unwrap()["version"], json!(11));
+    assert_eq!(r.flag(PREFIX, "unmanaged").unwrap(), theirs);
+    assert_eq!(subjects(&w), ["default/production/alpha: turn off"]);
+}
+
+#[test]
+fn a_write_racing_into_the_same_flag_is_never_overwritten() {
+    let r = Redis::start();
+    seed(&r, &["alpha"]);
+    let mut theirs = flag("alpha", 11, true, json!([true, false]));
+    theirs["rules"] = json!([]);
+    let (url, write) = (r.url(), theirs.to_string());
+    // LaunchDarkly's own update of the same flag lands between WATCH and EXEC.
+    let proxy = crate::support::ExecProxy::start(r.port, move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        redis::cmd("HSET")
+            .arg(format!("{PREFIX}:features"))
+            .arg("alpha")
+            .arg(write)
+            .exec(&mut c)
+            .unwrap();
+    });
+    let w = Workspace::new(&through(&proxy.url(), "alpha = false\n"));
+    let run = w.run(&["apply", "--auto-approve"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert_eq!(
+        proxy.execs(),
+        1,
+        "the retry sees the new version and stops before EXEC"
+    );
+    assert!(
+        run.stderr
+            .contains("stale plan: the store holds v11 but the plan was made against v10"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(r.flag(PREFIX, "alpha").unwrap(), theirs, "their write survives");
+    assert!(subjects(&w).is_empty(), "no commit for a flag not written");
+}

@@ -418,3 +418,68 @@ pub fn redact(text: &str, pairs: &[(&str, &str)]) -> String {
         .iter()
         .fold(text.to_owned(), |t, (from, to)| t.replace(from, to))
 }
+
+/// A TCP proxy in front of a Redis server that runs a hook just before it forwards the first
+/// `EXEC`: a concurrent writer landing, deterministically, between relayctl's WATCH and EXEC.
+pub struct ExecProxy {
+    pub port: u16,
+    execs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ExecProxy {
+    pub fn start(upstream: u16, before_first_exec: impl FnOnce() + Send + 'static) -> ExecProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpStream};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        type Hook = Box<dyn FnOnce() + Send>;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let execs = Arc::new(AtomicUsize::new(0));
+        let hook: Arc<Mutex<Option<Hook>>> = Arc::new(Mutex::new(Some(Box::new(before_first_exec))));
+        let counter = execs.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { break };
+                let mut server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                let (mut to_client, mut from_server) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(Shutdown::Both);
+                });
+                let (hook, counter) = (hook.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n) = client.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let chunk = &buf[..n];
+                        if chunk.windows(10).any(|w| w == b"$4\r\nEXEC\r\n") {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            if let Some(h) = hook.lock().unwrap().take() {
+                                h();
+                            }
+                        }
+                        if server.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        ExecProxy { port, execs }
+    }
+
+    /// The proxy's URL, to put in the overrides file.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// How many EXECs went through.
+    pub fn execs(&self) -> usize {
+        self.execs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
