@@ -387,3 +387,39 @@ fn a_write_racing_into_the_same_flag_is_never_overwritten() {
     assert_eq!(r.flag(PREFIX, "alpha").unwrap(), theirs, "their write survives");
     assert!(subjects(&w).is_empty(), "no commit for a flag not written");
 }
+
+#[test]
+fn a_hash_that_never_stops_changing_gives_up_after_bounded_retries() {
+    let r = Redis::start();
+    seed(&r, &["alpha", "busy"]);
+    let url = r.url();
+    let mut n = 0;
+    let proxy = crate::support::ExecProxy::start_each(r.port, move || {
+        n += 1;
+        let mut c = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("HSET")
+            .arg(format!("{PREFIX}:features"))
+            .arg("busy")
+            .arg(flag("busy", 10 + n, true, json!([true, false])).to_string())
+            .exec(&mut c)
+            .unwrap();
+    });
+    let w = Workspace::new(&through(&proxy.url(), "alpha = false\n"));
+    let run = w.run(&["apply", "--auto-approve"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert_eq!(proxy.execs(), 10);
+    assert!(
+        run.stderr.contains("the hash changed during each of 10 attempts"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        r.flag(PREFIX, "alpha").unwrap(),
+        flag("alpha", 10, true, json!([true, false]))
+    );
+    assert_eq!(r.flag(PREFIX, "busy").unwrap()["version"], json!(20));
+    assert!(subjects(&w).is_empty());
+}

@@ -428,15 +428,25 @@ pub struct ExecProxy {
 
 impl ExecProxy {
     pub fn start(upstream: u16, before_first_exec: impl FnOnce() + Send + 'static) -> ExecProxy {
+        let mut once = Some(before_first_exec);
+        ExecProxy::start_each(upstream, move || {
+            if let Some(h) = once.take() {
+                h();
+            }
+        })
+    }
+
+    /// Like [`ExecProxy::start`], running the hook before every `EXEC`.
+    pub fn start_each(upstream: u16, before_each_exec: impl FnMut() + Send + 'static) -> ExecProxy {
         use std::io::{Read, Write};
         use std::net::{Shutdown, TcpStream};
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::{Arc, Mutex};
-        type Hook = Box<dyn FnOnce() + Send>;
+        type Hook = Box<dyn FnMut() + Send>;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let execs = Arc::new(AtomicUsize::new(0));
-        let hook: Arc<Mutex<Option<Hook>>> = Arc::new(Mutex::new(Some(Box::new(before_first_exec))));
+        let hook: Arc<Mutex<Hook>> = Arc::new(Mutex::new(Box::new(before_each_exec)));
         let counter = execs.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -458,9 +468,7 @@ impl ExecProxy {
                         let chunk = &buf[..n];
                         if chunk.windows(10).any(|w| w == b"$4\r\nEXEC\r\n") {
                             counter.fetch_add(1, Ordering::SeqCst);
-                            if let Some(h) = hook.lock().unwrap().take() {
-                                h();
-                            }
+                            (hook.lock().unwrap())();
                         }
                         if server.write_all(chunk).is_err() {
                             break;
