@@ -258,18 +258,28 @@ fn a_password_in_a_store_url_is_never_shown_or_journaled() {
     );
     assert!(!seen.contains(SECRET), "the password leaked: {seen}");
 
-    // Errors too: a wrong password, an unreachable host, a TOML error on the URL's line.
+    // Errors too: a wrong password, an unreachable host (plain and TLS), a TOML error on the URL's
+    // line. Each must also fail fast.
     let wrong = redis_overrides(&[&r], "new-checkout = true\n").replace(SECRET, "wrong-pw-x9");
     let down = format!("redis://:{SECRET}@127.0.0.1:{}", crate::support::free_port());
     let unreachable = redis_overrides(&[&r], "new-checkout = true\n").replace(&r.secret_url(), &down);
     let broken = redis_overrides(&[&r], "new-checkout = true\n").replace("\"]", "\", 5]");
+    let tls_down = redis_overrides(&[&r], "new-checkout = true\n")
+        .replace(&r.secret_url(), &down.replace("redis://", "rediss://"));
     for (name, text, secret) in [
+        ("rediss unreachable", tls_down, SECRET),
         ("wrong password", wrong, "wrong-pw-x9"),
         ("unreachable", unreachable, SECRET),
         ("TOML error", broken, SECRET),
     ] {
         let w = Workspace::new(&text);
+        let started = Instant::now();
         let run = refused(&w, &[&r]);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name}: {:?}",
+            started.elapsed()
+        );
         assert!(
             !run.all().contains(secret),
             "{name}: the password leaked: {}",
@@ -340,4 +350,25 @@ fn a_plan_file_that_is_not_a_plan_or_names_an_undeclared_store_writes_nothing() 
     );
     assert_eq!(r.dump(), before);
     assert_eq!(w.journal_commits(), 1, "no flag commit");
+}
+
+#[test]
+fn rediss_with_a_password_works_and_is_redacted() {
+    const SECRET: &str = "tls-s3cr3t-pw";
+    let r = Redis::start_tls(SECRET);
+    r.seed(PREFIX, &[flag("new-checkout", 41, true, json!([true, false]))]);
+    let w = Workspace::new(&redis_overrides(&[&r], "new-checkout = false\n"));
+    let run = w.run(&["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("rediss://:***@127.0.0.1"), "{}", run.stdout);
+    assert_eq!(r.flag(PREFIX, "new-checkout").unwrap()["on"], json!(false));
+    let journal = git(&w.path("journal"), &["log", "-p", "--all"]);
+    assert!(
+        journal.contains(&format!(
+            "Store: relay-redis rediss://:***@127.0.0.1:{}/#insecure v42",
+            r.port
+        )),
+        "{journal}"
+    );
+    assert!(!run.all().contains(SECRET) && !journal.contains(SECRET));
 }

@@ -51,6 +51,8 @@ pub struct Redis {
     dir: tempfile::TempDir,
     /// `requirepass`, when started with [`Redis::start_with_password`].
     password: Option<String>,
+    /// Serves TLS only (self-signed), when started with [`Redis::start_tls`].
+    tls: bool,
 }
 
 impl Redis {
@@ -60,6 +62,7 @@ impl Redis {
             child: None,
             dir: tempfile::tempdir().unwrap(),
             password: None,
+            tls: false,
         };
         r.restart();
         r
@@ -72,7 +75,35 @@ impl Redis {
             child: None,
             dir: tempfile::tempdir().unwrap(),
             password: Some(password.to_owned()),
+            tls: false,
         };
+        r.restart();
+        r
+    }
+
+    /// A server that speaks only TLS (a self-signed certificate made with `openssl`) and
+    /// requires `password`. Its URLs are `rediss://...#insecure`, which skips certificate checks.
+    pub fn start_tls(password: &str) -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            password: Some(password.to_owned()),
+            tls: true,
+        };
+        let openssl = require("openssl", "apt-get install -y openssl");
+        let out = Command::new(openssl)
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+            .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
+            .args(["-keyout", "key.pem", "-out", "cert.pem"])
+            .current_dir(r.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         r.restart();
         r
     }
@@ -81,18 +112,28 @@ impl Redis {
     pub fn restart(&mut self) {
         let bin = require("redis-server", "apt-get install -y redis-server");
         let child = Command::new(bin)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(if self.tls {
+                vec![
+                    "--port".to_owned(),
+                    "0".to_owned(),
+                    "--tls-port".to_owned(),
+                    self.port.to_string(),
+                    "--tls-cert-file".to_owned(),
+                    "cert.pem".to_owned(),
+                    "--tls-key-file".to_owned(),
+                    "key.pem".to_owned(),
+                    "--tls-ca-cert-file".to_owned(),
+                    "cert.pem".to_owned(),
+                    "--tls-auth-clients".to_owned(),
+                    "no".to_owned(),
+                ]
+            } else {
+                vec!["--port".to_owned(), self.port.to_string()]
+            })
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .current_dir(self.dir.path())
             .args(
                 self.password
                     .iter()
@@ -125,14 +166,18 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls {
+            true => format!("rediss://127.0.0.1:{}/#insecure", self.port),
+            false => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// The URL with the password in it, when the server has one (else [`Redis::url`]).
     pub fn secret_url(&self) -> String {
-        match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
-            None => self.url(),
+        match (&self.password, self.tls) {
+            (Some(p), true) => format!("rediss://:{p}@127.0.0.1:{}/#insecure", self.port),
+            (Some(p), false) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            (None, _) => self.url(),
         }
     }
 
