@@ -68,6 +68,13 @@ fn invalid_overrides_files_name_the_file_line_and_column() {
             "would keep default/production and default/staging in the same place (prefix \"launchdarkly\")",
         ),
         (
+            "two environments, one file",
+            "[[store]]\ntype = \"file\"\npath = \"flags.json\"\n\n[overrides.default.production]\nnew-checkout = false\n\
+             [overrides.default.staging]\nnew-checkout = false\n"
+                .to_owned(),
+            "would keep default/production and default/staging in the same place (file \"flags.json\")",
+        ),
+        (
             "bad prefix template",
             store.replace("{environment}", "{env}"),
             "unknown placeholder {env}",
