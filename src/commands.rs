@@ -127,34 +127,46 @@ pub fn apply_cmd(
         }
         Some(plan) => (plan, Journal::open_locked(&config.journal, settings.lock_wait)?),
         None => {
-            // Whatever refuses the apply is found before the journal is created or locked, so a
-            // refused apply (bad store content, no terminal, nothing to do) leaves no trace.
+            // Whatever refuses the apply (bad store content, nothing to do, no terminal, an answer
+            // other than yes) is found before the journal is created or locked: it leaves no trace.
             let preview = make_plan(settings, rt, &config, &stores)?;
-            let unattended = !auto_approve && !crate::ui::interactive();
-            if !preview.problems.is_empty() || preview.changes.is_empty() || unattended {
-                print!("{}", plan::render(&preview, &painter(settings, false)));
-                check(settings, &preview)?;
-                if preview.changes.is_empty() {
-                    settings.status("No changes: the stores already match the overrides file.");
-                    return Ok(Exit::Success);
-                }
-                bail!(
-                    "not applying: there is no terminal to confirm on. Review the plan above and run \
-                     `relayctl apply --auto-approve`, or save it with `relayctl plan --out FILE` and run \
-                     `relayctl apply FILE`"
-                );
-            }
-            let journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
-            // Plan again under the lock: another apply may have finished while we waited for it.
-            let plan = make_plan(settings, rt, &config, &stores)?;
-            print!("{}", plan::render(&plan, &painter(settings, false)));
-            check(settings, &plan)?;
-            if plan.changes.is_empty() {
+            print!("{}", plan::render(&preview, &painter(settings, false)));
+            check(settings, &preview)?;
+            if preview.changes.is_empty() {
                 settings.status("No changes: the stores already match the overrides file.");
                 return Ok(Exit::Success);
             }
-            if !auto_approve && !crate::ui::confirm("Apply these changes? Only 'yes' is accepted:")? {
-                bail!("not applying: the answer was not 'yes'. Nothing was written");
+            if !auto_approve {
+                if !crate::ui::interactive() {
+                    bail!(
+                        "not applying: there is no terminal to confirm on. Review the plan above and run \
+                         `relayctl apply --auto-approve`, or save it with `relayctl plan --out FILE` and run \
+                         `relayctl apply FILE`"
+                    );
+                }
+                if !crate::ui::confirm("Apply these changes? Only 'yes' is accepted:")? {
+                    bail!("not applying: the answer was not 'yes'. Nothing was written");
+                }
+            }
+            let journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
+            // Plan again under the lock: another apply (or Relay) may have written meanwhile.
+            let plan = make_plan(settings, rt, &config, &stores)?;
+            if plan.changes != preview.changes {
+                if plan.changes.is_empty() && plan.problems.is_empty() {
+                    settings.status(
+                        "No changes: the stores already match the overrides file (another apply wrote them meanwhile).",
+                    );
+                    return Ok(Exit::Success);
+                }
+                settings.status("The stores changed since the plan above was made; the plan is now:");
+                print!("{}", plan::render(&plan, &painter(settings, false)));
+                check(settings, &plan)?;
+                if !auto_approve {
+                    bail!(
+                        "not applying: the plan changed after you approved it (another apply or Relay wrote \
+                         meanwhile); nothing was written. Review the new plan and run apply again"
+                    );
+                }
             }
             (plan, journal)
         }
