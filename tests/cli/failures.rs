@@ -423,3 +423,111 @@ fn a_hash_that_never_stops_changing_gives_up_after_bounded_retries() {
     assert_eq!(r.flag(PREFIX, "busy").unwrap()["version"], json!(20));
     assert!(subjects(&w).is_empty());
 }
+
+/// Holds the journal lock (the journal is created first) until dropped.
+fn hold_lock(w: &Workspace) -> std::fs::File {
+    git(w.dir.path(), &["init", "-q", "journal"]);
+    let lock = std::fs::File::create(w.path("journal/.git/relayctl.lock")).unwrap();
+    lock.lock().unwrap();
+    lock
+}
+
+fn wait_for_text(w: &Workspace, file: &str, text: &str) {
+    wait_for(&format!("{text:?} in {file}"), Duration::from_secs(20), || {
+        std::fs::read_to_string(w.path(file))
+            .unwrap_or_default()
+            .contains(text)
+    });
+}
+
+#[test]
+fn a_store_changed_while_waiting_for_the_lock_is_replanned_before_writing() {
+    let r = Redis::start();
+    seed(&r, &["alpha", "beta"]);
+    let w = Workspace::new(&redis_overrides(&[&r], "alpha = false\nbeta = false\n"));
+    let lock = hold_lock(&w);
+    let out = std::fs::File::create(w.path("out")).unwrap();
+    let err = std::fs::File::create(w.path("err")).unwrap();
+    let mut child = w
+        .command()
+        .args(["apply", "--auto-approve"])
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    wait_for_text(&w, "err", "Waiting for another relayctl");
+    // Meanwhile LD/Relay turned beta off itself (v11), and bumped alpha (v11, still on).
+    r.seed(
+        PREFIX,
+        &[
+            flag("alpha", 11, true, json!([true, false])),
+            flag("beta", 11, false, json!([true, false])),
+        ],
+    );
+    drop(lock);
+    assert!(child.wait().unwrap().success(), "{}", w.read("err"));
+    let err = w.read("err");
+    assert!(
+        err.contains("The stores changed since the plan above was made"),
+        "{err}"
+    );
+    assert_eq!(r.flag(PREFIX, "alpha").unwrap()["version"], json!(12));
+    assert_eq!(
+        r.flag(PREFIX, "beta").unwrap(),
+        flag("beta", 11, false, json!([true, false]))
+    );
+    assert_eq!(subjects(&w), ["default/production/alpha: turn off"]);
+    let journal = git(
+        &w.path("journal"),
+        &["log", "-1", "--format=%(trailers:key=Base-Version)"],
+    );
+    assert_eq!(journal.trim(), "Base-Version: 11");
+}
+
+#[test]
+fn an_approved_plan_that_changed_before_the_lock_is_not_applied() {
+    let r = Redis::start();
+    seed(&r, &["alpha"]);
+    let w = Workspace::new(&redis_overrides(&[&r], "alpha = false\n"));
+    let lock = hold_lock(&w);
+    let script = crate::support::require("script", "apt-get install -y util-linux");
+    let inner = w.command();
+    let mut cmd = std::process::Command::new(script);
+    cmd.env_clear().current_dir(w.dir.path());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let tty = std::fs::File::create(w.path("tty")).unwrap();
+    let mut child = cmd
+        .args([
+            "-qec",
+            &format!("{} apply", env!("CARGO_BIN_EXE_relayctl")),
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(tty)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"yes\n").unwrap();
+        // Keep the terminal open until the answer has been read and the lock is awaited.
+        wait_for_text(&w, "tty", "Waiting for another relayctl");
+        r.seed(PREFIX, &[flag("alpha", 11, true, json!([true, false]))]);
+        drop(lock);
+        let status = child.wait().unwrap();
+        drop(stdin);
+        assert_eq!(status.code(), Some(1), "{}", w.read("tty"));
+    }
+    let tty = w.read("tty");
+    assert!(tty.contains("the plan changed after you approved it"), "{tty}");
+    assert_eq!(
+        r.flag(PREFIX, "alpha").unwrap(),
+        flag("alpha", 11, true, json!([true, false]))
+    );
+    assert!(subjects(&w).is_empty());
+}
