@@ -120,34 +120,20 @@ pub fn apply_cmd(
 ) -> Result<Exit> {
     let (config, stores) = load(settings)?;
     let saved = plan_file.map(read_plan_file).transpose()?;
-    let mut journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
-    if !journal.interrupted().is_empty() {
-        let intents = journal.interrupted().to_vec();
-        let recorded = journal.write(|w| rt.block_on(apply::record_interrupted(&stores, w, &intents)))?;
-        settings.status(format!(
-            "An earlier apply was interrupted while writing {} flag(s); read the stores and recorded what it wrote:",
-            recorded.len()
-        ));
-        for entry in &recorded {
-            let written: Vec<String> = entry.written.iter().map(|(t, v)| format!("{t} (v{v})")).collect();
-            settings.status(format!(
-                "  {}: {}",
-                entry.id,
-                if written.is_empty() {
-                    "not written anywhere".to_owned()
-                } else {
-                    format!("written to {}", written.join(", "))
-                }
-            ));
+    record_interrupted(settings, rt, &config, &stores)?;
+    let (plan, mut journal) = match saved {
+        Some(plan) if plan.changes.is_empty() => {
+            settings.status("The plan has no changes; nothing to apply.");
+            return Ok(Exit::Success);
         }
-    }
-    let plan = match saved {
-        Some(plan) => plan,
+        Some(plan) => (plan, Journal::open_locked(&config.journal, settings.lock_wait)?),
         None => {
-            let plan = make_plan(settings, rt, &config, &stores)?;
-            print!("{}", plan::render(&plan, &painter(settings, false)));
-            check(settings, &plan)?;
-            if plan.changes.is_empty() {
+            // Whatever refuses the apply (bad store content, nothing to do, no terminal, an answer
+            // other than yes) is found before the journal is created or locked: it leaves no trace.
+            let preview = make_plan(settings, rt, &config, &stores)?;
+            print!("{}", plan::render(&preview, &painter(settings, false)));
+            check(settings, &preview)?;
+            if preview.changes.is_empty() {
                 settings.status("No changes: the stores already match the overrides file.");
                 return Ok(Exit::Success);
             }
@@ -163,13 +149,29 @@ pub fn apply_cmd(
                     bail!("not applying: the answer was not 'yes'. Nothing was written");
                 }
             }
-            plan
+            let journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
+            // Plan again under the lock: another apply (or Relay) may have written meanwhile.
+            let plan = make_plan(settings, rt, &config, &stores)?;
+            if plan.changes != preview.changes {
+                if plan.changes.is_empty() && plan.problems.is_empty() {
+                    settings.status(
+                        "No changes: the stores already match the overrides file (another apply wrote them meanwhile).",
+                    );
+                    return Ok(Exit::Success);
+                }
+                settings.status("The stores changed since the plan above was made; the plan is now:");
+                print!("{}", plan::render(&plan, &painter(settings, false)));
+                check(settings, &plan)?;
+                if !auto_approve {
+                    bail!(
+                        "not applying: the plan changed after you approved it (another apply or Relay wrote \
+                         meanwhile); nothing was written. Review the new plan and run apply again"
+                    );
+                }
+            }
+            (plan, journal)
         }
     };
-    if plan.changes.is_empty() {
-        settings.status("The plan has no changes; nothing to apply.");
-        return Ok(Exit::Success);
-    }
     crate::interrupt::install().context("installing the Ctrl-C handler")?;
     let outcomes = journal.write(|w| rt.block_on(apply(&plan, &stores, w, &mut |o| report(settings, o))))?;
     journal.close()?;
@@ -205,6 +207,37 @@ pub fn apply_cmd(
     ))
 }
 
+/// Records the flag writes of an interrupted apply (see `apply::record_interrupted`) before
+/// anything else, so the journal knows everything that is in the stores.
+fn record_interrupted(settings: &Settings, rt: &Runtime, config: &Config, stores: &Stores) -> Result<()> {
+    // A journal that cannot be opened is reported by the locked open of the apply itself.
+    if !matches!(Journal::open_existing(&config.journal), Ok(Some(j)) if j.unrecorded() > 0) {
+        return Ok(());
+    }
+    let mut journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
+    if !journal.interrupted().is_empty() {
+        let intents = journal.interrupted().to_vec();
+        let recorded = journal.write(|w| rt.block_on(apply::record_interrupted(stores, w, &intents)))?;
+        settings.status(format!(
+            "An earlier apply was interrupted while writing {} flag(s); read the stores and recorded what it wrote:",
+            recorded.len()
+        ));
+        for entry in &recorded {
+            let written: Vec<String> = entry.written.iter().map(|(t, v)| format!("{t} (v{v})")).collect();
+            settings.status(format!(
+                "  {}: {}",
+                entry.id,
+                if written.is_empty() {
+                    "not written anywhere".to_owned()
+                } else {
+                    format!("written to {}", written.join(", "))
+                }
+            ));
+        }
+    }
+    journal.close()
+}
+
 fn report(settings: &Settings, o: &FlagOutcome) {
     let commit = o
         .commit
@@ -236,6 +269,13 @@ pub fn log(settings: &Settings, pending_only: bool) -> Result<Exit> {
         ));
         return Ok(Exit::Success);
     };
+    let unrecorded = journal.unrecorded();
+    if unrecorded > 0 {
+        eprintln!(
+            "warning: {unrecorded} change(s) of an interrupted or running apply are not in the journal yet; \
+             the next `relayctl apply` records them (it reads the stores to tell what was written)"
+        );
+    }
     let mut shown = 0;
     for r in journal.entries()? {
         if pending_only && r.is_synced() {

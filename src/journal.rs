@@ -542,6 +542,12 @@ impl Writer<'_> {
     }
 }
 
+/// Opens the repository at `path`, creating it if absent.
+///
+/// The lock lives inside the repository, so creation cannot be under it: the repository is
+/// initialised in a temporary directory beside `path` and renamed into place, so two relayctl
+/// processes creating the journal at once never see a half-made one. The loser of the rename
+/// opens the winner's repository.
 fn open_or_init(path: &Path) -> Result<Repository> {
     // libgit2 caches only objects under 4 KiB by default, so the tree of an environment with many
     // flags would be read back from disk and inflated for every commit.
@@ -563,10 +569,23 @@ fn open_or_init(path: &Path) -> Result<Repository> {
                     path.display()
                 );
             }
-            std::fs::create_dir_all(path)
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating the journal directory {}", path.display()))?;
-            Repository::init(path)
-                .with_context(|| format!("creating the journal repository {}", path.display()))
+            let tmp = tempfile::Builder::new()
+                .prefix(".relayctl-journal-")
+                .tempdir_in(parent)
+                .with_context(|| format!("creating the journal repository {}", path.display()))?;
+            let repo = Repository::init(tmp.path())
+                .with_context(|| format!("creating the journal repository {}", path.display()))?;
+            // The commits are the audit trail; a reflog entry per commit would only double the writes.
+            repo.config()?.set_bool("core.logAllRefUpdates", false)?;
+            // Fails only when another process has just put its repository there: use that one.
+            let _ = std::fs::rename(tmp.path(), path);
+            Repository::open(path).with_context(|| format!("opening the journal {}", path.display()))
         }
         Err(e) => Err(anyhow!(e).context(format!("opening the journal {}", path.display()))),
     }

@@ -50,6 +50,9 @@ impl From<Exit> for ExitCode {
 
 /// Runs relayctl with `args` (including the program name) and returns the exit status.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    // rustls cannot pick a crypto provider by itself once several are compiled in (the AWS SDK
+    // brings its own): choose ring explicitly, before any rediss:// connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = match settings::parse(args) {
         Ok(s) => s,
         Err(SettingsError::Usage(e)) => {

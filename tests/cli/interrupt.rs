@@ -38,7 +38,7 @@ fn ctrl_c_stops_between_flags_and_a_rerun_finishes() {
         redis.url()
     ));
     let child = w
-        .std_command()
+        .command()
         .args(["apply", "--auto-approve"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
