@@ -254,7 +254,7 @@ fn apply_killed_mid_way_leaves_a_consistent_journal_and_a_rerun_converges() {
     assert!(names.iter().all(|n| matches!(version(n), 10 | 11)));
     let written = names.iter().filter(|n| version(n) == 11).count();
     assert!(
-        written >= 1 && written < N,
+        (1..N).contains(&written),
         "the kill must land mid-way: {written} of {N} written"
     );
     // What the killed process wrote but did not get into git yet waits in the write-ahead log.
