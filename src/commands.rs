@@ -173,7 +173,14 @@ pub fn apply_cmd(
         }
     };
     crate::interrupt::install().context("installing the Ctrl-C handler")?;
-    let outcomes = journal.write(|w| rt.block_on(apply(&plan, &stores, w, &mut |o| report(settings, o))))?;
+    let width = plan
+        .changes
+        .iter()
+        .map(|c| c.id.to_string().len())
+        .max()
+        .unwrap_or(0);
+    let outcomes =
+        journal.write(|w| rt.block_on(apply(&plan, &stores, w, &mut |o| report(settings, width, o))))?;
     journal.close()?;
 
     let flags = outcomes.len();
@@ -238,16 +245,17 @@ fn record_interrupted(settings: &Settings, rt: &Runtime, config: &Config, stores
     journal.close()
 }
 
-fn report(settings: &Settings, o: &FlagOutcome) {
+/// Prints what happened to one flag; `width` aligns the flag column like the plan's.
+fn report(settings: &Settings, width: usize, o: &FlagOutcome) {
     let commit = o
         .commit
         .map(|c| format!("   journal {}", &c.to_string()[..7]))
         .unwrap_or_default();
     for (target, version) in &o.entry.written {
         println!(
-            "  {} {}   {target} (v{version}){commit}",
+            "  {} {:<width$}   {target} (v{version}){commit}",
             settings.stdout.paint(Style::Change, "~"),
-            o.entry.id
+            o.entry.id.to_string()
         );
     }
     for (target, why) in &o.entry.failed {

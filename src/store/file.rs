@@ -33,8 +33,10 @@ impl FileTarget {
         self.base_dir.join(self.path.render(project, environment))
     }
 
+    /// The path as the overrides file names it (relative to that file), so it reads the same
+    /// whatever directory relayctl runs from, and a saved plan matches it from anywhere.
     pub(super) fn describe(&self, project: &str, environment: &str) -> String {
-        self.path(project, environment).display().to_string()
+        self.path.render(project, environment)
     }
 
     pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Found> {
