@@ -80,6 +80,10 @@ pub struct Recorded {
     pub base_version: u64,
     pub off_variation: Option<usize>,
     pub fallthrough: Option<usize>,
+    /// The value served by `off_variation`, as the state file recorded it (`off_variation = 1 # "control"`).
+    pub off_variation_value: Option<serde_json::Value>,
+    /// The value served by `fallthrough`, as the state file recorded it.
+    pub fallthrough_value: Option<serde_json::Value>,
     /// The `Store:` trailers: targets written with their resulting versions.
     pub stores: Vec<String>,
     /// The sync note, if any.
@@ -453,6 +457,18 @@ fn message(entry: &Entry, from: &Targeting) -> String {
     m
 }
 
+/// The variation values a state file recorded beside the indexes (`off_variation = 1 # "control"`).
+fn recorded_values(state: &str) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+    let value = |key: &str| {
+        state.lines().find_map(|line| {
+            let rest = line.strip_prefix(key)?.trim_start().strip_prefix('=')?;
+            let (_, json) = rest.split_once(" # ")?;
+            serde_json::from_str(json.trim()).ok()
+        })
+    };
+    (value("off_variation"), value("fallthrough"))
+}
+
 fn note(repo: &Repository, oid: Oid) -> Option<String> {
     repo.find_note(Some(NOTES_REF), oid)
         .ok()
@@ -489,6 +505,14 @@ fn parse_commit(repo: &Repository, commit: &git2::Commit) -> Result<Option<Recor
         .map(str::trim)
         .filter(|p| !p.is_empty() && !p.starts_with("Project:") && !p.starts_with("Not written"))
         .map(str::to_owned);
+    let file = format!("{project}/{environment}/{flag}.toml");
+    let recorded = commit
+        .tree()
+        .ok()
+        .and_then(|t| t.get_path(Path::new(&file)).ok())
+        .and_then(|e| repo.find_blob(e.id()).ok())
+        .map(|b| recorded_values(&String::from_utf8_lossy(b.content())))
+        .unwrap_or_default();
     let author = commit.author();
     Ok(Some(Recorded {
         oid: commit.id(),
@@ -511,6 +535,8 @@ fn parse_commit(repo: &Repository, commit: &git2::Commit) -> Result<Option<Recor
         base_version,
         off_variation: index("Off-Variation")?,
         fallthrough: index("Fallthrough")?,
+        off_variation_value: recorded.0,
+        fallthrough_value: recorded.1,
         stores: trailers
             .iter()
             .filter(|(k, _)| *k == "Store")
@@ -589,6 +615,8 @@ mod tests {
         assert_eq!(r.base_version, 41);
         assert_eq!(r.off_variation, Some(1));
         assert_eq!(r.fallthrough, None);
+        assert_eq!(r.off_variation_value, Some(serde_json::json!("control")));
+        assert_eq!(r.fallthrough_value, None);
         assert_eq!(r.reason.as_deref(), Some("INC-4711: checkout returns 500"));
         assert_eq!(r.stores, ["relay-redis redis://10.0.0.5:6379 v42"]);
         assert_eq!(r.status(), "pending");
