@@ -4,3 +4,4 @@
 mod support;
 
 mod plan_apply;
+mod sync;
