@@ -301,6 +301,8 @@ pub struct Summary {
     pub conflicts: Vec<String>,
     pub skipped: Vec<String>,
     pub failed: Vec<String>,
+    /// Time spent writing notes.
+    pub noting: std::time::Duration,
 }
 
 /// Options of `relayctl sync`.
@@ -357,9 +359,21 @@ pub async fn sync(
 ) -> Result<Summary> {
     let stop: Cell<Option<ApiError>> = Cell::new(None);
     let stopped = Cell::new(false);
-    let mut results = futures::stream::iter(groups.iter().map(|g| {
+    // LD's flag is one resource across environments: never two requests for it at once.
+    let mut locks: BTreeMap<(&str, &str), std::rc::Rc<tokio::sync::Mutex<()>>> = BTreeMap::new();
+    let locks: Vec<_> = groups
+        .iter()
+        .map(|g| {
+            locks
+                .entry((g.id.project.as_str(), g.id.flag.as_str()))
+                .or_default()
+                .clone()
+        })
+        .collect();
+    let mut results = futures::stream::iter(groups.iter().zip(locks).map(|(g, lock)| {
         let (stop, stopped) = (&stop, &stopped);
         async move {
+            let _one_at_a_time = lock.lock().await;
             if stopped.get() {
                 return (g, Outcome::NotTried);
             }
@@ -381,27 +395,41 @@ pub async fn sync(
     }))
     .buffer_unordered(CONCURRENCY);
     let mut summary = Summary::default();
-    while let Some((g, outcome)) = results.next().await {
+    let mut noting = std::time::Duration::ZERO;
+    while let Some(first) = results.next().await {
+        // Flags that finished together share one notes commit; each note is still written as
+        // soon as its flag's request is answered, before any further request is awaited.
+        let mut done = vec![first];
+        while let Some(Some(more)) = futures::FutureExt::now_or_never(results.next()) {
+            done.push(more);
+        }
         if !options.dry_run {
-            if let Some(note) = note_for(&outcome, now()) {
-                for c in &g.commits {
-                    journal.set_note(c.oid, &note)?;
-                }
+            let started = std::time::Instant::now();
+            let time = now();
+            let notes: Vec<(git2::Oid, String)> = done
+                .iter()
+                .filter_map(|(g, o)| note_for(o, time).map(|n| (g, n)))
+                .flat_map(|(g, n)| g.commits.iter().map(move |c| (c.oid, n.clone())))
+                .collect();
+            journal.set_notes(&notes)?;
+            noting += started.elapsed();
+        }
+        for (g, outcome) in done {
+            let line = format!("{} (commit {})", g.id, g.shorts());
+            match &outcome {
+                Outcome::Synced { patched: true, .. } => summary.synced += 1,
+                Outcome::Synced { patched: false, .. } => summary.in_state += 1,
+                Outcome::WouldPatch { .. } => summary.would_patch += 1,
+                Outcome::Conflict(why) => summary.conflicts.push(format!("{line}: {why}")),
+                Outcome::Skipped(why) => summary.skipped.push(format!("{line}: {why}")),
+                Outcome::Failed(why) => summary.failed.push(format!("{line}: {why}")),
+                Outcome::NotTried => summary.failed.push(format!("{line}: not tried")),
             }
+            report(g, &outcome);
         }
-        let line = format!("{} (commit {})", g.id, g.shorts());
-        match &outcome {
-            Outcome::Synced { patched: true, .. } => summary.synced += 1,
-            Outcome::Synced { patched: false, .. } => summary.in_state += 1,
-            Outcome::WouldPatch { .. } => summary.would_patch += 1,
-            Outcome::Conflict(why) => summary.conflicts.push(format!("{line}: {why}")),
-            Outcome::Skipped(why) => summary.skipped.push(format!("{line}: {why}")),
-            Outcome::Failed(why) => summary.failed.push(format!("{line}: {why}")),
-            Outcome::NotTried => summary.failed.push(format!("{line}: not tried")),
-        }
-        report(g, &outcome);
     }
     drop(results);
+    summary.noting = noting;
     if let Some(e @ ApiError::Auth { .. }) = stop.take() {
         bail!(e);
     }
@@ -454,9 +482,17 @@ pub fn sync_command(
         ));
         return Ok(Exit::Success);
     }
+    let started = std::time::Instant::now();
     let mut journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
     let entries = journal.entries()?;
     let groups = group(&entries, |r| !r.is_synced());
+    if settings.verbose > 0 {
+        settings.status(format!(
+            "Read {} journal commits in {} ms.",
+            entries.len(),
+            started.elapsed().as_millis()
+        ));
+    }
     if groups.is_empty() {
         settings.status("Nothing to sync: every journal commit is already synced to LaunchDarkly.");
         return Ok(Exit::Success);
@@ -523,9 +559,20 @@ pub fn sync_command(
         bar.suspend(|| println!("{line}"));
         bar.inc(1);
     };
+    let started = std::time::Instant::now();
     let result = rt.block_on(sync(&mut journal, &client, &groups, options, &mut report));
     bar.finish_and_clear();
+    if settings.verbose > 0 {
+        settings.status(format!(
+            "Worked {} flags in {} ms.",
+            groups.len(),
+            started.elapsed().as_millis()
+        ));
+    }
     let summary = result?;
+    if settings.verbose > 0 {
+        settings.status(format!("Wrote sync notes in {} ms.", summary.noting.as_millis()));
+    }
     journal.close()?;
     settings.status(format!(
         "{}: {} synced, {} already in state, {} conflict(s), {} skipped, {} failed{}.",

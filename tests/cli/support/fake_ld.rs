@@ -12,9 +12,14 @@
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A status, extra headers and a JSON body.
+type Answer = (u16, Vec<(String, String)>, Value);
 
 /// The token the fake accepts in `Authorization`.
 pub const TOKEN: &str = "api-0123-test-token-do-not-print";
@@ -88,17 +93,18 @@ struct State {
 /// The fake server; stops when dropped.
 pub struct FakeLd {
     pub url: String,
+    addr: std::net::SocketAddr,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
     accept: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FakeLd {
-    /// Starts the fake on a free port of 127.0.0.1.
+    /// Starts the fake on a free port of 127.0.0.1: a minimal HTTP/1.1 server (keep-alive,
+    /// Content-Length bodies), one thread per connection.
     pub fn start() -> FakeLd {
-        let server =
-            Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("starting the fake LaunchDarkly"));
-        let port = server.server_addr().to_ip().expect("an IP address").port();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("starting the fake LaunchDarkly");
+        let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             test_failure_status: 400,
             ..State::default()
@@ -107,20 +113,19 @@ impl FakeLd {
         let accept = {
             let (state, stop) = (state.clone(), stop.clone());
             std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    match server.recv_timeout(Duration::from_millis(20)) {
-                        Ok(Some(req)) => {
-                            let (state, stop) = (state.clone(), stop.clone());
-                            std::thread::spawn(move || handle(req, &state, &stop));
-                        }
-                        Ok(None) => {}
-                        Err(_) => break,
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
                     }
+                    let Ok(conn) = conn else { continue };
+                    let (state, stop) = (state.clone(), stop.clone());
+                    std::thread::spawn(move || serve(conn, &state, &stop));
                 }
             })
         };
         FakeLd {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{addr}"),
+            addr,
             state,
             stop,
             accept: Some(accept),
@@ -250,57 +255,125 @@ impl FakeLd {
 impl Drop for FakeLd {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
     }
 }
 
-fn error(status: u16, code: &str, message: &str) -> (u16, Vec<(String, String)>, Value) {
+fn error(status: u16, code: &str, message: &str) -> Answer {
     (status, vec![], json!({"code": code, "message": message}))
 }
 
-fn handle(mut req: tiny_http::Request, state: &Mutex<State>, stop: &AtomicBool) {
-    let mut body = String::new();
-    let _ = req.as_reader().read_to_string(&mut body);
-    let logged = Logged {
-        method: req.method().as_str().to_owned(),
-        path: req.url().to_owned(),
-        headers: req
-            .headers()
-            .iter()
-            .map(|h| (h.field.as_str().as_str().to_owned(), h.value.as_str().to_owned()))
-            .collect(),
-        body,
-        status: None,
-    };
-    let (status, headers, answer) = {
-        let mut s = state.lock().unwrap();
-        if s.answer_only.is_some_and(|n| s.answered >= n) {
-            s.log.push(logged);
-            drop(s);
-            while !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+/// Serves one connection's requests in order until the client closes it.
+fn serve(conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
+    let _ = conn.set_nodelay(true);
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut writer = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
-        s.answered += 1;
-        let answer = respond(&mut s, &logged);
-        s.log.push(Logged {
-            status: Some(answer.0),
-            ..logged
-        });
-        answer
-    };
-    let mut resp = tiny_http::Response::from_string(answer.to_string()).with_status_code(status);
-    resp.add_header(tiny_http::Header::from_bytes("Content-Type", "application/json").unwrap());
-    for (k, v) in headers {
-        resp.add_header(tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap());
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let logged = Logged {
+            method,
+            path,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            status: None,
+        };
+        let close = logged
+            .header("Connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let Some((status, extra, answer)) = handle(logged, state, stop) else {
+            return;
+        };
+        let answer = answer.to_string();
+        let mut head = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            reason(status),
+            answer.len()
+        );
+        for (k, v) in extra {
+            head += &format!("{k}: {v}\r\n");
+        }
+        head += "\r\n";
+        if writer
+            .write_all(head.as_bytes())
+            .and_then(|_| writer.write_all(answer.as_bytes()))
+            .is_err()
+            || close
+        {
+            return;
+        }
     }
-    let _ = req.respond(resp);
 }
 
-fn respond(s: &mut State, req: &Logged) -> (u16, Vec<(String, String)>, Value) {
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// Logs and answers one request; `None` when it is held unanswered until the fake stops.
+fn handle(logged: Logged, state: &Mutex<State>, stop: &AtomicBool) -> Option<Answer> {
+    let mut s = state.lock().unwrap();
+    if s.answer_only.is_some_and(|n| s.answered >= n) {
+        s.log.push(logged);
+        drop(s);
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return None;
+    }
+    s.answered += 1;
+    let answer = respond(&mut s, &logged);
+    s.log.push(Logged {
+        status: Some(answer.0),
+        ..logged
+    });
+    Some(answer)
+}
+
+fn respond(s: &mut State, req: &Logged) -> Answer {
     if req.header("Authorization") != Some(TOKEN) {
         return error(401, "unauthorized", "Invalid access token");
     }
