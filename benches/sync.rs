@@ -1,5 +1,7 @@
 //! Benchmark (not a test): `relayctl sync` of 1,000 pending journal commits over 1,000 flags
 //! against the in-process fake LaunchDarkly. Target: under 5 s wall on the 2-core dev machine.
+//! Measured 2026-11-22 (2 shared cores, load average ~5): 3.2 s wall for 2,000 requests and
+//! 1,000 notes; a re-run with nothing pending 0.3 s.
 //!
 //! Run: `cargo bench --bench sync` (prints the apply time used to make the journal, and the
 //! sync time). `RELAYCTL_BENCH_FLAGS=N` changes the number of flags.

@@ -469,6 +469,9 @@ fn progress(settings: &Settings, len: usize, what: &str) -> indicatif::ProgressB
 }
 
 /// `relayctl sync`: prints one line per flag on stdout, a summary and what to do next on stderr.
+///
+/// Holds the journal lock throughout. Safe to re-run at any time, including after a crash or a
+/// kill: see [`sync`]. Exit 2 when conflicts, skips or failures are left.
 pub fn sync_command(
     settings: &Settings,
     rt: &tokio::runtime::Runtime,
@@ -630,7 +633,7 @@ pub fn sync_command(
 }
 
 /// `relayctl verify`: compares LaunchDarkly with the journal's latest state of every flag.
-/// Read only: it sends GETs and writes nothing.
+/// Read only (GETs, no note, no lock), so it can be re-run at any time; exit 2 on a mismatch.
 pub fn verify_command(
     settings: &Settings,
     rt: &tokio::runtime::Runtime,
