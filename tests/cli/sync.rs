@@ -486,3 +486,22 @@ fn approvals_missing_flags_locks_and_scheduled_changes_are_noted() {
         );
     }
 }
+
+#[test]
+fn requests_for_one_flag_never_overlap_while_different_flags_run_in_parallel() {
+    let s = Setup::new(&[("shared", 5, true), ("x", 5, true), ("y", 5, true)]);
+    let vars: Vec<Value> = VARIATIONS.iter().map(|v| json!(v)).collect();
+    s.ld.add_flag("default", "shared", &vars, "staging", true, 1, 0, 9);
+    s.w.write(
+        "flags/default-staging.json",
+        &json!({"flags": {"shared": flag("shared", 9, true, json!(VARIATIONS))}, "segments": {}}).to_string(),
+    );
+    s.apply("shared = false\nx = false\ny = false\n\n[overrides.default.staging]\nshared = false\n");
+    s.ld.set_delay(Duration::from_millis(150));
+    s.relayctl(&["sync"]).success();
+    let (per_flag, total) = s.ld.max_in_flight();
+    assert_eq!(per_flag, 1, "two requests for one flag at once");
+    assert!(total > 1, "different flags should be worked on concurrently");
+    assert_eq!(s.ld.applied().len(), 4);
+    assert_eq!(s.ld.env("default", "shared", "staging")["version"], json!(10));
+}

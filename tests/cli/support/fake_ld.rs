@@ -88,6 +88,13 @@ struct State {
     race: Vec<String>,
     /// The status of a failed JSON Patch `test` op.
     test_failure_status: u16,
+    /// How long each answer takes (slept outside the lock, so requests overlap).
+    delay: Duration,
+    /// Requests being answered now, per flag key, and the most seen at once.
+    in_flight: BTreeMap<String, usize>,
+    max_in_flight_per_flag: usize,
+    total_in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// The fake server; stops when dropped.
@@ -223,6 +230,17 @@ impl FakeLd {
     /// The status a failed `test` op gets (400 by default).
     pub fn set_test_failure_status(&self, status: u16) {
         self.lock().test_failure_status = status;
+    }
+
+    /// Each answer takes `delay` from now on, so concurrent requests overlap measurably.
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
+    }
+
+    /// The most requests answered at once for one flag key, and in total (with a delay set).
+    pub fn max_in_flight(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.max_in_flight_per_flag, s.max_in_flight)
     }
 
     /// Every request received, in order.
@@ -365,11 +383,26 @@ fn handle(logged: Logged, state: &Mutex<State>, stop: &AtomicBool) -> Option<Ans
         return None;
     }
     s.answered += 1;
+    let flag = logged.flag();
     let answer = respond(&mut s, &logged);
     s.log.push(Logged {
         status: Some(answer.0),
         ..logged
     });
+    let delay = s.delay;
+    if !delay.is_zero() {
+        let n = s.in_flight.entry(flag.clone()).or_default();
+        *n += 1;
+        let n = *n;
+        s.max_in_flight_per_flag = s.max_in_flight_per_flag.max(n);
+        s.total_in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.total_in_flight);
+        drop(s);
+        std::thread::sleep(delay);
+        let mut s = state.lock().unwrap();
+        *s.in_flight.get_mut(&flag).unwrap() -= 1;
+        s.total_in_flight -= 1;
+    }
     Some(answer)
 }
 
