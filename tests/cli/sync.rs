@@ -546,3 +546,24 @@ fn a_terminal_gets_a_progress_bar_on_stderr_while_stdout_stays_data() {
     );
     assert!(!stdout.contains('\x1b'), "{stdout:?}");
 }
+
+#[test]
+fn ld_base_url_overrides_the_file_and_the_token_may_come_from_dot_env() {
+    let s = Setup::new(&[("a", 41, true)]);
+    s.apply("a = false\n");
+    let text =
+        s.w.read("overrides.toml")
+            .replace(&s.ld.url, "http://127.0.0.1:9");
+    s.w.write("overrides.toml", &text);
+    s.w.write(".env", &format!("LD_API_KEY={TOKEN}\n"));
+    let a =
+        s.w.relayctl()
+            .env("LD_BASE_URL", &s.ld.url)
+            .args(["sync"])
+            .assert()
+            .success();
+    let (stdout, stderr) = output(&a);
+    assert!(stderr.contains(&format!("to {}...", s.ld.url)), "{stderr}");
+    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
+    assert_eq!(s.ld.applied().len(), 1);
+}
