@@ -308,3 +308,15 @@ pub fn log(settings: &Settings, pending_only: bool) -> Result<Exit> {
     }
     Ok(Exit::Success)
 }
+
+/// `relayctl sync`: see [`crate::sync::sync`] for what a re-run after a crash does.
+pub fn sync(settings: &Settings, rt: &Runtime, dry_run: bool, force: bool) -> Result<Exit> {
+    let config = desired::load(&settings.config, &settings.config_env())?;
+    crate::sync::sync_command(settings, rt, &config, crate::sync::Options { dry_run, force })
+}
+
+/// `relayctl verify`.
+pub fn verify(settings: &Settings, rt: &Runtime) -> Result<Exit> {
+    let config = desired::load(&settings.config, &settings.config_env())?;
+    crate::sync::verify_command(settings, rt, &config)
+}

@@ -94,6 +94,10 @@ pub struct Recorded {
     pub base_version: u64,
     pub off_variation: Option<usize>,
     pub fallthrough: Option<usize>,
+    /// The value served by `off_variation`, as the state file recorded it (`off_variation = 1 # "control"`).
+    pub off_variation_value: Option<serde_json::Value>,
+    /// The value served by `fallthrough`, as the state file recorded it.
+    pub fallthrough_value: Option<serde_json::Value>,
     /// The `Store:` trailers: targets written with their resulting versions.
     pub stores: Vec<String>,
     /// The sync note, if any.
@@ -335,12 +339,32 @@ impl Journal {
             return Ok(Vec::new());
         }
         walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)?;
+        let mut notes = self.notes()?;
         let mut out = Vec::new();
         for oid in walk {
             let commit = self.repo.find_commit(oid?)?;
-            if let Some(r) = parse_commit(&self.repo, &commit)? {
+            let note = notes.remove(&commit.id());
+            if let Some(r) = parse_commit(&self.repo, &commit, note)? {
                 out.push(r);
             }
+        }
+        Ok(out)
+    }
+
+    /// Every sync note, by the commit it annotates (one pass over the notes tree, instead of a
+    /// lookup per commit: `entries` on a journal of thousands of commits stays fast).
+    fn notes(&self) -> Result<std::collections::HashMap<Oid, String>> {
+        let mut out = std::collections::HashMap::new();
+        let Ok(iter) = self.repo.notes(Some(NOTES_REF)) else {
+            return Ok(out);
+        };
+        for item in iter {
+            let (note, annotated) = item.context("reading the journal's sync notes")?;
+            let blob = self.repo.find_blob(note)?;
+            out.insert(
+                annotated,
+                String::from_utf8_lossy(blob.content()).trim().to_owned(),
+            );
         }
         Ok(out)
     }
@@ -356,6 +380,47 @@ impl Journal {
         self.repo
             .note(&sig, &sig, Some(NOTES_REF), oid, text, true)
             .with_context(|| format!("writing the sync note on journal commit {oid}"))?;
+        Ok(())
+    }
+
+    /// Sets (replacing) the sync notes of several commits in one notes commit: the same result
+    /// as [`Journal::set_note`] for each, without rewriting the notes tree once per commit.
+    pub fn set_notes(&mut self, notes: &[(Oid, String)]) -> Result<()> {
+        // A notes tree that git fanned out (`ab/cdef...`) needs libgit2's placement of each note.
+        let fanned_out = notes_tree(&self.repo)?
+            .1
+            .is_some_and(|t| t.iter().any(|e| e.name().is_some_and(|n| n.len() < 40)));
+        if notes.len() < 2 || fanned_out {
+            for (oid, text) in notes {
+                self.set_note(*oid, text)?;
+            }
+            return Ok(());
+        }
+        let (parent, tree) = notes_tree(&self.repo)?;
+        let sig = self.signature()?;
+        let mut tb = self.repo.treebuilder(tree.as_ref())?;
+        for (oid, text) in notes {
+            let blob = self.repo.blob(text.as_bytes())?;
+            tb.insert(oid.to_string(), blob, 0o100644)?;
+        }
+        let tree = self.repo.find_tree(tb.write()?)?;
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        self.repo
+            .commit(
+                Some(NOTES_REF),
+                &sig,
+                &sig,
+                "Notes added by relayctl sync",
+                &tree,
+                &parents,
+            )
+            .with_context(|| {
+                format!(
+                    "writing {} sync notes in the journal {}",
+                    notes.len(),
+                    self.path.display()
+                )
+            })?;
         Ok(())
     }
 
@@ -769,13 +834,35 @@ fn message(entry: &Entry, from: &Targeting) -> String {
     m
 }
 
+/// The variation values a state file recorded beside the indexes (`off_variation = 1 # "control"`).
+fn recorded_values(state: &str) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+    let value = |key: &str| {
+        state.lines().find_map(|line| {
+            let rest = line.strip_prefix(key)?.trim_start().strip_prefix('=')?;
+            let (_, json) = rest.split_once(" # ")?;
+            serde_json::from_str(json.trim()).ok()
+        })
+    };
+    (value("off_variation"), value("fallthrough"))
+}
+
+/// The notes ref's commit and tree, if there are notes.
+fn notes_tree(repo: &Repository) -> Result<(Option<git2::Commit<'_>>, Option<git2::Tree<'_>>)> {
+    let parent = match repo.find_reference(NOTES_REF) {
+        Ok(r) => Some(r.peel_to_commit()?),
+        Err(_) => None,
+    };
+    let tree = parent.as_ref().map(git2::Commit::tree).transpose()?;
+    Ok((parent, tree))
+}
+
 fn note(repo: &Repository, oid: Oid) -> Option<String> {
     repo.find_note(Some(NOTES_REF), oid)
         .ok()
         .and_then(|n| n.message().map(|m| m.trim().to_owned()))
 }
 
-fn parse_commit(repo: &Repository, commit: &git2::Commit) -> Result<Option<Recorded>> {
+fn parse_commit(repo: &Repository, commit: &git2::Commit, note: Option<String>) -> Result<Option<Recorded>> {
     let message = commit.message().unwrap_or("");
     let trailers = git2::message_trailers_strs(message)?;
     let get = |key: &str| {
@@ -805,6 +892,14 @@ fn parse_commit(repo: &Repository, commit: &git2::Commit) -> Result<Option<Recor
         .map(str::trim)
         .filter(|p| !p.is_empty() && !p.starts_with("Project:") && !p.starts_with("Not written"))
         .map(str::to_owned);
+    let file = format!("{project}/{environment}/{flag}.toml");
+    let recorded = commit
+        .tree()
+        .ok()
+        .and_then(|t| t.get_path(Path::new(&file)).ok())
+        .and_then(|e| repo.find_blob(e.id()).ok())
+        .map(|b| recorded_values(&String::from_utf8_lossy(b.content())))
+        .unwrap_or_default();
     let author = commit.author();
     Ok(Some(Recorded {
         oid: commit.id(),
@@ -827,12 +922,14 @@ fn parse_commit(repo: &Repository, commit: &git2::Commit) -> Result<Option<Recor
         base_version,
         off_variation: index("Off-Variation")?,
         fallthrough: index("Fallthrough")?,
+        off_variation_value: recorded.0,
+        fallthrough_value: recorded.1,
         stores: trailers
             .iter()
             .filter(|(k, _)| *k == "Store")
             .map(|(_, v)| v.to_owned())
             .collect(),
-        note: note(repo, commit.id()),
+        note,
     }))
 }
 
@@ -905,12 +1002,20 @@ mod tests {
         assert_eq!(r.base_version, 41);
         assert_eq!(r.off_variation, Some(1));
         assert_eq!(r.fallthrough, None);
+        assert_eq!(r.off_variation_value, Some(serde_json::json!("control")));
+        assert_eq!(r.fallthrough_value, None);
         assert_eq!(r.reason.as_deref(), Some("INC-4711: checkout returns 500"));
         assert_eq!(r.stores, ["relay-redis redis://10.0.0.5:6379 v42"]);
         assert_eq!(r.status(), "pending");
         j.set_note(oid, "synced 2026-11-22T03:04:05Z ld-version=43")
             .unwrap();
         assert!(j.entries().unwrap()[0].is_synced());
+        let second = j.write(|w| record(w, &entry())).unwrap();
+        j.set_notes(&[(oid, "conflict: x".into()), (second, "skipped: y".into())])
+            .unwrap();
+        let notes: Vec<_> = j.entries().unwrap().into_iter().map(|r| r.note).collect();
+        assert_eq!(notes, [Some("skipped: y".into()), Some("conflict: x".into())]);
+        assert_eq!(j.note(oid).as_deref(), Some("conflict: x"));
         j.close().unwrap();
         let state =
             std::fs::read_to_string(dir.path().join("journal/default/production/new-checkout.toml")).unwrap();

@@ -21,10 +21,12 @@ pub mod desired;
 pub mod flag;
 pub mod interrupt;
 pub mod journal;
+pub mod launchdarkly;
 pub mod plan;
 pub mod redact;
 pub mod settings;
 pub mod store;
+pub mod sync;
 pub mod ui;
 
 use settings::{Command, Settings, SettingsError};
@@ -93,6 +95,8 @@ fn execute(settings: &Settings) -> anyhow::Result<Exit> {
             auto_approve,
         } => commands::apply_cmd(settings, &rt, plan_file.as_deref(), *auto_approve),
         Command::Log { pending } => commands::log(settings, *pending),
+        Command::Sync { dry_run, force } => commands::sync(settings, &rt, *dry_run, *force),
+        Command::Verify => commands::verify(settings, &rt),
     }
 }
 

@@ -22,3 +22,4 @@ mod file_store;
 mod interrupt;
 mod plan_apply;
 mod plan_cmd;
+mod sync;

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_ld;
+
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
