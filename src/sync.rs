@@ -487,6 +487,14 @@ pub fn sync_command(
     }
     let started = std::time::Instant::now();
     let mut journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
+    let interrupted = journal.interrupted().len();
+    if interrupted > 0 {
+        eprintln!(
+            "warning: an interrupted apply left {interrupted} flag write(s) not yet recorded in the journal, \
+             so this sync cannot include them; run `relayctl apply` (it reads the stores and records them), \
+             then sync again"
+        );
+    }
     let entries = journal.entries()?;
     let groups = group(&entries, |r| !r.is_synced());
     if settings.verbose > 0 {
