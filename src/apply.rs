@@ -6,13 +6,15 @@
 //!
 //! Re-running after a crash or a partial failure is safe: a target that took the change now holds
 //! the new version, so a fresh plan no longer lists it, and a saved plan refuses it as stale.
-//! The one window left is a crash between a flag's store writes and its commit: that change is
-//! in the stores but not in the journal.
+//! A crash between a flag's store writes and its journal commit loses nothing: the journal logs
+//! the intent first, and the next apply reads the stores to record what the killed one wrote
+//! ([`record_interrupted`]).
 
-use crate::journal::{Entry, Journal};
-use crate::plan::{Change, Plan, TargetRef};
+use crate::desired::FlagId;
+use crate::journal::{Entry, Intent, Writer};
+use crate::plan::{Change, Lookup, Plan, TargetRef};
 use crate::store::{Stores, WriteError};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use futures::future::join_all;
 
 /// What happened to one flag.
@@ -26,16 +28,19 @@ pub struct FlagOutcome {
 }
 
 /// Writes every change of `plan` and journals each changed flag. `on_flag` is told about each
-/// flag as soon as it is done, for progress output.
+/// flag as soon as it is done, for progress output. An interruption (Ctrl-C) stops it between
+/// two flags: the outcomes returned are the flags that were handled.
 pub async fn apply(
     plan: &Plan,
     stores: &Stores,
-    journal: &mut Journal,
+    journal: &mut Writer<'_>,
     on_flag: &mut dyn FnMut(&FlagOutcome),
 ) -> Result<Vec<FlagOutcome>> {
     let mut outcomes = Vec::new();
     for (id, changes) in plan.by_flag() {
-        let results = join_all(changes.iter().map(|c| write(stores, c))).await;
+        if crate::interrupt::requested() {
+            break;
+        }
         let first = changes[0];
         let mut entry = Entry {
             id: id.clone(),
@@ -46,6 +51,9 @@ pub async fn apply(
             written: Vec::new(),
             failed: Vec::new(),
         };
+        let targets = changes.iter().map(|c| (c.target.clone(), c.version)).collect();
+        let intent = journal.begin(&entry, &first.from, targets)?;
+        let results = join_all(changes.iter().map(|c| write(stores, c))).await;
         let mut stale = false;
         for (change, result) in changes.iter().zip(results) {
             match result {
@@ -56,16 +64,48 @@ pub async fn apply(
                 }
             }
         }
-        let commit = if entry.written.is_empty() {
-            None
-        } else {
-            Some(journal.record(&entry, &first.from)?)
-        };
+        let commit = journal.finish(&intent, &entry)?;
         let outcome = FlagOutcome { entry, commit, stale };
         on_flag(&outcome);
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Records the flag writes an interrupted apply started and did not record, after reading the
+/// stores: a target took a write if it now holds the version after the planned one, with the
+/// planned state. Returns what was recorded, per flag.
+pub async fn record_interrupted(
+    stores: &Stores,
+    journal: &mut Writer<'_>,
+    intents: &[Intent],
+) -> Result<Vec<Entry>> {
+    let ids: Vec<FlagId> = intents.iter().map(|i| i.entry.id.clone()).collect();
+    let observed = stores.read(&ids).await.context(
+        "an interrupted apply left flag writes whose outcome only the stores can tell, and they cannot be read",
+    )?;
+    let mut out = Vec::new();
+    for intent in intents {
+        let mut entry = intent.entry.clone();
+        let readings = observed.get(&entry.id).map(Vec::as_slice).unwrap_or_default();
+        for (target, expected) in &intent.targets {
+            let found = readings.iter().find(|(t, _)| t == target).map(|(_, l)| l);
+            match found {
+                Some(Lookup::Found(f))
+                    if f.version == expected + 1 && f.targeting_like(&entry.to) == entry.to =>
+                {
+                    entry.written.push((target.clone(), f.version));
+                }
+                _ => entry.failed.push((
+                    target.clone(),
+                    "not written: apply was interrupted before this target".into(),
+                )),
+            }
+        }
+        journal.finish(intent, &entry)?;
+        out.push(entry);
+    }
+    Ok(out)
 }
 
 async fn write(stores: &Stores, change: &Change) -> Result<u64, WriteError> {

@@ -45,6 +45,10 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Show the journal, newest first, with each commit's sync status.
     Log(LogArgs),
+    /// Replay unsynced journal commits onto LaunchDarkly, refusing to overwrite changes made there.
+    Sync(SyncArgs),
+    /// Compare LaunchDarkly's current state with the journal's latest state per flag.
+    Verify,
 }
 
 #[derive(Debug, Args)]
@@ -74,4 +78,14 @@ pub struct LogArgs {
     /// Show only commits not yet synced to LaunchDarkly.
     #[arg(long)]
     pub pending: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Only read LaunchDarkly: print what would be sent and what conflicts; send and note nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replay flags even when LaunchDarkly changed them during the outage (conflicts).
+    #[arg(long)]
+    pub force: bool,
 }

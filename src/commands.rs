@@ -4,7 +4,7 @@
 //! module loads inputs, calls them and prints. Data goes to stdout, status and diagnostics to
 //! stderr.
 
-use crate::apply::{apply, FlagOutcome};
+use crate::apply::{self, apply, FlagOutcome};
 use crate::desired::{self, Config, FlagId};
 use crate::journal::Journal;
 use crate::plan::{self, Plan, Style};
@@ -120,14 +120,20 @@ pub fn apply_cmd(
 ) -> Result<Exit> {
     let (config, stores) = load(settings)?;
     let saved = plan_file.map(read_plan_file).transpose()?;
-    let mut journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
-    let plan = match saved {
-        Some(plan) => plan,
+    record_interrupted(settings, rt, &config, &stores)?;
+    let (plan, mut journal) = match saved {
+        Some(plan) if plan.changes.is_empty() => {
+            settings.status("The plan has no changes; nothing to apply.");
+            return Ok(Exit::Success);
+        }
+        Some(plan) => (plan, Journal::open_locked(&config.journal, settings.lock_wait)?),
         None => {
-            let plan = make_plan(settings, rt, &config, &stores)?;
-            print!("{}", plan::render(&plan, &painter(settings, false)));
-            check(settings, &plan)?;
-            if plan.changes.is_empty() {
+            // Whatever refuses the apply (bad store content, nothing to do, no terminal, an answer
+            // other than yes) is found before the journal is created or locked: it leaves no trace.
+            let preview = make_plan(settings, rt, &config, &stores)?;
+            print!("{}", plan::render(&preview, &painter(settings, false)));
+            check(settings, &preview)?;
+            if preview.changes.is_empty() {
                 settings.status("No changes: the stores already match the overrides file.");
                 return Ok(Exit::Success);
             }
@@ -143,17 +149,48 @@ pub fn apply_cmd(
                     bail!("not applying: the answer was not 'yes'. Nothing was written");
                 }
             }
-            plan
+            let journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
+            // Plan again under the lock: another apply (or Relay) may have written meanwhile.
+            let plan = make_plan(settings, rt, &config, &stores)?;
+            if plan.changes != preview.changes {
+                if plan.changes.is_empty() && plan.problems.is_empty() {
+                    settings.status(
+                        "No changes: the stores already match the overrides file (another apply wrote them meanwhile).",
+                    );
+                    return Ok(Exit::Success);
+                }
+                settings.status("The stores changed since the plan above was made; the plan is now:");
+                print!("{}", plan::render(&plan, &painter(settings, false)));
+                check(settings, &plan)?;
+                if !auto_approve {
+                    bail!(
+                        "not applying: the plan changed after you approved it (another apply or Relay wrote \
+                         meanwhile); nothing was written. Review the new plan and run apply again"
+                    );
+                }
+            }
+            (plan, journal)
         }
     };
-    if plan.changes.is_empty() {
-        settings.status("The plan has no changes; nothing to apply.");
-        return Ok(Exit::Success);
-    }
-    let outcomes = rt.block_on(apply(&plan, &stores, &mut journal, &mut |o| report(settings, o)))?;
+    crate::interrupt::install().context("installing the Ctrl-C handler")?;
+    let width = plan
+        .changes
+        .iter()
+        .map(|c| c.id.to_string().len())
+        .max()
+        .unwrap_or(0);
+    let outcomes =
+        journal.write(|w| rt.block_on(apply(&plan, &stores, w, &mut |o| report(settings, width, o))))?;
     journal.close()?;
 
     let flags = outcomes.len();
+    let planned = plan.by_flag().len();
+    if flags < planned {
+        bail!(
+            "interrupted after {flags} of {planned} flag(s); each flag handled is in the journal. \
+             Run `relayctl plan` to see what is left, then apply it"
+        );
+    }
     let committed = outcomes.iter().filter(|o| o.commit.is_some()).count();
     let failed: Vec<&FlagOutcome> = outcomes.iter().filter(|o| !o.entry.failed.is_empty()).collect();
     if failed.is_empty() {
@@ -177,16 +214,48 @@ pub fn apply_cmd(
     ))
 }
 
-fn report(settings: &Settings, o: &FlagOutcome) {
+/// Records the flag writes of an interrupted apply (see `apply::record_interrupted`) before
+/// anything else, so the journal knows everything that is in the stores.
+fn record_interrupted(settings: &Settings, rt: &Runtime, config: &Config, stores: &Stores) -> Result<()> {
+    // A journal that cannot be opened is reported by the locked open of the apply itself.
+    if !matches!(Journal::open_existing(&config.journal), Ok(Some(j)) if j.unrecorded() > 0) {
+        return Ok(());
+    }
+    let mut journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
+    if !journal.interrupted().is_empty() {
+        let intents = journal.interrupted().to_vec();
+        let recorded = journal.write(|w| rt.block_on(apply::record_interrupted(stores, w, &intents)))?;
+        settings.status(format!(
+            "An earlier apply was interrupted while writing {} flag(s); read the stores and recorded what it wrote:",
+            recorded.len()
+        ));
+        for entry in &recorded {
+            let written: Vec<String> = entry.written.iter().map(|(t, v)| format!("{t} (v{v})")).collect();
+            settings.status(format!(
+                "  {}: {}",
+                entry.id,
+                if written.is_empty() {
+                    "not written anywhere".to_owned()
+                } else {
+                    format!("written to {}", written.join(", "))
+                }
+            ));
+        }
+    }
+    journal.close()
+}
+
+/// Prints what happened to one flag; `width` aligns the flag column like the plan's.
+fn report(settings: &Settings, width: usize, o: &FlagOutcome) {
     let commit = o
         .commit
         .map(|c| format!("   journal {}", &c.to_string()[..7]))
         .unwrap_or_default();
     for (target, version) in &o.entry.written {
         println!(
-            "  {} {}   {target} (v{version}){commit}",
+            "  {} {:<width$}   {target} (v{version}){commit}",
             settings.stdout.paint(Style::Change, "~"),
-            o.entry.id
+            o.entry.id.to_string()
         );
     }
     for (target, why) in &o.entry.failed {
@@ -208,6 +277,13 @@ pub fn log(settings: &Settings, pending_only: bool) -> Result<Exit> {
         ));
         return Ok(Exit::Success);
     };
+    let unrecorded = journal.unrecorded();
+    if unrecorded > 0 {
+        eprintln!(
+            "warning: {unrecorded} change(s) of an interrupted or running apply are not in the journal yet; \
+             the next `relayctl apply` records them (it reads the stores to tell what was written)"
+        );
+    }
     let mut shown = 0;
     for r in journal.entries()? {
         if pending_only && r.is_synced() {
@@ -231,4 +307,16 @@ pub fn log(settings: &Settings, pending_only: bool) -> Result<Exit> {
         });
     }
     Ok(Exit::Success)
+}
+
+/// `relayctl sync`: see [`crate::sync::sync`] for what a re-run after a crash does.
+pub fn sync(settings: &Settings, rt: &Runtime, dry_run: bool, force: bool) -> Result<Exit> {
+    let config = desired::load(&settings.config, &settings.config_env())?;
+    crate::sync::sync_command(settings, rt, &config, crate::sync::Options { dry_run, force })
+}
+
+/// `relayctl verify`.
+pub fn verify(settings: &Settings, rt: &Runtime) -> Result<Exit> {
+    let config = desired::load(&settings.config, &settings.config_env())?;
+    crate::sync::verify_command(settings, rt, &config)
 }

@@ -362,8 +362,10 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
     let mut stores = Vec::new();
     let mut names = BTreeSet::new();
     let mut targets = BTreeSet::new();
+    let mut spans = Vec::new();
     for store in raw.store {
         let span = store.span();
+        spans.push(span.clone());
         let s = store.into_inner();
         let config =
             store_config(s, &base_dir, env).map_err(|(sp, m)| err(Some(sp.unwrap_or(span.clone())), m))?;
@@ -447,6 +449,9 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
         }
     }
     overrides.sort_by(|a, b| a.id.cmp(&b.id));
+    for (store, span) in stores.iter().zip(spans) {
+        check_places(store, &overrides).map_err(|m| err(Some(span), m))?;
+    }
 
     Ok(Config {
         path: path.to_path_buf(),
@@ -455,6 +460,50 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
         base_url,
         overrides,
     })
+}
+
+/// Two declared environments that a store would keep in the same place (one Redis hash, one
+/// DynamoDB namespace, one file) would overwrite each other's flags: each environment needs its
+/// own prefix or path.
+fn check_places(store: &StoreConfig, overrides: &[Override]) -> Result<(), String> {
+    let mut seen: BTreeMap<String, (&str, &str)> = BTreeMap::new();
+    for o in overrides {
+        let (p, e) = (o.id.project.as_str(), o.id.environment.as_str());
+        let (place, fix) = match &store.kind {
+            StoreKind::Redis { .. } => (
+                format!(
+                    "prefix {:?}",
+                    store
+                        .prefix
+                        .resolve(p, e)
+                        .filter(|p| !p.is_empty())
+                        .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned())
+                ),
+                "give it a prefix with {environment} (and {project}), or a [store.prefixes] entry per environment",
+            ),
+            StoreKind::DynamoDb { .. } => (
+                format!("prefix {:?}", store.prefix.resolve(p, e).unwrap_or_default()),
+                "give it a prefix with {environment} (and {project}), or a [store.prefixes] entry per environment",
+            ),
+            StoreKind::File { path, .. } => (
+                format!("file {:?}", path.render(p, e)),
+                "put {environment} (and {project}) in its path",
+            ),
+        };
+        match seen.get(&place) {
+            Some(&(p0, e0)) if (p0, e0) != (p, e) => {
+                return Err(format!(
+                    "store {:?} would keep {p0}/{e0} and {p}/{e} in the same place ({place}), so their flags \
+                     would overwrite each other: {fix}",
+                    store.name
+                ))
+            }
+            _ => {
+                seen.insert(place, (p, e));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// LaunchDarkly keys are letters, digits, `.`, `_` and `-`; anything else (a `/`, `..`) could
@@ -767,6 +816,13 @@ recommendations = { on = true, fallthrough = { index = 1 } }
         );
         assert_eq!(c.overrides[2].fallthrough, Some(VariationRef::Index(1)));
         assert!(c.overrides[3].on);
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let c = parse_ok(include_str!("../overrides.toml.example"));
+        assert_eq!(c.stores.len(), 3);
+        assert_eq!(c.overrides.len(), 5);
     }
 
     #[test]

@@ -85,74 +85,107 @@ impl Targeting {
 #[error("{0}")]
 pub struct NotAFlag(String);
 
-/// A flag as read from a store, parsed just enough to plan and rewrite it.
+/// A flag as read from a store, parsed just enough to plan it; the raw JSON is kept for
+/// [`StoredFlag::rewrite`], which is the only place that builds the full object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredFlag {
-    json: Map<String, Value>,
+    raw: String,
     pub version: u64,
     pub deleted: bool,
+    on: bool,
+    variations: Vec<Value>,
+    off_variation: Serve,
+    fallthrough: Serve,
+}
+
+/// The properties planning needs; every other property is skipped without being built.
+#[derive(Deserialize)]
+struct View {
+    key: Option<Value>,
+    version: Option<Value>,
+    deleted: Option<Value>,
+    on: Option<Value>,
+    variations: Option<Value>,
+    #[serde(rename = "offVariation")]
+    off_variation: Option<Value>,
+    fallthrough: Option<Value>,
 }
 
 impl StoredFlag {
     /// Parses and type-checks stored flag JSON (the checks the Python and Go SDKs make).
     pub fn parse(raw: &str) -> Result<StoredFlag, NotAFlag> {
-        let value: Value = serde_json::from_str(raw)
-            .map_err(|e| NotAFlag(format!("stored value is not valid JSON: {e}")))?;
-        let Value::Object(json) = value else {
-            return Err(NotAFlag("stored value is not a JSON object".into()));
+        let view: View = match serde_json::from_str(raw) {
+            Ok(v) => v,
+            Err(e) if e.classify() == serde_json::error::Category::Data => {
+                return Err(match serde_json::from_str::<Value>(raw) {
+                    Ok(v) if !v.is_object() => NotAFlag("stored value is not a JSON object".into()),
+                    _ => NotAFlag(format!("stored value is not a flag: {e}")),
+                })
+            }
+            Err(e) => return Err(NotAFlag(format!("stored value is not valid JSON: {e}"))),
         };
-        let version = match json.get("version") {
+        let version = match &view.version {
             Some(v) => v
                 .as_u64()
                 .ok_or_else(|| NotAFlag(format!("\"version\" is {v}, not a non-negative integer")))?,
             None => return Err(NotAFlag("it has no \"version\"".into())),
         };
-        let deleted = match json.get("deleted") {
-            None | Some(Value::Null) => false,
+        let deleted = match &view.deleted {
+            None => false,
             Some(Value::Bool(b)) => *b,
             Some(v) => return Err(NotAFlag(format!("\"deleted\" is {v}, not a boolean"))),
         };
-        let flag = StoredFlag {
-            json,
+        let mut flag = StoredFlag {
+            raw: raw.to_owned(),
             version,
             deleted,
+            on: false,
+            variations: Vec::new(),
+            off_variation: Serve::Unset,
+            fallthrough: Serve::Unset,
         };
-        if !deleted {
-            flag.check()?;
+        if deleted {
+            return Ok(flag);
         }
-        Ok(flag)
-    }
-
-    fn check(&self) -> Result<(), NotAFlag> {
-        match self.json.get("key") {
+        match &view.key {
             Some(Value::String(_)) => {}
             Some(v) => return Err(NotAFlag(format!("\"key\" is {v}, not a string"))),
             None => return Err(NotAFlag("it has no \"key\"".into())),
         }
-        match self.json.get("on") {
-            None | Some(Value::Bool(_)) => {}
+        flag.on = match view.on {
+            None => false,
+            Some(Value::Bool(b)) => b,
             Some(v) => return Err(NotAFlag(format!("\"on\" is {v}, not a boolean"))),
-        }
-        match self.json.get("variations") {
-            None | Some(Value::Array(_)) => {}
+        };
+        flag.variations = match view.variations {
+            None => Vec::new(),
+            Some(Value::Array(v)) => v,
             Some(v) => return Err(NotAFlag(format!("\"variations\" is {v}, not an array"))),
-        }
-        self.off_variation()?;
-        self.fallthrough()?;
-        Ok(())
+        };
+        flag.off_variation = match &view.off_variation {
+            None => Serve::Unset,
+            Some(i) => flag.variation_at("\"offVariation\"", i)?,
+        };
+        flag.fallthrough = match &view.fallthrough {
+            None => Serve::Unset,
+            Some(Value::Object(ft)) => match (ft.get("variation"), ft.get("rollout")) {
+                (Some(i), _) if !i.is_null() => flag.variation_at("\"fallthrough.variation\"", i)?,
+                (_, Some(r)) if !r.is_null() => Serve::Rollout,
+                _ => Serve::Unset,
+            },
+            Some(v) => return Err(NotAFlag(format!("\"fallthrough\" is {v}, not an object"))),
+        };
+        Ok(flag)
     }
 
     /// The variations the flag can serve, in index order.
     pub fn variations(&self) -> &[Value] {
-        match self.json.get("variations") {
-            Some(Value::Array(v)) => v,
-            _ => &[],
-        }
+        &self.variations
     }
 
     /// Whether the flag is on (a missing `on` reads as off, as in every SDK).
     pub fn on(&self) -> bool {
-        self.json.get("on").and_then(Value::as_bool).unwrap_or(false)
+        self.on
     }
 
     fn variation_at(&self, what: &str, index: &Value) -> Result<Serve, NotAFlag> {
@@ -160,51 +193,34 @@ impl StoredFlag {
             .as_u64()
             .ok_or_else(|| NotAFlag(format!("{what} is {index}, not a variation index")))?
             as usize;
-        match self.variations().get(i) {
+        match self.variations.get(i) {
             Some(value) => Ok(Serve::Variation(Variation {
                 index: i,
                 value: value.clone(),
             })),
             None => Err(NotAFlag(format!(
                 "{what} is {i} but the flag has only {} variations",
-                self.variations().len()
+                self.variations.len()
             ))),
         }
     }
 
     /// What the flag serves when off.
-    pub fn off_variation(&self) -> Result<Serve, NotAFlag> {
-        match self.json.get("offVariation") {
-            None | Some(Value::Null) => Ok(Serve::Unset),
-            Some(i) => self.variation_at("\"offVariation\"", i),
-        }
+    pub fn off_variation(&self) -> &Serve {
+        &self.off_variation
     }
 
     /// What the flag serves when on and no target or rule matches.
-    pub fn fallthrough(&self) -> Result<Serve, NotAFlag> {
-        match self.json.get("fallthrough") {
-            None | Some(Value::Null) => Ok(Serve::Unset),
-            Some(Value::Object(ft)) => match (ft.get("variation"), ft.get("rollout")) {
-                (Some(i), _) if !i.is_null() => self.variation_at("\"fallthrough.variation\"", i),
-                (_, Some(r)) if !r.is_null() => Ok(Serve::Rollout),
-                _ => Ok(Serve::Unset),
-            },
-            Some(v) => Err(NotAFlag(format!("\"fallthrough\" is {v}, not an object"))),
-        }
+    pub fn fallthrough(&self) -> &Serve {
+        &self.fallthrough
     }
 
     /// The current state of the properties that `like` manages.
     pub fn targeting_like(&self, like: &Targeting) -> Targeting {
         Targeting {
             on: self.on(),
-            off_variation: like
-                .off_variation
-                .as_ref()
-                .map(|_| self.off_variation().unwrap_or(Serve::Unset)),
-            fallthrough: like
-                .fallthrough
-                .as_ref()
-                .map(|_| self.fallthrough().unwrap_or(Serve::Unset)),
+            off_variation: like.off_variation.as_ref().map(|_| self.off_variation.clone()),
+            fallthrough: like.fallthrough.as_ref().map(|_| self.fallthrough.clone()),
         }
     }
 
@@ -213,7 +229,8 @@ impl StoredFlag {
     /// Only `on`, `offVariation`, `fallthrough` (when declared) and `version` change; every other
     /// property keeps its value and position.
     pub fn rewrite(&self, to: &Targeting) -> String {
-        let mut json = self.json.clone();
+        let mut json: Map<String, Value> =
+            serde_json::from_str(&self.raw).expect("parsed as a JSON object in StoredFlag::parse");
         json.insert("on".into(), Value::Bool(to.on));
         if let Some(Serve::Variation(v)) = &to.off_variation {
             json.insert("offVariation".into(), Value::from(v.index));
@@ -266,7 +283,11 @@ mod tests {
             })
             .to_string()
         );
-        let keys: Vec<_> = StoredFlag::parse(&out).unwrap().json.keys().cloned().collect();
+        let keys: Vec<_> = serde_json::from_str::<Map<String, Value>>(&out)
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         assert_eq!(keys[..3], ["key", "on", "prerequisites"]);
         assert!(out.contains("\"on\":false"), "on must be a JSON boolean: {out}");
     }
@@ -294,12 +315,12 @@ mod tests {
             json!({"key": "k", "on": true, "offVariation": 1, "fallthrough": {"rollout": {}}, "variations": ["a", "b"], "version": 3}),
         );
         assert!(f.on());
-        assert_eq!(f.off_variation().unwrap(), variation(1, json!("b")));
-        assert_eq!(f.fallthrough().unwrap(), Serve::Rollout);
+        assert_eq!(f.off_variation(), &variation(1, json!("b")));
+        assert_eq!(f.fallthrough(), &Serve::Rollout);
         let f = flag(json!({"key": "k", "version": 0}));
         assert!(!f.on());
-        assert_eq!(f.off_variation().unwrap(), Serve::Unset);
-        assert_eq!(f.fallthrough().unwrap(), Serve::Unset);
+        assert_eq!(f.off_variation(), &Serve::Unset);
+        assert_eq!(f.fallthrough(), &Serve::Unset);
     }
 
     #[test]

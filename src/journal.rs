@@ -6,14 +6,22 @@
 //! carries git trailers that scripts (and `relayctl sync`) read back. Sync status lives in git
 //! notes under [`NOTES_REF`], so marking a commit synced never rewrites history.
 //!
-//! Commits are built directly in the object database (no index round trip per commit) and the
-//! working tree is brought up to date once, when the journal is closed.
+//! Writing is built for runs of thousands of commits without giving up durability. Every flag
+//! goes through a write-ahead log (`.git/relayctl-wal.jsonl`): an *intent* line before its store
+//! writes, a *done* line right after them. Commits are built in memory (libgit2's mempack) and
+//! written as one packfile every [`FLUSH_EVERY`] commits and at the end, after which the branch
+//! moves and the log is emptied. If the process is killed, the next command that locks the
+//! journal commits the done lines that did not land, and keeps the intents without a done line
+//! as [`Intent`]s: only the stores can tell whether those writes happened, so `apply` reads them
+//! and records what it finds before doing anything else. The working tree is brought up to date
+//! once, on close.
 
 use crate::desired::FlagId;
 use crate::flag::{Serve, Targeting};
 use crate::plan::TargetRef;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use git2::{Oid, Repository, Signature, Sort};
+use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -22,8 +30,14 @@ use std::time::{Duration, Instant};
 /// Where sync status notes live.
 pub const NOTES_REF: &str = "refs/notes/relayctl-sync";
 
+/// How many commits are kept in memory before they are written out as a packfile.
+pub const FLUSH_EVERY: usize = 256;
+
+/// The write-ahead log, inside the repository's `.git`.
+const WAL: &str = "relayctl-wal.jsonl";
+
 /// What one journal commit records: a flag's new state and where it was written.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub id: FlagId,
     pub to: Targeting,
@@ -80,6 +94,10 @@ pub struct Recorded {
     pub base_version: u64,
     pub off_variation: Option<usize>,
     pub fallthrough: Option<usize>,
+    /// The value served by `off_variation`, as the state file recorded it (`off_variation = 1 # "control"`).
+    pub off_variation_value: Option<serde_json::Value>,
+    /// The value served by `fallthrough`, as the state file recorded it.
+    pub fallthrough_value: Option<serde_json::Value>,
     /// The `Store:` trailers: targets written with their resulting versions.
     pub stores: Vec<String>,
     /// The sync note, if any.
@@ -106,6 +124,10 @@ pub struct Journal {
     path: PathBuf,
     _lock: Option<File>,
     dirty: bool,
+    /// Flag writes an interrupted relayctl started and did not record.
+    interrupted: Vec<Intent>,
+    /// The commit author, resolved once (reading git config is not free).
+    author: std::cell::OnceCell<(String, String)>,
 }
 
 const README: &str = "\
@@ -131,10 +153,13 @@ impl Journal {
             path: path.to_path_buf(),
             _lock: Some(lock),
             dirty: false,
+            interrupted: Vec::new(),
+            author: Default::default(),
         };
         if journal.repo.head().is_err() {
             journal.initial_commit()?;
         }
+        journal.recover()?;
         Ok(journal)
     }
 
@@ -154,6 +179,8 @@ impl Journal {
             path: path.to_path_buf(),
             _lock: None,
             dirty: false,
+            interrupted: Vec::new(),
+            author: Default::default(),
         }))
     }
 
@@ -162,9 +189,16 @@ impl Journal {
         &self.path
     }
 
+    fn author(&self) -> Result<&(String, String)> {
+        if self.author.get().is_none() {
+            let _ = self.author.set(author(&self.repo)?);
+        }
+        Ok(self.author.get().expect("set above"))
+    }
+
     fn signature(&self) -> Result<Signature<'static>> {
-        let (name, email) = author(&self.repo)?;
-        Signature::now(&name, &email).with_context(|| format!("invalid author {name} <{email}>"))
+        let (name, email) = self.author()?;
+        Signature::now(name, email).with_context(|| format!("invalid author {name} <{email}>"))
     }
 
     fn initial_commit(&mut self) -> Result<()> {
@@ -180,26 +214,122 @@ impl Journal {
         Ok(())
     }
 
-    /// Commits one flag change. Call only after the store writes it records have happened.
-    pub fn record(&mut self, entry: &Entry, from: &Targeting) -> Result<Oid> {
-        let sig = self.signature()?;
-        let head = self.repo.head()?.peel_to_commit()?;
-        let blob = self.repo.blob(state_file(entry).as_bytes())?;
-        let file = format!("{}.toml", entry.id.flag);
-        let tree = upsert(
-            &self.repo,
-            Some(&head.tree()?),
-            &[&entry.id.project, &entry.id.environment, &file],
-            blob,
-        )?;
-        let tree = self.repo.find_tree(tree)?;
-        let message = message(entry, from);
-        let oid = self
-            .repo
-            .commit(Some("HEAD"), &sig, &sig, &message, &tree, &[&head])
-            .with_context(|| format!("committing {} to the journal {}", entry.id, self.path.display()))?;
+    /// Runs `f` with a [`Writer`] that appends commits to the journal, then writes out whatever
+    /// `f` committed, even if `f` failed. Needs the lock ([`Journal::open_locked`]).
+    pub fn write<T>(&mut self, f: impl FnOnce(&mut Writer<'_>) -> Result<T>) -> Result<T> {
+        ensure!(self._lock.is_some(), "the journal must be locked to be written");
+        // A handle of its own, so the in-memory object backend lives exactly as long as the writer.
+        let repo = Repository::open(&self.path)?;
+        let odb = repo.odb()?;
+        let mempack = odb.add_new_mempack_backend(1000)?;
+        let head = repo.find_reference("HEAD")?;
+        // Normally the branch HEAD names; a detached HEAD (someone checked out a commit) moves itself.
+        let branch = head.symbolic_target().unwrap_or("HEAD").to_owned();
+        let tip = repo.head()?.peel_to_commit()?.id();
+        let (name, email) = self.author()?.clone();
+        let Journal {
+            path, interrupted, ..
+        } = self;
+        let wal = File::options()
+            .create(true)
+            .append(true)
+            .open(repo.path().join(WAL))
+            .with_context(|| format!("opening the journal's write-ahead log in {}", path.display()))?;
+        let mut writer = Writer {
+            repo: &repo,
+            odb: &odb,
+            mempack: &mempack,
+            wal,
+            name,
+            email,
+            branch,
+            tip,
+            unflushed: 0,
+            path,
+            interrupted,
+            next: 0,
+        };
+        let result = f(&mut writer);
+        let flushed = writer.flush();
         self.dirty = true;
-        Ok(oid)
+        let value = result?;
+        flushed?;
+        Ok(value)
+    }
+
+    /// Reads the write-ahead log a killed relayctl left: commits its done lines that did not land
+    /// and keeps its unfinished intents for [`Journal::interrupted`].
+    fn recover(&mut self) -> Result<()> {
+        let wal = self.repo.path().join(WAL);
+        let (records, torn) = read_wal(&wal)?;
+        if records.is_empty() && torn == 0 {
+            return Ok(());
+        }
+        let done: std::collections::HashSet<&str> = records
+            .iter()
+            .filter_map(|r| match r {
+                WalRecord::Done { key, .. } => Some(key.as_str()),
+                WalRecord::Intent(_) => None,
+            })
+            .collect();
+        let interrupted: Vec<Intent> = records
+            .iter()
+            .filter_map(|r| match r {
+                WalRecord::Intent(i) if !done.contains(i.key.as_str()) => Some(i.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut unlanded: Vec<(&Entry, &Targeting, i64)> = records
+            .iter()
+            .filter_map(|r| match r {
+                WalRecord::Done {
+                    entry, from, time, ..
+                } if !entry.written.is_empty() => Some((entry, from, *time)),
+                _ => None,
+            })
+            .collect();
+        // A crash between moving the branch and emptying the log leaves done lines that landed.
+        let mut landed = std::collections::HashSet::new();
+        let mut walk = self.repo.revwalk()?;
+        walk.push_head()?;
+        for oid in walk.take(unlanded.len()) {
+            let c = self.repo.find_commit(oid?)?;
+            landed.insert((c.message().unwrap_or("").to_owned(), c.time().seconds()));
+        }
+        unlanded.retain(|(entry, from, time)| !landed.contains(&(message(entry, from), *time)));
+        let recovered = unlanded.len();
+        self.interrupted = interrupted;
+        self.write(|w| {
+            unlanded
+                .iter()
+                .try_for_each(|(e, f, t)| w.commit(e, f, *t).map(drop))
+        })?;
+        if recovered > 0 {
+            eprintln!(
+                "Recovered {recovered} journal commit(s) that an interrupted relayctl had written to the stores \
+                 but not yet to the journal {}.",
+                self.path.display()
+            );
+        }
+        if torn > 0 {
+            eprintln!(
+                "warning: {torn} line(s) of the journal's write-ahead log {} were cut short by an interruption and \
+                 could not be read; run `relayctl plan` and compare the stores with `relayctl log`.",
+                wal.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Flag writes that an interrupted relayctl started and did not record: `apply` reads the
+    /// stores to tell which targets took them, and records that with [`Writer::finish`].
+    pub fn interrupted(&self) -> &[Intent] {
+        &self.interrupted
+    }
+
+    /// How many lines of the write-ahead log wait for a locking relayctl to record them.
+    pub fn unrecorded(&self) -> usize {
+        read_wal(&self.repo.path().join(WAL)).map_or(0, |(records, torn)| records.len() + torn)
     }
 
     /// Every flag commit, newest first, with its sync note.
@@ -209,12 +339,32 @@ impl Journal {
             return Ok(Vec::new());
         }
         walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)?;
+        let mut notes = self.notes()?;
         let mut out = Vec::new();
         for oid in walk {
             let commit = self.repo.find_commit(oid?)?;
-            if let Some(r) = parse_commit(&self.repo, &commit)? {
+            let note = notes.remove(&commit.id());
+            if let Some(r) = parse_commit(&self.repo, &commit, note)? {
                 out.push(r);
             }
+        }
+        Ok(out)
+    }
+
+    /// Every sync note, by the commit it annotates (one pass over the notes tree, instead of a
+    /// lookup per commit: `entries` on a journal of thousands of commits stays fast).
+    fn notes(&self) -> Result<std::collections::HashMap<Oid, String>> {
+        let mut out = std::collections::HashMap::new();
+        let Ok(iter) = self.repo.notes(Some(NOTES_REF)) else {
+            return Ok(out);
+        };
+        for item in iter {
+            let (note, annotated) = item.context("reading the journal's sync notes")?;
+            let blob = self.repo.find_blob(note)?;
+            out.insert(
+                annotated,
+                String::from_utf8_lossy(blob.content()).trim().to_owned(),
+            );
         }
         Ok(out)
     }
@@ -230,6 +380,47 @@ impl Journal {
         self.repo
             .note(&sig, &sig, Some(NOTES_REF), oid, text, true)
             .with_context(|| format!("writing the sync note on journal commit {oid}"))?;
+        Ok(())
+    }
+
+    /// Sets (replacing) the sync notes of several commits in one notes commit: the same result
+    /// as [`Journal::set_note`] for each, without rewriting the notes tree once per commit.
+    pub fn set_notes(&mut self, notes: &[(Oid, String)]) -> Result<()> {
+        // A notes tree that git fanned out (`ab/cdef...`) needs libgit2's placement of each note.
+        let fanned_out = notes_tree(&self.repo)?
+            .1
+            .is_some_and(|t| t.iter().any(|e| e.name().is_some_and(|n| n.len() < 40)));
+        if notes.len() < 2 || fanned_out {
+            for (oid, text) in notes {
+                self.set_note(*oid, text)?;
+            }
+            return Ok(());
+        }
+        let (parent, tree) = notes_tree(&self.repo)?;
+        let sig = self.signature()?;
+        let mut tb = self.repo.treebuilder(tree.as_ref())?;
+        for (oid, text) in notes {
+            let blob = self.repo.blob(text.as_bytes())?;
+            tb.insert(oid.to_string(), blob, 0o100644)?;
+        }
+        let tree = self.repo.find_tree(tb.write()?)?;
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        self.repo
+            .commit(
+                Some(NOTES_REF),
+                &sig,
+                &sig,
+                "Notes added by relayctl sync",
+                &tree,
+                &parents,
+            )
+            .with_context(|| {
+                format!(
+                    "writing {} sync notes in the journal {}",
+                    notes.len(),
+                    self.path.display()
+                )
+            })?;
         Ok(())
     }
 
@@ -255,7 +446,184 @@ impl Drop for Journal {
     }
 }
 
+/// A flag write that has been logged as started: the targets, each with the version the write
+/// expects to replace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    key: String,
+    time: i64,
+    pub from: Targeting,
+    /// The change, with no target written or failed yet.
+    pub entry: Entry,
+    pub targets: Vec<(TargetRef, u64)>,
+}
+
+/// One line of the write-ahead log.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum WalRecord {
+    /// About to write a flag.
+    Intent(Intent),
+    /// The writes are done; `entry` says which targets took them.
+    Done {
+        key: String,
+        time: i64,
+        from: Targeting,
+        entry: Entry,
+    },
+}
+
+/// The readable lines of the log, and how many were cut short.
+fn read_wal(path: &Path) -> Result<(Vec<WalRecord>, usize)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(anyhow!(e).context(format!("reading {}", path.display()))),
+    };
+    let mut records = Vec::new();
+    let mut torn = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str(line) {
+            Ok(r) => records.push(r),
+            Err(_) => torn += 1,
+        }
+    }
+    Ok((records, torn))
+}
+
+/// Appends commits to the journal; see [`Journal::write`].
+pub struct Writer<'r> {
+    repo: &'r Repository,
+    odb: &'r git2::Odb<'r>,
+    mempack: &'r git2::Mempack<'r>,
+    wal: File,
+    name: String,
+    email: String,
+    branch: String,
+    tip: Oid,
+    unflushed: usize,
+    path: &'r Path,
+    /// Intents of an earlier, interrupted run not yet finished: kept in the log across flushes.
+    interrupted: &'r mut Vec<Intent>,
+    next: u64,
+}
+
+impl Writer<'_> {
+    fn log(&mut self, record: &WalRecord, id: &FlagId) -> Result<()> {
+        let mut line = serde_json::to_string(record)?;
+        line.push('\n');
+        self.wal
+            .write_all(line.as_bytes())
+            .with_context(|| format!("logging {id} in the journal {}", self.path.display()))
+    }
+
+    /// Logs that `entry` is about to be written to `targets`. Call before the store writes.
+    pub fn begin(
+        &mut self,
+        entry: &Entry,
+        from: &Targeting,
+        targets: Vec<(TargetRef, u64)>,
+    ) -> Result<Intent> {
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.next += 1;
+        let intent = Intent {
+            key: format!("{time}-{}-{}", std::process::id(), self.next),
+            time,
+            from: from.clone(),
+            entry: entry.clone(),
+            targets,
+        };
+        self.log(&WalRecord::Intent(intent.clone()), &entry.id)?;
+        Ok(intent)
+    }
+
+    /// Records how the writes of `intent` went (`entry.written` / `entry.failed`): logged at once,
+    /// and committed (in memory, written out with the next flush) if any target took the change.
+    pub fn finish(&mut self, intent: &Intent, entry: &Entry) -> Result<Option<Oid>> {
+        self.log(
+            &WalRecord::Done {
+                key: intent.key.clone(),
+                time: intent.time,
+                from: intent.from.clone(),
+                entry: entry.clone(),
+            },
+            &entry.id,
+        )?;
+        self.interrupted.retain(|i| i.key != intent.key);
+        if entry.written.is_empty() {
+            return Ok(None);
+        }
+        self.commit(entry, &intent.from, intent.time).map(Some)
+    }
+
+    fn commit(&mut self, entry: &Entry, from: &Targeting, time: i64) -> Result<Oid> {
+        let sig = Signature::new(&self.name, &self.email, &git2::Time::new(time, 0))
+            .with_context(|| format!("invalid author {} <{}>", self.name, self.email))?;
+        let parent = self.repo.find_commit(self.tip)?;
+        let blob = self.repo.blob(state_file(entry).as_bytes())?;
+        let file = format!("{}.toml", entry.id.flag);
+        let tree = upsert(
+            self.repo,
+            Some(&parent.tree()?),
+            &[&entry.id.project, &entry.id.environment, &file],
+            blob,
+        )?;
+        let tree = self.repo.find_tree(tree)?;
+        self.tip = self
+            .repo
+            .commit(None, &sig, &sig, &message(entry, from), &tree, &[&parent])
+            .with_context(|| format!("committing {} to the journal {}", entry.id, self.path.display()))?;
+        self.unflushed += 1;
+        if self.unflushed >= FLUSH_EVERY {
+            self.flush()?;
+        }
+        Ok(self.tip)
+    }
+
+    /// Writes the commits held in memory as one packfile, moves the branch to the newest, and
+    /// empties the write-ahead log.
+    fn flush(&mut self) -> Result<()> {
+        let context = || format!("writing commits to the journal {}", self.path.display());
+        if self.unflushed > 0 {
+            let mut pack = git2::Buf::new();
+            self.mempack.dump(self.repo, &mut pack).with_context(context)?;
+            let mut writer = self.odb.packwriter().with_context(context)?;
+            writer.write_all(&pack).with_context(context)?;
+            writer.commit().with_context(context)?;
+            self.mempack.reset().with_context(context)?;
+            self.repo
+                .reference(&self.branch, self.tip, true, "relayctl")
+                .with_context(context)?;
+            self.unflushed = 0;
+        }
+        self.wal.set_len(0).with_context(context)?;
+        for intent in self.interrupted.clone() {
+            let id = intent.entry.id.clone();
+            self.log(&WalRecord::Intent(intent), &id)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the repository at `path`, creating it if absent.
+///
+/// The lock lives inside the repository, so creation cannot be under it: the repository is
+/// initialised in a temporary directory beside `path` and renamed into place, so two relayctl
+/// processes creating the journal at once never see a half-made one. The loser of the rename
+/// opens the winner's repository.
 fn open_or_init(path: &Path) -> Result<Repository> {
+    // libgit2 caches only objects under 4 KiB by default, so the tree of an environment with many
+    // flags would be read back from disk and inflated for every commit.
+    // Every object a journal commit references was written by relayctl a moment before, so
+    // libgit2's check that it exists (a file read per tree entry and parent) is pure cost.
+    git2::opts::strict_object_creation(false);
+    // SAFETY: this only sets a global size limit; relayctl opens its one journal from one thread.
+    unsafe {
+        git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 16 << 20)?;
+        git2::opts::set_cache_object_limit(git2::ObjectType::Commit, 1 << 20)?;
+    }
     match Repository::open(path) {
         Ok(repo) => Ok(repo),
         Err(e) if e.code() == git2::ErrorCode::NotFound => {
@@ -266,10 +634,23 @@ fn open_or_init(path: &Path) -> Result<Repository> {
                     path.display()
                 );
             }
-            std::fs::create_dir_all(path)
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating the journal directory {}", path.display()))?;
-            Repository::init(path)
-                .with_context(|| format!("creating the journal repository {}", path.display()))
+            let tmp = tempfile::Builder::new()
+                .prefix(".relayctl-journal-")
+                .tempdir_in(parent)
+                .with_context(|| format!("creating the journal repository {}", path.display()))?;
+            let repo = Repository::init(tmp.path())
+                .with_context(|| format!("creating the journal repository {}", path.display()))?;
+            // The commits are the audit trail; a reflog entry per commit would only double the writes.
+            repo.config()?.set_bool("core.logAllRefUpdates", false)?;
+            // Fails only when another process has just put its repository there: use that one.
+            let _ = std::fs::rename(tmp.path(), path);
+            Repository::open(path).with_context(|| format!("opening the journal {}", path.display()))
         }
         Err(e) => Err(anyhow!(e).context(format!("opening the journal {}", path.display()))),
     }
@@ -453,13 +834,35 @@ fn message(entry: &Entry, from: &Targeting) -> String {
     m
 }
 
+/// The variation values a state file recorded beside the indexes (`off_variation = 1 # "control"`).
+fn recorded_values(state: &str) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+    let value = |key: &str| {
+        state.lines().find_map(|line| {
+            let rest = line.strip_prefix(key)?.trim_start().strip_prefix('=')?;
+            let (_, json) = rest.split_once(" # ")?;
+            serde_json::from_str(json.trim()).ok()
+        })
+    };
+    (value("off_variation"), value("fallthrough"))
+}
+
+/// The notes ref's commit and tree, if there are notes.
+fn notes_tree(repo: &Repository) -> Result<(Option<git2::Commit<'_>>, Option<git2::Tree<'_>>)> {
+    let parent = match repo.find_reference(NOTES_REF) {
+        Ok(r) => Some(r.peel_to_commit()?),
+        Err(_) => None,
+    };
+    let tree = parent.as_ref().map(git2::Commit::tree).transpose()?;
+    Ok((parent, tree))
+}
+
 fn note(repo: &Repository, oid: Oid) -> Option<String> {
     repo.find_note(Some(NOTES_REF), oid)
         .ok()
         .and_then(|n| n.message().map(|m| m.trim().to_owned()))
 }
 
-fn parse_commit(repo: &Repository, commit: &git2::Commit) -> Result<Option<Recorded>> {
+fn parse_commit(repo: &Repository, commit: &git2::Commit, note: Option<String>) -> Result<Option<Recorded>> {
     let message = commit.message().unwrap_or("");
     let trailers = git2::message_trailers_strs(message)?;
     let get = |key: &str| {
@@ -489,6 +892,14 @@ fn parse_commit(repo: &Repository, commit: &git2::Commit) -> Result<Option<Recor
         .map(str::trim)
         .filter(|p| !p.is_empty() && !p.starts_with("Project:") && !p.starts_with("Not written"))
         .map(str::to_owned);
+    let file = format!("{project}/{environment}/{flag}.toml");
+    let recorded = commit
+        .tree()
+        .ok()
+        .and_then(|t| t.get_path(Path::new(&file)).ok())
+        .and_then(|e| repo.find_blob(e.id()).ok())
+        .map(|b| recorded_values(&String::from_utf8_lossy(b.content())))
+        .unwrap_or_default();
     let author = commit.author();
     Ok(Some(Recorded {
         oid: commit.id(),
@@ -511,12 +922,14 @@ fn parse_commit(repo: &Repository, commit: &git2::Commit) -> Result<Option<Recor
         base_version,
         off_variation: index("Off-Variation")?,
         fallthrough: index("Fallthrough")?,
+        off_variation_value: recorded.0,
+        fallthrough_value: recorded.1,
         stores: trailers
             .iter()
             .filter(|(k, _)| *k == "Store")
             .map(|(_, v)| v.to_owned())
             .collect(),
-        note: note(repo, commit.id()),
+        note,
     }))
 }
 
@@ -578,7 +991,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::env::set_var("RELAYCTL_AUTHOR", "Test Operator <op@example.com>");
         let mut j = Journal::open_locked(&dir.path().join("journal"), Duration::from_secs(1)).unwrap();
-        let oid = j.record(&entry(), &from()).unwrap();
+        let oid = j.write(|w| record(w, &entry())).unwrap();
         let all = j.entries().unwrap();
         assert_eq!(all.len(), 1);
         let r = &all[0];
@@ -589,12 +1002,20 @@ mod tests {
         assert_eq!(r.base_version, 41);
         assert_eq!(r.off_variation, Some(1));
         assert_eq!(r.fallthrough, None);
+        assert_eq!(r.off_variation_value, Some(serde_json::json!("control")));
+        assert_eq!(r.fallthrough_value, None);
         assert_eq!(r.reason.as_deref(), Some("INC-4711: checkout returns 500"));
         assert_eq!(r.stores, ["relay-redis redis://10.0.0.5:6379 v42"]);
         assert_eq!(r.status(), "pending");
         j.set_note(oid, "synced 2026-11-22T03:04:05Z ld-version=43")
             .unwrap();
         assert!(j.entries().unwrap()[0].is_synced());
+        let second = j.write(|w| record(w, &entry())).unwrap();
+        j.set_notes(&[(oid, "conflict: x".into()), (second, "skipped: y".into())])
+            .unwrap();
+        let notes: Vec<_> = j.entries().unwrap().into_iter().map(|r| r.note).collect();
+        assert_eq!(notes, [Some("skipped: y".into()), Some("conflict: x".into())]);
+        assert_eq!(j.note(oid).as_deref(), Some("conflict: x"));
         j.close().unwrap();
         let state =
             std::fs::read_to_string(dir.path().join("journal/default/production/new-checkout.toml")).unwrap();
@@ -602,6 +1023,125 @@ mod tests {
             state.contains("on = false\noff_variation = 1 # \"control\"\n"),
             "{state}"
         );
+    }
+
+    /// What apply does for one flag whose writes all succeed.
+    fn record(w: &mut Writer<'_>, e: &Entry) -> Result<Oid> {
+        let mut started = e.clone();
+        started.written.clear();
+        started.failed.clear();
+        let targets = e.written.iter().map(|(t, v)| (t.clone(), v - 1)).collect();
+        let intent = w.begin(&started, &from(), targets)?;
+        Ok(w.finish(&intent, e)?.expect("written"))
+    }
+
+    fn wal_lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path.join(".git").join(WAL))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_killed_run_is_recovered_once_and_its_unfinished_writes_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var("RELAYCTL_AUTHOR", "Test Operator <op@example.com>");
+        let path = dir.path().join("journal");
+        let mut j = Journal::open_locked(&path, Duration::from_secs(1)).unwrap();
+        // Capture the log lines of three flags: one that landed, one done but not landed, one
+        // only started.
+        let mut lines = Vec::new();
+        j.write(|w| {
+            record(w, &entry())?;
+            lines.extend(wal_lines(&path));
+            let mut lost = entry();
+            lost.id.flag = "pricing-page".into();
+            record(w, &lost)?;
+            let mut started = entry();
+            started.id.flag = "search-v2".into();
+            started.written.clear();
+            w.begin(
+                &started,
+                &from(),
+                vec![(
+                    TargetRef {
+                        store: "s".into(),
+                        target: "t".into(),
+                    },
+                    7,
+                )],
+            )?;
+            lines = wal_lines(&path);
+            Ok(())
+        })
+        .unwrap();
+        assert!(wal_lines(&path).is_empty(), "a flush empties the log");
+        assert_eq!(lines.len(), 5, "{lines:#?}");
+        // The kill: the branch is back before the second flag, the log as it was.
+        let first = j.entries().unwrap()[1].oid;
+        j.repo.reference("HEAD", first, true, "test").unwrap_or_else(|_| {
+            let branch = j
+                .repo
+                .find_reference("HEAD")
+                .unwrap()
+                .symbolic_target()
+                .unwrap()
+                .to_owned();
+            j.repo.reference(&branch, first, true, "test").unwrap()
+        });
+        drop(j);
+        std::fs::write(
+            path.join(".git").join(WAL),
+            lines.join("\n") + "\n{\"kind\": \"do",
+        )
+        .unwrap();
+
+        let j = Journal::open_locked(&path, Duration::from_secs(1)).unwrap();
+        let flags: Vec<String> = j.entries().unwrap().iter().map(|r| r.id.flag.clone()).collect();
+        assert_eq!(
+            flags,
+            ["pricing-page", "new-checkout"],
+            "recovered once, in order"
+        );
+        assert_eq!(j.interrupted().len(), 1);
+        assert_eq!(j.interrupted()[0].entry.id.flag, "search-v2");
+        assert_eq!(wal_lines(&path).len(), 1, "the unfinished intent stays logged");
+        drop(j);
+        // Still there for the next run, until someone finishes it.
+        let mut j = Journal::open_locked(&path, Duration::from_secs(1)).unwrap();
+        let intent = j.interrupted()[0].clone();
+        j.write(|w| w.finish(&intent, &intent.entry)).unwrap();
+        assert!(j.interrupted().is_empty());
+        assert!(wal_lines(&path).is_empty());
+        assert_eq!(
+            j.entries().unwrap().len(),
+            2,
+            "nothing written, nothing committed"
+        );
+    }
+
+    #[test]
+    fn many_commits_span_several_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var("RELAYCTL_AUTHOR", "Test Operator <op@example.com>");
+        let path = dir.path().join("journal");
+        let mut j = Journal::open_locked(&path, Duration::from_secs(1)).unwrap();
+        let n = FLUSH_EVERY * 2 + 3;
+        j.write(|w| {
+            for i in 0..n {
+                let mut e = entry();
+                e.id.flag = format!("flag-{i}");
+                record(w, &e)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(j.entries().unwrap().len(), n);
+        j.close().unwrap();
+        assert!(path
+            .join(format!("default/production/flag-{}.toml", n - 1))
+            .exists());
     }
 
     #[test]

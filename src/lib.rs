@@ -19,11 +19,14 @@ mod cli;
 pub mod commands;
 pub mod desired;
 pub mod flag;
+pub mod interrupt;
 pub mod journal;
+pub mod launchdarkly;
 pub mod plan;
 pub mod redact;
 pub mod settings;
 pub mod store;
+pub mod sync;
 pub mod ui;
 
 use settings::{Command, Settings, SettingsError};
@@ -49,6 +52,9 @@ impl From<Exit> for ExitCode {
 
 /// Runs relayctl with `args` (including the program name) and returns the exit status.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    // rustls cannot pick a crypto provider by itself once several are compiled in (the AWS SDK
+    // brings its own): choose ring explicitly, before any rediss:// connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = match settings::parse(args) {
         Ok(s) => s,
         Err(SettingsError::Usage(e)) => {
@@ -89,6 +95,8 @@ fn execute(settings: &Settings) -> anyhow::Result<Exit> {
             auto_approve,
         } => commands::apply_cmd(settings, &rt, plan_file.as_deref(), *auto_approve),
         Command::Log { pending } => commands::log(settings, *pending),
+        Command::Sync { dry_run, force } => commands::sync(settings, &rt, *dry_run, *force),
+        Command::Verify => commands::verify(settings, &rt),
     }
 }
 

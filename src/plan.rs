@@ -154,8 +154,8 @@ pub fn plan(desired: &[Override], observed: &Observed) -> Plan {
                 plan.unchanged += 1;
                 continue;
             }
-            let serves_off = to.off_variation.clone().or(flag.off_variation().ok());
-            if !to.on && matches!(serves_off, None | Some(Serve::Unset)) {
+            let serves_off = to.off_variation.as_ref().unwrap_or(flag.off_variation());
+            if !to.on && *serves_off == Serve::Unset {
                 plan.warnings.push(format!(
                     "{} has no off variation in {target}: once off, SDKs serve the application's \
                      fallback value, not a flag variation. Set off_variation to choose one.",

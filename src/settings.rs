@@ -27,6 +27,11 @@ pub enum Command {
     Log {
         pending: bool,
     },
+    Sync {
+        dry_run: bool,
+        force: bool,
+    },
+    Verify,
 }
 
 /// Everything a command needs to know about how it was invoked.
@@ -128,6 +133,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
             auto_approve: a.auto_approve,
         },
         cli::Command::Log(a) => Command::Log { pending: a.pending },
+        cli::Command::Sync(a) => Command::Sync {
+            dry_run: a.dry_run,
+            force: a.force,
+        },
+        cli::Command::Verify => Command::Verify,
     };
     Ok(Settings {
         command,

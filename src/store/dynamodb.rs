@@ -18,7 +18,7 @@
 //! does not touch this store never needs it. Timeouts and retries are bounded so an unreachable
 //! endpoint fails within seconds, and once it has, the rest of the run fails at once.
 
-use super::{Groups, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use super::{Found, Groups, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::desired::{FlagId, Prefix};
 use anyhow::{anyhow, Result};
 use aws_config::retry::RetryConfig;
@@ -29,7 +29,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, KeysAndAttributes, ScalarAttributeType};
 use aws_sdk_dynamodb::Client;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -45,8 +45,6 @@ const MAX_ATTEMPTS: u32 = 4;
 const MAX_WRITE_ATTEMPTS: usize = 10;
 
 type Item = HashMap<String, AttributeValue>;
-/// A declared flag: (project, environment, flag).
-type FlagKey<'a> = (&'a str, &'a str, &'a str);
 
 pub(super) struct DynamoTarget {
     table: String,
@@ -288,24 +286,18 @@ impl DynamoTarget {
         anyhow!("{doing}: {hint} ({detail})")
     }
 
-    /// Raw JSON per (project, environment, flag); a missing item maps to where it was looked for.
-    pub(super) async fn read<'a>(
-        &self,
-        groups: &Groups<'a>,
-    ) -> Result<BTreeMap<FlagKey<'a>, Result<String, String>>> {
+    /// Raw JSON per flag of each group, in the groups' order; a missing item maps to where it
+    /// was looked for.
+    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Found> {
         let client = self.client().await?;
+        let namespaces: Vec<String> = groups.keys().map(|(p, e)| self.namespace(p, e)).collect();
         // Several project/environments may share a namespace (no prefix): ask for each key once.
-        let mut wanted: BTreeMap<(String, &str), Vec<FlagKey<'a>>> = BTreeMap::new();
-        for ((p, e), flags) in groups {
-            let ns = self.namespace(p, e);
-            for flag in flags {
-                wanted
-                    .entry((ns.clone(), *flag))
-                    .or_default()
-                    .push((*p, *e, *flag));
-            }
-        }
-        let keys: Vec<Item> = wanted.keys().map(|(ns, flag)| Self::key(ns, flag)).collect();
+        let wanted: BTreeSet<(&str, &str)> = namespaces
+            .iter()
+            .zip(groups.values())
+            .flat_map(|(ns, flags)| flags.iter().map(move |f| (ns.as_str(), *f)))
+            .collect();
+        let keys: Vec<Item> = wanted.iter().map(|(ns, flag)| Self::key(ns, flag)).collect();
         let batches: Vec<Vec<Item>> = stream::iter(
             keys.chunks(BATCH_KEYS)
                 .map(|c| self.batch_get(client, c.to_vec())),
@@ -320,20 +312,22 @@ impl DynamoTarget {
                 by_key.insert((ns, key), item);
             }
         }
-        let mut out = BTreeMap::new();
-        for ((ns, flag), askers) in wanted {
-            let value = match by_key.get(&(ns.clone(), flag.to_owned())) {
-                Some(item) => self.item_json(item, &ns, flag),
-                None => Err(format!(
-                    "no item with namespace {ns:?} and key {flag:?} in table {:?}",
-                    self.table
-                )),
-            };
-            for asker in askers {
-                out.insert(asker, value.clone());
-            }
-        }
-        Ok(out)
+        Ok(namespaces
+            .iter()
+            .zip(groups.values())
+            .map(|(ns, flags)| {
+                flags
+                    .iter()
+                    .map(|flag| match by_key.get(&(ns.clone(), (*flag).to_owned())) {
+                        Some(item) => self.item_json(item, ns, flag),
+                        None => Err(format!(
+                            "no item with namespace {ns:?} and key {flag:?} in table {:?}",
+                            self.table
+                        )),
+                    })
+                    .collect()
+            })
+            .collect())
     }
 
     /// The flag JSON of an item, or why there is none.

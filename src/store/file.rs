@@ -5,11 +5,10 @@
 //! atomically: the new content goes to a temporary file in the same directory, which is then
 //! renamed over the old one, so a reader (or a crash) never sees half a file.
 
-use super::{Groups, Rewrite, WriteError};
+use super::{Found, Groups, Rewrite, WriteError};
 use crate::desired::{FlagId, Template};
 use anyhow::{anyhow, Context, Result};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
@@ -34,26 +33,29 @@ impl FileTarget {
         self.base_dir.join(self.path.render(project, environment))
     }
 
+    /// The path as the overrides file names it (relative to that file), so it reads the same
+    /// whatever directory relayctl runs from, and a saved plan matches it from anywhere.
     pub(super) fn describe(&self, project: &str, environment: &str) -> String {
-        self.path(project, environment).display().to_string()
+        self.path.render(project, environment)
     }
 
-    pub(super) async fn read<'a>(
-        &self,
-        groups: &Groups<'a>,
-    ) -> Result<BTreeMap<(&'a str, &'a str, &'a str), Result<String, String>>> {
-        let mut out = BTreeMap::new();
+    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Found> {
+        let mut out = Vec::new();
         for ((p, e), flags) in groups {
             let path = self.path(p, e);
             let doc = load(&path)?;
             let stored = flags_of(&doc, &path)?;
-            for flag in flags {
-                let value = stored
-                    .get(*flag)
-                    .map(Value::to_string)
-                    .ok_or_else(|| format!("no flag {flag:?} under \"flags\" in {}", path.display()));
-                out.insert((*p, *e, *flag), value);
-            }
+            out.push(
+                flags
+                    .iter()
+                    .map(|flag| {
+                        stored
+                            .get(*flag)
+                            .map(Value::to_string)
+                            .ok_or_else(|| format!("no flag {flag:?} under \"flags\" in {}", path.display()))
+                    })
+                    .collect(),
+            );
         }
         Ok(out)
     }

@@ -37,6 +37,10 @@ pub enum WriteError {
 /// The flags of one project/environment, which share a key prefix or a file.
 pub(crate) type Groups<'a> = BTreeMap<(&'a str, &'a str), Vec<&'a str>>;
 
+/// What a backend found for each flag of each group, in the groups' order: the raw JSON, or
+/// where the flag was looked for when it is absent.
+pub(crate) type Found = Vec<Vec<Result<String, String>>>;
+
 enum Backend {
     Redis(Box<redis::RedisTarget>),
     DynamoDb(Box<dynamodb::DynamoTarget>),
@@ -75,28 +79,32 @@ impl Target {
     /// Reads every flag of `flags` from this target, in as few round trips as the backend allows.
     async fn read(&self, flags: &[FlagId]) -> Result<Vec<Lookup>> {
         let mut groups: Groups = BTreeMap::new();
-        for id in flags {
-            groups
-                .entry((id.project.as_str(), id.environment.as_str()))
-                .or_default()
-                .push(id.flag.as_str());
+        let mut positions: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+        for (i, id) in flags.iter().enumerate() {
+            let group = (id.project.as_str(), id.environment.as_str());
+            groups.entry(group).or_default().push(id.flag.as_str());
+            positions.entry(group).or_default().push(i);
         }
-        let raw = match &self.backend {
+        let found = match &self.backend {
             Backend::Redis(r) => r.read(&groups).await?,
             Backend::DynamoDb(d) => d.read(&groups).await?,
             Backend::File(f) => f.read(&groups).await?,
         };
-        Ok(flags
-            .iter()
-            .map(|id| {
-                let key = (id.project.as_str(), id.environment.as_str(), id.flag.as_str());
-                match raw.get(&key) {
-                    Some(Ok(json)) => StoredFlag::parse(json).map_or_else(Lookup::Invalid, Lookup::Found),
-                    Some(Err(place)) => Lookup::Missing { place: place.clone() },
-                    None => Lookup::Missing {
-                        place: "not returned by the store".into(),
-                    },
-                }
+        let mut out: Vec<Option<Lookup>> = vec![None; flags.len()];
+        for (positions, values) in positions.values().zip(found) {
+            for (&i, value) in positions.iter().zip(values) {
+                out[i] = Some(match value {
+                    Ok(json) => StoredFlag::parse(&json).map_or_else(Lookup::Invalid, Lookup::Found),
+                    Err(place) => Lookup::Missing { place },
+                });
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|l| {
+                l.unwrap_or_else(|| Lookup::Missing {
+                    place: "not returned by the store".into(),
+                })
             })
             .collect())
     }

@@ -6,12 +6,11 @@
 //! retry when EXEC returns nil because another writer (Relay) touched the hash. It never deletes
 //! anything and never touches segments or `$inited`.
 
-use super::{Groups, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use super::{Found, Groups, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::desired::{FlagId, Prefix, DEFAULT_REDIS_PREFIX};
 use anyhow::{anyhow, Context, Result};
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
-use std::collections::BTreeMap;
 use tokio::sync::Mutex;
 
 /// How often a write is retried when other writers keep changing the hash under it (the Python
@@ -78,11 +77,8 @@ impl RedisTarget {
         Ok(guard)
     }
 
-    /// Raw JSON per (project, environment, flag); a missing field maps to where it was looked for.
-    pub(super) async fn read<'a>(
-        &self,
-        groups: &Groups<'a>,
-    ) -> Result<BTreeMap<(&'a str, &'a str, &'a str), Result<String, String>>> {
+    /// Raw JSON per flag of each group: one HMGET per hash, all in one round trip.
+    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Found> {
         let mut guard = self.connection().await?;
         let conn = guard.as_mut().expect("connected");
         let mut pipe = redis::pipe();
@@ -94,14 +90,17 @@ impl RedisTarget {
             .query_async(conn)
             .await
             .map_err(|e| anyhow!("reading {}: {e}", self.shown))?;
-        let mut out = BTreeMap::new();
-        for (((p, e), flags), (hash, values)) in groups.iter().zip(hashes.iter().zip(replies)) {
-            for (flag, value) in flags.iter().zip(values) {
-                let value = value.ok_or_else(|| format!("no field {flag:?} in hash {hash}"));
-                out.insert((*p, *e, *flag), value);
-            }
-        }
-        Ok(out)
+        Ok(groups
+            .values()
+            .zip(hashes.iter().zip(replies))
+            .map(|(flags, (hash, values))| {
+                flags
+                    .iter()
+                    .zip(values)
+                    .map(|(flag, value)| value.ok_or_else(|| format!("no field {flag:?} in hash {hash}")))
+                    .collect()
+            })
+            .collect())
     }
 
     /// WATCH / HGET / MULTI HSET EXEC, retried while other writers change the hash.

@@ -1,7 +1,27 @@
 //! Integration tests: the real `relayctl` binary against real servers started on free loopback
 //! ports by `support`. One binary, one module per command or concern.
+//!
+//! - `plan_cmd`: plan output (snapshots), `--json`, `--detailed-exitcode`, stdout vs stderr.
+//! - `apply_cmd`, `plan_apply`: what apply writes and leaves alone, journal commits, saved and
+//!   stale plans, the confirmation prompt, fan-out.
+//! - `failures`: a store target down, an apply killed mid-way, concurrent applies, the lock.
+//! - `bad_input`: every kind of bad input is a clear error and writes nothing; secrets stay out.
+//! - `file_store`: the quickstart, with no server.
+//! - `conformance`: what the real LaunchDarkly SDK serves from what apply wrote.
+//! - `dynamodb`: the DynamoDB store against moto, with the SDK, and in a mixed-store fan-out.
+//!
+//! Snapshots (`snapshots/`) are whole CLI runs with ports, temp paths and commit ids redacted;
+//! accept changes deliberately: `INSTA_UPDATE=always cargo test --test cli`, then review the diff.
 
 mod support;
 
+mod apply_cmd;
+mod bad_input;
+mod conformance;
 mod dynamodb;
+mod failures;
+mod file_store;
+mod interrupt;
 mod plan_apply;
+mod plan_cmd;
+mod sync;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs relayctl's whole test suite, first installing what the tests need when it is absent:
+# redis-server (Debian/Ubuntu package), moto's DynamoDB-compatible server and the LaunchDarkly
+# Python server SDK (PyPI). Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v python3 >/dev/null || missing+=(python3 python3-pip)
+command -v git >/dev/null || missing+=(git)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "scripts/test.sh: installing ${missing[*]} from the system packages" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+pip_install() {
+  echo "scripts/test.sh: installing $* from PyPI" >&2
+  python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
+}
+python3 -c 'import ldclient, redis, boto3' 2>/dev/null || pip_install launchdarkly-server-sdk redis boto3
+command -v moto_server >/dev/null || pip_install 'moto[server]'
+# pip may put scripts in a directory that is not on PATH yet (e.g. ~/.local/bin).
+export PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$HOME/.local/bin"
+command -v moto_server >/dev/null || { echo "scripts/test.sh: moto_server is still not on PATH" >&2; exit 1; }
+
+cargo test --locked "$@"

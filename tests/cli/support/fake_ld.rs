@@ -1,0 +1,554 @@
+//! A stateful fake of the LaunchDarkly REST API (getFeatureFlag, patchFeatureFlag), in process,
+//! on a free loopback port.
+//!
+//! It keeps flags with per-environment versions and variations with `_id`s, answers GET in the
+//! `FeatureFlag` shape of the OpenAPI spec, applies JSON Patch (`test`, `replace`, `add`) from a
+//! bare array or `{"comment", "patch"}`, bumps the versions of the environments a patch changed,
+//! records every request (method, path, headers, body), and can be told to answer 429 / 5xx /
+//! 409 / 405 / 400 for a while, to let someone "edit in the UI", or to stop answering after N
+//! requests (a sync killed mid-way). Also used by benches/sync.rs through `#[path]`.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A status, extra headers and a JSON body.
+type Answer = (u16, Vec<(String, String)>, Value);
+
+/// The token the fake accepts in `Authorization`.
+pub const TOKEN: &str = "api-0123-test-token-do-not-print";
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub method: String,
+    /// Path and query, e.g. `/api/v2/flags/default/f?env=production`.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// The status answered; `None` while held unanswered.
+    pub status: Option<u16>,
+}
+
+impl Logged {
+    /// The value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The flag key in the path.
+    pub fn flag(&self) -> String {
+        let path = self.path.split('?').next().unwrap_or("");
+        path.rsplit('/').next().unwrap_or("").to_owned()
+    }
+}
+
+/// An answer to inject instead of the normal one.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// This status with an LD error body `{"code", "message"}`.
+    Status(u16, &'static str, &'static str),
+    /// 429 with `Retry-After: <seconds>`.
+    RetryAfter(u64),
+    /// 429 with `X-Ratelimit-Reset` = now + this many milliseconds (epoch ms).
+    ResetIn(u64),
+}
+
+struct Injection {
+    method: Option<String>,
+    flag: Option<String>,
+    times: usize,
+    reply: Reply,
+}
+
+#[derive(Default)]
+struct State {
+    /// (project, flag key) -> the flag in the API's `FeatureFlag` shape, all environments.
+    flags: BTreeMap<(String, String), Value>,
+    log: Vec<Logged>,
+    injections: VecDeque<Injection>,
+    /// Answer only this many requests; hold every later one unanswered.
+    answer_only: Option<usize>,
+    answered: usize,
+    /// Flags someone edits in the UI just before the next PATCH for them is processed.
+    race: Vec<String>,
+    /// The status of a failed JSON Patch `test` op.
+    test_failure_status: u16,
+    /// How long each answer takes (slept outside the lock, so requests overlap).
+    delay: Duration,
+    /// Requests being answered now, per flag key, and the most seen at once.
+    in_flight: BTreeMap<String, usize>,
+    max_in_flight_per_flag: usize,
+    total_in_flight: usize,
+    max_in_flight: usize,
+}
+
+/// The fake server; stops when dropped.
+pub struct FakeLd {
+    pub url: String,
+    addr: std::net::SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeLd {
+    /// Starts the fake on a free port of 127.0.0.1: a minimal HTTP/1.1 server (keep-alive,
+    /// Content-Length bodies), one thread per connection.
+    pub fn start() -> FakeLd {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("starting the fake LaunchDarkly");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State {
+            test_failure_status: 400,
+            ..State::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let accept = {
+            let (state, stop) = (state.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let (state, stop) = (state.clone(), stop.clone());
+                    std::thread::spawn(move || serve(conn, &state, &stop));
+                }
+            })
+        };
+        FakeLd {
+            url: format!("http://{addr}"),
+            addr,
+            state,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    /// Adds flag `key` in `project` with `variations` (values) and one environment `env` at
+    /// `version`, serving `off` when off and `fallthrough` by default.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_flag(
+        &self,
+        project: &str,
+        key: &str,
+        variations: &[Value],
+        env: &str,
+        on: bool,
+        off: usize,
+        fallthrough: usize,
+        version: u64,
+    ) {
+        let mut state = self.lock();
+        let flag = state
+            .flags
+            .entry((project.into(), key.into()))
+            .or_insert_with(|| {
+                json!({
+                    "key": key, "name": key, "kind": if variations.len() == 2 && variations.iter().all(Value::is_boolean) { "boolean" } else { "multivariate" },
+                    "_version": 1, "creationDate": 1_700_000_000_000u64, "temporary": false, "archived": false,
+                    "tags": [], "maintainerId": "m-1",
+                    "variations": variations.iter().enumerate().map(|(i, v)| json!({"_id": format!("{key}-var-{i}"), "value": v})).collect::<Vec<_>>(),
+                    "environments": {},
+                    "_links": {"self": {"href": format!("/api/v2/flags/{project}/{key}"), "type": "application/json"}},
+                })
+            });
+        flag["environments"][env] = json!({
+            "on": on, "archived": false, "salt": format!("salt-{key}"), "sel": "sel", "lastModified": 1_700_000_000_000u64,
+            "version": version, "targets": [], "contextTargets": [], "rules": [], "prerequisites": [],
+            "fallthrough": {"variation": fallthrough}, "offVariation": off,
+            "trackEvents": false, "trackEventsFallthrough": false,
+            "_site": {"href": format!("/default/{env}/features/{key}"), "type": "text/html"},
+            "_environmentName": env, "_summary": {"variations": {}, "prerequisites": 0},
+        });
+    }
+
+    /// The flag's environment `env` as the fake holds it.
+    pub fn env(&self, project: &str, key: &str, env: &str) -> Value {
+        self.lock().flags[&(project.to_owned(), key.to_owned())]["environments"][env].clone()
+    }
+
+    /// Changes the flag as someone in the LaunchDarkly UI would: applies `edit` to environment
+    /// `env` and bumps its version.
+    pub fn edit_in_ui(&self, project: &str, key: &str, env: &str, edit: impl FnOnce(&mut Value)) {
+        let mut state = self.lock();
+        let flag = state
+            .flags
+            .get_mut(&(project.to_owned(), key.to_owned()))
+            .unwrap();
+        let e = &mut flag["environments"][env];
+        edit(e);
+        e["version"] = json!(e["version"].as_u64().unwrap() + 1);
+        flag["_version"] = json!(flag["_version"].as_u64().unwrap() + 1);
+    }
+
+    /// The next `times` requests (of `method`, for `flag`, when given) get `reply` instead.
+    pub fn inject(&self, method: Option<&str>, flag: Option<&str>, times: usize, reply: Reply) {
+        self.lock().injections.push_back(Injection {
+            method: method.map(str::to_owned),
+            flag: flag.map(str::to_owned),
+            times,
+            reply,
+        });
+    }
+
+    /// Answer `n` more requests, then hold every later one unanswered (like a process that died).
+    pub fn answer_only(&self, n: usize) {
+        let mut state = self.lock();
+        state.answer_only = Some(state.answered + n);
+    }
+
+    /// Someone edits `flag` in the UI (turns it on in every environment, bumping versions) just
+    /// before the next PATCH for it lands: the PATCH's precondition must make it fail.
+    pub fn race_next_patch(&self, flag: &str) {
+        self.lock().race.push(flag.to_owned());
+    }
+
+    /// Answer everything again.
+    pub fn answer_all(&self) {
+        self.lock().answer_only = None;
+    }
+
+    /// The status a failed `test` op gets (400 by default).
+    pub fn set_test_failure_status(&self, status: u16) {
+        self.lock().test_failure_status = status;
+    }
+
+    /// Each answer takes `delay` from now on, so concurrent requests overlap measurably.
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
+    }
+
+    /// The most requests answered at once for one flag key, and in total (with a delay set).
+    pub fn max_in_flight(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.max_in_flight_per_flag, s.max_in_flight)
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<Logged> {
+        self.lock().log.clone()
+    }
+
+    /// The PATCH requests received, in order.
+    pub fn patches(&self) -> Vec<Logged> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .collect()
+    }
+
+    /// The PATCH requests that were applied (answered 200), in order.
+    pub fn applied(&self) -> Vec<Logged> {
+        self.patches()
+            .into_iter()
+            .filter(|r| r.status == Some(200))
+            .collect()
+    }
+
+    /// Forgets the request log.
+    pub fn clear_log(&self) {
+        self.lock().log.clear();
+    }
+}
+
+impl Drop for FakeLd {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn error(status: u16, code: &str, message: &str) -> Answer {
+    (status, vec![], json!({"code": code, "message": message}))
+}
+
+/// Serves one connection's requests in order until the client closes it.
+fn serve(conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
+    let _ = conn.set_nodelay(true);
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut writer = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let logged = Logged {
+            method,
+            path,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            status: None,
+        };
+        let close = logged
+            .header("Connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let Some((status, extra, answer)) = handle(logged, state, stop) else {
+            return;
+        };
+        let answer = answer.to_string();
+        let mut head = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            reason(status),
+            answer.len()
+        );
+        for (k, v) in extra {
+            head += &format!("{k}: {v}\r\n");
+        }
+        head += "\r\n";
+        if writer
+            .write_all(head.as_bytes())
+            .and_then(|_| writer.write_all(answer.as_bytes()))
+            .is_err()
+            || close
+        {
+            return;
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// Logs and answers one request; `None` when it is held unanswered until the fake stops.
+fn handle(logged: Logged, state: &Mutex<State>, stop: &AtomicBool) -> Option<Answer> {
+    let mut s = state.lock().unwrap();
+    if s.answer_only.is_some_and(|n| s.answered >= n) {
+        s.log.push(logged);
+        drop(s);
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return None;
+    }
+    s.answered += 1;
+    let flag = logged.flag();
+    let answer = respond(&mut s, &logged);
+    s.log.push(Logged {
+        status: Some(answer.0),
+        ..logged
+    });
+    let delay = s.delay;
+    if !delay.is_zero() {
+        let n = s.in_flight.entry(flag.clone()).or_default();
+        *n += 1;
+        let n = *n;
+        s.max_in_flight_per_flag = s.max_in_flight_per_flag.max(n);
+        s.total_in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.total_in_flight);
+        drop(s);
+        std::thread::sleep(delay);
+        let mut s = state.lock().unwrap();
+        *s.in_flight.get_mut(&flag).unwrap() -= 1;
+        s.total_in_flight -= 1;
+    }
+    Some(answer)
+}
+
+fn respond(s: &mut State, req: &Logged) -> Answer {
+    if req.header("Authorization") != Some(TOKEN) {
+        return error(401, "unauthorized", "Invalid access token");
+    }
+    let flag = req.flag();
+    if let Some(pos) = s.injections.iter().position(|i| {
+        i.times > 0
+            && i.method.as_deref().is_none_or(|m| m == req.method)
+            && i.flag.as_deref().is_none_or(|f| f == flag)
+    }) {
+        let inj = &mut s.injections[pos];
+        inj.times -= 1;
+        let reply = inj.reply.clone();
+        if inj.times == 0 {
+            s.injections.remove(pos);
+        }
+        return match reply {
+            Reply::Status(status, code, message) => error(status, code, message),
+            Reply::RetryAfter(secs) => {
+                let (st, _, b) = error(429, "rate_limited", "Rate limited");
+                (st, vec![("Retry-After".into(), secs.to_string())], b)
+            }
+            Reply::ResetIn(ms) => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+                let (st, _, b) = error(429, "rate_limited", "Rate limited");
+                (st, vec![("X-Ratelimit-Reset".into(), (now + ms).to_string())], b)
+            }
+        };
+    }
+    let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ["api", "v2", "flags", project, key] = parts[..] else {
+        return error(404, "not_found", "Unknown route");
+    };
+    let id = (project.to_owned(), key.to_owned());
+    let Some(stored) = s.flags.get(&id).cloned() else {
+        return error(404, "not_found", "Unknown resource identifier");
+    };
+    match req.method.as_str() {
+        "GET" => {
+            let mut flag = stored;
+            if let Some(env) = query.split('&').find_map(|kv| kv.strip_prefix("env=")) {
+                let only = flag["environments"].get(env).cloned();
+                flag["environments"] = match only {
+                    Some(e) => json!({ env: e }),
+                    None => json!({}),
+                };
+            }
+            (200, vec![], flag)
+        }
+        "PATCH" => {
+            let stored = match s.race.iter().position(|f| *f == flag) {
+                Some(pos) => {
+                    s.race.remove(pos);
+                    let mut raced = stored;
+                    for (_, e) in raced["environments"].as_object_mut().unwrap().iter_mut() {
+                        e["on"] = json!(true);
+                        e["version"] = json!(e["version"].as_u64().unwrap() + 1);
+                    }
+                    s.flags.insert(id.clone(), raced.clone());
+                    raced
+                }
+                None => stored,
+            };
+            if req
+                .header("Content-Type")
+                .is_some_and(|c| c.contains("semanticpatch"))
+            {
+                return error(
+                    400,
+                    "invalid_request",
+                    "semantic patch is not supported by this fake",
+                );
+            }
+            let body = req.json();
+            let ops = match &body {
+                Value::Array(ops) => ops.clone(),
+                Value::Object(o) => match o.get("patch") {
+                    Some(Value::Array(ops)) => ops.clone(),
+                    _ => {
+                        return error(
+                            400,
+                            "invalid_request",
+                            "body must be a JSON patch or {comment, patch}",
+                        )
+                    }
+                },
+                _ => return error(400, "invalid_request", "body must be JSON"),
+            };
+            let mut flag = stored.clone();
+            for op in &ops {
+                let path = op["path"].as_str().unwrap_or("");
+                match op["op"].as_str().unwrap_or("") {
+                    "test" => {
+                        if flag.pointer(path) != Some(&op["value"]) {
+                            let status = s.test_failure_status;
+                            let code = if status == 409 {
+                                "optimistic_locking_error"
+                            } else {
+                                "invalid_request"
+                            };
+                            return error(status, code, &format!("Test operation failed for path {path}"));
+                        }
+                    }
+                    "replace" => match flag.pointer_mut(path) {
+                        Some(v) => *v = op["value"].clone(),
+                        None => {
+                            return error(400, "invalid_request", &format!("replace: no such path {path}"))
+                        }
+                    },
+                    "add" => {
+                        let (parent, last) = path.rsplit_once('/').unwrap_or(("", path));
+                        let last = last.replace("~1", "/").replace("~0", "~");
+                        match flag.pointer_mut(parent).and_then(Value::as_object_mut) {
+                            Some(o) => {
+                                o.insert(last, op["value"].clone());
+                            }
+                            None => {
+                                return error(400, "invalid_request", &format!("add: no such path {path}"))
+                            }
+                        }
+                    }
+                    other => return error(400, "invalid_request", &format!("unsupported op {other:?}")),
+                }
+            }
+            if flag != stored {
+                let envs: Vec<String> = flag["environments"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect();
+                for env in envs {
+                    if flag["environments"][&env] != stored["environments"][&env] {
+                        let v = stored["environments"][&env]["version"].as_u64().unwrap();
+                        flag["environments"][&env]["version"] = json!(v + 1);
+                    }
+                }
+                flag["_version"] = json!(stored["_version"].as_u64().unwrap() + 1);
+                s.flags.insert(id, flag.clone());
+            }
+            (200, vec![], flag)
+        }
+        _ => error(405, "method_not_allowed", "Method not allowed"),
+    }
+}
