@@ -468,6 +468,14 @@ fn progress(settings: &Settings, len: usize, what: &str) -> indicatif::ProgressB
     bar
 }
 
+/// `  (forced over <conflict>)` when a change was replayed over a conflict with `--force`.
+fn forced_over(forced: &Option<String>) -> String {
+    forced
+        .as_ref()
+        .map(|f| format!("  (forced over {f})"))
+        .unwrap_or_default()
+}
+
 /// `relayctl sync`: prints one line per flag on stdout, a summary and what to do next on stderr.
 ///
 /// Holds the journal lock throughout. Safe to re-run at any time, including after a crash or a
@@ -533,10 +541,7 @@ pub fn sync_command(
                 "synced     {}  ld-version={ld_version}  {}{}",
                 g.id,
                 g.shorts(),
-                forced
-                    .as_ref()
-                    .map(|f| format!("  (forced over {f})"))
-                    .unwrap_or_default()
+                forced_over(forced)
             ),
             Outcome::Synced {
                 ld_version,
@@ -547,10 +552,7 @@ pub fn sync_command(
                 "would-patch {}  {}{}  {body}",
                 g.id,
                 g.shorts(),
-                forced
-                    .as_ref()
-                    .map(|f| format!("  (forced over {f})"))
-                    .unwrap_or_default()
+                forced_over(forced)
             ),
             Outcome::Conflict(why) => format!(
                 "{} {}  {}  {why}",

@@ -88,13 +88,7 @@ fn the_sdk_serves_exactly_the_declared_variations() {
     assert_eq!(run.code, 0, "{}", run.all());
 
     let after = evaluate(&r, &flags);
-    let served = |f: &str| {
-        (
-            after[f]["value"].clone(),
-            after[f]["variation_index"].clone(),
-            after[f]["reason"]["kind"].clone(),
-        )
-    };
+    let served = |f: &str| crate::support::served(&after, f);
     assert_eq!(
         served("kill-switch"),
         (json!(false), json!(1), json!("OFF")),

@@ -288,13 +288,7 @@ fn dynamodb_python_sdk_serves_what_was_declared() {
     relayctl(&w).args(["apply", "--auto-approve"]).assert().success();
 
     let after = evaluate(&moto, &all);
-    let served = |f: &str| {
-        (
-            after[f]["value"].clone(),
-            after[f]["variation_index"].clone(),
-            after[f]["reason"]["kind"].clone(),
-        )
-    };
+    let served = |f: &str| crate::support::served(&after, f);
     assert_eq!(
         served("kill-switch"),
         (json!(false), json!(1), json!("OFF")),

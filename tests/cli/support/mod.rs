@@ -539,3 +539,13 @@ impl ExecProxy {
         self.execs.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// What the LaunchDarkly SDK served for `flag` in `tests/conformance/evaluate.py`'s output:
+/// (value, variation index, reason kind).
+pub fn served(results: &Value, flag: &str) -> (Value, Value, Value) {
+    (
+        results[flag]["value"].clone(),
+        results[flag]["variation_index"].clone(),
+        results[flag]["reason"]["kind"].clone(),
+    )
+}
