@@ -127,50 +127,10 @@ pub fn apply_cmd(
             return Ok(Exit::Success);
         }
         Some(plan) => (plan, Journal::open_locked(&config.journal, settings.lock_wait)?),
-        None => {
-            // Whatever refuses the apply (bad store content, nothing to do, no terminal, an answer
-            // other than yes) is found before the journal is created or locked: it leaves no trace.
-            let preview = make_plan(settings, rt, &config, &stores)?;
-            print!("{}", plan::render(&preview, &painter(settings, false)));
-            check(settings, &preview)?;
-            if preview.changes.is_empty() {
-                settings.status("No changes: the stores already match the overrides file.");
-                return Ok(Exit::Success);
-            }
-            if !auto_approve {
-                if !crate::ui::interactive() {
-                    bail!(
-                        "not applying: there is no terminal to confirm on. Review the plan above and run \
-                         `relayctl apply --auto-approve`, or save it with `relayctl plan --out FILE` and run \
-                         `relayctl apply FILE`"
-                    );
-                }
-                if !crate::ui::confirm("Apply these changes? Only 'yes' is accepted:")? {
-                    bail!("not applying: the answer was not 'yes'. Nothing was written");
-                }
-            }
-            let journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
-            // Plan again under the lock: another apply (or Relay) may have written meanwhile.
-            let plan = make_plan(settings, rt, &config, &stores)?;
-            if plan.changes != preview.changes {
-                if plan.changes.is_empty() && plan.problems.is_empty() {
-                    settings.status(
-                        "No changes: the stores already match the overrides file (another apply wrote them meanwhile).",
-                    );
-                    return Ok(Exit::Success);
-                }
-                settings.status("The stores changed since the plan above was made; the plan is now:");
-                print!("{}", plan::render(&plan, &painter(settings, false)));
-                check(settings, &plan)?;
-                if !auto_approve {
-                    bail!(
-                        "not applying: the plan changed after you approved it (another apply or Relay wrote \
-                         meanwhile); nothing was written. Review the new plan and run apply again"
-                    );
-                }
-            }
-            (plan, journal)
-        }
+        None => match plan_and_confirm(settings, rt, &config, &stores, auto_approve)? {
+            Some(planned) => planned,
+            None => return Ok(Exit::Success),
+        },
     };
     crate::interrupt::install().context("installing the Ctrl-C handler")?;
     let width = plan
@@ -212,6 +172,58 @@ pub fn apply_cmd(
          run `relayctl plan` to see exactly what is left and apply it",
         failed.len()
     ))
+}
+
+/// Plans, shows the plan and gets it approved, then takes the journal lock and plans again:
+/// another apply (or Relay) may have written meanwhile. Whatever refuses the apply (bad store
+/// content, nothing to do, no terminal, an answer other than yes) is found before the journal is
+/// created or locked, so it leaves no trace. `None` when there is nothing to do.
+fn plan_and_confirm(
+    settings: &Settings,
+    rt: &Runtime,
+    config: &Config,
+    stores: &Stores,
+    auto_approve: bool,
+) -> Result<Option<(Plan, Journal)>> {
+    let preview = make_plan(settings, rt, config, stores)?;
+    print!("{}", plan::render(&preview, &painter(settings, false)));
+    check(settings, &preview)?;
+    if preview.changes.is_empty() {
+        settings.status("No changes: the stores already match the overrides file.");
+        return Ok(None);
+    }
+    if !auto_approve {
+        if !crate::ui::interactive() {
+            bail!(
+                "not applying: there is no terminal to confirm on. Review the plan above and run \
+                 `relayctl apply --auto-approve`, or save it with `relayctl plan --out FILE` and run \
+                 `relayctl apply FILE`"
+            );
+        }
+        if !crate::ui::confirm("Apply these changes? Only 'yes' is accepted:")? {
+            bail!("not applying: the answer was not 'yes'. Nothing was written");
+        }
+    }
+    let journal = Journal::open_locked(&config.journal, settings.lock_wait)?;
+    let plan = make_plan(settings, rt, config, stores)?;
+    if plan.changes != preview.changes {
+        if plan.changes.is_empty() && plan.problems.is_empty() {
+            settings.status(
+                "No changes: the stores already match the overrides file (another apply wrote them meanwhile).",
+            );
+            return Ok(None);
+        }
+        settings.status("The stores changed since the plan above was made; the plan is now:");
+        print!("{}", plan::render(&plan, &painter(settings, false)));
+        check(settings, &plan)?;
+        if !auto_approve {
+            bail!(
+                "not applying: the plan changed after you approved it (another apply or Relay wrote \
+                 meanwhile); nothing was written. Review the new plan and run apply again"
+            );
+        }
+    }
+    Ok(Some((plan, journal)))
 }
 
 /// Records the flag writes of an interrupted apply (see `apply::record_interrupted`) before
