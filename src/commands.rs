@@ -158,6 +158,10 @@ pub fn apply_cmd(
             "Apply complete: {flags} flag(s) changed, {committed} journal commit(s) in {}. Run `relayctl sync` once LaunchDarkly is reachable.",
             config.journal.display()
         ));
+        settings.status(
+            "Services see it when their cache expires: SDKs reading the store directly after their cache TTL \
+             (15 s by default), SDKs connected to Relay only once they reconnect (Relay does not push it).",
+        );
         return Ok(Exit::Success);
     }
     let targets: usize = failed.iter().map(|o| o.entry.failed.len()).sum();
