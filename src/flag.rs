@@ -114,6 +114,14 @@ struct View {
 impl StoredFlag {
     /// Parses and type-checks stored flag JSON (the checks the Python and Go SDKs make).
     pub fn parse(raw: &str) -> Result<StoredFlag, NotAFlag> {
+        // A derived struct also deserializes from a JSON array (fields by position); a flag is
+        // an object, and `rewrite` relies on that.
+        if !raw.trim_start().starts_with('{') {
+            return Err(match serde_json::from_str::<Value>(raw) {
+                Ok(_) => NotAFlag("stored value is not a JSON object".into()),
+                Err(e) => NotAFlag(format!("stored value is not valid JSON: {e}")),
+            });
+        }
         let view: View = match serde_json::from_str(raw) {
             Ok(v) => v,
             Err(e) if e.classify() == serde_json::error::Category::Data => {
@@ -353,6 +361,8 @@ mod tests {
             ),
             (r#"{"key":"k","version":1,"fallthrough":1}"#, "not an object"),
             (r#"{"key":"k","version":1,"deleted":"yes"}"#, "not a boolean"),
+            (r#"["k", 5, false, true, [], null, null]"#, "not a JSON object"),
+            ("", "not valid JSON"),
         ] {
             let err = StoredFlag::parse(raw).unwrap_err().to_string();
             assert!(err.contains(why), "{raw}: {err}");
