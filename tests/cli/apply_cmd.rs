@@ -310,20 +310,7 @@ fn the_operators_git_identity_is_the_author_before_relayctl_author() {
 
 /// Runs `relayctl apply` on a pseudo-terminal (util-linux `script`), typing `answer`.
 fn apply_on_a_terminal(w: &Workspace, answer: &str) -> crate::support::Run {
-    let script = crate::support::require("script", "apt-get install -y util-linux");
-    let inner = w.command();
-    let mut cmd = std::process::Command::new(script);
-    cmd.env_clear().current_dir(w.dir.path());
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    cmd.args([
-        "-qec",
-        &format!("{} apply", env!("CARGO_BIN_EXE_relayctl")),
-        "/dev/null",
-    ]);
+    let cmd = w.on_terminal("apply");
     let mut cmd = assert_cmd::Command::from_std(cmd);
     cmd.write_stdin(format!("{answer}\n"))
         .timeout(std::time::Duration::from_secs(30));

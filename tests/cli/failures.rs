@@ -487,22 +487,9 @@ fn an_approved_plan_that_changed_before_the_lock_is_not_applied() {
     seed(&r, &["alpha"]);
     let w = Workspace::new(&redis_overrides(&[&r], "alpha = false\n"));
     let lock = hold_lock(&w);
-    let script = crate::support::require("script", "apt-get install -y util-linux");
-    let inner = w.command();
-    let mut cmd = std::process::Command::new(script);
-    cmd.env_clear().current_dir(w.dir.path());
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
     let tty = std::fs::File::create(w.path("tty")).unwrap();
-    let mut child = cmd
-        .args([
-            "-qec",
-            &format!("{} apply", env!("CARGO_BIN_EXE_relayctl")),
-            "/dev/null",
-        ])
+    let mut child = w
+        .on_terminal("apply")
         .stdin(Stdio::piped())
         .stdout(tty)
         .stderr(Stdio::null())

@@ -508,27 +508,17 @@ fn requests_for_one_flag_never_overlap_while_different_flags_run_in_parallel() {
 
 #[test]
 fn a_terminal_gets_a_progress_bar_on_stderr_while_stdout_stays_data() {
-    let script = crate::support::require("script", "apt-get install -y bsdutils");
     let keys: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
     let flags: Vec<(&str, u64, bool)> = keys.iter().map(|k| (k.as_str(), 5, true)).collect();
     let s = Setup::new(&flags);
     s.apply(&keys.iter().map(|k| format!("{k} = false\n")).collect::<String>());
     s.ld.set_delay(Duration::from_millis(50));
-    let bin = assert_cmd::cargo::cargo_bin("relayctl");
     // `script` gives relayctl a terminal on stderr; stdout goes to a file.
-    let out = std::process::Command::new(script)
-        .args([
-            "-qec",
-            &format!("{} sync > stdout.txt", bin.display()),
-            "/dev/null",
-        ])
-        .current_dir(s.w.dir.path())
-        .env("LD_API_KEY", TOKEN)
-        .env("RELAYCTL_AUTHOR", "Test Operator <operator@example.com>")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", s.w.dir.path())
-        .output()
-        .unwrap();
+    let out =
+        s.w.on_terminal("sync > stdout.txt")
+            .env("LD_API_KEY", TOKEN)
+            .output()
+            .unwrap();
     assert!(out.status.success());
     let terminal = String::from_utf8_lossy(&out.stdout);
     assert!(

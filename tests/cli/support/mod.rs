@@ -383,6 +383,32 @@ impl Workspace {
             .collect()
     }
 
+    /// `relayctl <args>` on a pseudo-terminal (the `script` utility), with this workspace's
+    /// environment: stdin, stdout and stderr are a terminal to relayctl. `args` is shell text, so
+    /// it may redirect (`sync > stdout.txt`).
+    pub fn on_terminal(&self, args: &str) -> Command {
+        let script = require(
+            "script",
+            "apt-get install -y bsdutils (util-linux on newer Debian)",
+        );
+        let inner = self.command();
+        let mut cmd = Command::new(script);
+        cmd.env_clear().current_dir(self.dir.path());
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        // A terminal has a type; without TERM, progress bars (indicatif) stay hidden.
+        cmd.env("TERM", "xterm");
+        cmd.args([
+            "-qec",
+            &format!("{} {args}", env!("CARGO_BIN_EXE_relayctl")),
+            "/dev/null",
+        ]);
+        cmd
+    }
+
     /// The journal's commits, oldest first, as `git log` sees them (subject and trailers).
     pub fn journal_log(&self) -> Vec<String> {
         git(
