@@ -424,8 +424,7 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
             for (flag, decl) in flags {
                 check_key(&flag, "flag").map_err(|m| err(Some(flag.span()), m))?;
                 let RawOverride(o) = decl.into_inner();
-                if let Some(r) = o.reason.as_deref().filter(|r| r.trim().is_empty()) {
-                    let _ = r;
+                if o.reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
                     return Err(err(
                         Some(flag.span()),
                         format!(

@@ -524,9 +524,7 @@ impl Writer<'_> {
         from: &Targeting,
         targets: Vec<(TargetRef, u64)>,
     ) -> Result<Intent> {
-        let time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let time = now();
         self.next += 1;
         let intent = Intent {
             key: format!("{time}-{}-{}", std::process::id(), self.next),
@@ -1162,6 +1160,13 @@ mod tests {
             "{err}"
         );
     }
+}
+
+/// Seconds since the epoch: the time of journal commits and sync notes.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -130,10 +130,10 @@ pub fn plan(desired: &[Override], observed: &Observed) -> Plan {
                 }
             };
             let resolve = |slot: &str, r: &Option<VariationRef>| -> Result<Option<Serve>, String> {
-                r.as_ref()
-                    .map(|r| resolve(r, flag.variations()).map(Serve::Variation))
-                    .transpose()
-                    .map_err(|e| format!("{slot} {r}: {e}", r = r.as_ref().unwrap()))
+                let Some(r) = r else { return Ok(None) };
+                resolve(r, flag.variations())
+                    .map(|v| Some(Serve::Variation(v)))
+                    .map_err(|e| format!("{slot} {r}: {e}"))
             };
             let to = match (
                 resolve("off_variation", &o.off_variation),

@@ -10,7 +10,7 @@
 //! by journal.rs. This module never changes a store.
 
 use crate::desired::FlagId;
-use crate::journal::{format_utc, Journal, Recorded};
+use crate::journal::{format_utc, now, Journal, Recorded};
 use crate::launchdarkly::{ApiError, Change, Client, LdFallthrough, LdFlag};
 use crate::settings::Settings;
 use crate::Exit;
@@ -333,12 +333,6 @@ fn note_for(outcome: &Outcome, now: i64) -> Option<String> {
         Outcome::Skipped(why) => Some(format!("skipped: {why}")),
         Outcome::WouldPatch { .. } | Outcome::Failed(_) | Outcome::NotTried => None,
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Replays the unsynced commits of `journal` onto LaunchDarkly, calling `report` as each flag
