@@ -10,10 +10,10 @@
 //! the intent first, and the next apply reads the stores to record what the killed one wrote
 //! ([`record_interrupted`]).
 
-use crate::desired::FlagId;
+use crate::flag::FlagId;
 use crate::journal::{Entry, Intent, Writer};
-use crate::plan::{Change, Lookup, Plan, TargetRef};
-use crate::store::{Stores, WriteError};
+use crate::plan::{Change, Plan};
+use crate::store::{Lookup, Stores, WriteError};
 use anyhow::{Context, Result};
 use futures::future::join_all;
 
@@ -21,8 +21,8 @@ use futures::future::join_all;
 #[derive(Debug)]
 pub struct FlagOutcome {
     pub entry: Entry,
-    /// The journal commit, when at least one target was written.
-    pub commit: Option<git2::Oid>,
+    /// The journal commit's abbreviated id, when at least one target was written.
+    pub commit: Option<String>,
     /// Whether any failure was a stale plan.
     pub stale: bool,
 }
@@ -109,8 +109,8 @@ pub async fn record_interrupted(
 }
 
 async fn write(stores: &Stores, change: &Change) -> Result<u64, WriteError> {
-    let target: &TargetRef = &change.target;
-    let Some(t) = stores.find(&change.id, target) else {
+    let target = &change.target;
+    let Some(endpoint) = stores.find(&change.id, target) else {
         return Err(anyhow::anyhow!(
             "the plan names store {:?} target {} which the overrides file no longer declares; make a new plan",
             target.store,
@@ -118,5 +118,5 @@ async fn write(stores: &Stores, change: &Change) -> Result<u64, WriteError> {
         )
         .into());
     };
-    t.write(&change.id, change.version, &change.to).await
+    endpoint.write(&change.id, change.version, &change.to).await
 }

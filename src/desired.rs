@@ -1,9 +1,13 @@
 //! The overrides file (SPEC §1): its TOML model, validation, and the desired state it declares.
 //!
 //! Everything that can be checked without touching a store is checked here, and every error names
-//! the file, line and column. Variation references are kept as written (a value or an index): they
-//! can only be resolved against the flag a store holds, which is the planner's job.
+//! the file, line and column. What a store's settings mean (URL rules, defaults, where each
+//! environment's flags live) is its backend's business: this module asks `store::*`. Variation
+//! references are kept as written (a value or an index): they can only be resolved against the
+//! flag a store holds, which is the planner's job.
 
+use crate::flag::{FlagId, VariationRef};
+use crate::store::{dynamodb, file, redis, Prefix, StoreConfig, StoreKind, Template};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,39 +15,6 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
-
-/// The Redis prefix the SDKs and Relay use when none is configured (facts §1).
-pub const DEFAULT_REDIS_PREFIX: &str = "launchdarkly";
-
-/// One flag in one environment of one project: the unit of desired state and of journal commits.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, Deserialize)]
-pub struct FlagId {
-    pub project: String,
-    pub environment: String,
-    pub flag: String,
-}
-
-impl fmt::Display for FlagId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.project, self.environment, self.flag)
-    }
-}
-
-/// A variation named in the overrides file: by the value it serves, or by its index.
-#[derive(Debug, Clone, PartialEq)]
-pub enum VariationRef {
-    Value(serde_json::Value),
-    Index(usize),
-}
-
-impl fmt::Display for VariationRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VariationRef::Value(v) => write!(f, "{v}"),
-            VariationRef::Index(i) => write!(f, "{{ index = {i} }}"),
-        }
-    }
-}
 
 /// The state declared for one flag.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,93 +26,9 @@ pub struct Override {
     pub reason: Option<String>,
 }
 
-/// A `{project}` / `{environment}` template (store prefixes and file paths).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Template(String);
-
-impl Template {
-    /// Validates the placeholders of `raw`.
-    pub fn parse(raw: &str) -> Result<Template, String> {
-        let mut rest = raw;
-        while let Some(open) = rest.find(['{', '}']) {
-            if rest[open..].starts_with('}') {
-                return Err(format!("unbalanced '}}' in template {raw:?}"));
-            }
-            let Some(close) = rest[open..].find('}') else {
-                return Err(format!("unbalanced '{{' in template {raw:?}"));
-            };
-            let name = &rest[open + 1..open + close];
-            if name != "project" && name != "environment" {
-                return Err(format!(
-                    "unknown placeholder {{{name}}} in template {raw:?}; only {{project}} and {{environment}} are replaced"
-                ));
-            }
-            rest = &rest[open + close + 1..];
-        }
-        Ok(Template(raw.to_owned()))
-    }
-
-    /// The template with its placeholders replaced.
-    pub fn render(&self, project: &str, environment: &str) -> String {
-        self.0
-            .replace("{project}", project)
-            .replace("{environment}", environment)
-    }
-
-    /// The template as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// How a store derives the key prefix of a project/environment.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Prefix {
-    template: Option<Template>,
-    exact: BTreeMap<(String, String), String>,
-}
-
-impl Prefix {
-    /// The prefix for a project/environment: an exact `[store.prefixes]` entry, else the template,
-    /// else none (the store's own default applies).
-    pub fn resolve(&self, project: &str, environment: &str) -> Option<String> {
-        self.exact
-            .get(&(project.to_owned(), environment.to_owned()))
-            .cloned()
-            .or_else(|| self.template.as_ref().map(|t| t.render(project, environment)))
-    }
-}
-
-/// What kind of store a `[[store]]` is, with its kind-specific settings.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StoreKind {
-    Redis {
-        urls: Vec<String>,
-    },
-    DynamoDb {
-        table: String,
-        endpoint_url: Option<String>,
-        region: Option<String>,
-    },
-    File {
-        path: Template,
-        base_dir: PathBuf,
-    },
-}
-
-/// One `[[store]]`: every store receives every change.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoreConfig {
-    pub name: String,
-    pub kind: StoreKind,
-    pub prefix: Prefix,
-}
-
 /// The whole overrides file, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The file it was read from.
-    pub path: PathBuf,
     pub stores: Vec<StoreConfig>,
     /// The journal repository, resolved against the file's directory.
     pub journal: PathBuf,
@@ -220,6 +107,16 @@ enum StoreType {
     File,
 }
 
+impl StoreType {
+    fn name(self) -> &'static str {
+        match self {
+            StoreType::Redis => "redis",
+            StoreType::Dynamodb => "dynamodb",
+            StoreType::File => "file",
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
@@ -284,6 +181,7 @@ impl<'de> Deserialize<'de> for RawOverride {
     }
 }
 
+/// A variation as the overrides file names it: a value, or `{ index = N }`.
 impl<'de> Deserialize<'de> for VariationRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -351,47 +249,7 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
     }
     let raw: RawFile = toml::from_str(src).map_err(|e| err(e.span(), e.message().to_owned()))?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-
-    if raw.store.is_empty() {
-        return Err(err(
-            None,
-            "no store declared: add at least one [[store]] with type = \"redis\", \"dynamodb\" or \"file\""
-                .into(),
-        ));
-    }
-    let mut stores = Vec::new();
-    let mut names = BTreeSet::new();
-    let mut targets = BTreeSet::new();
-    let mut spans = Vec::new();
-    for store in raw.store {
-        let span = store.span();
-        spans.push(span.clone());
-        let s = store.into_inner();
-        let config =
-            store_config(s, &base_dir, env).map_err(|(sp, m)| err(Some(sp.unwrap_or(span.clone())), m))?;
-        if !names.insert(config.name.clone()) {
-            return Err(err(
-                Some(span),
-                format!(
-                    "duplicate store name {:?}: give each [[store]] a unique name",
-                    config.name
-                ),
-            ));
-        }
-        for target in target_keys(&config) {
-            if !targets.insert(target.clone()) {
-                return Err(err(
-                    Some(span),
-                    format!(
-                        "store {:?} repeats the target {target} of an earlier store: list each target once",
-                        config.name
-                    ),
-                ));
-            }
-        }
-        stores.push(config);
-    }
-
+    let (stores, spans) = stores(raw.store, &base_dir, env).map_err(|(span, m)| err(span, m))?;
     let journal = match raw.journal.and_then(|j| j.path) {
         Some(p) if p.get_ref().trim().is_empty() => {
             return Err(err(Some(p.span()), "journal.path is empty".into()))
@@ -399,7 +257,6 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
         Some(p) => base_dir.join(p.get_ref()),
         None => base_dir.join("journal"),
     };
-
     let base_url = match raw.launchdarkly.and_then(|l| l.base_url) {
         Some(u) => {
             let parsed = url::Url::parse(u.get_ref())
@@ -415,17 +272,79 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
         }
         None => None,
     };
+    let overrides = overrides(raw.overrides).map_err(|(span, m)| err(span, m))?;
+    for (store, span) in stores.iter().zip(spans) {
+        check_places(store, &overrides).map_err(|m| err(Some(span), m))?;
+    }
+    Ok(Config {
+        stores,
+        journal,
+        base_url,
+        overrides,
+    })
+}
 
+type Located = (Option<Range<usize>>, String);
+
+/// The `[[store]]`s, validated, with the span of each.
+fn stores(
+    raw: Vec<Spanned<RawStore>>,
+    base_dir: &Path,
+    env: &ConfigEnv,
+) -> Result<(Vec<StoreConfig>, Vec<Range<usize>>), Located> {
+    if raw.is_empty() {
+        return Err((
+            None,
+            "no store declared: add at least one [[store]] with type = \"redis\", \"dynamodb\" or \"file\""
+                .into(),
+        ));
+    }
+    let mut stores = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut targets = BTreeSet::new();
+    let mut spans = Vec::new();
+    for store in raw {
+        let span = store.span();
+        let config = store_config(store.into_inner(), base_dir, env)
+            .map_err(|(sp, m)| (Some(sp.unwrap_or(span.clone())), m))?;
+        if !names.insert(config.name.clone()) {
+            return Err((
+                Some(span),
+                format!(
+                    "duplicate store name {:?}: give each [[store]] a unique name",
+                    config.name
+                ),
+            ));
+        }
+        for target in config.kind.identities() {
+            if !targets.insert(target.clone()) {
+                return Err((
+                    Some(span),
+                    format!(
+                        "store {:?} repeats the target {target} of an earlier store: list each target once",
+                        config.name
+                    ),
+                ));
+            }
+        }
+        spans.push(span);
+        stores.push(config);
+    }
+    Ok((stores, spans))
+}
+
+/// The `[overrides.<project>.<environment>]` declarations, sorted by flag.
+fn overrides(raw: BTreeMap<Spanned<String>, RawEnvironments>) -> Result<Vec<Override>, Located> {
     let mut overrides = Vec::new();
-    for (project, envs) in raw.overrides {
-        check_key(&project, "project").map_err(|m| err(Some(project.span()), m))?;
+    for (project, envs) in raw {
+        check_key(&project, "project").map_err(|m| (Some(project.span()), m))?;
         for (environment, flags) in envs {
-            check_key(&environment, "environment").map_err(|m| err(Some(environment.span()), m))?;
+            check_key(&environment, "environment").map_err(|m| (Some(environment.span()), m))?;
             for (flag, decl) in flags {
-                check_key(&flag, "flag").map_err(|m| err(Some(flag.span()), m))?;
+                check_key(&flag, "flag").map_err(|m| (Some(flag.span()), m))?;
                 let RawOverride(o) = decl.into_inner();
                 if o.reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
-                    return Err(err(
+                    return Err((
                         Some(flag.span()),
                         format!(
                             "the reason of flag {} is empty: say why, or leave it out",
@@ -448,17 +367,7 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
         }
     }
     overrides.sort_by(|a, b| a.id.cmp(&b.id));
-    for (store, span) in stores.iter().zip(spans) {
-        check_places(store, &overrides).map_err(|m| err(Some(span), m))?;
-    }
-
-    Ok(Config {
-        path: path.to_path_buf(),
-        stores,
-        journal,
-        base_url,
-        overrides,
-    })
+    Ok(overrides)
 }
 
 /// Two declared environments that a store would keep in the same place (one Redis hash, one
@@ -468,33 +377,14 @@ fn check_places(store: &StoreConfig, overrides: &[Override]) -> Result<(), Strin
     let mut seen: BTreeMap<String, (&str, &str)> = BTreeMap::new();
     for o in overrides {
         let (p, e) = (o.id.project.as_str(), o.id.environment.as_str());
-        let (place, fix) = match &store.kind {
-            StoreKind::Redis { .. } => (
-                format!(
-                    "prefix {:?}",
-                    store
-                        .prefix
-                        .resolve(p, e)
-                        .filter(|p| !p.is_empty())
-                        .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned())
-                ),
-                "give it a prefix with {environment} (and {project}), or a [store.prefixes] entry per environment",
-            ),
-            StoreKind::DynamoDb { .. } => (
-                format!("prefix {:?}", store.prefix.resolve(p, e).unwrap_or_default()),
-                "give it a prefix with {environment} (and {project}), or a [store.prefixes] entry per environment",
-            ),
-            StoreKind::File { path, .. } => (
-                format!("file {:?}", path.render(p, e)),
-                "put {environment} (and {project}) in its path",
-            ),
-        };
+        let place = store.kind.place(p, e);
         match seen.get(&place) {
             Some(&(p0, e0)) if (p0, e0) != (p, e) => {
                 return Err(format!(
                     "store {:?} would keep {p0}/{e0} and {p}/{e} in the same place ({place}), so their flags \
-                     would overwrite each other: {fix}",
-                    store.name
+                     would overwrite each other: {}",
+                    store.name,
+                    store.kind.place_fix()
                 ))
             }
             _ => {
@@ -522,55 +412,60 @@ fn check_key(key: &Spanned<String>, what: &str) -> Result<(), String> {
     }
 }
 
-type Located = (Option<Range<usize>>, String);
-
+/// One `[[store]]`: the settings every store type shares, then its type's own.
 fn store_config(s: RawStore, base_dir: &Path, env: &ConfigEnv) -> Result<StoreConfig, Located> {
     let kind = *s.kind.get_ref();
-    let type_name = match kind {
-        StoreType::Redis => "redis",
-        StoreType::Dynamodb => "dynamodb",
-        StoreType::File => "file",
-    };
-    let not_for = |field: &str, span: Range<usize>| -> Located {
-        (
-            Some(span),
-            format!("`{field}` does not apply to a {type_name} store"),
-        )
-    };
-    let name = match s.name {
+    let name = match &s.name {
         Some(n) if n.get_ref().trim().is_empty() => {
             return Err((Some(n.span()), "store name is empty".into()))
         }
-        Some(n) => n.into_inner(),
-        None => type_name.to_owned(),
+        Some(n) => n.get_ref().clone(),
+        None => kind.name().to_owned(),
     };
-    // Fields that belong to other store types are mistakes, not silently ignored settings.
+    check_foreign_fields(&s, kind)?;
+    let kind = match kind {
+        StoreType::Redis => StoreKind::Redis(redis_store(s, &name, env)?),
+        StoreType::Dynamodb => StoreKind::DynamoDb(dynamodb_store(s, &name)?),
+        StoreType::File => StoreKind::File(file_store(s, &name, base_dir)?),
+    };
+    Ok(StoreConfig { name, kind })
+}
+
+/// Fields that belong to other store types are mistakes, not silently ignored settings.
+fn check_foreign_fields(s: &RawStore, kind: StoreType) -> Result<(), Located> {
+    let span = |field: &Option<Spanned<_>>| field.as_ref().map(|v: &Spanned<_>| v.span());
     let mut foreign = Vec::new();
     if kind != StoreType::Redis {
         foreign.extend(s.url.as_ref().map(|v| ("url", v.span())));
         foreign.extend(s.urls.as_ref().map(|v| ("urls", v.span())));
     }
     if kind != StoreType::Dynamodb {
-        foreign.extend(s.table.as_ref().map(|v| ("table", v.span())));
-        foreign.extend(s.endpoint_url.as_ref().map(|v| ("endpoint_url", v.span())));
-        foreign.extend(s.region.as_ref().map(|v| ("region", v.span())));
+        foreign.extend(span(&s.table).map(|sp| ("table", sp)));
+        foreign.extend(span(&s.endpoint_url).map(|sp| ("endpoint_url", sp)));
+        foreign.extend(span(&s.region).map(|sp| ("region", sp)));
     }
     if kind != StoreType::File {
-        foreign.extend(s.path.as_ref().map(|v| ("path", v.span())));
+        foreign.extend(span(&s.path).map(|sp| ("path", sp)));
     } else {
-        foreign.extend(s.prefix.as_ref().map(|v| ("prefix", v.span())));
+        foreign.extend(span(&s.prefix).map(|sp| ("prefix", sp)));
     }
-    if let Some((field, span)) = foreign.into_iter().next() {
-        return Err(not_for(field, span));
+    match foreign.into_iter().next() {
+        Some((field, span)) => Err((
+            Some(span),
+            format!("`{field}` does not apply to a {} store", kind.name()),
+        )),
+        None => Ok(()),
     }
+}
 
+/// `prefix` and `[store.prefixes]`.
+fn prefix(s: &mut RawStore) -> Result<Prefix, Located> {
     let template = match &s.prefix {
         Some(p) => Some(Template::parse(p.get_ref()).map_err(|m| (Some(p.span()), format!("prefix: {m}")))?),
-        None if kind == StoreType::Redis => Some(Template(DEFAULT_REDIS_PREFIX.to_owned())),
         None => None,
     };
     let mut exact = BTreeMap::new();
-    for (key, prefix) in s.prefixes.unwrap_or_default() {
+    for (key, prefix) in s.prefixes.take().unwrap_or_default() {
         let Some((project, environment)) = key
             .get_ref()
             .split_once('/')
@@ -592,145 +487,87 @@ fn store_config(s: RawStore, base_dir: &Path, env: &ConfigEnv) -> Result<StoreCo
         }
         exact.insert((project.to_owned(), environment.to_owned()), prefix.into_inner());
     }
-    let prefix = Prefix { template, exact };
+    Ok(Prefix { template, exact })
+}
 
-    let kind = match kind {
-        StoreType::Redis => {
-            let urls = match (s.url, s.urls) {
-                (Some(_), Some(u)) => {
-                    return Err((Some(u.span()), "set either `url` or `urls`, not both".into()))
-                }
-                (Some(u), None) => vec![u],
-                (None, Some(u)) if u.get_ref().is_empty() => {
-                    return Err((
-                        Some(u.span()),
-                        "`urls` is empty: list at least one redis:// URL".into(),
-                    ))
-                }
-                (None, Some(u)) => u.into_inner(),
-                (None, None) => {
-                    let hosts = env
-                        .redis_hosts
-                        .as_deref()
-                        .filter(|h| !h.trim().is_empty())
-                        .ok_or((
-                            None,
-                            format!(
-                                "redis store {name:?} has no `url`/`urls` and REDIS_HOSTS is not set: \
-                             add url = \"redis://host:6379\" or export REDIS_HOSTS=host[:port],host[:port]"
-                            ),
-                        ))?;
-                    return Ok(StoreConfig {
-                        name: name.clone(),
-                        kind: StoreKind::Redis {
-                            urls: redis_hosts(hosts).map_err(|m| (None, m))?,
-                        },
-                        prefix,
-                    });
-                }
-            };
-            let mut out = Vec::new();
-            for u in urls {
-                check_redis_url(u.get_ref()).map_err(|m| (Some(u.span()), m))?;
-                out.push(u.into_inner());
-            }
-            StoreKind::Redis { urls: out }
+/// A `redis` store: `url` or `urls`, else relayCommander's `REDIS_HOSTS`.
+fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Config, Located> {
+    let prefix = prefix(&mut s)?;
+    let urls = match (s.url, s.urls) {
+        (Some(_), Some(u)) => return Err((Some(u.span()), "set either `url` or `urls`, not both".into())),
+        (Some(u), None) => vec![u],
+        (None, Some(u)) if u.get_ref().is_empty() => {
+            return Err((
+                Some(u.span()),
+                "`urls` is empty: list at least one redis:// URL".into(),
+            ))
         }
-        StoreType::Dynamodb => {
-            let table = s
-                .table
-                .ok_or((None, format!("dynamodb store {name:?} needs `table`")))?;
-            if table.get_ref().trim().is_empty() {
-                return Err((Some(table.span()), "`table` is empty".into()));
-            }
-            if let Some(e) = &s.endpoint_url {
-                if url::Url::parse(e.get_ref()).is_err() {
-                    return Err((
-                        Some(e.span()),
-                        format!("endpoint_url {:?} is not a URL", e.get_ref()),
-                    ));
-                }
-            }
-            StoreKind::DynamoDb {
-                table: table.into_inner(),
-                endpoint_url: s.endpoint_url.map(Spanned::into_inner),
-                region: s.region.map(Spanned::into_inner),
-            }
-        }
-        StoreType::File => {
-            let path = s
-                .path
-                .ok_or((None, format!("file store {name:?} needs `path`")))?;
-            let template =
-                Template::parse(path.get_ref()).map_err(|m| (Some(path.span()), format!("path: {m}")))?;
-            if template.as_str().trim().is_empty() {
-                return Err((Some(path.span()), "`path` is empty".into()));
-            }
-            StoreKind::File {
-                path: template,
-                base_dir: base_dir.to_path_buf(),
-            }
+        (None, Some(u)) => u.into_inner(),
+        (None, None) => {
+            let hosts = env
+                .redis_hosts
+                .as_deref()
+                .filter(|h| !h.trim().is_empty())
+                .ok_or((
+                    None,
+                    format!(
+                        "redis store {name:?} has no `url`/`urls` and REDIS_HOSTS is not set: \
+                         add url = \"redis://host:6379\" or export REDIS_HOSTS=host[:port],host[:port]"
+                    ),
+                ))?;
+            let urls = redis::urls_from_hosts(hosts).map_err(|m| (None, m))?;
+            return Ok(redis::Config { urls, prefix });
         }
     };
-    Ok(StoreConfig { name, kind, prefix })
+    let mut out = Vec::new();
+    for u in urls {
+        redis::check_url(u.get_ref()).map_err(|m| (Some(u.span()), m))?;
+        out.push(u.into_inner());
+    }
+    Ok(redis::Config { urls: out, prefix })
 }
 
-/// What two stores must not share (the same Redis server, table or file).
-fn target_keys(store: &StoreConfig) -> Vec<String> {
-    match &store.kind {
-        StoreKind::Redis { urls } => urls.iter().map(|u| crate::redact::url(u)).collect(),
-        // The same table name in two regions is two tables (one store per region is common).
-        StoreKind::DynamoDb {
-            table,
-            endpoint_url,
-            region,
-        } => {
-            vec![format!(
-                "dynamodb table {table} {} {}",
-                endpoint_url.as_deref().unwrap_or(""),
-                region.as_deref().unwrap_or("")
-            )]
+/// A `dynamodb` store: a table, and optionally where it is.
+fn dynamodb_store(mut s: RawStore, name: &str) -> Result<dynamodb::Config, Located> {
+    let prefix = prefix(&mut s)?;
+    let table = s
+        .table
+        .ok_or((None, format!("dynamodb store {name:?} needs `table`")))?;
+    if table.get_ref().trim().is_empty() {
+        return Err((Some(table.span()), "`table` is empty".into()));
+    }
+    if let Some(e) = &s.endpoint_url {
+        if url::Url::parse(e.get_ref()).is_err() {
+            return Err((
+                Some(e.span()),
+                format!("endpoint_url {:?} is not a URL", e.get_ref()),
+            ));
         }
-        StoreKind::File { path, .. } => vec![format!("file {}", path.as_str())],
     }
+    Ok(dynamodb::Config {
+        table: table.into_inner(),
+        endpoint_url: s.endpoint_url.map(Spanned::into_inner),
+        region: s.region.map(Spanned::into_inner),
+        prefix,
+    })
 }
 
-fn check_redis_url(raw: &str) -> Result<(), String> {
-    let shown = crate::redact::url(raw);
-    let url = url::Url::parse(raw).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "redis" | "rediss") {
-        return Err(format!("{shown:?} is not a redis:// or rediss:// URL"));
+/// A `file` store: a path template relative to the overrides file.
+fn file_store(s: RawStore, name: &str, base_dir: &Path) -> Result<file::Config, Located> {
+    if let Some((_, v)) = s.prefixes.as_ref().and_then(|p| p.iter().next()) {
+        return Err((Some(v.span()), "`prefixes` does not apply to a file store".into()));
     }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{shown:?} has no host"));
+    let path = s
+        .path
+        .ok_or((None, format!("file store {name:?} needs `path`")))?;
+    let template = Template::parse(path.get_ref()).map_err(|m| (Some(path.span()), format!("path: {m}")))?;
+    if template.as_str().trim().is_empty() {
+        return Err((Some(path.span()), "`path` is empty".into()));
     }
-    let db = url.path().trim_start_matches('/');
-    if !db.is_empty() && db.parse::<u32>().is_err() {
-        return Err(format!("{shown:?}: the path must be a database number, like /0"));
-    }
-    Ok(())
-}
-
-/// relayCommander's `REDIS_HOSTS`: `host[:port],host[:port]` (port 6379 by default).
-fn redis_hosts(hosts: &str) -> Result<Vec<String>, String> {
-    hosts
-        .split(',')
-        .map(str::trim)
-        .map(|h| {
-            let (host, port) = match h.rsplit_once(':') {
-                Some((host, port)) => (
-                    host,
-                    port.parse::<u16>()
-                        .map_err(|_| format!("REDIS_HOSTS entry {h:?}: the port must be a number"))?,
-                ),
-                None => (h, 6379),
-            };
-            if host.is_empty() || host.contains(['/', '@', ' ']) {
-                return Err(format!("REDIS_HOSTS entry {h:?} is not host[:port]"));
-            }
-            Ok(format!("redis://{host}:{port}"))
-        })
-        .collect()
+    Ok(file::Config {
+        path: template,
+        base_dir: base_dir.to_path_buf(),
+    })
 }
 
 #[cfg(test)]
@@ -790,12 +627,12 @@ recommendations = { on = true, fallthrough = { index = 1 } }
         assert_eq!(c.stores.len(), 3);
         assert_eq!(c.stores[0].name, "relay-redis");
         assert_eq!(
-            c.stores[0].prefix.resolve("default", "production").unwrap(),
-            "ld:default:production"
+            c.stores[0].kind.place("default", "production"),
+            "prefix \"ld:default:production\""
         );
         assert_eq!(
-            c.stores[0].prefix.resolve("default", "staging").unwrap(),
-            "5f3c0ffee0ddba11"
+            c.stores[0].kind.place("default", "staging"),
+            "prefix \"5f3c0ffee0ddba11\""
         );
         assert_eq!(c.stores[1].name, "dynamodb");
         assert_eq!(c.stores[2].name, "file");
@@ -827,11 +664,8 @@ recommendations = { on = true, fallthrough = { index = 1 } }
     #[test]
     fn default_prefixes_follow_the_sdks() {
         let c = parse_ok(&format!("{STORE}[[store]]\ntype = \"dynamodb\"\ntable = \"t\"\n"));
-        assert_eq!(
-            c.stores[0].prefix.resolve("p", "e").as_deref(),
-            Some("launchdarkly")
-        );
-        assert_eq!(c.stores[1].prefix.resolve("p", "e"), None);
+        assert_eq!(c.stores[0].kind.place("p", "e"), "prefix \"launchdarkly\"");
+        assert_eq!(c.stores[1].kind.place("p", "e"), "prefix \"\"");
     }
 
     #[test]
@@ -858,12 +692,10 @@ recommendations = { on = true, fallthrough = { index = 1 } }
             redis_hosts: Some("10.0.0.1, 10.0.0.2:6380".into()),
         };
         let c = parse(Path::new("o.toml"), "[[store]]\ntype = \"redis\"\n", &env).unwrap();
-        assert_eq!(
-            c.stores[0].kind,
-            StoreKind::Redis {
-                urls: vec!["redis://10.0.0.1:6379".into(), "redis://10.0.0.2:6380".into()]
-            }
-        );
+        let StoreKind::Redis(redis) = &c.stores[0].kind else {
+            panic!("{:?}", c.stores[0].kind)
+        };
+        assert_eq!(redis.urls, ["redis://10.0.0.1:6379", "redis://10.0.0.2:6380"]);
         let e = parse_err_env(
             "[[store]]\ntype = \"redis\"\n",
             &ConfigEnv {

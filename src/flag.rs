@@ -1,5 +1,10 @@
-//! The flag JSON exactly as the SDKs and the Relay Proxy store it (facts §4), and the only place
-//! that reads or rewrites it.
+//! The one vocabulary of flag state, and the flag JSON exactly as the SDKs and the Relay Proxy
+//! store it (facts §4).
+//!
+//! Every module speaks of flags in these terms: a [`FlagId`] names a flag in one environment, a
+//! [`StoreTarget`] names one place a store keeps it, [`Targeting`] is the part of its state
+//! relayctl manages, and [`find_variation`] is the one rule that turns a declared or recorded
+//! variation into an index (numbers compare by value: 3 and 3.0 are the same variation).
 //!
 //! relayctl manages three properties of a flag per environment: `on`, `offVariation` and the
 //! fallthrough variation. Everything else in the stored JSON (targets, rules, salt, properties this
@@ -10,6 +15,50 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
+
+/// One flag in one environment of one project: the unit of desired state and of journal commits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FlagId {
+    pub project: String,
+    pub environment: String,
+    pub flag: String,
+}
+
+impl fmt::Display for FlagId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.project, self.environment, self.flag)
+    }
+}
+
+/// One place a store keeps flags, as plans, the journal and messages name it: the store's name
+/// and its redacted URL, table or path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StoreTarget {
+    pub store: String,
+    pub target: String,
+}
+
+impl fmt::Display for StoreTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.store, self.target)
+    }
+}
+
+/// A variation as the overrides file names it: by the value it serves, or by its index.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VariationRef {
+    Value(Value),
+    Index(usize),
+}
+
+impl fmt::Display for VariationRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VariationRef::Value(v) => write!(f, "{v}"),
+            VariationRef::Index(i) => write!(f, "{{ index = {i} }}"),
+        }
+    }
+}
 
 /// A variation of a flag, by index and by the value it serves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +71,77 @@ impl fmt::Display for Variation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.value)
     }
+}
+
+impl Variation {
+    /// This variation among `variations` (a flag's as LaunchDarkly has it now, which may have
+    /// been reordered): the same index if it still serves the same value, else the one variation
+    /// serving that value.
+    pub fn locate(&self, variations: &[Value]) -> Result<Variation, String> {
+        match variations.get(self.index) {
+            Some(v) if same_value(v, &self.value) => Ok(Variation {
+                index: self.index,
+                value: v.clone(),
+            }),
+            _ => find_variation(&VariationRef::Value(self.value.clone()), variations),
+        }
+    }
+}
+
+/// Finds the variation `r` names among `variations`: the one at its index, or the one (and only
+/// one) serving its value.
+pub fn find_variation(r: &VariationRef, variations: &[Value]) -> Result<Variation, String> {
+    match r {
+        VariationRef::Index(i) => variations
+            .get(*i)
+            .map(|v| Variation {
+                index: *i,
+                value: v.clone(),
+            })
+            .ok_or_else(|| format!("index {i} is out of range; {}", list_variations(variations))),
+        VariationRef::Value(want) => {
+            let hits: Vec<usize> = (0..variations.len())
+                .filter(|&i| same_value(&variations[i], want))
+                .collect();
+            match hits[..] {
+                [i] => Ok(Variation {
+                    index: i,
+                    value: variations[i].clone(),
+                }),
+                [] => Err(format!("matches no variation; {}", list_variations(variations))),
+                _ => Err(format!(
+                    "matches several variations ({}); name one with {{ index = N }}",
+                    hits.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+                )),
+            }
+        }
+    }
+}
+
+/// Whether two variation values are the same: equal JSON, with numbers compared by value.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let int = |n: &serde_json::Number| n.as_i64().map(i128::from).or(n.as_u64().map(i128::from));
+            match (int(x), int(y)) {
+                (Some(a), Some(b)) => a == b,
+                _ => x.as_f64() == y.as_f64(),
+            }
+        }
+        _ => a == b,
+    }
+}
+
+fn list_variations(variations: &[Value]) -> String {
+    if variations.is_empty() {
+        return "the flag has no variations".into();
+    }
+    let list: Vec<String> = variations
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{i}: {v}"))
+        .collect();
+    format!("the flag's variations are {}", list.join(", "))
 }
 
 /// What a flag serves in one of the slots relayctl manages (off variation or fallthrough).
@@ -42,6 +162,16 @@ impl fmt::Display for Serve {
             Serve::Variation(v) => v.fmt(f),
             Serve::Rollout => f.write_str("rollout"),
             Serve::Unset => f.write_str("unset"),
+        }
+    }
+}
+
+impl Serve {
+    /// The variation served, if it is a single one.
+    pub fn variation(&self) -> Option<&Variation> {
+        match self {
+            Serve::Variation(v) => Some(v),
+            _ => None,
         }
     }
 }
@@ -77,6 +207,16 @@ impl Targeting {
             }
         }
         out
+    }
+
+    /// The state after `later` is applied on top of `self`: `on` of `later`, and each slot from
+    /// `later` where it manages it, else from `self`.
+    pub fn then(&self, later: &Targeting) -> Targeting {
+        Targeting {
+            on: later.on,
+            off_variation: later.off_variation.clone().or_else(|| self.off_variation.clone()),
+            fallthrough: later.fallthrough.clone().or_else(|| self.fallthrough.clone()),
+        }
     }
 }
 
@@ -218,11 +358,6 @@ impl StoredFlag {
         &self.off_variation
     }
 
-    /// What the flag serves when on and no target or rule matches.
-    pub fn fallthrough(&self) -> &Serve {
-        &self.fallthrough
-    }
-
     /// The current state of the properties that `like` manages.
     pub fn targeting_like(&self, like: &Targeting) -> Targeting {
         Targeting {
@@ -322,13 +457,28 @@ mod tests {
         let f = flag(
             json!({"key": "k", "on": true, "offVariation": 1, "fallthrough": {"rollout": {}}, "variations": ["a", "b"], "version": 3}),
         );
-        assert!(f.on());
-        assert_eq!(f.off_variation(), &variation(1, json!("b")));
-        assert_eq!(f.fallthrough(), &Serve::Rollout);
+        let both = Targeting {
+            on: true,
+            off_variation: Some(Serve::Unset),
+            fallthrough: Some(Serve::Unset),
+        };
+        assert_eq!(
+            f.targeting_like(&both),
+            Targeting {
+                on: true,
+                off_variation: Some(variation(1, json!("b"))),
+                fallthrough: Some(Serve::Rollout),
+            }
+        );
         let f = flag(json!({"key": "k", "version": 0}));
-        assert!(!f.on());
-        assert_eq!(f.off_variation(), &Serve::Unset);
-        assert_eq!(f.fallthrough(), &Serve::Unset);
+        assert_eq!(
+            f.targeting_like(&both),
+            Targeting {
+                on: false,
+                off_variation: Some(Serve::Unset),
+                fallthrough: Some(Serve::Unset),
+            }
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! retries of 5xx answers and timeouts. It decides nothing about flags: sync.rs does. It never
 //! puts the token in an error or a log line.
 
-use crate::desired::FlagId;
+use crate::flag::{FlagId, Serve, Variation};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,19 +29,12 @@ pub struct LdFlag {
     /// `environments.<env>.version`.
     pub version: u64,
     pub on: bool,
-    /// `environments.<env>.offVariation` (an index).
-    pub off_variation: Option<usize>,
-    pub fallthrough: LdFallthrough,
+    /// What the flag serves when off (`environments.<env>.offVariation`).
+    pub off_variation: Serve,
+    /// What the flag's default rule serves.
+    pub fallthrough: Serve,
     /// The values of `variations`, in index order.
     pub variations: Vec<Value>,
-}
-
-/// What the flag's default rule serves.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LdFallthrough {
-    Variation(usize),
-    Rollout,
-    Unset,
 }
 
 /// A change to one flag in one environment, sent as a JSON Patch with a comment.
@@ -49,18 +42,19 @@ pub enum LdFallthrough {
 /// The patch always starts with a `test` of `/environments/<env>/version`, so a change made in
 /// LaunchDarkly after the GET makes the PATCH fail instead of being overwritten.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Change {
+pub struct FlagPatch {
     pub comment: String,
     /// The environment version the change was decided against.
     pub expect_version: u64,
     pub on: Option<bool>,
     pub off_variation: Option<usize>,
-    /// The fallthrough variation; `replace_rule` when LD currently has a rollout or nothing, so
-    /// the whole `fallthrough` object is replaced rather than one member.
-    pub fallthrough: Option<(usize, bool)>,
+    pub fallthrough: Option<usize>,
+    /// LaunchDarkly's fallthrough is a rollout or unset, so the whole `fallthrough` object is
+    /// replaced rather than its `variation` member.
+    pub replace_fallthrough_rule: bool,
 }
 
-impl Change {
+impl FlagPatch {
     /// The request body (`PatchWithComment`).
     pub fn body(&self, environment: &str) -> Value {
         let env = escape_pointer(environment);
@@ -75,14 +69,14 @@ impl Change {
                 json!({"op": "replace", "path": format!("/environments/{env}/offVariation"), "value": i}),
             );
         }
-        match self.fallthrough {
-            Some((i, false)) => ops.push(
+        match (self.fallthrough, self.replace_fallthrough_rule) {
+            (Some(i), false) => ops.push(
                 json!({"op": "replace", "path": format!("/environments/{env}/fallthrough/variation"), "value": i}),
             ),
-            Some((i, true)) => ops.push(
+            (Some(i), true) => ops.push(
                 json!({"op": "replace", "path": format!("/environments/{env}/fallthrough"), "value": {"variation": i}}),
             ),
-            None => {}
+            (None, _) => {}
         }
         json!({"comment": self.comment, "patch": ops})
     }
@@ -190,7 +184,7 @@ impl Client {
     }
 
     /// PATCH `/api/v2/flags/{project}/{flag}` with `change`; returns the flag as LD now has it.
-    pub async fn patch_flag(&self, id: &FlagId, change: &Change) -> Result<LdFlag, ApiError> {
+    pub async fn patch_flag(&self, id: &FlagId, change: &FlagPatch) -> Result<LdFlag, ApiError> {
         let url = self.flag_url(id).map_err(|e| ApiError::Other(e.to_string()))?;
         let body = change.body(&id.environment).to_string();
         let answer = self.send(reqwest::Method::PATCH, url, Some(body)).await?;
@@ -301,15 +295,9 @@ fn error_message(text: &str) -> (String, String) {
     }
 }
 
-/// A pseudo-random factor in [0.5, 1.0): enough jitter to spread retries, no RNG crate needed.
+/// A random factor in [0.5, 1.0), so parallel retries do not return together.
 fn jitter() -> f64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    let mixed =
-        (u64::from(nanos) ^ (u64::from(std::process::id()) << 16)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    0.5 + (mixed >> 11) as f64 / (1u64 << 53) as f64 / 2.0
+    0.5 + fastrand::f64() / 2.0
 }
 
 /// The wait before transient retry number `attempt` (1-based): 250 ms doubling, jittered.
@@ -342,26 +330,41 @@ fn parse_flag(body: &Value, environment: &str) -> Result<LdFlag, ApiError> {
     let env = body["environments"]
         .get(environment)
         .ok_or_else(|| bad(&format!("environments.{environment}")))?;
-    let index = |v: &Value| v.as_u64().map(|i| i as usize);
+    let variations: Vec<Value> = body["variations"]
+        .as_array()
+        .map(|vs| vs.iter().map(|v| v["value"].clone()).collect())
+        .unwrap_or_default();
+    let serve = |index: &Value, what: &str| -> Result<Serve, ApiError> {
+        let Some(i) = index.as_u64() else {
+            return Ok(Serve::Unset);
+        };
+        let value = variations.get(i as usize).ok_or_else(|| {
+            bad(&format!(
+                "{what} (variation {i} of {} variations)",
+                variations.len()
+            ))
+        })?;
+        Ok(Serve::Variation(Variation {
+            index: i as usize,
+            value: value.clone(),
+        }))
+    };
     let fallthrough = match &env["fallthrough"] {
-        Value::Object(ft) => match (ft.get("variation").and_then(index), ft.get("rollout")) {
-            (Some(i), _) => LdFallthrough::Variation(i),
-            (None, Some(r)) if !r.is_null() => LdFallthrough::Rollout,
-            _ => LdFallthrough::Unset,
+        Value::Object(ft) => match (ft.get("variation").filter(|v| !v.is_null()), ft.get("rollout")) {
+            (Some(i), _) => serve(i, "fallthrough variation")?,
+            (None, Some(r)) if !r.is_null() => Serve::Rollout,
+            _ => Serve::Unset,
         },
-        _ => LdFallthrough::Unset,
+        _ => Serve::Unset,
     };
     Ok(LdFlag {
         version: env["version"]
             .as_u64()
             .ok_or_else(|| bad("environment version"))?,
         on: env["on"].as_bool().ok_or_else(|| bad("environment \"on\""))?,
-        off_variation: index(&env["offVariation"]),
+        off_variation: serve(&env["offVariation"], "offVariation")?,
         fallthrough,
-        variations: body["variations"]
-            .as_array()
-            .map(|vs| vs.iter().map(|v| v["value"].clone()).collect())
-            .unwrap_or_default(),
+        variations,
     })
 }
 
@@ -371,12 +374,13 @@ mod tests {
 
     #[test]
     fn patch_body_tests_the_version_first() {
-        let change = Change {
+        let change = FlagPatch {
             comment: "relayctl abc1234: INC-1 (Op <op@example.com>)".into(),
             expect_version: 41,
             on: Some(false),
             off_variation: Some(1),
-            fallthrough: Some((0, true)),
+            fallthrough: Some(0),
+            replace_fallthrough_rule: true,
         };
         assert_eq!(
             change.body("prod/eu"),
@@ -398,8 +402,11 @@ mod tests {
             LdFlag {
                 version: 43,
                 on: true,
-                off_variation: Some(1),
-                fallthrough: LdFallthrough::Rollout,
+                off_variation: Serve::Variation(Variation {
+                    index: 1,
+                    value: json!(false)
+                }),
+                fallthrough: Serve::Rollout,
                 variations: vec![json!(true), json!(false)],
             }
         );

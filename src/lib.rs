@@ -11,44 +11,30 @@
 //!                         LaunchDarkly REST API ◀──sync()── unsynced journal commits (git notes mark done)
 //! ```
 //!
-//! [`run`] is the whole program: parse the command line, build the runtime, dispatch, and print
-//! any error once, with its causes.
+//! [`run`] is the whole program: parse the command line, build the runtime, dispatch to
+//! `commands`, and print any error once, with its causes. Below `commands`, no module knows
+//! about settings or exit codes.
 
-pub mod apply;
+mod apply;
 mod cli;
-pub mod commands;
-pub mod desired;
-pub mod flag;
-pub mod interrupt;
-pub mod journal;
-pub mod launchdarkly;
-pub mod plan;
-pub mod redact;
-pub mod settings;
-pub mod store;
-pub mod sync;
-pub mod ui;
+mod commands;
+mod desired;
+mod exit;
+mod flag;
+mod interrupt;
+mod journal;
+mod launchdarkly;
+mod plan;
+mod redact;
+mod settings;
+mod store;
+mod sync;
+mod ui;
 
-use settings::{Command, Settings, SettingsError};
+use exit::Exit;
+use settings::SettingsError;
 use std::ffi::OsString;
 use std::process::ExitCode;
-
-/// The process exit status (SPEC §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// Success, or nothing to do.
-    Success = 0,
-    /// An error.
-    Error = 1,
-    /// Something is pending: changes to apply, conflicts or failures left, mismatches found.
-    Pending = 2,
-}
-
-impl From<Exit> for ExitCode {
-    fn from(e: Exit) -> ExitCode {
-        ExitCode::from(e as u8)
-    }
-}
 
 /// Runs relayctl with `args` (including the program name) and returns the exit status.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -67,48 +53,29 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             .into();
         }
         Err(SettingsError::Other(e)) => {
-            print_error(&e, false);
+            print_error(&e);
             return Exit::Error.into();
         }
     };
-    match execute(&settings) {
+    settings.color.write_global();
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| commands::run(&settings, &rt));
+    match result {
         Ok(exit) => exit.into(),
         Err(e) => {
-            print_error(&e, settings.stderr.enabled);
+            print_error(&e);
             Exit::Error.into()
         }
     }
 }
 
-fn execute(settings: &Settings) -> anyhow::Result<Exit> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    match &settings.command {
-        Command::Plan {
-            out,
-            json,
-            detailed_exitcode,
-        } => commands::plan(settings, &rt, out.as_deref(), *json, *detailed_exitcode),
-        Command::Apply {
-            plan_file,
-            auto_approve,
-        } => commands::apply_cmd(settings, &rt, plan_file.as_deref(), *auto_approve),
-        Command::Log { pending } => commands::log(settings, *pending),
-        Command::Sync { dry_run, force } => commands::sync(settings, &rt, *dry_run, *force),
-        Command::Verify => commands::verify(settings, &rt),
-    }
-}
-
 /// Prints `error: ...` and the chain of causes, once, on stderr.
-fn print_error(e: &anyhow::Error, color: bool) {
-    let label = if color {
-        "\x1b[1;31merror:\x1b[0m"
-    } else {
-        "error:"
-    };
-    eprintln!("{label} {e}");
+fn print_error(e: &anyhow::Error) {
+    anstream::eprintln!("{} {e}", ui::paint(ui::ERROR, "error:"));
     for cause in e.chain().skip(1) {
-        eprintln!("caused by: {cause}");
+        anstream::eprintln!("caused by: {cause}");
     }
 }

@@ -4,42 +4,18 @@
 //! tables and snapshotted. A plan is a value: `plan --out` saves it as JSON and `apply` executes
 //! exactly that value, checking per target that the store still holds the version planned against.
 
-use crate::desired::{FlagId, Override, VariationRef};
-use crate::flag::{NotAFlag, Serve, StoredFlag, Targeting, Variation};
+use crate::desired::Override;
+use crate::flag::{find_variation, FlagId, Serve, StoreTarget, Targeting, VariationRef};
+use crate::store::{Lookup, Observed};
+use crate::ui;
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 /// The version of the plan JSON (`plan --json`, `plan --out`).
 pub const FORMAT_VERSION: u32 = 1;
-
-/// One store target: a store name and the redacted URL, table or path it reaches.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TargetRef {
-    pub store: String,
-    pub target: String,
-}
-
-impl std::fmt::Display for TargetRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.store, self.target)
-    }
-}
-
-/// What a store target holds for one flag.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Lookup {
-    Found(StoredFlag),
-    /// Not in the store; `place` says where it was looked for (hash and field, file).
-    Missing {
-        place: String,
-    },
-    Invalid(NotAFlag),
-}
-
-/// What every store target holds for every declared flag.
-pub type Observed = BTreeMap<FlagId, Vec<(TargetRef, Lookup)>>;
 
 /// One flag on one target that must change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +23,7 @@ pub struct Change {
     #[serde(flatten)]
     pub id: FlagId,
     #[serde(flatten)]
-    pub target: TargetRef,
+    pub target: StoreTarget,
     /// The flag version observed in the store; apply refuses if it moved.
     pub version: u64,
     pub from: Targeting,
@@ -60,7 +36,7 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
     pub id: FlagId,
-    pub target: TargetRef,
+    pub target: StoreTarget,
     pub message: String,
 }
 
@@ -80,6 +56,33 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Reads a plan saved by `relayctl plan --out`.
+    pub fn load(path: &Path) -> Result<Plan> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the plan file {}", path.display()))?;
+        let plan: Plan = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a plan saved by `relayctl plan --out`", path.display()))?;
+        if plan.format_version != FORMAT_VERSION {
+            bail!(
+                "the plan file {} has format_version {}, this relayctl reads {FORMAT_VERSION}; make a new plan with this version",
+                path.display(),
+                plan.format_version,
+            );
+        }
+        Ok(plan)
+    }
+
+    /// The plan as JSON, as `--json` prints it and `--out` saves it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a plan serializes")
+    }
+
+    /// Saves the plan for `relayctl apply FILE`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, self.to_json() + "\n")
+            .with_context(|| format!("saving the plan to {}", path.display()))
+    }
+
     /// The changes grouped per flag, in flag order: one journal commit each.
     pub fn by_flag(&self) -> BTreeMap<&FlagId, Vec<&Change>> {
         let mut out: BTreeMap<&FlagId, Vec<&Change>> = BTreeMap::new();
@@ -101,131 +104,87 @@ pub fn plan(desired: &[Override], observed: &Observed) -> Plan {
     };
     for o in desired {
         for (target, lookup) in observed.get(&o.id).into_iter().flatten() {
-            let problem = |message: String| Problem {
-                id: o.id.clone(),
-                target: target.clone(),
-                message,
-            };
-            let flag = match lookup {
-                Lookup::Found(f) if f.deleted => {
-                    plan.problems.push(problem(format!(
-                        "the flag is deleted in the store (a tombstone at version {}); relayctl does not \
-                         resurrect deleted flags: remove it from the overrides file",
-                        f.version
-                    )));
-                    continue;
+            match plan_target(o, target, lookup) {
+                Ok(None) => plan.unchanged += 1,
+                Ok(Some((change, warning))) => {
+                    plan.changes.push(change);
+                    plan.warnings.extend(warning);
                 }
-                Lookup::Found(f) => f,
-                Lookup::Missing { place } => {
-                    plan.problems.push(problem(format!(
-                        "the flag is not in the store ({place}); check the flag key and the store's prefix"
-                    )));
-                    continue;
-                }
-                Lookup::Invalid(e) => {
-                    plan.problems.push(problem(format!(
-                        "the stored value is not a flag relayctl can rewrite safely: {e}"
-                    )));
-                    continue;
-                }
-            };
-            let resolve = |slot: &str, r: &Option<VariationRef>| -> Result<Option<Serve>, String> {
-                let Some(r) = r else { return Ok(None) };
-                resolve(r, flag.variations())
-                    .map(|v| Some(Serve::Variation(v)))
-                    .map_err(|e| format!("{slot} {r}: {e}"))
-            };
-            let to = match (
-                resolve("off_variation", &o.off_variation),
-                resolve("fallthrough", &o.fallthrough),
-            ) {
-                (Ok(off_variation), Ok(fallthrough)) => Targeting {
-                    on: o.on,
-                    off_variation,
-                    fallthrough,
-                },
-                (Err(e), _) | (_, Err(e)) => {
-                    plan.problems.push(problem(e));
-                    continue;
-                }
-            };
-            let from = flag.targeting_like(&to);
-            if from == to {
-                plan.unchanged += 1;
-                continue;
+                Err(message) => plan.problems.push(Problem {
+                    id: o.id.clone(),
+                    target: target.clone(),
+                    message,
+                }),
             }
-            let serves_off = to.off_variation.as_ref().unwrap_or(flag.off_variation());
-            if !to.on && *serves_off == Serve::Unset {
-                plan.warnings.push(format!(
-                    "{} has no off variation in {target}: once off, SDKs serve the application's \
-                     fallback value, not a flag variation. Set off_variation to choose one.",
-                    o.id
-                ));
-            }
-            plan.changes.push(Change {
-                id: o.id.clone(),
-                target: target.clone(),
-                version: flag.version,
-                from,
-                to,
-                reason: o.reason.clone(),
-            });
         }
     }
     plan
 }
 
-fn same_value(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
-    }
-}
-
-fn list_variations(variations: &[Value]) -> String {
-    if variations.is_empty() {
-        return "the flag has no variations".into();
-    }
-    let list: Vec<String> = variations
-        .iter()
-        .enumerate()
-        .map(|(i, v)| format!("{i}: {v}"))
-        .collect();
-    format!("the flag's variations are {}", list.join(", "))
-}
-
-/// Finds the variation `r` names among `variations`.
-fn resolve(r: &VariationRef, variations: &[Value]) -> Result<Variation, String> {
-    match r {
-        VariationRef::Index(i) => variations
-            .get(*i)
-            .map(|v| Variation {
-                index: *i,
-                value: v.clone(),
-            })
-            .ok_or_else(|| format!("index {i} is out of range; {}", list_variations(variations))),
-        VariationRef::Value(want) => {
-            let hits: Vec<usize> = (0..variations.len())
-                .filter(|&i| same_value(&variations[i], want))
-                .collect();
-            match hits[..] {
-                [i] => Ok(Variation {
-                    index: i,
-                    value: variations[i].clone(),
-                }),
-                [] => Err(format!("matches no variation; {}", list_variations(variations))),
-                _ => Err(format!(
-                    "matches several variations ({}); name one with {{ index = N }}",
-                    hits.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
-                )),
-            }
+/// The change (and a warning) that makes `target` hold `o`, `None` when it already does, or why
+/// it cannot be planned.
+fn plan_target(
+    o: &Override,
+    target: &StoreTarget,
+    lookup: &Lookup,
+) -> Result<Option<(Change, Option<String>)>, String> {
+    let flag = match lookup {
+        Lookup::Found(f) if f.deleted => {
+            return Err(format!(
+                "the flag is deleted in the store (a tombstone at version {}); relayctl does not \
+                 resurrect deleted flags: remove it from the overrides file",
+                f.version
+            ))
         }
+        Lookup::Found(f) => f,
+        Lookup::Missing { place } => {
+            return Err(format!(
+                "the flag is not in the store ({place}); check the flag key and the store's prefix"
+            ))
+        }
+        Lookup::Invalid(e) => {
+            return Err(format!(
+                "the stored value is not a flag relayctl can rewrite safely: {e}"
+            ))
+        }
+    };
+    let resolve = |slot: &str, r: &Option<VariationRef>| -> Result<Option<Serve>, String> {
+        let Some(r) = r else { return Ok(None) };
+        find_variation(r, flag.variations())
+            .map(|v| Some(Serve::Variation(v)))
+            .map_err(|e| format!("{slot} {r}: {e}"))
+    };
+    let to = Targeting {
+        on: o.on,
+        off_variation: resolve("off_variation", &o.off_variation)?,
+        fallthrough: resolve("fallthrough", &o.fallthrough)?,
+    };
+    let from = flag.targeting_like(&to);
+    if from == to {
+        return Ok(None);
     }
+    let serves_off = to.off_variation.as_ref().unwrap_or(flag.off_variation());
+    let warning = (!to.on && *serves_off == Serve::Unset).then(|| {
+        format!(
+            "{} has no off variation in {target}: once off, SDKs serve the application's \
+             fallback value, not a flag variation. Set off_variation to choose one.",
+            o.id
+        )
+    });
+    let change = Change {
+        id: o.id.clone(),
+        target: target.clone(),
+        version: flag.version,
+        from,
+        to,
+        reason: o.reason.clone(),
+    };
+    Ok(Some((change, warning)))
 }
 
 /// Renders the plan for people: one line per flag and target, then the summary.
-/// `paint` wraps text in a style when colour is on.
-pub fn render(plan: &Plan, paint: &dyn Fn(Style, &str) -> String) -> String {
+/// Styled for a terminal; printing through `anstream` drops the styles where colour is off.
+pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     let rows: Vec<(String, String, String)> = plan
         .changes
@@ -244,7 +203,7 @@ pub fn render(plan: &Plan, paint: &dyn Fn(Style, &str) -> String) -> String {
         let _ = writeln!(
             out,
             "  {} {id:<w_id$}   {diff:<w_diff$}   {target}",
-            paint(Style::Change, "~")
+            ui::paint(ui::CHANGE, "~")
         );
     }
     let _ = write!(
@@ -258,7 +217,7 @@ pub fn render(plan: &Plan, paint: &dyn Fn(Style, &str) -> String) -> String {
             out,
             ", {} {}",
             plan.problems.len(),
-            paint(Style::Error, "cannot be planned")
+            ui::paint(ui::ERROR, "cannot be planned")
         );
     }
     out.push_str(".\n");
@@ -266,20 +225,20 @@ pub fn render(plan: &Plan, paint: &dyn Fn(Style, &str) -> String) -> String {
 }
 
 /// Renders the problems and warnings, the plan's diagnostics (for stderr).
-pub fn render_diagnostics(plan: &Plan, paint: &dyn Fn(Style, &str) -> String) -> String {
+pub fn render_diagnostics(plan: &Plan) -> String {
     let mut out = String::new();
     for p in &plan.problems {
         let _ = writeln!(
             out,
             "{} {} in {}: {}",
-            paint(Style::Error, "error:"),
+            ui::paint(ui::ERROR, "error:"),
             p.id,
             p.target,
             p.message
         );
     }
     for w in &plan.warnings {
-        let _ = writeln!(out, "{} {w}", paint(Style::Warning, "warning:"));
+        let _ = writeln!(out, "{} {w}", ui::paint(ui::WARNING, "warning:"));
     }
     out
 }
@@ -288,18 +247,11 @@ fn version(v: u64) -> String {
     format!("v{v}")
 }
 
-/// What a piece of human output is, for colouring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
-    Change,
-    Error,
-    Warning,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::flag::{StoredFlag, Variation};
+    use serde_json::{json, Value};
 
     fn id(flag: &str) -> FlagId {
         FlagId {
@@ -309,8 +261,8 @@ mod tests {
         }
     }
 
-    fn target() -> TargetRef {
-        TargetRef {
+    fn target() -> StoreTarget {
+        StoreTarget {
             store: "relay-redis".into(),
             target: "redis://10.0.0.5:6379".into(),
         }
@@ -462,7 +414,7 @@ mod tests {
             (o1.id.clone(), vec![(target(), found(AB(true)))]),
             (o2.id.clone(), vec![(target(), found(AB(false)))]),
         ]);
-        let text = render(&plan(&[o1, o2], &observed), &|_, s| s.to_owned());
+        let text = ui::plain(&render(&plan(&[o1, o2], &observed)));
         insta::assert_snapshot!(text);
     }
 }

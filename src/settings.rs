@@ -1,14 +1,15 @@
-//! Command line + environment (+ `.env`) -> [`Settings`]: the only module that sees clap.
+//! Command line + environment (+ `.env`) -> [`Settings`]: the only module that sees clap, and
+//! the only one that reads relayctl's environment variables.
 //!
-//! Everything below works on plain values, so tests can call commands without a command line.
+//! Everything below works on plain values, so tests can call commands without a command line and
+//! no module reads the process environment behind its caller's back.
 
 use crate::cli::{self, Cli};
 use crate::desired::ConfigEnv;
-use crate::ui::Painter;
+use crate::journal;
 use clap::Parser;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -40,27 +41,57 @@ pub struct Settings {
     pub command: Command,
     /// The overrides file.
     pub config: PathBuf,
-    pub stdout: Painter,
-    pub stderr: Painter,
+    /// When to colour output (`--color`; `auto` honours `NO_COLOR` and terminals).
+    pub color: anstream::ColorChoice,
     pub verbose: u8,
     pub quiet: bool,
-    pub env: Env,
-    /// How long to wait for another relayctl holding the journal lock.
+    /// The settings of the overrides file that come from the environment.
+    pub config_env: ConfigEnv,
+    /// How long to wait for another relayctl holding the journal lock (`RELAYCTL_LOCK_TIMEOUT`).
     pub lock_wait: Duration,
+    /// `RELAYCTL_AUTHOR`: the journal author when git config names none.
+    pub author: Option<String>,
+    /// How to reach LaunchDarkly's API.
+    pub launchdarkly: LaunchDarkly,
+}
+
+/// The LaunchDarkly API access the environment gives: `LD_API_KEY` and `LD_BASE_URL`.
+#[derive(Clone, Default)]
+pub struct LaunchDarkly {
+    /// The API access token. Never printed.
+    pub token: Option<String>,
+    /// `LD_BASE_URL`, which wins over the overrides file's `[launchdarkly] base_url`.
+    pub base_url: Option<String>,
+}
+
+impl std::fmt::Debug for LaunchDarkly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaunchDarkly")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("base_url", &self.base_url)
+            .finish()
+    }
 }
 
 impl Settings {
     /// Prints a status line on stderr unless `--quiet`.
     pub fn status(&self, message: impl std::fmt::Display) {
         if !self.quiet {
-            eprintln!("{message}");
+            anstream::eprintln!("{message}");
         }
     }
 
-    /// The settings of the overrides file that come from the environment.
-    pub fn config_env(&self) -> ConfigEnv {
-        ConfigEnv {
-            redis_hosts: self.env.get("REDIS_HOSTS"),
+    /// How commands open the journal for writing: the lock wait, the author, and the "waiting
+    /// for the lock" message on stderr unless `--quiet`.
+    pub fn journal_options(&self) -> journal::Options<'_> {
+        fn say(message: &str) {
+            anstream::eprintln!("{message}");
+        }
+        fn silent(_: &str) {}
+        journal::Options {
+            lock_wait: self.lock_wait,
+            author: self.author.as_deref(),
+            on_wait: if self.quiet { &silent } else { &say },
         }
     }
 }
@@ -68,13 +99,13 @@ impl Settings {
 /// Environment variables, with a `.env` file in the working directory as a fallback (the
 /// process environment wins, as relayCommander's python-dotenv did).
 #[derive(Debug, Clone, Default)]
-pub struct Env {
+struct Env {
     dotenv: BTreeMap<String, String>,
 }
 
 impl Env {
     /// Reads `.env` from the working directory, if there is one.
-    pub fn load() -> anyhow::Result<Env> {
+    fn load() -> anyhow::Result<Env> {
         let mut dotenv = BTreeMap::new();
         match dotenvy::from_path_iter(".env") {
             Ok(iter) => {
@@ -91,7 +122,7 @@ impl Env {
     }
 
     /// The variable's value from the environment, else from `.env`; empty counts as unset.
-    pub fn get(&self, name: &str) -> Option<String> {
+    fn get(&self, name: &str) -> Option<String> {
         std::env::var(name)
             .ok()
             .or_else(|| self.dotenv.get(name).cloned())
@@ -99,18 +130,10 @@ impl Env {
     }
 }
 
-/// Parses the command line. Errors are clap's (usage, `--help`, `--version`).
+/// Parses the command line and reads the environment.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, SettingsError> {
     let cli = Cli::try_parse_from(args).map_err(SettingsError::Usage)?;
     let env = Env::load().map_err(SettingsError::Other)?;
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let painter = |terminal: bool| Painter {
-        enabled: match cli.color {
-            cli::Color::Always => true,
-            cli::Color::Never => false,
-            cli::Color::Auto => terminal && !no_color,
-        },
-    };
     let lock_wait = env
         .get("RELAYCTL_LOCK_TIMEOUT")
         .map(|s| {
@@ -142,12 +165,22 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
     Ok(Settings {
         command,
         config: cli.config,
-        stdout: painter(std::io::stdout().is_terminal()),
-        stderr: painter(std::io::stderr().is_terminal()),
+        color: match cli.color {
+            cli::Color::Always => anstream::ColorChoice::Always,
+            cli::Color::Never => anstream::ColorChoice::Never,
+            cli::Color::Auto => anstream::ColorChoice::Auto,
+        },
         verbose: cli.verbose,
         quiet: cli.quiet,
-        env,
+        config_env: ConfigEnv {
+            redis_hosts: env.get("REDIS_HOSTS"),
+        },
         lock_wait,
+        author: env.get("RELAYCTL_AUTHOR"),
+        launchdarkly: LaunchDarkly {
+            token: env.get("LD_API_KEY"),
+            base_url: env.get("LD_BASE_URL"),
+        },
     })
 }
 

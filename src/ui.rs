@@ -1,27 +1,28 @@
-//! Terminal concerns: colour, the confirmation prompt. Data goes to stdout, status to stderr.
+//! Terminal concerns: colour, the confirmation prompt, progress bars.
+//!
+//! Human output is rendered with styles embedded (`anstyle`) by pure functions, and printed
+//! through `anstream`, which drops the styles when colour is off (`--color`, `NO_COLOR`, not a
+//! terminal): one decision, made once in `lib::run`. Data goes to stdout, status to stderr.
 
-use crate::plan::Style;
+use anstyle::{AnsiColor, Style};
 use std::io::{BufRead, IsTerminal, Write};
 
-/// Colours text for one output stream.
-#[derive(Debug, Clone, Copy)]
-pub struct Painter {
-    pub enabled: bool,
+/// A change in a plan or an apply (`~`).
+pub const CHANGE: Style = AnsiColor::Yellow.on_default();
+/// Something that failed.
+pub const ERROR: Style = AnsiColor::Red.on_default().bold();
+/// Something to pay attention to.
+pub const WARNING: Style = AnsiColor::Yellow.on_default().bold();
+
+/// `text` in `style`.
+pub fn paint(style: Style, text: &str) -> String {
+    format!("{style}{text}{style:#}")
 }
 
-impl Painter {
-    /// `text` in `style` when colour is on.
-    pub fn paint(&self, style: Style, text: &str) -> String {
-        if !self.enabled {
-            return text.to_owned();
-        }
-        let code = match style {
-            Style::Change => "33",
-            Style::Error => "1;31",
-            Style::Warning => "1;33",
-        };
-        format!("\x1b[{code}m{text}\x1b[0m")
-    }
+/// `text` without its styles, as a pipe receives it.
+#[cfg(test)]
+pub fn plain(text: &str) -> String {
+    anstream::adapter::strip_str(text).to_string()
 }
 
 /// Asks for the literal answer `yes` on the terminal. `Ok(false)` for any other answer.
@@ -37,4 +38,24 @@ pub fn confirm(question: &str) -> std::io::Result<bool> {
 /// Whether a person can answer a prompt.
 pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Above this many items, a terminal gets a progress bar.
+const PROGRESS_ABOVE: usize = 5;
+
+/// A progress bar of `len` flags on stderr, when stderr is a terminal and the run is long
+/// enough to want one; a hidden bar otherwise.
+pub fn progress(quiet: bool, len: usize, what: &str) -> indicatif::ProgressBar {
+    if quiet || len <= PROGRESS_ABOVE || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(len as u64), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} flags ({eta} left)")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
 }

@@ -18,8 +18,8 @@
 //! does not touch this store never needs it. Timeouts and retries are bounded so an unreachable
 //! endpoint fails within seconds, and once it has, the rest of the run fails at once.
 
-use super::{Found, Groups, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
-use crate::desired::{FlagId, Prefix};
+use super::{Found, Groups, Prefix, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use crate::flag::FlagId;
 use anyhow::{anyhow, Result};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -46,14 +46,47 @@ const MAX_WRITE_ATTEMPTS: usize = 10;
 
 type Item = HashMap<String, AttributeValue>;
 
-pub(super) struct DynamoTarget {
-    table: String,
-    /// `endpoint_url` from the file, which overrides the AWS configuration's.
-    endpoint_url: Option<String>,
+/// A `dynamodb` store: the table, where it is, and the prefix of its namespaces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub table: String,
+    /// `endpoint_url` from the overrides file, which overrides the AWS configuration's.
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    pub prefix: Prefix,
+}
+
+impl Config {
+    /// `<prefix>:features`, or bare `features` without a prefix (Relay's DynamoDB default).
+    fn namespace(&self, project: &str, environment: &str) -> String {
+        match self.prefix.resolve(project, environment) {
+            Some(p) => format!("{p}:features"),
+            None => "features".to_owned(),
+        }
+    }
+
+    pub(super) fn place(&self, project: &str, environment: &str) -> String {
+        format!(
+            "prefix {:?}",
+            self.prefix.resolve(project, environment).unwrap_or_default()
+        )
+    }
+
+    /// The same table name in two regions is two tables (one store per region is common).
+    pub(super) fn identities(&self) -> Vec<String> {
+        vec![format!(
+            "dynamodb table {} {} {}",
+            self.table,
+            self.endpoint_url.as_deref().unwrap_or(""),
+            self.region.as_deref().unwrap_or("")
+        )]
+    }
+}
+
+pub(super) struct DynamoEndpoint {
+    config: Config,
     /// The endpoint in use when one is configured (file or environment), redacted, for messages.
     endpoint_shown: Option<String>,
-    region: Option<String>,
-    prefix: Prefix,
     /// How the target is shown: no secret, stable between `plan --out` and `apply`.
     shown: String,
     /// The client once the table is known to be usable, or why it is not (kept, so a target
@@ -62,12 +95,15 @@ pub(super) struct DynamoTarget {
     /// Set once the endpoint proved unreachable: later requests in this run fail at once instead
     /// of each waiting out the timeouts and retries again (1,000 flags would take hours).
     unreachable: std::sync::OnceLock<String>,
+    /// Credentials to use instead of the AWS configuration's (tests against moto).
+    credentials: Option<aws_sdk_dynamodb::config::Credentials>,
 }
 
-impl DynamoTarget {
-    pub(super) fn new(table: &str, endpoint_url: Option<&str>, region: Option<&str>, prefix: Prefix) -> Self {
+impl DynamoEndpoint {
+    pub(super) fn new(config: &Config) -> Self {
+        let table = &config.table;
         // The endpoint that will be used, for display: the file's, else the environment's.
-        let endpoint = endpoint_url.map(str::to_owned).or_else(|| {
+        let endpoint = config.endpoint_url.clone().or_else(|| {
             let ignore = std::env::var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_ok_and(|v| v == "true");
             (!ignore)
                 .then(|| {
@@ -89,15 +125,13 @@ impl DynamoTarget {
             Some(h) => format!("dynamodb://{table}@{h}"),
             None => format!("dynamodb://{table}"),
         };
-        DynamoTarget {
-            table: table.to_owned(),
-            endpoint_url: endpoint_url.map(str::to_owned),
+        DynamoEndpoint {
+            config: config.clone(),
             endpoint_shown: endpoint.as_deref().map(crate::redact::url),
-            region: region.map(str::to_owned),
-            prefix,
             shown,
             ready: OnceCell::new(),
             unreachable: std::sync::OnceLock::new(),
+            credentials: None,
         }
     }
 
@@ -105,16 +139,8 @@ impl DynamoTarget {
         self.shown.clone()
     }
 
-    /// `<prefix>:features`, or bare `features` without a prefix (Relay's DynamoDB default).
     fn namespace(&self, project: &str, environment: &str) -> String {
-        match self
-            .prefix
-            .resolve(project, environment)
-            .filter(|p| !p.is_empty())
-        {
-            Some(p) => format!("{p}:features"),
-            None => "features".to_owned(),
-        }
+        self.config.namespace(project, environment)
     }
 
     fn key(namespace: &str, flag: &str) -> Item {
@@ -128,7 +154,7 @@ impl DynamoTarget {
         if let Some(why) = self.unreachable.get() {
             return Err(anyhow!(
                 "not attempted: table {:?} was unreachable earlier in this run ({why})",
-                self.table
+                self.config.table
             ));
         }
         self.ready
@@ -147,7 +173,7 @@ impl DynamoTarget {
 
     /// The client for this target's region, endpoint and credentials; returns the region too.
     async fn sdk_client(&self) -> Result<(Client, String)> {
-        let table = &self.table;
+        let table = &self.config.table;
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -166,8 +192,11 @@ impl DynamoTarget {
                     .with_max_attempts(MAX_ATTEMPTS)
                     .with_max_backoff(Duration::from_secs(2)),
             );
-        if let Some(r) = &self.region {
+        if let Some(r) = &self.config.region {
             loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(c) = &self.credentials {
+            loader = loader.credentials_provider(c.clone());
         }
         let sdk = loader.load().await;
         let Some(region) = sdk.region().map(|r| r.to_string()) else {
@@ -187,7 +216,7 @@ impl DynamoTarget {
             ));
         }
         let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk);
-        if let Some(e) = &self.endpoint_url {
+        if let Some(e) = &self.config.endpoint_url {
             config = config.endpoint_url(e);
         }
         Ok((Client::from_conf(config.build()), region))
@@ -195,7 +224,7 @@ impl DynamoTarget {
 
     /// Fails unless the table exists with the key schema of the SDKs and Relay.
     async fn check_table(&self, client: &Client, region: &str) -> Result<()> {
-        let table = &self.table;
+        let table = &self.config.table;
         let described = client
             .describe_table()
             .table_name(table)
@@ -245,7 +274,7 @@ impl DynamoTarget {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let table = &self.table;
+        let table = &self.config.table;
         let at = self
             .endpoint_shown
             .as_ref()
@@ -322,7 +351,7 @@ impl DynamoTarget {
                         Some(item) => self.item_json(item, ns, flag),
                         None => Err(format!(
                             "no item with namespace {ns:?} and key {flag:?} in table {:?}",
-                            self.table
+                            self.config.table
                         )),
                     })
                     .collect()
@@ -338,14 +367,14 @@ impl DynamoTarget {
             .ok_or_else(|| {
                 format!(
                     "the item with namespace {namespace:?} and key {flag:?} in table {:?} has no string attribute \"item\" (the flag JSON)",
-                    self.table
+                    self.config.table
                 )
             })
     }
 
     /// One consistent BatchGetItem, retrying unprocessed keys with backoff (bounded).
     async fn batch_get(&self, client: &Client, keys: Vec<Item>) -> Result<Vec<Item>> {
-        let table = &self.table;
+        let table = &self.config.table;
         let mut pending = keys;
         let mut found = Vec::new();
         for round in 0..UNPROCESSED_ROUNDS {
@@ -386,12 +415,12 @@ impl DynamoTarget {
     async fn get(&self, client: &Client, id: &FlagId, namespace: &str) -> Result<Option<Item>> {
         let out = client
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.config.table)
             .set_key(Some(Self::key(namespace, &id.flag)))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.explain(&format!("reading {id} from table {:?}", self.table), e))?;
+            .map_err(|e| self.explain(&format!("reading {id} from table {:?}", self.config.table), e))?;
         Ok(out.item)
     }
 
@@ -399,7 +428,7 @@ impl DynamoTarget {
     /// condition, read again (the rewrite then reports the new version as stale).
     pub(super) async fn compare_and_swap(&self, id: &FlagId, rewrite: Rewrite<'_>) -> Result<(), WriteError> {
         let client = self.client().await?;
-        let table = &self.table;
+        let table = &self.config.table;
         let namespace = self.namespace(&id.project, &id.environment);
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let current = self.get(client, id, &namespace).await?;
@@ -491,7 +520,7 @@ mod tests {
         }
     }
 
-    /// moto_server on a free port, fake credentials in the environment; returns the endpoint.
+    /// moto_server on a free port; returns the endpoint.
     async fn moto() -> (Moto, String) {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -514,18 +543,21 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ] {
-            std::env::set_var(k, v);
-        }
         (moto, format!("http://127.0.0.1:{port}"))
     }
 
-    fn target(endpoint: &str) -> DynamoTarget {
-        DynamoTarget::new("t", Some(endpoint), Some("us-east-1"), Prefix::default())
+    fn target(endpoint: &str) -> DynamoEndpoint {
+        let mut target = DynamoEndpoint::new(&Config {
+            table: "t".into(),
+            endpoint_url: Some(endpoint.into()),
+            region: Some("us-east-1".into()),
+            prefix: Prefix::default(),
+        });
+        // Explicit credentials: no test changes the process environment.
+        target.credentials = Some(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ));
+        target
     }
 
     fn id() -> FlagId {
@@ -539,7 +571,7 @@ mod tests {
     fn flag_item(version: u64, on: bool) -> Item {
         let json = serde_json::json!({"key": "f", "on": on, "variations": [true, false], "offVariation": 1,
             "fallthrough": {"variation": 0}, "salt": "s", "version": version, "deleted": false});
-        let mut item = DynamoTarget::key("features", "f");
+        let mut item = DynamoEndpoint::key("features", "f");
         item.insert("version".into(), AttributeValue::N(version.to_string()));
         item.insert("item".into(), AttributeValue::S(json.to_string()));
         item

@@ -5,38 +5,58 @@
 //! atomically: the new content goes to a temporary file in the same directory, which is then
 //! renamed over the old one, so a reader (or a crash) never sees half a file.
 
-use super::{Found, Groups, Rewrite, WriteError};
-use crate::desired::{FlagId, Template};
+use super::{Found, Groups, Rewrite, Template, WriteError};
+use crate::flag::FlagId;
 use anyhow::{anyhow, Context, Result};
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
 
-pub(super) struct FileTarget {
-    path: Template,
-    base_dir: PathBuf,
+/// How to give each environment a file of its own.
+pub(super) const PLACE_FIX: &str = "put {environment} (and {project}) in its path";
+
+/// A `file` store: a path template, relative to the overrides file's directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub path: Template,
+    pub base_dir: PathBuf,
+}
+
+impl Config {
+    pub(super) fn place(&self, project: &str, environment: &str) -> String {
+        format!("file {:?}", self.path.render(project, environment))
+    }
+
+    pub(super) fn identities(&self) -> Vec<String> {
+        vec![format!("file {}", self.path.as_str())]
+    }
+}
+
+pub(super) struct FileEndpoint {
+    config: Config,
     /// Serialises this process's writes; other relayctl processes are kept out by the journal lock.
     lock: Mutex<()>,
 }
 
-impl FileTarget {
-    pub(super) fn new(path: Template, base_dir: PathBuf) -> Self {
-        FileTarget {
-            path,
-            base_dir,
+impl FileEndpoint {
+    pub(super) fn new(config: Config) -> Self {
+        FileEndpoint {
+            config,
             lock: Mutex::new(()),
         }
     }
 
     fn path(&self, project: &str, environment: &str) -> PathBuf {
-        self.base_dir.join(self.path.render(project, environment))
+        self.config
+            .base_dir
+            .join(self.config.path.render(project, environment))
     }
 
     /// The path as the overrides file names it (relative to that file), so it reads the same
     /// whatever directory relayctl runs from, and a saved plan matches it from anywhere.
     pub(super) fn describe(&self, project: &str, environment: &str) -> String {
-        self.path.render(project, environment)
+        self.config.path.render(project, environment)
     }
 
     pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Found> {

@@ -1,18 +1,18 @@
 //! The stores relayctl reads and writes, behind one narrow interface.
 //!
-//! A `[[store]]` expands into one or more [`Target`]s (each Redis URL is a target; a file store
-//! is one target whose path depends on the project/environment). Each backend module is the only
-//! place that knows its storage layout; this module owns what they share: turning raw JSON into
+//! A `[[store]]` expands into one or more [`Endpoint`]s (each Redis URL is one; a file store is
+//! one whose path depends on the project/environment). Each backend module is the only place
+//! that knows its storage layout: where a flag lives, how a target is named, its URL rules and
+//! defaults ([`StoreKind`] asks them). This module owns what they share: turning raw JSON into
 //! [`Lookup`]s, and the read-modify-write rule of SPEC §2 "apply" (check the planned version,
 //! rewrite via [`StoredFlag::rewrite`], write atomically against concurrent writers).
 
-mod dynamodb;
-mod file;
-mod redis;
+pub(crate) mod dynamodb;
+pub(crate) mod file;
+pub(crate) mod redis;
 
-use crate::desired::{FlagId, StoreConfig, StoreKind};
-use crate::flag::{StoredFlag, Targeting};
-use crate::plan::{Lookup, Observed, TargetRef};
+use crate::flag::NotAFlag;
+use crate::flag::{FlagId, StoreTarget, StoredFlag, Targeting};
 use anyhow::{anyhow, Result};
 use futures::future::join_all;
 use std::collections::BTreeMap;
@@ -22,6 +22,124 @@ use std::time::Duration;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one request to a store may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One `[[store]]` of the overrides file: every store receives every change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    pub name: String,
+    pub kind: StoreKind,
+}
+
+/// What kind of store a `[[store]]` is, with the settings its backend reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreKind {
+    Redis(redis::Config),
+    DynamoDb(dynamodb::Config),
+    File(file::Config),
+}
+
+impl StoreKind {
+    /// Where this store keeps the flags of `project`/`environment`, in words: two environments
+    /// kept in the same place would overwrite each other's flags.
+    pub fn place(&self, project: &str, environment: &str) -> String {
+        match self {
+            StoreKind::Redis(c) => c.place(project, environment),
+            StoreKind::DynamoDb(c) => c.place(project, environment),
+            StoreKind::File(c) => c.place(project, environment),
+        }
+    }
+
+    /// How to give each environment a place of its own in this kind of store.
+    pub fn place_fix(&self) -> &'static str {
+        match self {
+            StoreKind::File(_) => file::PLACE_FIX,
+            StoreKind::Redis(_) | StoreKind::DynamoDb(_) => {
+                "give it a prefix with {environment} (and {project}), or a [store.prefixes] entry per environment"
+            }
+        }
+    }
+
+    /// What two stores must not share (a Redis server, a table, a file).
+    pub fn identities(&self) -> Vec<String> {
+        match self {
+            StoreKind::Redis(c) => c.identities(),
+            StoreKind::DynamoDb(c) => c.identities(),
+            StoreKind::File(c) => c.identities(),
+        }
+    }
+}
+
+/// A `{project}` / `{environment}` template (store prefixes and file paths).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template(String);
+
+impl Template {
+    /// Validates the placeholders of `raw`.
+    pub fn parse(raw: &str) -> Result<Template, String> {
+        let mut rest = raw;
+        while let Some(open) = rest.find(['{', '}']) {
+            if rest[open..].starts_with('}') {
+                return Err(format!("unbalanced '}}' in template {raw:?}"));
+            }
+            let Some(close) = rest[open..].find('}') else {
+                return Err(format!("unbalanced '{{' in template {raw:?}"));
+            };
+            let name = &rest[open + 1..open + close];
+            if name != "project" && name != "environment" {
+                return Err(format!(
+                    "unknown placeholder {{{name}}} in template {raw:?}; only {{project}} and {{environment}} are replaced"
+                ));
+            }
+            rest = &rest[open + close + 1..];
+        }
+        Ok(Template(raw.to_owned()))
+    }
+
+    /// The template with its placeholders replaced.
+    pub fn render(&self, project: &str, environment: &str) -> String {
+        self.0
+            .replace("{project}", project)
+            .replace("{environment}", environment)
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How a store derives the key prefix of a project/environment: an exact `[store.prefixes]`
+/// entry, else the `prefix` template, else the backend's default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prefix {
+    pub template: Option<Template>,
+    pub exact: BTreeMap<(String, String), String>,
+}
+
+impl Prefix {
+    /// The configured prefix for a project/environment, if any (empty counts as none).
+    pub fn resolve(&self, project: &str, environment: &str) -> Option<String> {
+        self.exact
+            .get(&(project.to_owned(), environment.to_owned()))
+            .cloned()
+            .or_else(|| self.template.as_ref().map(|t| t.render(project, environment)))
+            .filter(|p| !p.is_empty())
+    }
+}
+
+/// What a store target holds for one flag.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Found(StoredFlag),
+    /// Not in the store; `place` says where it was looked for (hash and field, file).
+    Missing {
+        place: String,
+    },
+    Invalid(NotAFlag),
+}
+
+/// What every store target holds for every declared flag.
+pub type Observed = BTreeMap<FlagId, Vec<(StoreTarget, Lookup)>>;
 
 /// Why a write to one target did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -41,42 +159,37 @@ pub(crate) type Groups<'a> = BTreeMap<(&'a str, &'a str), Vec<&'a str>>;
 /// where the flag was looked for when it is absent.
 pub(crate) type Found = Vec<Vec<Result<String, String>>>;
 
+/// The rewrite a backend applies inside its compare-and-swap: current raw JSON (None when
+/// absent) to the new JSON, or a refusal.
+pub(crate) type Rewrite<'a> = &'a (dyn Fn(Option<&str>) -> Result<String, WriteError> + Sync);
+
 enum Backend {
-    Redis(Box<redis::RedisTarget>),
-    DynamoDb(Box<dynamodb::DynamoTarget>),
-    File(file::FileTarget),
+    Redis(Box<redis::RedisEndpoint>),
+    DynamoDb(Box<dynamodb::DynamoEndpoint>),
+    File(file::FileEndpoint),
 }
 
-/// One place a store keeps flags: a Redis server, a DynamoDB table, a file path template.
-pub struct Target {
+/// One live place a store keeps flags: a Redis server, a DynamoDB table, a file path template.
+pub struct Endpoint {
     store: String,
     backend: Backend,
 }
 
-impl Target {
-    /// The store's name.
-    pub fn store(&self) -> &str {
-        &self.store
-    }
-
-    /// What this target is called in plans, the journal and messages for a project/environment:
-    /// the redacted URL, the table, or the file path.
-    pub fn describe(&self, project: &str, environment: &str) -> String {
-        match &self.backend {
+impl Endpoint {
+    /// How plans, the journal and messages name this endpoint for a project/environment.
+    pub fn target(&self, project: &str, environment: &str) -> StoreTarget {
+        let target = match &self.backend {
             Backend::Redis(r) => r.describe(),
             Backend::DynamoDb(d) => d.describe(),
             Backend::File(f) => f.describe(project, environment),
-        }
-    }
-
-    fn target_ref(&self, id: &FlagId) -> TargetRef {
-        TargetRef {
+        };
+        StoreTarget {
             store: self.store.clone(),
-            target: self.describe(&id.project, &id.environment),
+            target,
         }
     }
 
-    /// Reads every flag of `flags` from this target, in as few round trips as the backend allows.
+    /// Reads every flag of `flags` from this endpoint, in as few round trips as the backend allows.
     async fn read(&self, flags: &[FlagId]) -> Result<Vec<Lookup>> {
         let mut groups: Groups = BTreeMap::new();
         let mut positions: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
@@ -134,84 +247,68 @@ impl Target {
     }
 }
 
-/// The rewrite a backend applies inside its compare-and-swap: current raw JSON (None when
-/// absent) to the new JSON, or a refusal.
-pub(crate) type Rewrite<'a> = &'a (dyn Fn(Option<&str>) -> Result<String, WriteError> + Sync);
-
-/// Every target of every configured store.
+/// Every endpoint of every configured store.
 pub struct Stores {
-    targets: Vec<Target>,
+    endpoints: Vec<Endpoint>,
 }
 
 impl Stores {
-    /// Prepares the targets of `stores`; connections are opened on first use, so a plan file
+    /// Prepares the endpoints of `stores`; connections are opened on first use, so a plan file
     /// that touches one store does not need the others to be up.
     pub fn open(stores: &[StoreConfig]) -> Result<Stores> {
-        let mut targets = Vec::new();
+        let mut endpoints = Vec::new();
         for s in stores {
+            let mut add = |backend| {
+                endpoints.push(Endpoint {
+                    store: s.name.clone(),
+                    backend,
+                })
+            };
             match &s.kind {
-                StoreKind::Redis { urls } => {
-                    for url in urls {
-                        targets.push(Target {
-                            store: s.name.clone(),
-                            backend: Backend::Redis(Box::new(redis::RedisTarget::new(
-                                url,
-                                s.prefix.clone(),
-                            )?)),
-                        });
+                StoreKind::Redis(c) => {
+                    for url in &c.urls {
+                        add(Backend::Redis(Box::new(redis::RedisEndpoint::new(
+                            url,
+                            c.prefix.clone(),
+                        )?)));
                     }
                 }
-                StoreKind::File { path, base_dir } => targets.push(Target {
-                    store: s.name.clone(),
-                    backend: Backend::File(file::FileTarget::new(path.clone(), base_dir.clone())),
-                }),
-                StoreKind::DynamoDb {
-                    table,
-                    endpoint_url,
-                    region,
-                } => targets.push(Target {
-                    store: s.name.clone(),
-                    backend: Backend::DynamoDb(Box::new(dynamodb::DynamoTarget::new(
-                        table,
-                        endpoint_url.as_deref(),
-                        region.as_deref(),
-                        s.prefix.clone(),
-                    ))),
-                }),
+                StoreKind::DynamoDb(c) => add(Backend::DynamoDb(Box::new(dynamodb::DynamoEndpoint::new(c)))),
+                StoreKind::File(c) => add(Backend::File(file::FileEndpoint::new(c.clone()))),
             }
         }
-        Ok(Stores { targets })
+        Ok(Stores { endpoints })
     }
 
-    /// All targets, in the order of the overrides file.
-    pub fn targets(&self) -> &[Target] {
-        &self.targets
+    /// How many endpoints there are.
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
     }
 
-    /// The target a plan change names, if the overrides file still declares it.
-    pub fn find(&self, id: &FlagId, target: &TargetRef) -> Option<&Target> {
-        self.targets
+    /// The endpoint a plan change names, if the overrides file still declares it.
+    pub fn find(&self, id: &FlagId, target: &StoreTarget) -> Option<&Endpoint> {
+        self.endpoints
             .iter()
-            .find(|t| t.store == target.store && t.describe(&id.project, &id.environment) == target.target)
+            .find(|e| e.target(&id.project, &id.environment) == *target)
     }
 
-    /// Reads `flags` from every target concurrently. Any unreachable target is an error naming
-    /// it (all of them, if several are down).
+    /// Reads `flags` from every endpoint concurrently. Any unreachable endpoint is an error
+    /// naming it (all of them, if several are down).
     pub async fn read(&self, flags: &[FlagId]) -> Result<Observed> {
-        let results = join_all(self.targets.iter().map(|t| t.read(flags))).await;
+        let results = join_all(self.endpoints.iter().map(|e| e.read(flags))).await;
         let mut observed: Observed = BTreeMap::new();
         let mut failures = Vec::new();
-        for (target, result) in self.targets.iter().zip(results) {
+        for (endpoint, result) in self.endpoints.iter().zip(results) {
             match result {
                 Ok(lookups) => {
                     for (id, lookup) in flags.iter().zip(lookups) {
                         observed
                             .entry(id.clone())
                             .or_default()
-                            .push((target.target_ref(id), lookup));
+                            .push((endpoint.target(&id.project, &id.environment), lookup));
                     }
                 }
-                Err(e) => failures.push(format!("{}: {e:#}", target.store)),
+                Err(e) => failures.push(format!("{}: {e:#}", endpoint.store)),
             }
         }
         match failures.len() {

@@ -6,8 +6,8 @@
 //! retry when EXEC returns nil because another writer (Relay) touched the hash. It never deletes
 //! anything and never touches segments or `$inited`.
 
-use super::{Found, Groups, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
-use crate::desired::{FlagId, Prefix, DEFAULT_REDIS_PREFIX};
+use super::{Found, Groups, Prefix, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use crate::flag::FlagId;
 use anyhow::{anyhow, Context, Result};
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
@@ -17,7 +17,74 @@ use tokio::sync::Mutex;
 /// SDK uses the same bound).
 const MAX_ATTEMPTS: usize = 10;
 
-pub(super) struct RedisTarget {
+/// The prefix the SDKs and Relay use when none is configured (facts §1).
+const DEFAULT_PREFIX: &str = "launchdarkly";
+
+/// A `redis` store: its servers (each one an endpoint that receives every change) and prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub urls: Vec<String>,
+    pub prefix: Prefix,
+}
+
+impl Config {
+    /// The prefix of a project/environment, with the SDKs' default.
+    fn prefix_of(prefix: &Prefix, project: &str, environment: &str) -> String {
+        prefix
+            .resolve(project, environment)
+            .unwrap_or_else(|| DEFAULT_PREFIX.to_owned())
+    }
+
+    pub(super) fn place(&self, project: &str, environment: &str) -> String {
+        format!("prefix {:?}", Self::prefix_of(&self.prefix, project, environment))
+    }
+
+    pub(super) fn identities(&self) -> Vec<String> {
+        self.urls.iter().map(|u| crate::redact::url(u)).collect()
+    }
+}
+
+/// Checks that `raw` is a URL relayctl can connect to: `redis://` or `rediss://`, a host, and at
+/// most a database number as its path.
+pub fn check_url(raw: &str) -> Result<(), String> {
+    let shown = crate::redact::url(raw);
+    let url = url::Url::parse(raw).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err(format!("{shown:?} is not a redis:// or rediss:// URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{shown:?} has no host"));
+    }
+    let db = url.path().trim_start_matches('/');
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return Err(format!("{shown:?}: the path must be a database number, like /0"));
+    }
+    Ok(())
+}
+
+/// The URLs of relayCommander's `REDIS_HOSTS`: `host[:port],host[:port]` (port 6379 by default).
+pub fn urls_from_hosts(hosts: &str) -> Result<Vec<String>, String> {
+    hosts
+        .split(',')
+        .map(str::trim)
+        .map(|h| {
+            let (host, port) = match h.rsplit_once(':') {
+                Some((host, port)) => (
+                    host,
+                    port.parse::<u16>()
+                        .map_err(|_| format!("REDIS_HOSTS entry {h:?}: the port must be a number"))?,
+                ),
+                None => (h, 6379),
+            };
+            if host.is_empty() || host.contains(['/', '@', ' ']) {
+                return Err(format!("REDIS_HOSTS entry {h:?} is not host[:port]"));
+            }
+            Ok(format!("redis://{host}:{port}"))
+        })
+        .collect()
+}
+
+pub(super) struct RedisEndpoint {
     client: redis::Client,
     shown: String,
     prefix: Prefix,
@@ -25,7 +92,7 @@ pub(super) struct RedisTarget {
     conn: Mutex<Option<MultiplexedConnection>>,
 }
 
-impl RedisTarget {
+impl RedisEndpoint {
     pub(super) fn new(url: &str, prefix: Prefix) -> Result<Self> {
         let shown = crate::redact::url(url);
         let client = redis::Client::open(url).map_err(|e| {
@@ -34,7 +101,7 @@ impl RedisTarget {
                 e.detail().unwrap_or("cannot parse")
             )
         })?;
-        Ok(RedisTarget {
+        Ok(RedisEndpoint {
             client,
             shown,
             prefix,
@@ -47,12 +114,10 @@ impl RedisTarget {
     }
 
     fn hash(&self, project: &str, environment: &str) -> String {
-        let prefix = self
-            .prefix
-            .resolve(project, environment)
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned());
-        format!("{prefix}:features")
+        format!(
+            "{}:features",
+            Config::prefix_of(&self.prefix, project, environment)
+        )
     }
 
     async fn connection(&self) -> Result<tokio::sync::MutexGuard<'_, Option<MultiplexedConnection>>> {

@@ -130,11 +130,12 @@ fn auto_approve_writes_only_the_managed_properties_and_journals_each_flag() {
             .all(|a| a == "Test Operator <operator@example.com>"),
         "{authors}"
     );
-    // The tree holds each flag's state; the working tree is checked out.
+    // The tree holds each flag's state, each variation by index and value; the working tree is
+    // checked out.
     assert_eq!(
         w.read("journal/default/production/pricing-page.toml"),
         "# default/production/pricing-page: override state written by relayctl\non = false\n\
-         off_variation = 0 # \"control\"\nreason = \"INC-4711\"\n"
+         off_variation = { index = 0, value = \"control\" }\nreason = \"INC-4711\"\n"
     );
     assert_eq!(git(&journal, &["status", "--porcelain"]), "");
 

@@ -1,0 +1,206 @@
+//! `relayctl apply [PLAN_FILE]`: write the changes, one journal commit per changed flag.
+
+use super::{check, load, make_plan, open_journal};
+use crate::apply::{self, FlagOutcome};
+use crate::desired::Config;
+use crate::exit::Exit;
+use crate::journal::{Entry, Journal};
+use crate::plan::{self, Plan};
+use crate::settings::Settings;
+use crate::store::Stores;
+use crate::ui;
+use anyhow::{anyhow, bail, Context, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+use tokio::runtime::Runtime;
+
+/// Applies a saved plan exactly, or plans, confirms and applies. Records what an interrupted
+/// apply wrote first. Exit 1 when a target failed (the journal records what was written; a
+/// fresh plan shows what is left).
+pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_approve: bool) -> Result<Exit> {
+    let (config, stores) = load(settings)?;
+    let saved = plan_file.map(Plan::load).transpose()?;
+    record_interrupted(settings, rt, &config, &stores)?;
+    let (plan, mut journal) = match saved {
+        Some(plan) if plan.changes.is_empty() => {
+            settings.status("The plan has no changes; nothing to apply.");
+            return Ok(Exit::Success);
+        }
+        Some(plan) => (plan, open_journal(settings, &config.journal)?),
+        None => match plan_and_confirm(settings, rt, &config, &stores, auto_approve)? {
+            Some(planned) => planned,
+            None => return Ok(Exit::Success),
+        },
+    };
+    crate::interrupt::install().context("installing the Ctrl-C handler")?;
+    let width = plan
+        .changes
+        .iter()
+        .map(|c| c.id.to_string().len())
+        .max()
+        .unwrap_or(0);
+    let outcomes = journal.write(|w| {
+        rt.block_on(apply::apply(&plan, &stores, w, &mut |o| {
+            let (out, err) = render_outcome(width, o);
+            anstream::print!("{out}");
+            anstream::eprint!("{err}");
+        }))
+    })?;
+    journal.close()?;
+    conclude(settings, &config, &plan, &outcomes)
+}
+
+/// The closing status of an apply, or the error that says what was not written.
+fn conclude(settings: &Settings, config: &Config, plan: &Plan, outcomes: &[FlagOutcome]) -> Result<Exit> {
+    let flags = outcomes.len();
+    let planned = plan.by_flag().len();
+    if flags < planned {
+        bail!(
+            "interrupted after {flags} of {planned} flag(s); each flag handled is in the journal. \
+             Run `relayctl plan` to see what is left, then apply it"
+        );
+    }
+    let committed = outcomes.iter().filter(|o| o.commit.is_some()).count();
+    let failed: Vec<&FlagOutcome> = outcomes.iter().filter(|o| !o.entry.failed.is_empty()).collect();
+    if failed.is_empty() {
+        settings.status(format!(
+            "Apply complete: {flags} flag(s) changed, {committed} journal commit(s) in {}. Run `relayctl sync` once LaunchDarkly is reachable.",
+            config.journal.display()
+        ));
+        settings.status(
+            "Services see it when their cache expires: SDKs reading the store directly after their cache TTL \
+             (15 s by default), SDKs connected to Relay only once they reconnect (Relay does not push it).",
+        );
+        return Ok(Exit::Success);
+    }
+    let targets: usize = failed.iter().map(|o| o.entry.failed.len()).sum();
+    let next = if failed.iter().any(|o| o.stale) {
+        "Stale targets changed since the plan was made: run `relayctl plan` again and review. "
+    } else {
+        ""
+    };
+    Err(anyhow!(
+        "{} of {flags} flag(s) were not written everywhere ({targets} target write(s) failed, listed above); \
+         {committed} journal commit(s) record what was written. {next}Once the failing stores are reachable, \
+         run `relayctl plan` to see exactly what is left and apply it",
+        failed.len()
+    ))
+}
+
+/// Plans, shows the plan and gets it approved, then takes the journal lock and plans again:
+/// another apply (or Relay) may have written meanwhile. Whatever refuses the apply (bad store
+/// content, nothing to do, no terminal, an answer other than yes) is found before the journal is
+/// created or locked, so it leaves no trace. `None` when there is nothing to do.
+fn plan_and_confirm(
+    settings: &Settings,
+    rt: &Runtime,
+    config: &Config,
+    stores: &Stores,
+    auto_approve: bool,
+) -> Result<Option<(Plan, Journal)>> {
+    let preview = make_plan(settings, rt, config, stores)?;
+    anstream::print!("{}", plan::render(&preview));
+    check(&preview)?;
+    if preview.changes.is_empty() {
+        settings.status("No changes: the stores already match the overrides file.");
+        return Ok(None);
+    }
+    if !auto_approve {
+        if !ui::interactive() {
+            bail!(
+                "not applying: there is no terminal to confirm on. Review the plan above and run \
+                 `relayctl apply --auto-approve`, or save it with `relayctl plan --out FILE` and run \
+                 `relayctl apply FILE`"
+            );
+        }
+        if !ui::confirm("Apply these changes? Only 'yes' is accepted:")? {
+            bail!("not applying: the answer was not 'yes'. Nothing was written");
+        }
+    }
+    let journal = open_journal(settings, &config.journal)?;
+    let plan = make_plan(settings, rt, config, stores)?;
+    if plan.changes != preview.changes {
+        if plan.changes.is_empty() && plan.problems.is_empty() {
+            settings.status(
+                "No changes: the stores already match the overrides file (another apply wrote them meanwhile).",
+            );
+            return Ok(None);
+        }
+        settings.status("The stores changed since the plan above was made; the plan is now:");
+        anstream::print!("{}", plan::render(&plan));
+        check(&plan)?;
+        if !auto_approve {
+            bail!(
+                "not applying: the plan changed after you approved it (another apply or Relay wrote \
+                 meanwhile); nothing was written. Review the new plan and run apply again"
+            );
+        }
+    }
+    Ok(Some((plan, journal)))
+}
+
+/// Records the flag writes of an interrupted apply (see `apply::record_interrupted`) before
+/// anything else, so the journal knows everything that is in the stores.
+fn record_interrupted(settings: &Settings, rt: &Runtime, config: &Config, stores: &Stores) -> Result<()> {
+    // A journal that cannot be opened is reported by the locked open of the apply itself.
+    if !matches!(Journal::open_existing(&config.journal), Ok(Some(j)) if j.unrecorded() > 0) {
+        return Ok(());
+    }
+    let mut journal = open_journal(settings, &config.journal)?;
+    if !journal.interrupted().is_empty() {
+        let intents = journal.interrupted().to_vec();
+        let recorded = journal.write(|w| rt.block_on(apply::record_interrupted(stores, w, &intents)))?;
+        settings.status(render_recorded(&recorded).trim_end());
+    }
+    journal.close()
+}
+
+/// What was found in the stores for the flags an interrupted apply left unrecorded.
+fn render_recorded(recorded: &[Entry]) -> String {
+    let mut out = format!(
+        "An earlier apply was interrupted while writing {} flag(s); read the stores and recorded what it wrote:\n",
+        recorded.len()
+    );
+    for entry in recorded {
+        let written: Vec<String> = entry.written.iter().map(|(t, v)| format!("{t} (v{v})")).collect();
+        let _ = writeln!(
+            out,
+            "  {}: {}",
+            entry.id,
+            if written.is_empty() {
+                "not written anywhere".to_owned()
+            } else {
+                format!("written to {}", written.join(", "))
+            }
+        );
+    }
+    out
+}
+
+/// What happened to one flag: a line per target written (stdout) and per target that failed
+/// (stderr). `width` aligns the flag column like the plan's.
+fn render_outcome(width: usize, o: &FlagOutcome) -> (String, String) {
+    let commit = o
+        .commit
+        .as_ref()
+        .map(|c| format!("   journal {c}"))
+        .unwrap_or_default();
+    let (mut out, mut err) = (String::new(), String::new());
+    for (target, version) in &o.entry.written {
+        let _ = writeln!(
+            out,
+            "  {} {:<width$}   {target} (v{version}){commit}",
+            ui::paint(ui::CHANGE, "~"),
+            o.entry.id.to_string()
+        );
+    }
+    for (target, why) in &o.entry.failed {
+        let _ = writeln!(
+            err,
+            "{} {} NOT written to {target}: {why}",
+            ui::paint(ui::ERROR, "error:"),
+            o.entry.id
+        );
+    }
+    (out, err)
+}

@@ -1,0 +1,115 @@
+//! `relayctl log [--pending]`: the journal, newest first, with each commit's sync status.
+
+use super::load_config;
+use crate::exit::Exit;
+use crate::journal::{Journal, Recorded};
+use crate::settings::Settings;
+use crate::ui;
+use anyhow::Result;
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Prints one line per flag commit. Reads only (no lock), so it works while an apply runs.
+pub fn run(settings: &Settings, pending_only: bool) -> Result<Exit> {
+    let config = load_config(settings)?;
+    let Some(journal) = Journal::open_existing(&config.journal)? else {
+        settings.status(format!(
+            "No journal at {} yet: nothing has been applied.",
+            config.journal.display()
+        ));
+        return Ok(Exit::Success);
+    };
+    let unrecorded = journal.unrecorded();
+    if unrecorded > 0 {
+        settings.status(format!(
+            "{} {unrecorded} change(s) of an interrupted or running apply are not in the journal yet; \
+             the next `relayctl apply` records them (it reads the stores to tell what was written)",
+            ui::paint(ui::WARNING, "warning:")
+        ));
+    }
+    let entries: Vec<Recorded> = journal
+        .entries()?
+        .into_iter()
+        .filter(|r| !pending_only || !r.is_synced())
+        .collect();
+    if entries.is_empty() {
+        settings.status(if pending_only {
+            "Nothing pending: every journal commit is synced."
+        } else {
+            "The journal has no flag changes yet."
+        });
+    }
+    print!("{}", render(&entries));
+    Ok(Exit::Success)
+}
+
+/// `<short>  <time>  <author>  <subject>  [<status>]`, one line per commit.
+fn render(entries: &[Recorded]) -> String {
+    let mut out = String::new();
+    for r in entries {
+        let time = UNIX_EPOCH + Duration::from_secs(r.time.max(0) as u64);
+        let _ = writeln!(
+            out,
+            "{}  {}  {:<24}  {}  [{}]",
+            r.short,
+            humantime::format_rfc3339_seconds(time),
+            r.author,
+            r.subject,
+            r.status()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flag::{FlagId, Targeting};
+    use crate::journal::SyncNote;
+
+    fn recorded(short: &str, flag: &str, note: Option<SyncNote>) -> Recorded {
+        Recorded {
+            oid: git2::Oid::zero(),
+            short: short.into(),
+            time: 1_795_316_645,
+            author: "Test Operator <op@example.com>".into(),
+            subject: format!("default/production/{flag}: turn off"),
+            reason: None,
+            id: FlagId {
+                project: "default".into(),
+                environment: "production".into(),
+                flag: flag.into(),
+            },
+            to: Targeting {
+                on: false,
+                off_variation: None,
+                fallthrough: None,
+            },
+            base_version: 41,
+            note,
+        }
+    }
+
+    #[test]
+    fn one_line_per_commit_with_its_status() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_795_316_700);
+        insta::assert_snapshot!(render(&[
+            recorded("c3c3c3c", "pricing-page", None),
+            recorded(
+                "b2b2b2b",
+                "search-v2",
+                Some(SyncNote::Conflict("LD version 45, base 41".into()))
+            ),
+            recorded(
+                "a1a1a1a",
+                "new-checkout",
+                Some(SyncNote::Synced {
+                    at,
+                    ld_version: 42,
+                    already: false,
+                    forced: None
+                })
+            ),
+        ]));
+    }
+}

@@ -1,0 +1,132 @@
+//! The commands, one file each (cargo's `bin/cargo/commands/` style): each turns [`Settings`]
+//! into plain values, calls the engine (plan, apply, sync, the journal), renders what happened
+//! and picks the exit code. Data goes to stdout, status and diagnostics to stderr. This is the
+//! only layer that knows both settings and exit codes.
+
+mod apply;
+mod log;
+mod plan;
+mod sync;
+mod verify;
+
+use crate::desired::{self, Config};
+use crate::exit::Exit;
+use crate::flag::FlagId;
+use crate::journal::Journal;
+use crate::launchdarkly::{self, Client};
+use crate::plan::Plan;
+use crate::settings::{Command, Settings};
+use crate::store::Stores;
+use crate::ui;
+use anyhow::{bail, Result};
+use std::path::Path;
+use std::time::Instant;
+use tokio::runtime::Runtime;
+
+/// Runs the command `settings` names.
+pub fn run(settings: &Settings, rt: &Runtime) -> Result<Exit> {
+    match &settings.command {
+        Command::Plan {
+            out,
+            json,
+            detailed_exitcode,
+        } => plan::run(settings, rt, out.as_deref(), *json, *detailed_exitcode),
+        Command::Apply {
+            plan_file,
+            auto_approve,
+        } => apply::run(settings, rt, plan_file.as_deref(), *auto_approve),
+        Command::Log { pending } => log::run(settings, *pending),
+        Command::Sync { dry_run, force } => sync::run(
+            settings,
+            rt,
+            crate::sync::Options {
+                dry_run: *dry_run,
+                force: *force,
+            },
+        ),
+        Command::Verify => verify::run(settings, rt),
+    }
+}
+
+/// The overrides file.
+fn load_config(settings: &Settings) -> Result<Config> {
+    desired::load(&settings.config, &settings.config_env)
+}
+
+/// The overrides file and its stores.
+fn load(settings: &Settings) -> Result<(Config, Stores)> {
+    let config = load_config(settings)?;
+    let stores = Stores::open(&config.stores)?;
+    Ok((config, stores))
+}
+
+/// Reads the stores and plans the overrides file against them.
+fn make_plan(settings: &Settings, rt: &Runtime, config: &Config, stores: &Stores) -> Result<Plan> {
+    let started = Instant::now();
+    let flags: Vec<FlagId> = config.overrides.iter().map(|o| o.id.clone()).collect();
+    let observed = rt.block_on(stores.read(&flags))?;
+    if settings.verbose > 0 {
+        settings.status(format!(
+            "Read {} flags from {} store targets in {} ms.",
+            flags.len(),
+            stores.len(),
+            started.elapsed().as_millis()
+        ));
+    }
+    Ok(crate::plan::plan(&config.overrides, &observed))
+}
+
+/// Fails when the plan has problems, after printing its diagnostics.
+fn check(plan: &Plan) -> Result<()> {
+    anstream::eprint!("{}", crate::plan::render_diagnostics(plan));
+    if !plan.problems.is_empty() {
+        bail!(
+            "{} declared flag/target pair(s) cannot be planned (listed above); nothing was written. \
+             Fix the overrides file or the store, then run plan again",
+            plan.problems.len()
+        );
+    }
+    Ok(())
+}
+
+/// Opens the journal at `path` for writing, and says what it recovered from a killed relayctl.
+fn open_journal(settings: &Settings, path: &Path) -> Result<Journal> {
+    let journal = Journal::open_locked(path, &settings.journal_options())?;
+    let recovery = journal.recovery();
+    if recovery.commits > 0 {
+        settings.status(format!(
+            "Recovered {} journal commit(s) that an interrupted relayctl had written to the stores \
+             but not yet to the journal {}.",
+            recovery.commits,
+            path.display()
+        ));
+    }
+    if recovery.torn > 0 {
+        settings.status(format!(
+            "{} {} line(s) of the journal's write-ahead log {} were cut short by an interruption and \
+             could not be read; run `relayctl plan` and compare the stores with `relayctl log`.",
+            ui::paint(ui::WARNING, "warning:"),
+            recovery.torn,
+            recovery.wal.display()
+        ));
+    }
+    Ok(journal)
+}
+
+/// The client for the configured LaunchDarkly, or why there is none. Makes no request.
+fn ld_client(settings: &Settings, config: &Config) -> Result<Client> {
+    let Some(token) = &settings.launchdarkly.token else {
+        bail!(
+            "LD_API_KEY is not set: relayctl needs a LaunchDarkly API access token (with writer rights) to talk \
+             to LaunchDarkly. Set LD_API_KEY in the environment or in a .env file in the working directory, \
+             then run this again. Nothing was sent"
+        );
+    };
+    let base = settings
+        .launchdarkly
+        .base_url
+        .as_deref()
+        .or(config.base_url.as_deref())
+        .unwrap_or(launchdarkly::DEFAULT_BASE_URL);
+    Client::new(base, token)
+}

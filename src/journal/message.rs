@@ -1,0 +1,405 @@
+//! A journal commit as text: its message (subject, reason, git trailers) and its state file
+//! (`<project>/<environment>/<flag>.toml`). Both are written and read back here only, so this is
+//! the one file that knows the trailer names and the state file's shape.
+//!
+//! The trailers (`Project:`, `On:`, `Base-Version:`, `Store:`...) are what `git log
+//! --format='%(trailers)'`, scripts and `relayctl sync` read; the state file holds the override
+//! state after the change, so `git log -p` reads as a list of diffs, and it records the value of
+//! each variation the change serves (an index alone would not survive a reordering of the
+//! flag's variations in LaunchDarkly).
+
+use super::notes::SyncNote;
+use crate::flag::{FlagId, Serve, StoreTarget, Targeting, Variation};
+use anyhow::{anyhow, Context, Result};
+use git2::{Oid, Repository};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What one journal commit records: a flag's new state and where it was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: FlagId,
+    pub to: Targeting,
+    pub previous_on: bool,
+    /// The store version before the change (the highest among the targets written).
+    pub base_version: u64,
+    pub reason: Option<String>,
+    /// The targets written, with the version each now holds.
+    pub written: Vec<(StoreTarget, u64)>,
+    /// The targets that failed, with why.
+    pub failed: Vec<(StoreTarget, String)>,
+}
+
+impl Entry {
+    /// The subject's summary: what changed, in words.
+    pub fn summary(&self, from: &Targeting) -> String {
+        let mut parts = Vec::new();
+        if from.on != self.to.on || (from.off_variation.is_none() && from.fallthrough.is_none()) {
+            parts.push(if self.to.on { "turn on" } else { "turn off" }.to_owned());
+        }
+        if let (Some(Serve::Variation(v)), true) = (
+            &self.to.off_variation,
+            from.off_variation != self.to.off_variation,
+        ) {
+            parts.push(format!("serve {} when off", v.value));
+        }
+        if let (Some(Serve::Variation(v)), true) =
+            (&self.to.fallthrough, from.fallthrough != self.to.fallthrough)
+        {
+            parts.push(format!("fall through to {}", v.value));
+        }
+        parts.join(", ")
+    }
+}
+
+/// A journal commit read back, with its sync status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub oid: Oid,
+    /// The abbreviated commit id, as `log` shows it and the LaunchDarkly comment cites it.
+    pub short: String,
+    /// Commit time, seconds since the epoch.
+    pub time: i64,
+    /// `Name <email>`.
+    pub author: String,
+    pub subject: String,
+    pub reason: Option<String>,
+    pub id: FlagId,
+    /// The state the commit leaves the flag in: `on`, and each variation slot it set.
+    pub to: Targeting,
+    pub base_version: u64,
+    /// The sync note, if any.
+    pub note: Option<SyncNote>,
+}
+
+impl Recorded {
+    /// Whether sync has finished with this commit (a `synced` note).
+    pub fn is_synced(&self) -> bool {
+        self.note.as_ref().is_some_and(SyncNote::is_synced)
+    }
+
+    /// The sync status as `relayctl log` shows it: the note's first line, or `pending`.
+    pub fn status(&self) -> String {
+        match &self.note {
+            Some(n) => n.to_string().lines().next().unwrap_or("pending").to_owned(),
+            None => "pending".to_owned(),
+        }
+    }
+}
+
+const PROJECT: &str = "Project";
+const ENVIRONMENT: &str = "Environment";
+const FLAG: &str = "Flag";
+const ON: &str = "On";
+const PREVIOUS_ON: &str = "Previous-On";
+const BASE_VERSION: &str = "Base-Version";
+const OFF_VARIATION: &str = "Off-Variation";
+const FALLTHROUGH: &str = "Fallthrough";
+const STORE: &str = "Store";
+const STORE_FAILED: &str = "Store-Failed";
+const NOT_WRITTEN: &str = "Not written (apply failed there; run `relayctl plan` to see what is left):";
+
+/// The commit message of `entry`, a change from `from`.
+pub(super) fn message(entry: &Entry, from: &Targeting) -> String {
+    let mut m = format!("{}: {}\n\n", entry.id, entry.summary(from));
+    if let Some(reason) = &entry.reason {
+        m += reason.trim();
+        m += "\n\n";
+    }
+    if !entry.failed.is_empty() {
+        m += NOT_WRITTEN;
+        m += "\n";
+        for (t, why) in &entry.failed {
+            m += &format!("- {t}: {}\n", one_line(why));
+        }
+        m += "\n";
+    }
+    let id = &entry.id;
+    let mut trailer = |key: &str, value: &dyn std::fmt::Display| m += &format!("{key}: {value}\n");
+    trailer(PROJECT, &id.project);
+    trailer(ENVIRONMENT, &id.environment);
+    trailer(FLAG, &id.flag);
+    trailer(ON, &entry.to.on);
+    trailer(PREVIOUS_ON, &from.on);
+    trailer(BASE_VERSION, &entry.base_version);
+    if let Some(v) = entry.to.off_variation.as_ref().and_then(Serve::variation) {
+        trailer(OFF_VARIATION, &v.index);
+    }
+    if let Some(v) = entry.to.fallthrough.as_ref().and_then(Serve::variation) {
+        trailer(FALLTHROUGH, &v.index);
+    }
+    for (t, version) in &entry.written {
+        trailer(STORE, &format!("{} v{version}", one_line(&t.to_string())));
+    }
+    for (t, _) in &entry.failed {
+        trailer(STORE_FAILED, &one_line(&t.to_string()));
+    }
+    m
+}
+
+/// Where the state file of `id` lives in the journal's tree.
+pub(super) fn state_path(id: &FlagId) -> [String; 3] {
+    [
+        id.project.clone(),
+        id.environment.clone(),
+        format!("{}.toml", id.flag),
+    ]
+}
+
+/// The state file: the override state after the change, in the overrides file's terms.
+pub(super) fn state_file(entry: &Entry) -> String {
+    let mut out = format!(
+        "# {}: override state written by relayctl\non = {}\n",
+        entry.id, entry.to.on
+    );
+    for (key, slot) in [
+        ("off_variation", &entry.to.off_variation),
+        ("fallthrough", &entry.to.fallthrough),
+    ] {
+        if let Some(v) = slot.as_ref().and_then(Serve::variation) {
+            out += &format!("{key} = {}\n", variation_toml(v));
+        }
+    }
+    if let Some(r) = &entry.reason {
+        out += &format!("reason = {}\n", toml::Value::String(r.clone()));
+    }
+    out
+}
+
+/// `{ index = 1, value = "control" }`, or `{ index = 1, json = "..." }` for a value TOML cannot
+/// hold exactly on one line (null, numbers beyond i64, text with line breaks).
+fn variation_toml(v: &Variation) -> String {
+    let mut table = toml::Table::new();
+    table.insert("index".into(), toml::Value::Integer(v.index as i64));
+    let exact = toml::Value::try_from(&v.value)
+        .ok()
+        .filter(|t| serde_json::to_value(t).ok().as_ref() == Some(&v.value))
+        .filter(|t| !t.to_string().contains('\n'));
+    match exact {
+        Some(t) => table.insert("value".into(), t),
+        None => table.insert("json".into(), toml::Value::String(v.value.to_string())),
+    };
+    toml::Value::Table(table).to_string()
+}
+
+/// The variation values a state file records, by slot name.
+fn recorded_values(state: &str) -> Result<(Option<Value>, Option<Value>), String> {
+    let table: toml::Table = toml::from_str(state).map_err(|e| e.message().to_owned())?;
+    let value = |key: &str| -> Result<Option<Value>, String> {
+        match table.get(key) {
+            None => Ok(None),
+            // The first format: `off_variation = 1 # "control"`, the value in the comment.
+            Some(toml::Value::Integer(_)) => Ok(legacy_value(state, key)),
+            Some(toml::Value::Table(t)) => match (t.get("value"), t.get("json")) {
+                (Some(v), None) => serde_json::to_value(v).map(Some).map_err(|e| e.to_string()),
+                (None, Some(toml::Value::String(json))) => {
+                    serde_json::from_str(json).map(Some).map_err(|e| e.to_string())
+                }
+                _ => Err(format!("{key} has neither a value nor its JSON")),
+            },
+            Some(other) => Err(format!("{key} is {other}")),
+        }
+    };
+    Ok((value("off_variation")?, value("fallthrough")?))
+}
+
+fn legacy_value(state: &str, key: &str) -> Option<Value> {
+    state.lines().find_map(|line| {
+        let rest = line.strip_prefix(key)?.trim_start().strip_prefix('=')?;
+        let (_, json) = rest.split_once(" # ")?;
+        serde_json::from_str(json.trim()).ok()
+    })
+}
+
+/// Reads back a journal commit; `None` for commits that are not flag changes (the initial one).
+pub(super) fn read(
+    repo: &Repository,
+    commit: &git2::Commit,
+    note: Option<SyncNote>,
+) -> Result<Option<Recorded>> {
+    let message = commit.message().unwrap_or("");
+    let trailers = git2::message_trailers_strs(message)
+        .with_context(|| format!("reading the trailers of journal commit {}", commit.id()))?;
+    let get = |key: &str| {
+        trailers
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_owned())
+    };
+    let (Some(project), Some(environment), Some(flag)) = (get(PROJECT), get(ENVIRONMENT), get(FLAG)) else {
+        return Ok(None);
+    };
+    let odb = repo
+        .odb()
+        .with_context(|| format!("reading journal commit {}", commit.id()))?;
+    let short = super::abbreviate(&odb, commit.id());
+    let bad = |what: &str| anyhow!("journal commit {short} has an invalid {what} trailer");
+    let on = get(ON)
+        .and_then(|v| v.parse::<bool>().ok())
+        .ok_or_else(|| bad(ON))?;
+    let base_version = get(BASE_VERSION)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad(BASE_VERSION))?;
+    let index = |k: &str| get(k).map(|v| v.parse::<usize>().map_err(|_| bad(k))).transpose();
+    let (off_index, ft_index) = (index(OFF_VARIATION)?, index(FALLTHROUGH)?);
+    let id = FlagId {
+        project,
+        environment,
+        flag,
+    };
+    let (off_value, ft_value) = if off_index.is_some() || ft_index.is_some() {
+        let state = state_of(repo, commit, &id)
+            .with_context(|| format!("reading the state file of journal commit {short} ({id})"))?;
+        recorded_values(&state)
+            .map_err(|e| anyhow!("the state file of journal commit {short} ({id}) is not relayctl's: {e}"))?
+    } else {
+        (None, None)
+    };
+    let slot = |index: Option<usize>, value: Option<Value>, what: &str| -> Result<Option<Serve>> {
+        match (index, value) {
+            (Some(index), Some(value)) => Ok(Some(Serve::Variation(Variation { index, value }))),
+            (Some(_), None) => Err(anyhow!(
+                "journal commit {short} ({id}) records {what} variation without its value"
+            )),
+            (None, _) => Ok(None),
+        }
+    };
+    let to = Targeting {
+        on,
+        off_variation: slot(off_index, off_value, "an off")?,
+        fallthrough: slot(ft_index, ft_value, "a fallthrough")?,
+    };
+    let author = commit.author();
+    Ok(Some(Recorded {
+        oid: commit.id(),
+        short,
+        time: commit.time().seconds(),
+        author: format!(
+            "{} <{}>",
+            author.name().unwrap_or(""),
+            author.email().unwrap_or("")
+        ),
+        subject: commit.summary().unwrap_or("").to_owned(),
+        reason: reason(message),
+        id,
+        to,
+        base_version,
+        note,
+    }))
+}
+
+/// The reason: the body's first paragraph, unless that is already the failures or the trailers.
+fn reason(message: &str) -> Option<String> {
+    let body = message.split_once("\n\n").map(|(_, b)| b).unwrap_or("");
+    body.split("\n\n")
+        .next()
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with(&format!("{PROJECT}:")) && !p.starts_with(NOT_WRITTEN))
+        .map(str::to_owned)
+}
+
+fn state_of(repo: &Repository, commit: &git2::Commit, id: &FlagId) -> Result<String> {
+    let path: std::path::PathBuf = state_path(id).iter().collect();
+    let entry = commit.tree()?.get_path(&path)?;
+    let blob = repo.find_blob(entry.id())?;
+    Ok(String::from_utf8_lossy(blob.content()).into_owned())
+}
+
+/// A single-line trailer value.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(in crate::journal) fn entry() -> Entry {
+        Entry {
+            id: FlagId {
+                project: "default".into(),
+                environment: "production".into(),
+                flag: "new-checkout".into(),
+            },
+            to: Targeting {
+                on: false,
+                off_variation: Some(Serve::Variation(Variation {
+                    index: 1,
+                    value: "control".into(),
+                })),
+                fallthrough: None,
+            },
+            previous_on: true,
+            base_version: 41,
+            reason: Some("INC-4711: checkout returns 500".into()),
+            written: vec![(
+                StoreTarget {
+                    store: "relay-redis".into(),
+                    target: "redis://10.0.0.5:6379".into(),
+                },
+                42,
+            )],
+            failed: vec![(
+                StoreTarget {
+                    store: "relay-redis".into(),
+                    target: "redis://10.0.0.6:6379".into(),
+                },
+                "connection\nrefused".into(),
+            )],
+        }
+    }
+
+    pub(in crate::journal) fn from() -> Targeting {
+        Targeting {
+            on: true,
+            off_variation: Some(Serve::Unset),
+            fallthrough: None,
+        }
+    }
+
+    #[test]
+    fn message_has_subject_reason_and_trailers() {
+        insta::assert_snapshot!(message(&entry(), &from()));
+    }
+
+    #[test]
+    fn state_files_record_each_value_exactly() {
+        for value in [
+            json!("control"),
+            json!(3),
+            json!(2.5),
+            json!(true),
+            json!(null),
+            json!(18446744073709551615u64),
+            json!({"a": [1, "x\ny"], "b": null}),
+        ] {
+            let mut e = entry();
+            e.to.fallthrough = Some(Serve::Variation(Variation {
+                index: 0,
+                value: value.clone(),
+            }));
+            let state = state_file(&e);
+            assert_eq!(
+                recorded_values(&state).unwrap(),
+                (Some(json!("control")), Some(value.clone())),
+                "{state}"
+            );
+        }
+        assert_eq!(
+            state_file(&entry()),
+            "# default/production/new-checkout: override state written by relayctl\non = false\n\
+             off_variation = { index = 1, value = \"control\" }\nreason = \"INC-4711: checkout returns 500\"\n"
+        );
+    }
+
+    #[test]
+    fn state_files_of_the_first_format_still_read() {
+        let state = "# default/production/f: override state written by relayctl\non = false\n\
+                     off_variation = 1 # \"control\"\nfallthrough = 0 # {\"a\":1}\n";
+        assert_eq!(
+            recorded_values(state).unwrap(),
+            (Some(json!("control")), Some(json!({"a": 1})))
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! The journal against real repositories in temp dirs: commits read back, a killed run
+//! recovered, flushes, the lock.
+
+use super::message::tests::{entry, from};
+use super::*;
+use crate::flag::{Serve, Variation};
+use serde_json::json;
+use std::time::UNIX_EPOCH;
+
+/// What apply does for one flag whose writes all succeed.
+fn record(w: &mut Writer<'_>, e: &Entry) -> Result<String> {
+    let mut started = e.clone();
+    started.written.clear();
+    started.failed.clear();
+    let targets = e.written.iter().map(|(t, v)| (t.clone(), v - 1)).collect();
+    let intent = w.begin(&started, &from(), targets)?;
+    Ok(w.finish(&intent, e)?.expect("written"))
+}
+
+fn wal_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(wal::path(&path.join(".git")))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn open(path: &Path) -> Journal {
+    Journal::open_locked(path, &test_options()).unwrap()
+}
+
+#[test]
+fn commits_read_back_with_their_trailers_and_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = open(&dir.path().join("journal"));
+    let short = j.write(|w| record(w, &entry())).unwrap();
+    let all = j.entries().unwrap();
+    assert_eq!(all.len(), 1);
+    let r = &all[0];
+    assert_eq!(r.short, short);
+    assert_eq!(r.id.flag, "new-checkout");
+    assert_eq!(r.to, entry().to);
+    assert_eq!(r.base_version, 41);
+    assert_eq!(r.reason.as_deref(), Some("INC-4711: checkout returns 500"));
+    assert_eq!(r.status(), "pending");
+    let at = UNIX_EPOCH + std::time::Duration::from_secs(1_795_316_645);
+    let synced = SyncNote::Synced {
+        at,
+        ld_version: 43,
+        already: false,
+        forced: None,
+    };
+    j.set_notes(&[(r.oid, synced)]).unwrap();
+    assert!(j.entries().unwrap()[0].is_synced());
+    assert_eq!(
+        j.entries().unwrap()[0].status(),
+        "synced 2026-11-22T03:04:05Z ld-version=43"
+    );
+    j.write(|w| record(w, &entry())).unwrap();
+    let second = j.entries().unwrap()[0].oid;
+    j.set_notes(&[
+        (r.oid, SyncNote::Conflict("x".into())),
+        (second, SyncNote::Skipped("y".into())),
+    ])
+    .unwrap();
+    let notes: Vec<_> = j.entries().unwrap().into_iter().map(|r| r.note).collect();
+    assert_eq!(
+        notes,
+        [
+            Some(SyncNote::Skipped("y".into())),
+            Some(SyncNote::Conflict("x".into()))
+        ]
+    );
+    j.close().unwrap();
+    let state =
+        std::fs::read_to_string(dir.path().join("journal/default/production/new-checkout.toml")).unwrap();
+    assert!(
+        state.contains("on = false\noff_variation = { index = 1, value = \"control\" }\n"),
+        "{state}"
+    );
+}
+
+#[test]
+fn variation_values_of_any_json_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = open(&dir.path().join("journal"));
+    let mut e = entry();
+    e.to.fallthrough = Some(Serve::Variation(Variation {
+        index: 2,
+        value: json!({"theme": null, "sizes": [1, 2.5]}),
+    }));
+    j.write(|w| record(w, &e)).unwrap();
+    assert_eq!(j.entries().unwrap()[0].to, e.to);
+}
+
+#[test]
+fn a_killed_run_is_recovered_once_and_its_unfinished_writes_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let mut j = open(&path);
+    // Capture the log lines of three flags: one that landed, one done but not landed, one
+    // only started.
+    let mut lines = Vec::new();
+    j.write(|w| {
+        record(w, &entry())?;
+        lines.extend(wal_lines(&path));
+        let mut lost = entry();
+        lost.id.flag = "pricing-page".into();
+        record(w, &lost)?;
+        let mut started = entry();
+        started.id.flag = "search-v2".into();
+        started.written.clear();
+        w.begin(
+            &started,
+            &from(),
+            vec![(
+                StoreTarget {
+                    store: "s".into(),
+                    target: "t".into(),
+                },
+                7,
+            )],
+        )?;
+        lines = wal_lines(&path);
+        Ok(())
+    })
+    .unwrap();
+    assert!(wal_lines(&path).is_empty(), "a flush empties the log");
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    // The kill: the branch is back before the second flag, the log as it was.
+    let first = j.entries().unwrap()[1].oid;
+    let branch = j
+        .repo
+        .find_reference("HEAD")
+        .unwrap()
+        .symbolic_target()
+        .unwrap()
+        .to_owned();
+    j.repo.reference(&branch, first, true, "test").unwrap();
+    drop(j);
+    std::fs::write(
+        wal::path(&path.join(".git")),
+        lines.join("\n") + "\n{\"kind\": \"do",
+    )
+    .unwrap();
+
+    let j = open(&path);
+    let flags: Vec<String> = j.entries().unwrap().iter().map(|r| r.id.flag.clone()).collect();
+    assert_eq!(
+        flags,
+        ["pricing-page", "new-checkout"],
+        "recovered once, in order"
+    );
+    assert_eq!(j.recovery().commits, 1);
+    assert_eq!(j.recovery().torn, 1);
+    assert_eq!(j.interrupted().len(), 1);
+    assert_eq!(j.interrupted()[0].entry.id.flag, "search-v2");
+    assert_eq!(wal_lines(&path).len(), 1, "the unfinished intent stays logged");
+    drop(j);
+    // Still there for the next run, until someone finishes it.
+    let mut j = open(&path);
+    let intent = j.interrupted()[0].clone();
+    j.write(|w| w.finish(&intent, &intent.entry)).unwrap();
+    assert!(j.interrupted().is_empty());
+    assert!(wal_lines(&path).is_empty());
+    assert_eq!(
+        j.entries().unwrap().len(),
+        2,
+        "nothing written, nothing committed"
+    );
+}
+
+#[test]
+fn many_commits_span_several_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let mut j = open(&path);
+    let n = FLUSH_EVERY * 2 + 3;
+    j.write(|w| {
+        for i in 0..n {
+            let mut e = entry();
+            e.id.flag = format!("flag-{i}");
+            record(w, &e)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(j.entries().unwrap().len(), n);
+    j.close().unwrap();
+    assert!(path
+        .join(format!("default/production/flag-{}.toml", n - 1))
+        .exists());
+}
+
+#[test]
+fn a_second_locker_is_told_it_waits_then_fails_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let _first = open(&path);
+    let told = std::cell::RefCell::new(Vec::new());
+    let on_wait = |m: &str| told.borrow_mut().push(m.to_owned());
+    let options = Options {
+        lock_wait: Duration::from_millis(200),
+        on_wait: &on_wait,
+        ..test_options()
+    };
+    let err = Journal::open_locked(&path, &options).err().unwrap().to_string();
+    assert!(
+        err.contains(&format!(
+            "another relayctl (pid {}) is still writing",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    let told = told.into_inner();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].starts_with("Waiting for another relayctl"), "{told:?}");
+}
+
+#[test]
+fn commits_of_the_first_state_file_format_still_read() {
+    // A journal written before variation values were TOML data: `off_variation = 1 # "control"`.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let j = open(&path);
+    let repo = &j.repo;
+    let e = entry();
+    let state = "# default/production/new-checkout: override state written by relayctl\non = false\n\
+                 off_variation = 1 # \"control\"\nreason = \"INC-4711: checkout returns 500\"\n";
+    let blob = repo.blob(state.as_bytes()).unwrap();
+    let head = repo.head().unwrap().peel_to_commit().unwrap();
+    let tree = upsert(
+        repo,
+        Some(&head.tree().unwrap()),
+        &["default", "production", "new-checkout.toml"],
+        blob,
+    )
+    .unwrap();
+    let sig = git2::Signature::now("Op", "op@example.com").unwrap();
+    repo.commit(
+        Some("HEAD"),
+        &sig,
+        &sig,
+        &message::message(&e, &from()),
+        &repo.find_tree(tree).unwrap(),
+        &[&head],
+    )
+    .unwrap();
+    assert_eq!(j.entries().unwrap()[0].to, e.to);
+}

@@ -1,0 +1,148 @@
+//! The journal's write-ahead log (`.git/relayctl-wal.jsonl`): one JSON line per event, an
+//! *intent* before a flag's store writes and a *done* line right after them. The only file that
+//! knows its format.
+//!
+//! Commits are built in memory and written out in batches; the log is what makes that safe. If
+//! relayctl is killed, the next one that locks the journal commits the done lines that did not
+//! land, and keeps the intents without a done line: only the stores can tell whether those writes
+//! happened (`apply` reads them before doing anything else).
+
+use super::message::Entry;
+use crate::flag::{StoreTarget, Targeting};
+use anyhow::{anyhow, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The log's file name, inside the repository's `.git`.
+const FILE: &str = "relayctl-wal.jsonl";
+
+/// A flag write that has been logged as started: the targets, each with the version the write
+/// expects to replace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub(super) key: String,
+    pub(super) time: i64,
+    pub from: Targeting,
+    /// The change, with no target written or failed yet.
+    pub entry: Entry,
+    pub targets: Vec<(StoreTarget, u64)>,
+}
+
+/// One line of the log.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(super) enum Record {
+    /// About to write a flag.
+    Intent(Intent),
+    /// The writes are done; `entry` says which targets took them.
+    Done {
+        key: String,
+        time: i64,
+        from: Targeting,
+        entry: Entry,
+    },
+}
+
+/// What a log left behind by an earlier run holds.
+pub(super) struct Leftover {
+    /// Finished flag writes that took on some target, to commit unless they already landed:
+    /// (entry, previous state, time).
+    pub done: Vec<(Entry, Targeting, i64)>,
+    /// Started flag writes with no done line.
+    pub interrupted: Vec<Intent>,
+    /// Lines cut short by a kill mid-write.
+    pub torn: usize,
+}
+
+/// The path of the log of the repository whose `.git` is `git_dir`.
+pub(super) fn path(git_dir: &Path) -> PathBuf {
+    git_dir.join(FILE)
+}
+
+/// Reads the log at `path` (absent: empty).
+pub(super) fn read(path: &Path) -> Result<Leftover> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(anyhow!(e).context(format!("reading {}", path.display()))),
+    };
+    let mut records = Vec::new();
+    let mut torn = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str(line) {
+            Ok(r) => records.push(r),
+            Err(_) => torn += 1,
+        }
+    }
+    let finished: HashSet<String> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Done { key, .. } => Some(key.clone()),
+            Record::Intent(_) => None,
+        })
+        .collect();
+    let mut leftover = Leftover {
+        done: Vec::new(),
+        interrupted: Vec::new(),
+        torn,
+    };
+    for record in records {
+        match record {
+            Record::Intent(i) if !finished.contains(&i.key) => leftover.interrupted.push(i),
+            Record::Done {
+                entry, from, time, ..
+            } if !entry.written.is_empty() => leftover.done.push((entry, from, time)),
+            _ => {}
+        }
+    }
+    Ok(leftover)
+}
+
+/// How many lines the log at `path` holds (records and torn lines alike).
+pub(super) fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().filter(|l| !l.trim().is_empty()).count())
+}
+
+/// The open log, appended to by a journal writer.
+pub(super) struct Wal {
+    file: File,
+    path: PathBuf,
+}
+
+impl Wal {
+    /// Opens (creating) the log at `path` for appending.
+    pub fn open(path: PathBuf) -> Result<Wal> {
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening the journal's write-ahead log {}", path.display()))?;
+        Ok(Wal { file, path })
+    }
+
+    /// Appends `record`.
+    pub fn append(&mut self, record: &Record) -> Result<()> {
+        let mut line = serde_json::to_string(record)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).with_context(|| {
+            format!(
+                "appending to the journal's write-ahead log {}",
+                self.path.display()
+            )
+        })
+    }
+
+    /// Empties the log once everything in it is committed, keeping `unfinished` intents.
+    pub fn reset(&mut self, unfinished: &[Intent]) -> Result<()> {
+        self.file
+            .set_len(0)
+            .with_context(|| format!("emptying the journal's write-ahead log {}", self.path.display()))?;
+        for intent in unfinished {
+            self.append(&Record::Intent(intent.clone()))?;
+        }
+        Ok(())
+    }
+}
