@@ -1,4 +1,6 @@
-//! Test support: real servers on free loopback ports, temp workspaces, and the binary.
+//! Test support: temp workspaces where the binary runs ([`Workspace`], and its one command
+//! builder in `relayctl`), real servers on free loopback ports (`redis_server`, `moto`), the fake
+//! LaunchDarkly (`fake_ld`), and shared test data (`fixtures`).
 //!
 //! A server binary that is missing makes the test fail with how to install it: nothing here
 //! skips silently. Everything started here is stopped on drop.
@@ -6,12 +8,15 @@
 #![allow(dead_code)]
 
 pub mod fake_ld;
+pub mod fixtures;
 pub mod moto;
 mod redis_server;
+mod relayctl;
 
-pub use redis_server::{Dump, DumpValue, ExecProxy, Redis};
+pub use redis_server::{set_raw, Dump, DumpValue, ExecProxy, Redis};
+pub use relayctl::{output, Relayctl, Run};
 
-use serde_json::{json, Value};
+use std::ffi::OsStr;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,31 +55,6 @@ pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) 
     }
 }
 
-/// An overrides file with one store `relay-redis` over `redis` (prefix `ld:{project}:{environment}`)
-/// and `flags` declared under `[overrides.default.production]`.
-pub fn redis_overrides(redis: &[&Redis], flags: &str) -> String {
-    let urls: Vec<String> = redis.iter().map(|r| format!("\"{}\"", r.secret_url())).collect();
-    format!(
-        "[[store]]\nname = \"relay-redis\"\ntype = \"redis\"\nurls = [{}]\nprefix = \"ld:{{project}}:{{environment}}\"\n\n[overrides.default.production]\n{flags}",
-        urls.join(", ")
-    )
-}
-
-/// The prefix [`redis_overrides`] gives `default/production`.
-pub const PREFIX: &str = "ld:default:production";
-
-/// A realistic flag as Relay stores it: boolean or string variations, targets, a rule.
-pub fn flag(key: &str, version: u64, on: bool, variations: Value) -> Value {
-    json!({
-        "key": key, "on": on, "prerequisites": [],
-        "targets": [{"variation": 0, "values": ["alice"]}], "contextTargets": [],
-        "rules": [{"id": "rule-1", "clauses": [{"attribute": "country", "op": "in", "values": ["NZ"], "negate": false}], "variation": 0, "trackEvents": false}],
-        "fallthrough": {"variation": 0}, "offVariation": 1, "variations": variations,
-        "clientSide": false, "salt": format!("salt-{key}"), "trackEvents": false, "trackEventsFallthrough": false,
-        "debugEventsUntilDate": null, "version": version, "deleted": false
-    })
-}
-
 /// A temp directory with an overrides file, where `relayctl` runs with a fixed author and no
 /// colour, isolated from the developer's git config and environment.
 pub struct Workspace {
@@ -104,31 +84,15 @@ impl Workspace {
         std::fs::read_to_string(self.path(rel)).unwrap()
     }
 
-    /// `relayctl` in this workspace, with a clean environment.
-    pub fn relayctl(&self) -> assert_cmd::Command {
-        assert_cmd::Command::from_std(self.command())
+    /// `relayctl args` in this workspace, to add to (`.token()`, `.aws()`, `.env(k, v)`,
+    /// `.stdin(text)`, `.on_terminal()`) and then `.run()`, `.assert()`, `.spawn(..)` or `.std()`.
+    pub fn cmd(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Relayctl<'_> {
+        Relayctl::new(self).args(args)
     }
 
-    /// The same as [`Workspace::relayctl`], as a std `Command` (to spawn several at once).
-    pub fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relayctl"));
-        cmd.current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("RELAYCTL_AUTHOR", "Test Operator <operator@example.com>")
-            .env("NO_COLOR", "1")
-            .env("RELAYCTL_LOCK_TIMEOUT", "30");
-        cmd
-    }
-
-    /// Runs `relayctl args` in this workspace and captures everything.
-    pub fn run(&self, args: &[&str]) -> Run {
-        let mut cmd = self.relayctl();
-        cmd.args(args);
-        Run::of(&mut cmd)
+    /// `relayctl args` as it is, run to completion: `self.cmd(args).run()`.
+    pub fn run(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Run {
+        self.cmd(args).run()
     }
 
     /// The workspace directory as text, for redaction.
@@ -145,32 +109,6 @@ impl Workspace {
             .filter(|s| !s.is_empty() && !s.starts_with("Start the relayctl journal"))
             .map(str::to_owned)
             .collect()
-    }
-
-    /// `relayctl <args>` on a pseudo-terminal (the `script` utility), with this workspace's
-    /// environment: stdin, stdout and stderr are a terminal to relayctl. `args` is shell text, so
-    /// it may redirect (`sync > stdout.txt`).
-    pub fn on_terminal(&self, args: &str) -> Command {
-        let script = require(
-            "script",
-            "apt-get install -y bsdutils (util-linux on newer Debian)",
-        );
-        let inner = self.command();
-        let mut cmd = Command::new(script);
-        cmd.env_clear().current_dir(self.dir.path());
-        for (k, v) in inner.get_envs() {
-            if let Some(v) = v {
-                cmd.env(k, v);
-            }
-        }
-        // A terminal has a type; without TERM, progress bars (indicatif) stay hidden.
-        cmd.env("TERM", "xterm");
-        cmd.args([
-            "-qec",
-            &format!("{} {args}", env!("CARGO_BIN_EXE_relayctl")),
-            "/dev/null",
-        ]);
-        cmd
     }
 
     /// The journal's commits, oldest first, as `git log` sees them (subject and trailers).
@@ -196,55 +134,41 @@ impl Workspace {
             .parse()
             .unwrap()
     }
-}
 
-/// The outcome of one `relayctl` run.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    /// Runs `cmd` to completion, capturing its exit code and output.
-    pub fn of(cmd: &mut assert_cmd::Command) -> Run {
-        let out = cmd.output().expect("running relayctl");
-        Run {
-            code: out.status.code().expect("relayctl was killed by a signal"),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
+    /// The subjects of the journal's flag commits (not its initial commit), oldest first.
+    pub fn journal_subjects(&self) -> Vec<String> {
+        git(&self.path("journal"), &["log", "--reverse", "--format=%s"])
+            .lines()
+            .skip(1)
+            .map(str::to_owned)
+            .collect()
     }
 
-    /// The whole run as one text for a snapshot, with `pairs` replaced (temp paths, ports).
-    pub fn render(&self, pairs: &[(&str, &str)]) -> String {
-        redact(
-            &format!(
-                "exit code: {}\n----- stdout -----\n{}----- stderr -----\n{}",
-                self.code, self.stdout, self.stderr
-            ),
-            pairs,
-        )
-    }
-
-    /// Everything the run printed, stdout then stderr.
-    pub fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
+    /// Waits (20 s at most) until the workspace file `rel` contains `text`.
+    pub fn wait_for_text(&self, rel: &str, text: &str) {
+        wait_for(&format!("{text:?} in {rel}"), Duration::from_secs(20), || {
+            std::fs::read_to_string(self.path(rel))
+                .unwrap_or_default()
+                .contains(text)
+        });
     }
 }
 
 /// Runs the system git in `dir` and returns stdout, failing the test on error.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("running git");
+    stdout_of(
+        Command::new("git").arg("-C").arg(dir).args(args),
+        &format!("git {args:?}"),
+    )
+}
+
+/// Runs a helper program (`what`, for messages) to completion and returns its stdout, failing the
+/// test with its stderr unless it succeeded.
+pub fn stdout_of(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {what}: {e}"));
     assert!(
         out.status.success(),
-        "git {args:?} failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
@@ -255,14 +179,4 @@ pub fn redact(text: &str, pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .fold(text.to_owned(), |t, (from, to)| t.replace(from, to))
-}
-
-/// What the LaunchDarkly SDK served for `flag` in `tests/conformance/evaluate.py`'s output:
-/// (value, variation index, reason kind).
-pub fn served(results: &Value, flag: &str) -> (Value, Value, Value) {
-    (
-        results[flag]["value"].clone(),
-        results[flag]["variation_index"].clone(),
-        results[flag]["reason"]["kind"].clone(),
-    )
 }

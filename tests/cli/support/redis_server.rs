@@ -4,7 +4,7 @@
 //!
 //! A missing `redis-server` (or `openssl`, for TLS) fails the test with the install command.
 
-use super::{free_port, require, wait_for};
+use super::{free_port, require, stdout_of, wait_for};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -48,17 +48,13 @@ impl Redis {
         };
         if tls {
             let openssl = require("openssl", "apt-get install -y openssl");
-            let out = Command::new(openssl)
-                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
-                .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
-                .args(["-keyout", "key.pem", "-out", "cert.pem"])
-                .current_dir(r.dir.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "openssl: {}",
-                String::from_utf8_lossy(&out.stderr)
+            stdout_of(
+                Command::new(openssl)
+                    .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+                    .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
+                    .args(["-keyout", "key.pem", "-out", "cert.pem"])
+                    .current_dir(r.dir.path()),
+                "openssl",
             );
         }
         r.restart();
