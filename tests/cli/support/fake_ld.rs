@@ -7,7 +7,7 @@
 //! bumps the versions of the environments a patch changed, records every request (method, path,
 //! headers, body), and can be told to answer 429 / 5xx / 409 / 405 / 400 for a while, to let
 //! someone "edit in the UI", or to stop answering after N requests (a sync killed mid-way). Also
-//! used by benches/sync.rs through `#[path]`.
+//! used by benches/sync.rs, which includes this support code through `#[path]`.
 
 #![allow(dead_code)]
 
