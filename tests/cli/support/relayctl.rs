@@ -53,11 +53,13 @@ impl<'w> Relayctl<'w> {
         .env("RELAYCTL_LOCK_TIMEOUT", "30")
     }
 
+    /// Adds one argument.
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.args.push(arg.as_ref().to_owned());
         self
     }
 
+    /// Adds arguments.
     pub fn args(self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Self {
         args.into_iter().fold(self, Relayctl::arg)
     }
@@ -104,9 +106,8 @@ impl<'w> Relayctl<'w> {
         self
     }
 
-    /// Sends relayctl's stdout to the workspace file `rel` (`relayctl sync > rel`): on a
-    /// terminal, stdin and stderr stay on it. Without a terminal, only [`Relayctl::std`] can
-    /// honour it (assert_cmd captures stdout).
+    /// With [`Relayctl::on_terminal`]: relayctl's stdout goes to the workspace file `rel`
+    /// (`relayctl sync > rel`) while stdin and stderr stay on the terminal.
     pub fn stdout_to(mut self, rel: &str) -> Self {
         self.stdout_to = Some(self.workspace.path(rel));
         self
@@ -143,10 +144,6 @@ impl<'w> Relayctl<'w> {
     }
 
     fn assert_cmd(mut self) -> assert_cmd::Command {
-        assert!(
-            self.terminal || self.stdout_to.is_none(),
-            "stdout_to without on_terminal needs .std(): assert_cmd captures stdout"
-        );
         let (stdin, timeout) = (self.stdin.take(), self.timeout.take());
         let mut cmd = assert_cmd::Command::from_std(self.command());
         if let Some(text) = stdin {
@@ -175,11 +172,12 @@ impl<'w> Relayctl<'w> {
             cmd.args(["-qec", &line.join(" "), "/dev/null"]);
             cmd
         } else {
+            assert!(
+                self.stdout_to.is_none(),
+                "stdout_to goes with on_terminal(); without a terminal, give .spawn() a File"
+            );
             let mut cmd = Command::new(BIN);
             cmd.args(&self.args);
-            if let Some(path) = &self.stdout_to {
-                cmd.stdout(std::fs::File::create(path).expect("creating the stdout file"));
-            }
             cmd
         };
         cmd.current_dir(self.workspace.dir.path())
