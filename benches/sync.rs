@@ -6,31 +6,23 @@
 //! Run: `cargo bench --bench sync` (prints the apply time used to make the journal, and the
 //! sync time). `RELAYCTL_BENCH_FLAGS=N` changes the number of flags.
 
-#[path = "../tests/cli/support/fake_ld.rs"]
-mod fake_ld;
+// The tests' support code: the same workspace, relayctl builder and fake LaunchDarkly. The bench
+// uses a small part of it.
+#[allow(unused_imports)]
+#[path = "../tests/cli/support/mod.rs"]
+mod support;
 
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Instant;
+use support::fake_ld::FakeLd;
+use support::fixtures::{file_store_and_ld, flag_file, overrides};
+use support::{Run, Workspace};
 
-fn relayctl(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_relayctl"))
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("RELAYCTL_AUTHOR", "Bench Operator <bench@example.com>")
-        .env("LD_API_KEY", fake_ld::TOKEN)
-        .args(args)
-        .output()
-        .expect("running relayctl");
-    assert!(
-        out.status.success(),
-        "relayctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// Runs `relayctl args` with the fake's token; it must succeed.
+fn relayctl(w: &Workspace, args: &[&str]) -> Run {
+    let run = w.cmd(args).token().run();
+    assert_eq!(run.code, 0, "relayctl {args:?} failed: {}", run.stderr);
+    run
 }
 
 fn main() {
@@ -38,53 +30,39 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let dir = tempfile::tempdir().unwrap();
-    let ld = fake_ld::FakeLd::start();
+    let w = Workspace::new("");
+    let ld = FakeLd::start();
     let variations = [json!("treatment"), json!("control")];
-    let mut flags = serde_json::Map::new();
-    let mut overrides = String::new();
+    let mut flags = Vec::new();
+    let mut declared = String::new();
     for i in 0..n {
         let key = format!("flag-{i:04}");
-        flags.insert(
-            key.clone(),
+        flags.push(
             json!({"key": key, "on": true, "prerequisites": [], "targets": [], "contextTargets": [], "rules": [],
                    "fallthrough": {"variation": 0}, "offVariation": 1, "variations": variations, "salt": "s",
                    "trackEvents": false, "trackEventsFallthrough": false, "debugEventsUntilDate": Value::Null,
                    "version": 10, "deleted": false}),
         );
         ld.add_flag("default", &key, &variations, "production", true, 1, 0, 10);
-        overrides += &format!("{key} = {{ on = false, reason = \"bench\" }}\n");
+        declared += &format!("{key} = {{ on = false, reason = \"bench\" }}\n");
     }
-    std::fs::create_dir_all(dir.path().join("flags")).unwrap();
-    std::fs::write(
-        dir.path().join("flags/default-production.json"),
-        json!({"flags": flags, "segments": {}}).to_string(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("overrides.toml"),
-        format!(
-            "[[store]]\ntype = \"file\"\npath = \"flags/{{project}}-{{environment}}.json\"\n\n\
-             [launchdarkly]\nbase_url = \"{}\"\n\n[overrides.default.production]\n{overrides}",
-            ld.url
-        ),
-    )
-    .unwrap();
+    w.write("flags/default-production.json", &flag_file(&flags));
+    w.write(
+        "overrides.toml",
+        &overrides(&file_store_and_ld(&ld.url), &declared),
+    );
 
     let started = Instant::now();
-    relayctl(dir.path(), &["-q", "apply", "--auto-approve"]);
+    relayctl(&w, &["-q", "apply", "--auto-approve"]);
     eprintln!(
         "setup: apply of {n} flags took {:.2} s",
         started.elapsed().as_secs_f64()
     );
 
     let started = Instant::now();
-    let out = relayctl(dir.path(), &["-v", "sync"]);
+    let out = relayctl(&w, &["-v", "sync"]);
     let took = started.elapsed();
-    for line in String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| l.contains(" ms."))
-    {
+    for line in out.stderr.lines().filter(|l| l.contains(" ms.")) {
         eprintln!("  {line}");
     }
     let applied = ld.applied().len();
@@ -107,11 +85,8 @@ fn main() {
     );
 
     let started = Instant::now();
-    let out = relayctl(dir.path(), &["-v", "sync"]);
-    for line in String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| l.contains(" ms."))
-    {
+    let out = relayctl(&w, &["-v", "sync"]);
+    for line in out.stderr.lines().filter(|l| l.contains(" ms.")) {
         eprintln!("  {line}");
     }
     println!(

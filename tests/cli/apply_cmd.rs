@@ -1,7 +1,8 @@
 //! `relayctl apply`: what it writes to the store (and what it must not touch), the journal
 //! commit it makes per flag, saved plans, stale plans, and refusing to run unattended.
 
-use crate::support::{flag, git, redis_overrides, DumpValue, Redis, Workspace, PREFIX};
+use crate::support::fixtures::{bool_flag, edited, flag, redis_overrides, PREFIX};
+use crate::support::{git, Dump, DumpValue, Redis, Run, Workspace};
 use serde_json::{json, Value};
 
 const SEGMENTS: &str = "ld:default:production:segments";
@@ -10,7 +11,7 @@ const SEGMENTS: &str = "ld:default:production:segments";
 /// properties relayctl has never heard of.
 fn seeded() -> Redis {
     let r = Redis::start();
-    let mut checkout = flag("new-checkout", 41, true, json!([true, false]));
+    let mut checkout = bool_flag("new-checkout", 41);
     checkout["futureProperty"] = json!({"nested": [1, 2.5, "x"], "null": null});
     checkout["_meta"] = json!("kept");
     r.seed(
@@ -19,7 +20,7 @@ fn seeded() -> Redis {
             checkout,
             flag("pricing-page", 17, true, json!(["control", "treatment"])),
             flag("recommendations", 8, true, json!(["v2", "v1", "off"])),
-            flag("unmanaged", 9, true, json!([true, false])),
+            bool_flag("unmanaged", 9),
         ],
     );
     redis::cmd("HSET")
@@ -35,7 +36,7 @@ const FLAGS: &str = "new-checkout = { on = false, reason = \"INC-4711: checkout 
 pricing-page = { on = false, off_variation = \"control\", reason = \"INC-4711\" }\n\
 recommendations = { on = true, fallthrough = \"v1\" }\n";
 
-fn raw(dump: &crate::support::Dump, key: &str, field: &str) -> String {
+fn raw(dump: &Dump, key: &str, field: &str) -> String {
     match &dump[key] {
         DumpValue::Hash(h) => h[field].clone(),
         other => panic!("{key} is {other:?}"),
@@ -47,7 +48,7 @@ fn auto_approve_writes_only_the_managed_properties_and_journals_each_flag() {
     let r = seeded();
     let before = r.dump();
     let w = Workspace::new(&redis_overrides(&[&r], FLAGS));
-    let run = w.run(&["apply", "--auto-approve"]);
+    let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     let port = r.port.to_string();
     insta::with_settings!({filters => vec![(r"journal [0-9a-f]{7}", "journal [SHA]")]}, {
@@ -70,24 +71,23 @@ fn auto_approve_writes_only_the_managed_properties_and_journals_each_flag() {
 
     // The changed flags: the stored JSON with only on / offVariation / fallthrough / version
     // changed, in the same property order, with JSON booleans and integers.
-    let expect = |flag: &str, edit: &dyn Fn(&mut Value)| {
-        let mut v: Value = serde_json::from_str(&raw(&before, &features, flag)).unwrap();
-        edit(&mut v);
-        assert_eq!(raw(&after, &features, flag), v.to_string(), "{flag}");
+    let expect = |flag: &str, changes: Value| {
+        let v: Value = serde_json::from_str(&raw(&before, &features, flag)).unwrap();
+        assert_eq!(
+            raw(&after, &features, flag),
+            edited(&v, changes).to_string(),
+            "{flag}"
+        );
     };
-    expect("new-checkout", &|v| {
-        v["on"] = json!(false);
-        v["version"] = json!(42);
-    });
-    expect("pricing-page", &|v| {
-        v["on"] = json!(false);
-        v["offVariation"] = json!(0);
-        v["version"] = json!(18);
-    });
-    expect("recommendations", &|v| {
-        v["fallthrough"] = json!({"variation": 1});
-        v["version"] = json!(9);
-    });
+    expect("new-checkout", json!({"on": false, "version": 42}));
+    expect(
+        "pricing-page",
+        json!({"on": false, "offVariation": 0, "version": 18}),
+    );
+    expect(
+        "recommendations",
+        json!({"fallthrough": {"variation": 1}, "version": 9}),
+    );
     assert!(raw(&after, &features, "new-checkout").contains(r#""on":false"#));
 
     // One commit per flag, with the SPEC's message: subject, reason as body, trailers.
@@ -140,7 +140,7 @@ fn auto_approve_writes_only_the_managed_properties_and_journals_each_flag() {
     assert_eq!(git(&journal, &["status", "--porcelain"]), "");
 
     // A re-run has nothing to do: no write, no commit.
-    let run = w.run(&["apply", "--auto-approve"]);
+    let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(run.stderr.contains("No changes"), "{}", run.stderr);
     assert_eq!(r.dump(), after);
@@ -152,7 +152,7 @@ fn without_a_terminal_or_auto_approve_it_refuses_and_writes_nothing() {
     let r = seeded();
     let before = r.dump();
     let w = Workspace::new(&redis_overrides(&[&r], FLAGS));
-    let run = w.run(&["apply"]);
+    let run = w.run(["apply"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains("no terminal"), "{}", run.stderr);
     assert!(run.stderr.contains("--auto-approve"), "{}", run.stderr);
@@ -172,7 +172,7 @@ fn without_a_terminal_or_auto_approve_it_refuses_and_writes_nothing() {
 fn a_saved_plan_is_applied_exactly_even_if_the_overrides_file_changed() {
     let r = seeded();
     let w = Workspace::new(&redis_overrides(&[&r], "new-checkout = false\n"));
-    let run = w.run(&["plan", "--out", "p.json"]);
+    let run = w.run(["plan", "--out", "p.json"]);
     assert_eq!(run.code, 0, "{}", run.all());
     // After the plan was reviewed, someone edits the overrides file: apply p.json ignores it.
     w.write(
@@ -180,7 +180,7 @@ fn a_saved_plan_is_applied_exactly_even_if_the_overrides_file_changed() {
         &redis_overrides(&[&r], "new-checkout = false\npricing-page = false\n"),
     );
     let before = r.dump();
-    let run = w.run(&["apply", "p.json"]);
+    let run = w.run(["apply", "p.json"]);
     assert_eq!(run.code, 0, "{}", run.all());
     let after = r.dump();
     let features = format!("{PREFIX}:features");
@@ -190,7 +190,7 @@ fn a_saved_plan_is_applied_exactly_even_if_the_overrides_file_changed() {
     assert_eq!(r.flag(PREFIX, "new-checkout").unwrap()["on"], json!(false));
     assert_eq!(w.journal_commits(), 2);
     // Applying the same plan again: every target is now stale, nothing is written twice.
-    let run = w.run(&["apply", "p.json"]);
+    let run = w.run(["apply", "p.json"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains("stale plan"), "{}", run.stderr);
     assert_eq!(r.dump(), after);
@@ -201,7 +201,7 @@ fn a_saved_plan_is_applied_exactly_even_if_the_overrides_file_changed() {
 fn a_flag_changed_since_the_plan_is_refused_as_stale_and_the_others_applied() {
     let r = seeded();
     let w = Workspace::new(&redis_overrides(&[&r], FLAGS));
-    assert_eq!(w.run(&["plan", "--out", "p.json"]).code, 0);
+    assert_eq!(w.run(["plan", "--out", "p.json"]).code, 0);
     // A concurrent writer (Relay, LD coming back) changes pricing-page: v17 -> v18.
     let mut theirs = r.flag(PREFIX, "pricing-page").unwrap();
     theirs["version"] = json!(18);
@@ -211,7 +211,7 @@ fn a_flag_changed_since_the_plan_is_refused_as_stale_and_the_others_applied() {
     let unrelated = flag("unmanaged", 10, false, json!([true, false]));
     r.set_raw(PREFIX, "unmanaged", &unrelated.to_string());
 
-    let run = w.run(&["apply", "p.json"]);
+    let run = w.run(["apply", "p.json"]);
     assert_eq!(run.code, 1, "{}", run.all());
     let line = run
         .stderr
@@ -240,7 +240,7 @@ fn a_flag_changed_since_the_plan_is_refused_as_stale_and_the_others_applied() {
         ]
     );
     // A fresh plan shows exactly what is left: the refused flag, at its new version.
-    let run = w.run(&["plan"]);
+    let run = w.run(["plan"]);
     assert!(
         run.stdout.contains("Plan: 1 to change, 2 unchanged."),
         "{}",
@@ -256,7 +256,7 @@ fn a_flag_changed_since_the_plan_is_refused_as_stale_and_the_others_applied() {
 #[test]
 fn prefixes_default_to_launchdarkly_and_exact_prefixes_win() {
     let (a, b) = (Redis::start(), Redis::start());
-    let f = || flag("new-checkout", 41, true, json!([true, false]));
+    let f = || bool_flag("new-checkout", 41);
     // a: the SDK/Relay default prefix. b: an auto-config $CID prefix, and a decoy under the template.
     a.seed("launchdarkly", &[f()]);
     b.seed("5f3c0ffee0ddba11", &[f()]);
@@ -270,7 +270,7 @@ fn prefixes_default_to_launchdarkly_and_exact_prefixes_win() {
         b.url()
     ));
     let before = b.dump();
-    let run = w.run(&["apply", "--auto-approve"]);
+    let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(
         a.flag("launchdarkly", "new-checkout").unwrap()["version"],
@@ -300,7 +300,7 @@ fn the_operators_git_identity_is_the_author_before_relayctl_author() {
         ".gitconfig",
         "[user]\n\tname = Jane Oncall\n\temail = jane@example.com\n",
     );
-    let run = w.run(&["apply", "--auto-approve"]);
+    let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     let authors = git(&w.path("journal"), &["log", "-1", "--format=%an <%ae>|%cn <%ce>"]);
     assert_eq!(
@@ -310,12 +310,12 @@ fn the_operators_git_identity_is_the_author_before_relayctl_author() {
 }
 
 /// Runs `relayctl apply` on a pseudo-terminal (util-linux `script`), typing `answer`.
-fn apply_on_a_terminal(w: &Workspace, answer: &str) -> crate::support::Run {
-    let cmd = w.on_terminal("apply");
-    let mut cmd = assert_cmd::Command::from_std(cmd);
-    cmd.write_stdin(format!("{answer}\n"))
-        .timeout(std::time::Duration::from_secs(30));
-    crate::support::Run::of(&mut cmd)
+fn apply_on_a_terminal(w: &Workspace, answer: &str) -> Run {
+    w.cmd(["apply"])
+        .on_terminal()
+        .stdin(format!("{answer}\n"))
+        .timeout(std::time::Duration::from_secs(30))
+        .run()
 }
 
 #[test]
@@ -356,7 +356,7 @@ fn on_a_terminal_only_yes_applies() {
 #[test]
 fn a_database_number_in_the_url_selects_that_database() {
     let r = Redis::start();
-    let f = flag("new-checkout", 41, true, json!([true, false]));
+    let f = bool_flag("new-checkout", 41);
     r.seed(PREFIX, std::slice::from_ref(&f));
     let mut db2 = redis::Client::open(format!("{}/2", r.url()))
         .unwrap()
@@ -374,7 +374,7 @@ fn a_database_number_in_the_url_selects_that_database() {
     )
     .replace(&format!("\"{}\"", r.url()), &format!("\"{}/2\"", r.url()));
     let w = Workspace::new(&text);
-    let run = w.run(&["apply", "--auto-approve"]);
+    let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(r.flag(PREFIX, "new-checkout").unwrap(), f, "db 0 untouched");
     let stored: String = redis::cmd("HGET")
@@ -410,7 +410,7 @@ fn a_database_number_in_the_url_selects_that_database() {
 fn a_saved_plan_without_changes_applies_nothing_and_creates_no_journal() {
     let r = seeded();
     let w = Workspace::new(&redis_overrides(&[&r], "unmanaged = true\n"));
-    let run = w.run(&["plan", "--out", "p.json"]);
+    let run = w.run(["plan", "--out", "p.json"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
         run.stdout.contains("Plan: 0 to change, 1 unchanged."),
@@ -418,7 +418,7 @@ fn a_saved_plan_without_changes_applies_nothing_and_creates_no_journal() {
         run.stdout
     );
     let before = r.dump();
-    let run = w.run(&["apply", "p.json"]);
+    let run = w.run(["apply", "p.json"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(run.stderr.contains("nothing to apply"), "{}", run.stderr);
     assert_eq!(r.dump(), before);
@@ -432,12 +432,12 @@ fn git_log_p_shows_each_change_of_a_flag_as_a_diff() {
         &[&r],
         "new-checkout = { on = false, reason = \"INC-1\" }\n",
     ));
-    assert_eq!(w.run(&["apply", "--auto-approve"]).code, 0);
+    assert_eq!(w.run(["apply", "--auto-approve"]).code, 0);
     w.write(
         "overrides.toml",
         &redis_overrides(&[&r], "new-checkout = { on = true, reason = \"INC-1 fixed\" }\n"),
     );
-    let run = w.run(&["apply", "--auto-approve"]);
+    let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(r.flag(PREFIX, "new-checkout").unwrap()["version"], json!(43));
     let journal = w.path("journal");

@@ -2,16 +2,17 @@
 //! target; exit 1; and nothing written (the store byte-for-byte unchanged, no journal created).
 //! Secrets in store URLs never appear in any output or in the journal.
 
-use crate::support::{flag, git, redis_overrides, Redis, Run, Workspace, PREFIX};
+use crate::support::fixtures::{bool_flag, flag, redis_overrides, PREFIX};
+use crate::support::{free_port, git, Redis, Run, Workspace};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// Runs `plan` and `apply --auto-approve`; both must fail with exit 1 and write nothing.
 fn refused(w: &Workspace, redis: &[&Redis]) -> Run {
     let before: Vec<_> = redis.iter().map(|r| r.dump()).collect();
-    let plan = w.run(&["plan"]);
+    let plan = w.run(["plan"]);
     assert_eq!(plan.code, 1, "plan: {}", plan.all());
-    let apply = w.run(&["apply", "--auto-approve"]);
+    let apply = w.run(["apply", "--auto-approve"]);
     assert_eq!(apply.code, 1, "apply: {}", apply.all());
     assert!(
         apply.stderr.starts_with("error:") || apply.stderr.contains("\nerror:"),
@@ -27,7 +28,7 @@ fn refused(w: &Workspace, redis: &[&Redis]) -> Run {
 #[test]
 fn invalid_overrides_files_name_the_file_line_and_column() {
     let r = Redis::start();
-    r.seed(PREFIX, &[flag("new-checkout", 41, true, json!([true, false]))]);
+    r.seed(PREFIX, &[bool_flag("new-checkout", 41)]);
     let store = redis_overrides(&[&r], "");
     let cases = [
         (
@@ -99,7 +100,7 @@ fn invalid_overrides_files_name_the_file_line_and_column() {
 #[test]
 fn a_redis_store_needs_urls_or_redis_hosts() {
     let r = Redis::start();
-    r.seed(PREFIX, &[flag("new-checkout", 41, true, json!([true, false]))]);
+    r.seed(PREFIX, &[bool_flag("new-checkout", 41)]);
     let text = "[[store]]\ntype = \"redis\"\nprefix = \"ld:{project}:{environment}\"\n\n\
                 [overrides.default.production]\nnew-checkout = false\n";
     let w = Workspace::new(text);
@@ -108,7 +109,7 @@ fn a_redis_store_needs_urls_or_redis_hosts() {
     assert!(run.stderr.contains("REDIS_HOSTS is not set"), "{}", run.stderr);
     // relayCommander's REDIS_HOSTS fills in the URLs (from the environment or from .env).
     let hosts = format!("127.0.0.1:{}", r.port);
-    let run = Run::of(w.relayctl().env("REDIS_HOSTS", &hosts).args(["plan"]));
+    let run = w.cmd(["plan"]).env("REDIS_HOSTS", &hosts).run();
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
         run.stdout.contains(&format!("redis {} (v41)", r.url())),
@@ -116,7 +117,7 @@ fn a_redis_store_needs_urls_or_redis_hosts() {
         run.stdout
     );
     w.write(".env", &format!("REDIS_HOSTS={hosts}\n"));
-    let run = w.run(&["apply", "--auto-approve"]);
+    let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(r.flag(PREFIX, "new-checkout").unwrap()["on"], json!(false));
 }
@@ -124,8 +125,8 @@ fn a_redis_store_needs_urls_or_redis_hosts() {
 #[test]
 fn an_unreachable_store_fails_fast_naming_the_store_and_target() {
     let r = Redis::start();
-    r.seed(PREFIX, &[flag("new-checkout", 41, true, json!([true, false]))]);
-    let down = crate::support::free_port();
+    r.seed(PREFIX, &[bool_flag("new-checkout", 41)]);
+    let down = free_port();
     let text = redis_overrides(&[&r], "new-checkout = false\n").replace(
         &format!("\"{}\"", r.url()),
         &format!("\"{}\", \"redis://127.0.0.1:{down}\"", r.url()),
@@ -138,7 +139,7 @@ fn an_unreachable_store_fails_fast_naming_the_store_and_target() {
         "took {:?}",
         started.elapsed()
     );
-    let json = w.run(&["plan", "--json"]);
+    let json = w.run(["plan", "--json"]);
     assert_eq!((json.code, json.stdout.as_str()), (1, ""), "{}", json.stderr);
     assert!(
         run.stderr.contains(&format!(
@@ -152,12 +153,12 @@ fn an_unreachable_store_fails_fast_naming_the_store_and_target() {
 #[test]
 fn store_content_that_cannot_be_planned_is_an_error_naming_flag_store_and_target() {
     let r = Redis::start();
-    let mut on_string = flag("rc-flag", 5, true, json!([true, false]));
+    let mut on_string = bool_flag("rc-flag", 5);
     on_string["on"] = json!("off"); // what relayCommander wrote
     r.seed(
         PREFIX,
         &[
-            flag("ok-flag", 1, true, json!([true, false])),
+            bool_flag("ok-flag", 1),
             flag("colors", 3, true, json!(["red", "green", "green"])),
             on_string,
         ],
@@ -218,7 +219,7 @@ fn store_content_that_cannot_be_planned_is_an_error_naming_flag_store_and_target
             "{name}: {}",
             run.stderr
         );
-        assert_eq!(w.run(&["plan", "--out", "p.json"]).code, 1);
+        assert_eq!(w.run(["plan", "--out", "p.json"]).code, 1);
         assert!(
             !w.path("p.json").exists(),
             "{name}: a plan with problems is not saved"
@@ -232,7 +233,7 @@ fn store_content_that_cannot_be_planned_is_an_error_naming_flag_store_and_target
 fn a_password_in_a_store_url_is_never_shown_or_journaled() {
     const SECRET: &str = "hunter2-s3cr3t";
     let r = Redis::start_with_password(SECRET);
-    r.seed(PREFIX, &[flag("new-checkout", 41, true, json!([true, false]))]);
+    r.seed(PREFIX, &[bool_flag("new-checkout", 41)]);
     let w = Workspace::new(&redis_overrides(
         &[&r],
         "new-checkout = { on = false, reason = \"INC-1\" }\n",
@@ -268,7 +269,7 @@ fn a_password_in_a_store_url_is_never_shown_or_journaled() {
     // Errors too: a wrong password, an unreachable host (plain and TLS), a TOML error on the URL's
     // line. Each must also fail fast.
     let wrong = redis_overrides(&[&r], "new-checkout = true\n").replace(SECRET, "wrong-pw-x9");
-    let down = format!("redis://:{SECRET}@127.0.0.1:{}", crate::support::free_port());
+    let down = format!("redis://:{SECRET}@127.0.0.1:{}", free_port());
     let unreachable = redis_overrides(&[&r], "new-checkout = true\n").replace(&r.secret_url(), &down);
     let broken = redis_overrides(&[&r], "new-checkout = true\n").replace("\"]", "\", 5]");
     let tls_down = redis_overrides(&[&r], "new-checkout = true\n")
@@ -299,11 +300,11 @@ fn a_password_in_a_store_url_is_never_shown_or_journaled() {
 #[test]
 fn a_journal_path_that_is_not_a_repository_stops_apply_before_any_write() {
     let r = Redis::start();
-    r.seed(PREFIX, &[flag("new-checkout", 41, true, json!([true, false]))]);
+    r.seed(PREFIX, &[bool_flag("new-checkout", 41)]);
     let w = Workspace::new(&redis_overrides(&[&r], "new-checkout = false\n"));
     w.write("journal/notes.txt", "not a git repository\n");
     let before = r.dump();
-    let run = w.run(&["apply", "--auto-approve"]);
+    let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(
         run.stderr
@@ -318,9 +319,9 @@ fn a_journal_path_that_is_not_a_repository_stops_apply_before_any_write() {
 #[test]
 fn a_plan_file_that_is_not_a_plan_or_names_an_undeclared_store_writes_nothing() {
     let r = Redis::start();
-    r.seed(PREFIX, &[flag("new-checkout", 41, true, json!([true, false]))]);
+    r.seed(PREFIX, &[bool_flag("new-checkout", 41)]);
     let w = Workspace::new(&redis_overrides(&[&r], "new-checkout = false\n"));
-    assert_eq!(w.run(&["plan", "--out", "p.json"]).code, 0);
+    assert_eq!(w.run(["plan", "--out", "p.json"]).code, 0);
     let before = r.dump();
     let plan: serde_json::Value = serde_json::from_str(&w.read("p.json")).unwrap();
 
@@ -336,7 +337,7 @@ fn a_plan_file_that_is_not_a_plan_or_names_an_undeclared_store_writes_nothing() 
         ),
         ("newer.json", "has format_version 99"),
     ] {
-        let run = w.run(&["apply", file]);
+        let run = w.run(["apply", file]);
         assert_eq!(run.code, 1, "{file}: {}", run.all());
         assert!(run.stderr.contains(want), "{file}: {}", run.stderr);
         assert_eq!(r.dump(), before, "{file}");
@@ -348,7 +349,7 @@ fn a_plan_file_that_is_not_a_plan_or_names_an_undeclared_store_writes_nothing() 
         "overrides.toml",
         &redis_overrides(&[&r], "new-checkout = false\n").replace("relay-redis", "renamed"),
     );
-    let run = w.run(&["apply", "p.json"]);
+    let run = w.run(["apply", "p.json"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(
         run.stderr.contains("the plan names store \"relay-redis\""),
@@ -363,9 +364,9 @@ fn a_plan_file_that_is_not_a_plan_or_names_an_undeclared_store_writes_nothing() 
 fn rediss_with_a_password_works_and_is_redacted() {
     const SECRET: &str = "tls-s3cr3t-pw";
     let r = Redis::start_tls(SECRET);
-    r.seed(PREFIX, &[flag("new-checkout", 41, true, json!([true, false]))]);
+    r.seed(PREFIX, &[bool_flag("new-checkout", 41)]);
     let w = Workspace::new(&redis_overrides(&[&r], "new-checkout = false\n"));
-    let run = w.run(&["apply", "--auto-approve"]);
+    let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(run.stdout.contains("rediss://:***@127.0.0.1"), "{}", run.stdout);
     assert_eq!(r.flag(PREFIX, "new-checkout").unwrap()["on"], json!(false));

@@ -3,38 +3,9 @@
 //!
 //! A missing Python SDK fails the test with the install command; it never skips.
 
-use crate::support::{flag, redis_overrides, require, Redis, Workspace, PREFIX};
+use crate::support::fixtures::{assert_served, bool_flag, evaluate_redis, flag, redis_overrides, PREFIX};
+use crate::support::{Redis, Workspace};
 use serde_json::{json, Value};
-use std::process::Command;
-
-const INSTALL: &str = "pip install launchdarkly-server-sdk redis boto3";
-
-/// Evaluates `flags` for the context `ctx-1` with the Python SDK reading `redis`.
-fn evaluate(redis: &Redis, flags: &[&str]) -> Value {
-    let python = require("python3", "apt-get install -y python3 python3-pip");
-    let probe = Command::new(&python)
-        .args(["-c", "import ldclient, redis"])
-        .output()
-        .unwrap();
-    assert!(
-        probe.status.success(),
-        "the LaunchDarkly Python SDK is needed by this test and cannot be imported ({}). Install it with: {INSTALL}",
-        String::from_utf8_lossy(&probe.stderr).trim()
-    );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/evaluate.py");
-    let out = Command::new(python)
-        .arg(script)
-        .args(["--store", "redis", "--url", &redis.url(), "--prefix", PREFIX])
-        .args(["--flags", &flags.join(",")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "evaluate.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn rollout(mut f: Value) -> Value {
     f["fallthrough"] = json!({"rollout": {"variations": [
@@ -56,7 +27,7 @@ fn the_sdk_serves_exactly_the_declared_variations() {
     r.seed(
         PREFIX,
         &[
-            rollout(flag("kill-switch", 41, true, json!([true, false]))),
+            rollout(bool_flag("kill-switch", 41)),
             pricing,
             rollout(flag("recommendations", 8, true, json!(["v2", "v1", "off"]))),
             flag("max-items", 5, true, json!([10, 20, 50])),
@@ -70,7 +41,7 @@ fn the_sdk_serves_exactly_the_declared_variations() {
         "max-items",
         "untouched",
     ];
-    let before = evaluate(&r, &flags);
+    let before = evaluate_redis(&r, &flags);
     // Sanity: before apply every flag is on and evaluates (no "<default>").
     for f in flags {
         assert_ne!(before[f]["value"], json!("<default>"), "{f}: {before}");
@@ -84,30 +55,18 @@ fn the_sdk_serves_exactly_the_declared_variations() {
          recommendations = { on = true, fallthrough = \"v1\" }\n\
          max-items = { on = true, fallthrough = 20 }\n",
     ));
-    let run = w.run(&["apply", "--auto-approve"]);
+    let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
 
-    let after = evaluate(&r, &flags);
-    let served = |f: &str| crate::support::served(&after, f);
-    assert_eq!(
-        served("kill-switch"),
-        (json!(false), json!(1), json!("OFF")),
-        "{after}"
-    );
-    assert_eq!(
-        served("pricing-page"),
-        (json!("control"), json!(0), json!("OFF")),
-        "{after}"
-    );
-    assert_eq!(
-        served("recommendations"),
-        (json!("v1"), json!(1), json!("FALLTHROUGH")),
-        "{after}"
-    );
-    assert_eq!(
-        served("max-items"),
-        (json!(20), json!(1), json!("FALLTHROUGH")),
-        "{after}"
+    let after = evaluate_redis(&r, &flags);
+    assert_served(
+        &after,
+        &[
+            ("kill-switch", json!(false), 1, "OFF"),
+            ("pricing-page", json!("control"), 0, "OFF"),
+            ("recommendations", json!("v1"), 1, "FALLTHROUGH"),
+            ("max-items", json!(20), 1, "FALLTHROUGH"),
+        ],
     );
     assert_eq!(
         after["untouched"], before["untouched"],

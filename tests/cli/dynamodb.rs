@@ -1,13 +1,15 @@
 //! The DynamoDB store against a real DynamoDB-compatible server (moto), and DynamoDB in a
 //! fan-out with Redis and a file store.
 
-use crate::support::moto::{aws_env, flag_item, Moto, AWS_ENV};
-use crate::support::{flag, free_port, Redis, Workspace};
+use crate::support::fixtures::{
+    all_off, assert_served, bool_flag, evaluate_dynamodb, flag, flag_file, overrides, PREFIX,
+};
+use crate::support::moto::{flag_item, Moto};
+use crate::support::{free_port, Redis, Workspace};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const TABLE: &str = "ld-relay";
-const PREFIX: &str = "ld:default:production";
 
 /// A `[[store]]` for `table` on moto, with the prefix template relayCommander's users have.
 fn store(moto: &Moto, table: &str) -> String {
@@ -15,20 +17,6 @@ fn store(moto: &Moto, table: &str) -> String {
         "[[store]]\nname = \"relay-ddb\"\ntype = \"dynamodb\"\ntable = \"{table}\"\nendpoint_url = \"{}\"\nprefix = \"ld:{{project}}:{{environment}}\"\n\n",
         moto.endpoint()
     )
-}
-
-fn overrides(stores: &str, flags: &str) -> String {
-    format!("{stores}[overrides.default.production]\n{flags}")
-}
-
-fn relayctl(w: &Workspace) -> assert_cmd::Command {
-    let mut cmd = w.relayctl();
-    aws_env(&mut cmd);
-    cmd
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn strings() -> Value {
@@ -39,25 +27,13 @@ fn strings() -> Value {
 fn dynamodb_round_trip_keeps_every_property_and_item() {
     let moto = Moto::start();
     moto.create_table(TABLE);
-    let mut checkout = flag("new-checkout", 41, true, json!([true, false]));
+    let mut checkout = bool_flag("new-checkout", 41);
     checkout["_unknownFutureProperty"] = json!({"kept": [1, 2]});
     let pricing = flag("pricing-page", 7, true, strings());
     // No prefix: Relay's DynamoDB default is the bare `features` namespace.
-    moto.seed(
-        TABLE,
-        None,
-        &[
-            checkout.clone(),
-            pricing,
-            flag("other", 3, true, json!([true, false])),
-        ],
-    );
+    moto.seed(TABLE, None, &[checkout.clone(), pricing, bool_flag("other", 3)]);
     // Another environment's items in the same table must not be touched either.
-    moto.seed(
-        TABLE,
-        Some(PREFIX),
-        &[flag("new-checkout", 90, true, json!([true, false]))],
-    );
+    moto.seed(TABLE, Some(PREFIX), &[bool_flag("new-checkout", 90)]);
     let before = moto.scan(TABLE);
 
     // The endpoint comes from the standard AWS environment here, not from the file.
@@ -66,21 +42,21 @@ fn dynamodb_round_trip_keeps_every_property_and_item() {
         "new-checkout = { on = false, reason = \"INC-4711\" }\npricing-page = { on = false, off_variation = \"control\" }\n",
     ));
     let target = format!("dynamodb://{TABLE}@127.0.0.1:{}", moto.port);
-    let plan = relayctl(&w)
+    let plan = w
+        .cmd(["plan", "--json"])
+        .aws()
         .env("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint())
-        .args(["plan", "--json"])
-        .output()
-        .unwrap();
-    assert!(plan.status.success(), "{}", stderr(&plan));
-    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+        .run();
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
     let changes = plan["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 2, "{plan:#}");
     assert!(changes.iter().all(|c| c["target"] == json!(target)), "{plan:#}");
     assert_eq!(changes[0]["version"], json!(41));
 
-    relayctl(&w)
+    w.cmd(["apply", "--auto-approve"])
+        .aws()
         .env("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint())
-        .args(["apply", "--auto-approve"])
         .assert()
         .success();
 
@@ -118,9 +94,9 @@ fn dynamodb_round_trip_keeps_every_property_and_item() {
         "{log:#?}"
     );
     // A re-run finds nothing to do.
-    relayctl(&w)
+    w.cmd(["plan", "--detailed-exitcode"])
+        .aws()
         .env("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint())
-        .args(["plan", "--detailed-exitcode"])
         .assert()
         .code(0);
 }
@@ -129,24 +105,17 @@ fn dynamodb_round_trip_keeps_every_property_and_item() {
 fn dynamodb_racing_writer_makes_the_saved_plan_stale() {
     let moto = Moto::start();
     moto.create_table(TABLE);
-    moto.seed(
-        TABLE,
-        Some(PREFIX),
-        &[flag("new-checkout", 41, true, json!([true, false]))],
-    );
+    moto.seed(TABLE, Some(PREFIX), &[bool_flag("new-checkout", 41)]);
     let w = Workspace::new(&overrides(&store(&moto, TABLE), "new-checkout = false\n"));
-    relayctl(&w)
-        .args(["plan", "--out", "plan.json"])
-        .assert()
-        .success();
+    w.cmd(["plan", "--out", "plan.json"]).aws().assert().success();
 
     // Relay (or a colleague) writes the flag between plan and apply.
-    let racing = flag("new-checkout", 42, true, json!([true, false]));
+    let racing = bool_flag("new-checkout", 42);
     moto.put(TABLE, flag_item(&format!("{PREFIX}:features"), &racing));
 
-    let out = relayctl(&w).args(["apply", "plan.json"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    let run = w.cmd(["apply", "plan.json"]).aws().run();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let err = run.stderr;
     assert!(
         err.contains("stale plan") && err.contains("v42") && err.contains("v41"),
         "{err}"
@@ -162,12 +131,12 @@ fn dynamodb_racing_writer_makes_the_saved_plan_stale() {
 
 /// Runs `plan` and `apply --auto-approve`; both must fail with exit 1 naming the store, the
 /// table and `expected`, within `limit`, and write nothing.
-fn assert_fails_cleanly(w: &Workspace, table: &str, expected: &str, limit: Duration, env: &[(&str, &str)]) {
+fn assert_fails_cleanly(w: &Workspace, table: &str, expected: &str, limit: Duration) {
     for args in [&["plan"][..], &["apply", "--auto-approve"]] {
         let started = Instant::now();
-        let out = relayctl(w).envs(env.iter().copied()).args(args).output().unwrap();
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        let run = w.cmd(args).aws().run();
+        let err = run.stderr;
+        assert_eq!(run.code, 1, "{args:?}: {err}");
         assert!(
             started.elapsed() < limit,
             "{args:?} took {:?}: {err}",
@@ -190,13 +159,7 @@ fn dynamodb_missing_table_wrong_schema_no_region_no_credentials_are_clear_errors
         &store(&moto, "no-such-table"),
         "new-checkout = false\n",
     ));
-    assert_fails_cleanly(
-        &w,
-        "no-such-table",
-        "does not exist",
-        Duration::from_secs(20),
-        &[],
-    );
+    assert_fails_cleanly(&w, "no-such-table", "does not exist", Duration::from_secs(20));
 
     let w = Workspace::new(&overrides(&store(&moto, "wrong-keys"), "new-checkout = false\n"));
     assert_fails_cleanly(
@@ -204,28 +167,28 @@ fn dynamodb_missing_table_wrong_schema_no_region_no_credentials_are_clear_errors
         "wrong-keys",
         "partition key \"pk\" (S) and sort key \"sk\" (S)",
         Duration::from_secs(20),
-        &[],
     );
     assert!(moto.scan("wrong-keys").is_empty());
 
     moto.create_table(TABLE);
     let w = Workspace::new(&overrides(&store(&moto, TABLE), "new-checkout = false\n"));
-    let mut cmd = w.relayctl();
-    cmd.envs(AWS_ENV.iter().filter(|(k, _)| *k != "AWS_REGION").copied());
-    let out = cmd.args(["plan"]).output().unwrap();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let run = w.cmd(["plan"]).aws().env_remove("AWS_REGION").run();
+    let err = run.stderr;
+    assert_eq!(run.code, 1, "{err}");
     assert!(
         err.contains("no AWS region") && err.contains(TABLE) && err.contains("relay-ddb"),
         "{err}"
     );
 
     // No credentials anywhere (HOME is the workspace, so no profile either).
-    let mut cmd = w.relayctl();
-    cmd.envs(AWS_ENV.iter().filter(|(k, _)| !k.contains("_KEY")).copied());
-    let out = cmd.args(["plan"]).output().unwrap();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let run = w
+        .cmd(["plan"])
+        .aws()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .run();
+    let err = run.stderr;
+    assert_eq!(run.code, 1, "{err}");
     assert!(
         err.contains("no usable AWS credentials") && err.contains(TABLE) && err.contains("AWS_PROFILE"),
         "{err}"
@@ -242,25 +205,7 @@ fn dynamodb_unreachable_endpoint_fails_within_seconds() {
         ),
         "new-checkout = false\n",
     ));
-    assert_fails_cleanly(&w, TABLE, "cannot reach DynamoDB", Duration::from_secs(15), &[]);
-}
-
-fn evaluate(moto: &Moto, flags: &[&str]) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/evaluate.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .args(["--store", "dynamodb", "--table", TABLE, "--endpoint"])
-        .arg(moto.endpoint())
-        .args(["--prefix", PREFIX, "--flags", &flags.join(",")])
-        .envs(AWS_ENV.iter().copied())
-        .output()
-        .expect("running python3 tests/conformance/evaluate.py");
-    assert!(
-        out.status.success(),
-        "evaluate.py failed (pip install launchdarkly-server-sdk boto3): {}",
-        stderr(&out)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    assert_fails_cleanly(&w, TABLE, "cannot reach DynamoDB", Duration::from_secs(15));
 }
 
 #[test]
@@ -271,38 +216,30 @@ fn dynamodb_python_sdk_serves_what_was_declared() {
         TABLE,
         Some(PREFIX),
         &[
-            flag("kill-switch", 10, true, json!([true, false])),
+            bool_flag("kill-switch", 10),
             flag("pricing-page", 20, true, strings()),
             flag("recommendations", 30, true, json!(["v0", "v1", "v2"])),
             flag("untouched", 40, true, strings()),
         ],
     );
     let all = ["kill-switch", "pricing-page", "recommendations", "untouched"];
-    let before = evaluate(&moto, &all);
+    let before = evaluate_dynamodb(&moto, TABLE, &all);
     assert_eq!(before["untouched"]["value"], json!("treatment"), "{before:#}");
 
     let w = Workspace::new(&overrides(
         &store(&moto, TABLE),
         "kill-switch = false\npricing-page = { on = false, off_variation = \"control\" }\nrecommendations = { on = true, fallthrough = \"v1\" }\n",
     ));
-    relayctl(&w).args(["apply", "--auto-approve"]).assert().success();
+    w.cmd(["apply", "--auto-approve"]).aws().assert().success();
 
-    let after = evaluate(&moto, &all);
-    let served = |f: &str| crate::support::served(&after, f);
-    assert_eq!(
-        served("kill-switch"),
-        (json!(false), json!(1), json!("OFF")),
-        "{after:#}"
-    );
-    assert_eq!(
-        served("pricing-page"),
-        (json!("control"), json!(1), json!("OFF")),
-        "{after:#}"
-    );
-    assert_eq!(
-        served("recommendations"),
-        (json!("v1"), json!(1), json!("FALLTHROUGH")),
-        "{after:#}"
+    let after = evaluate_dynamodb(&moto, TABLE, &all);
+    assert_served(
+        &after,
+        &[
+            ("kill-switch", json!(false), 1, "OFF"),
+            ("pricing-page", json!("control"), 1, "OFF"),
+            ("recommendations", json!("v1"), 1, "FALLTHROUGH"),
+        ],
     );
     assert_eq!(after["untouched"], before["untouched"]);
 }
@@ -313,17 +250,13 @@ fn mixed_stores_with_dynamodb_down_journal_what_was_written_and_converge() {
     let mut moto = Moto::start();
     let seed_moto = |m: &Moto| {
         m.create_table(TABLE);
-        m.seed(
-            TABLE,
-            Some(PREFIX),
-            &[flag("new-checkout", 41, true, json!([true, false]))],
-        );
+        m.seed(TABLE, Some(PREFIX), &[bool_flag("new-checkout", 41)]);
     };
     seed_moto(&moto);
     for r in [&a, &b] {
-        r.seed(PREFIX, &[flag("new-checkout", 41, true, json!([true, false]))]);
+        r.seed(PREFIX, &[bool_flag("new-checkout", 41)]);
     }
-    let file = json!({"flags": {"new-checkout": flag("new-checkout", 41, true, json!([true, false]))}, "segments": {}});
+    let file = flag_file(&[bool_flag("new-checkout", 41)]);
     let stores = format!(
         "[[store]]\nname = \"redis-eu\"\ntype = \"redis\"\nurl = \"{}\"\nprefix = \"ld:{{project}}:{{environment}}\"\n\n\
          [[store]]\nname = \"redis-us\"\ntype = \"redis\"\nurl = \"{}\"\nprefix = \"ld:{{project}}:{{environment}}\"\n\n\
@@ -337,23 +270,20 @@ fn mixed_stores_with_dynamodb_down_journal_what_was_written_and_converge() {
         &stores,
         "new-checkout = { on = false, reason = \"INC-1\" }\n",
     ));
-    w.write("flags/default-production.json", &file.to_string());
+    w.write("flags/default-production.json", &file);
 
-    let out = relayctl(&w)
-        .args(["plan", "--out", "plan.json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let shown = String::from_utf8_lossy(&out.stdout);
+    let run = w.cmd(["plan", "--out", "plan.json"]).aws().run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let shown = run.stdout;
     for name in ["redis-eu", "redis-us", "relay-ddb", "local"] {
         assert!(shown.contains(name), "the plan shows every target: {shown}");
     }
 
     moto.kill();
     let started = Instant::now();
-    let out = relayctl(&w).args(["apply", "plan.json"]).output().unwrap();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let run = w.cmd(["apply", "plan.json"]).aws().run();
+    let err = run.stderr;
+    assert_eq!(run.code, 1, "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
@@ -383,17 +313,14 @@ fn mixed_stores_with_dynamodb_down_journal_what_was_written_and_converge() {
     // DynamoDB comes back as it was; the next plan holds exactly what is left.
     moto.restart();
     seed_moto(&moto);
-    let out = relayctl(&w).args(["plan", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = w.cmd(["plan", "--json"]).aws().run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let plan: Value = serde_json::from_str(&run.stdout).unwrap();
     let changes = plan["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1, "{plan:#}");
     assert_eq!(changes[0]["store"], json!("relay-ddb"));
-    relayctl(&w).args(["apply", "--auto-approve"]).assert().success();
-    relayctl(&w)
-        .args(["plan", "--detailed-exitcode"])
-        .assert()
-        .code(0);
+    w.cmd(["apply", "--auto-approve"]).aws().assert().success();
+    w.cmd(["plan", "--detailed-exitcode"]).aws().assert().code(0);
     assert_eq!(
         moto.flag(TABLE, &format!("{PREFIX}:features"), "new-checkout")
             .map(|(j, v)| (j["on"].clone(), v)),
@@ -443,7 +370,7 @@ fn dynamodb_throttling_fails_after_bounded_retries() {
         ),
         "new-checkout = false\n",
     ));
-    assert_fails_cleanly(&w, TABLE, "kept throttling", Duration::from_secs(20), &[]);
+    assert_fails_cleanly(&w, TABLE, "kept throttling", Duration::from_secs(20));
     let n = requests.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
         (2..=8).contains(&n),
@@ -456,14 +383,14 @@ fn dynamodb_plan_reads_more_flags_than_one_batch_holds() {
     let moto = Moto::start();
     moto.create_table(TABLE);
     let flags: Vec<Value> = (0..250)
-        .map(|i| flag(&format!("flag-{i:03}"), 1000 + i, true, json!([true, false])))
+        .map(|i| bool_flag(&format!("flag-{i:03}"), 1000 + i))
         .collect();
     moto.seed(TABLE, Some(PREFIX), &flags);
-    let declared: String = (0..250).map(|i| format!("flag-{i:03} = false\n")).collect();
-    let w = Workspace::new(&overrides(&store(&moto, TABLE), &declared));
-    let out = relayctl(&w).args(["plan", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<String> = (0..250).map(|i| format!("flag-{i:03}")).collect();
+    let w = Workspace::new(&overrides(&store(&moto, TABLE), &all_off(&names)));
+    let run = w.cmd(["plan", "--json"]).aws().run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let plan: Value = serde_json::from_str(&run.stdout).unwrap();
     let versions: Vec<u64> = plan["changes"]
         .as_array()
         .unwrap()

@@ -1,5 +1,6 @@
 //! The file store: the README's quickstart (examples/quickstart), run in a temp copy.
 
+use crate::support::fixtures::edited;
 use crate::support::{git, Workspace};
 use serde_json::{json, Value};
 
@@ -23,11 +24,11 @@ fn doc(w: &Workspace) -> Value {
 fn quickstart_plans_applies_and_journals_with_no_server() {
     let w = quickstart();
     let before = doc(&w);
-    let run = w.run(&["plan"]);
+    let run = w.run(["plan"]);
     insta::assert_snapshot!(run.render(&[(&w.root(), "[WS]")]));
     assert_eq!(doc(&w), before, "plan does not write");
 
-    let run = w.run(&["apply", "--auto-approve"]);
+    let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     let after = doc(&w);
     // Segments and unmanaged (or unchanged) flags are kept as they were.
@@ -35,9 +36,8 @@ fn quickstart_plans_applies_and_journals_with_no_server() {
     for f in ["search-v2", "dark-mode"] {
         assert_eq!(after["flags"][f], before["flags"][f], "{f}");
     }
-    let expect = |flag: &str, edit: &dyn Fn(&mut Value)| {
-        let mut v = before["flags"][flag].clone();
-        edit(&mut v);
+    let expect = |flag: &str, changes: Value| {
+        let v = edited(&before["flags"][flag], changes);
         assert_eq!(after["flags"][flag], v, "{flag}");
         // Property order is kept too.
         let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
@@ -47,19 +47,15 @@ fn quickstart_plans_applies_and_journals_with_no_server() {
             "{flag}"
         );
     };
-    expect("new-checkout", &|v| {
-        v["on"] = json!(false);
-        v["version"] = json!(42);
-    });
-    expect("pricing-page", &|v| {
-        v["on"] = json!(false);
-        v["offVariation"] = json!(0);
-        v["version"] = json!(18);
-    });
-    expect("recommendations", &|v| {
-        v["fallthrough"] = json!({"variation": 0});
-        v["version"] = json!(9);
-    });
+    expect("new-checkout", json!({"on": false, "version": 42}));
+    expect(
+        "pricing-page",
+        json!({"on": false, "offVariation": 0, "version": 18}),
+    );
+    expect(
+        "recommendations",
+        json!({"fallthrough": {"variation": 0}, "version": 9}),
+    );
     // No temp file left beside the store.
     let names: Vec<_> = std::fs::read_dir(w.path("flags"))
         .unwrap()
@@ -80,7 +76,7 @@ fn quickstart_plans_applies_and_journals_with_no_server() {
         &["log", "-1", "--format=%(trailers:key=Store,valueonly)"],
     );
     assert_eq!(store.trim(), format!("local {FLAGS} v9"));
-    let log = w.run(&["log"]);
+    let log = w.run(["log"]);
     assert_eq!(log.code, 0);
     assert_eq!(log.stdout.lines().count(), 3, "{}", log.stdout);
     assert!(
@@ -89,7 +85,7 @@ fn quickstart_plans_applies_and_journals_with_no_server() {
         log.stdout
     );
 
-    let run = w.run(&["plan", "--detailed-exitcode"]);
+    let run = w.run(["plan", "--detailed-exitcode"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
         run.stdout.contains("Plan: 0 to change, 4 unchanged."),
@@ -109,17 +105,16 @@ fn paths_in_the_overrides_file_are_relative_to_it_not_to_the_working_directory()
         &format!("ops/{FLAGS}"),
         &std::fs::read_to_string(format!("{EXAMPLE}/{FLAGS}")).unwrap(),
     );
-    let run = w.run(&["-c", "ops/overrides.toml", "apply", "--auto-approve"]);
+    let run = w.run(["-c", "ops/overrides.toml", "apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(w.path("ops/journal/.git").is_dir());
     assert!(!w.path("journal").exists());
     let doc: Value = serde_json::from_str(&w.read(&format!("ops/{FLAGS}"))).unwrap();
     assert_eq!(doc["flags"]["new-checkout"]["on"], json!(false));
     // RELAYCTL_CONFIG works the same way.
-    let run = crate::support::Run::of(
-        w.relayctl()
-            .env("RELAYCTL_CONFIG", "ops/overrides.toml")
-            .args(["plan", "--detailed-exitcode"]),
-    );
+    let run = w
+        .cmd(["plan", "--detailed-exitcode"])
+        .env("RELAYCTL_CONFIG", "ops/overrides.toml")
+        .run();
     assert_eq!(run.code, 0, "{}", run.all());
 }

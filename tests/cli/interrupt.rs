@@ -1,8 +1,8 @@
 //! Interrupting a long apply: it stops between two flags, every flag it wrote is journaled, and a
 //! re-run finishes the rest.
 
-use crate::support::{flag, wait_for, Redis, Workspace};
-use serde_json::json;
+use crate::support::fixtures::bool_flag;
+use crate::support::{output, wait_for, Redis, Workspace};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ const FLAGS: usize = 500;
 fn seed(redis: &Redis) {
     let mut pipe = redis::pipe();
     for i in 0..FLAGS {
-        let f = flag(&format!("flag-{i:04}"), 7, true, json!([true, false]));
+        let f = bool_flag(&format!("flag-{i:04}"), 7);
         pipe.cmd("HSET")
             .arg("launchdarkly:features")
             .arg(format!("flag-{i:04}"))
@@ -38,12 +38,8 @@ fn ctrl_c_stops_between_flags_and_a_rerun_finishes() {
         redis.url()
     ));
     let child = w
-        .command()
-        .args(["apply", "--auto-approve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .cmd(["apply", "--auto-approve"])
+        .spawn(Stdio::null(), Stdio::piped());
     // Interrupt once the first flags are written.
     let wal = w.path("journal/.git/relayctl-wal.jsonl");
     wait_for("apply to start writing", Duration::from_secs(30), || {
@@ -72,8 +68,7 @@ fn ctrl_c_stops_between_flags_and_a_rerun_finishes() {
     assert_eq!(w.journal_commits(), written + 1);
 
     // The plan shows exactly the rest, and applying it converges.
-    let plan = w.relayctl().arg("plan").assert().success();
-    let stdout = String::from_utf8_lossy(&plan.get_output().stdout).to_string();
+    let (stdout, _) = output(&w.cmd(["plan"]).assert().success());
     assert!(
         stdout.contains(&format!(
             "Plan: {} to change, {written} unchanged.",
@@ -81,7 +76,7 @@ fn ctrl_c_stops_between_flags_and_a_rerun_finishes() {
         )),
         "{stdout}"
     );
-    w.relayctl().args(["apply", "--auto-approve"]).assert().success();
+    w.cmd(["apply", "--auto-approve"]).assert().success();
     assert_eq!(off_in_store(&redis), FLAGS);
     assert_eq!(w.journal_commits(), FLAGS + 1);
 }

@@ -1,15 +1,8 @@
 //! plan and apply against real Redis servers.
 
-use crate::support::{flag, Redis, Workspace};
+use crate::support::fixtures::{bool_flag, redis_overrides};
+use crate::support::{Redis, Workspace};
 use serde_json::json;
-
-fn overrides(redis: &[&Redis], flags: &str) -> String {
-    let urls: Vec<String> = redis.iter().map(|r| format!("\"{}\"", r.url())).collect();
-    format!(
-        "[[store]]\nname = \"relay-redis\"\ntype = \"redis\"\nurls = [{}]\nprefix = \"ld:{{project}}:{{environment}}\"\n\n[overrides.default.production]\n{flags}",
-        urls.join(", ")
-    )
-}
 
 #[test]
 fn apply_fans_out_to_every_redis_and_journals_once() {
@@ -17,24 +10,21 @@ fn apply_fans_out_to_every_redis_and_journals_once() {
     for r in [&a, &b] {
         r.seed(
             "ld:default:production",
-            &[
-                flag("new-checkout", 41, true, json!([true, false])),
-                flag("other", 3, true, json!([true, false])),
-            ],
+            &[bool_flag("new-checkout", 41), bool_flag("other", 3)],
         );
     }
-    let w = Workspace::new(&overrides(
+    let w = Workspace::new(&redis_overrides(
         &[&a, &b],
         "new-checkout = { on = false, reason = \"INC-4711\" }\n",
     ));
-    w.relayctl().args(["apply", "--auto-approve"]).assert().success();
+    w.cmd(["apply", "--auto-approve"]).assert().success();
     for r in [&a, &b] {
         let f = r.flag("ld:default:production", "new-checkout").unwrap();
         assert_eq!(f["on"], json!(false));
         assert_eq!(f["version"], json!(42));
         assert_eq!(
             r.flag("ld:default:production", "other").unwrap(),
-            flag("other", 3, true, json!([true, false]))
+            bool_flag("other", 3)
         );
     }
     assert_eq!(w.journal_commits(), 2);
@@ -50,6 +40,6 @@ fn apply_fans_out_to_every_redis_and_journals_once() {
         log[1]
     );
     // A re-run has nothing to do and adds no commit.
-    w.relayctl().args(["apply", "--auto-approve"]).assert().success();
+    w.cmd(["apply", "--auto-approve"]).assert().success();
     assert_eq!(w.journal_commits(), 2);
 }

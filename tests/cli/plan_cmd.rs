@@ -1,7 +1,8 @@
 //! `relayctl plan`: human output, `--json`, `--detailed-exitcode`, `--out`, and stdout/stderr
 //! separation. plan never writes: every test also checks that the stores are untouched.
 
-use crate::support::{flag, redis_overrides, Redis, Workspace, PREFIX};
+use crate::support::fixtures::{bool_flag, flag, redis_overrides, PREFIX};
+use crate::support::{Redis, Workspace};
 use serde_json::{json, Value};
 
 /// Two Redis hosts holding the same flags; the overrides change two of them and keep one.
@@ -11,10 +12,10 @@ fn setup() -> (Redis, Redis, Workspace) {
         r.seed(
             PREFIX,
             &[
-                flag("new-checkout", 41, true, json!([true, false])),
+                bool_flag("new-checkout", 41),
                 flag("pricing-page", 17, true, json!(["control", "treatment"])),
-                flag("search-v2", 3, true, json!([true, false])),
-                flag("unmanaged", 9, true, json!([true, false])),
+                bool_flag("search-v2", 3),
+                bool_flag("unmanaged", 9),
             ],
         );
     }
@@ -35,7 +36,7 @@ fn ports<'a>(a: &'a str, b: &'a str) -> [(&'a str, &'a str); 2] {
 fn human_output_is_one_line_per_flag_and_target_then_a_summary() {
     let (a, b, w) = setup();
     let before = (a.dump(), b.dump());
-    let run = w.run(&["plan"]);
+    let run = w.run(["plan"]);
     let (pa, pb) = (a.port.to_string(), b.port.to_string());
     insta::assert_snapshot!(run.render(&ports(&pa, &pb)));
     assert_eq!((a.dump(), b.dump()), before, "plan must not write");
@@ -46,7 +47,7 @@ fn human_output_is_one_line_per_flag_and_target_then_a_summary() {
 fn json_is_one_document_in_the_spec_shape() {
     let (a, b, w) = setup();
     let before = (a.dump(), b.dump());
-    let run = w.run(&["plan", "--json"]);
+    let run = w.run(["plan", "--json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stderr, "", "--json keeps stderr quiet when all is well");
     let doc: Value = serde_json::from_str(&run.stdout).expect("stdout is one JSON document");
@@ -101,7 +102,7 @@ fn json_is_one_document_in_the_spec_shape() {
 #[test]
 fn detailed_exitcode_is_2_with_changes_and_0_without() {
     let (_a, _b, w) = setup();
-    let run = w.run(&["plan", "--detailed-exitcode"]);
+    let run = w.run(["plan", "--detailed-exitcode"]);
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(
         run.stdout.contains("Plan: 4 to change, 2 unchanged."),
@@ -109,17 +110,17 @@ fn detailed_exitcode_is_2_with_changes_and_0_without() {
         run.stdout
     );
     // Without the flag, changes are still success.
-    assert_eq!(w.run(&["plan"]).code, 0);
-    let run = w.run(&["apply", "--auto-approve"]);
+    assert_eq!(w.run(["plan"]).code, 0);
+    let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
-    let run = w.run(&["plan", "--detailed-exitcode"]);
+    let run = w.run(["plan", "--detailed-exitcode"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(
         run.stdout.contains("Plan: 0 to change, 6 unchanged."),
         "{}",
         run.stdout
     );
-    let run = w.run(&["plan", "--json", "--detailed-exitcode"]);
+    let run = w.run(["plan", "--json", "--detailed-exitcode"]);
     assert_eq!(run.code, 0, "{}", run.all());
     let doc: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["changes"], json!([]));
@@ -130,12 +131,12 @@ fn detailed_exitcode_is_2_with_changes_and_0_without() {
 fn redirected_plan_keeps_diagnostics_and_status_off_stdout() {
     let a = Redis::start();
     // No offVariation: turning it off serves the application's fallback, which plan warns about.
-    let mut bare = flag("no-off", 5, true, json!([true, false]));
+    let mut bare = bool_flag("no-off", 5);
     bare["offVariation"] = Value::Null;
     a.seed(PREFIX, &[bare]);
     let w = Workspace::new(&redis_overrides(&[&a], "no-off = false\n"));
     let out = w.path("saved-plan.json");
-    let run = w.run(&["plan", "--out", out.to_str().unwrap()]);
+    let run = w.run(["plan", "--out", out.to_str().unwrap()]);
     assert_eq!(run.code, 0, "{}", run.all());
     let pa = a.port.to_string();
     insta::assert_snapshot!(run.render(&[(&w.root(), "[WS]"), (&pa, "[PORT]")]));
@@ -143,14 +144,14 @@ fn redirected_plan_keeps_diagnostics_and_status_off_stdout() {
     assert_eq!(saved["format_version"], json!(1));
     assert_eq!(saved["changes"][0]["version"], json!(5));
     // --json output stays parseable even when there are warnings.
-    let run = w.run(&["plan", "--json"]);
+    let run = w.run(["plan", "--json"]);
     assert_eq!(run.code, 0);
     serde_json::from_str::<Value>(&run.stdout).expect("--json stdout is pure JSON");
     assert!(run
         .stderr
         .contains("warning: default/production/no-off has no off variation"));
     // --quiet drops status but never data or warnings.
-    let run = w.run(&["-q", "plan", "--out", out.to_str().unwrap()]);
+    let run = w.run(["-q", "plan", "--out", out.to_str().unwrap()]);
     assert!(!run.stderr.contains("Saved the plan"), "{}", run.stderr);
     assert!(run.stdout.contains("Plan: 1 to change"), "{}", run.stdout);
 }
@@ -158,14 +159,14 @@ fn redirected_plan_keeps_diagnostics_and_status_off_stdout() {
 #[test]
 fn colour_is_off_when_piped_and_on_when_asked() {
     let (_a, _b, w) = setup();
-    let plain = w.run(&["plan"]);
+    let plain = w.run(["plan"]);
     assert!(!plain.stdout.contains('\x1b'), "{:?}", plain.stdout);
-    let coloured = w.run(&["--color", "always", "plan"]);
+    let coloured = w.run(["--color", "always", "plan"]);
     assert!(
         coloured.stdout.contains("\x1b[33m~\x1b[0m"),
         "{:?}",
         coloured.stdout
     );
-    let never = w.run(&["--color", "never", "plan"]);
+    let never = w.run(["--color", "never", "plan"]);
     assert_eq!(never.stdout, plain.stdout);
 }

@@ -2,11 +2,18 @@
 //! Journal commits come from real `relayctl apply` runs on a file store.
 
 use crate::support::fake_ld::{FakeLd, Reply, TOKEN};
-use crate::support::{flag, git, wait_for, Workspace};
+use crate::support::fixtures::{all_off, file_store_and_ld, flag, flag_file, overrides};
+use crate::support::{git, output, wait_for, Workspace};
 use serde_json::{json, Value};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const VARIATIONS: [&str; 2] = ["treatment", "control"];
+
+/// The variations of every flag here, as the fake LaunchDarkly takes them.
+fn variations() -> Vec<Value> {
+    VARIATIONS.iter().map(|v| json!(v)).collect()
+}
 
 /// A workspace with a file store holding `flags` (key, version, on; variations "treatment",
 /// "control"; off serves "control") and a fake LaunchDarkly holding the same flags.
@@ -19,38 +26,29 @@ impl Setup {
     fn new(flags: &[(&str, u64, bool)]) -> Setup {
         let ld = FakeLd::start();
         let w = Workspace::new("");
-        let mut stored = serde_json::Map::new();
+        let mut stored = Vec::new();
         for (key, version, on) in flags {
-            stored.insert((*key).into(), flag(key, *version, *on, json!(VARIATIONS)));
-            let vars: Vec<Value> = VARIATIONS.iter().map(|v| json!(v)).collect();
-            ld.add_flag("default", key, &vars, "production", *on, 1, 0, *version);
+            stored.push(flag(key, *version, *on, json!(VARIATIONS)));
+            ld.add_flag("default", key, &variations(), "production", *on, 1, 0, *version);
         }
-        w.write(
-            "flags/default-production.json",
-            &json!({"flags": stored, "segments": {}}).to_string(),
-        );
+        w.write("flags/default-production.json", &flag_file(&stored));
         Setup { ld, w }
     }
 
-    /// Declares `overrides` for default/production and applies them (one commit per changed flag).
-    fn apply(&self, overrides: &str) {
-        self.w.write(
-            "overrides.toml",
-            &format!(
-                "[[store]]\ntype = \"file\"\npath = \"flags/{{project}}-{{environment}}.json\"\n\n\
-                 [launchdarkly]\nbase_url = \"{}\"\n\n[overrides.default.production]\n{overrides}",
-                self.ld.url
-            ),
-        );
-        self.w
-            .relayctl()
-            .args(["apply", "--auto-approve"])
-            .assert()
-            .success();
+    /// `keys` on at version 5 in the store and in LaunchDarkly, then applied off: one pending
+    /// journal commit each.
+    fn turned_off(keys: &[String]) -> Setup {
+        let flags: Vec<(&str, u64, bool)> = keys.iter().map(|k| (k.as_str(), 5, true)).collect();
+        let s = Setup::new(&flags);
+        s.apply(&all_off(keys));
+        s
     }
 
-    fn relayctl(&self, args: &[&str]) -> assert_cmd::assert::Assert {
-        self.w.relayctl().env("LD_API_KEY", TOKEN).args(args).assert()
+    /// Declares `flags` for default/production and applies them (one commit per changed flag).
+    fn apply(&self, flags: &str) {
+        let text = overrides(&file_store_and_ld(&self.ld.url), flags);
+        self.w.write("overrides.toml", &text);
+        self.w.cmd(["apply", "--auto-approve"]).assert().success();
     }
 
     /// The journal's flag commits, oldest first, as (short sha, sync note).
@@ -73,14 +71,6 @@ impl Setup {
     }
 }
 
-fn output(a: &assert_cmd::assert::Assert) -> (String, String) {
-    let o = a.get_output();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn several_commits_on_one_flag_become_one_patch_naming_both() {
     let s = Setup::new(&[("new-checkout", 41, true)]);
@@ -88,7 +78,7 @@ fn several_commits_on_one_flag_become_one_patch_naming_both() {
     s.apply("new-checkout = { on = false, off_variation = \"treatment\", reason = \"INC-4712: serve treatment\" }\n");
     let notes = s.notes();
     assert_eq!(notes.len(), 2);
-    let a = s.relayctl(&["sync"]).success();
+    let a = s.w.cmd(["sync"]).token().assert().success();
     let (stdout, stderr) = output(&a);
     assert!(
         stdout.contains("synced     default/production/new-checkout  ld-version=42"),
@@ -141,9 +131,9 @@ fn several_commits_on_one_flag_become_one_patch_naming_both() {
     assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
 
     // log shows the status; --pending shows nothing left.
-    let (log, _) = output(&s.relayctl(&["log"]).success());
+    let (log, _) = output(&s.w.cmd(["log"]).token().assert().success());
     assert_eq!(log.matches("ld-version=42]").count(), 2, "{log}");
-    let (pending, stderr) = output(&s.relayctl(&["log", "--pending"]).success());
+    let (pending, stderr) = output(&s.w.cmd(["log", "--pending"]).token().assert().success());
     assert_eq!(pending, "");
     assert!(stderr.contains("Nothing pending"), "{stderr}");
 }
@@ -154,7 +144,7 @@ fn a_rerun_sends_nothing_twice_and_flags_already_in_state_get_no_patch() {
     // Someone already turned b off in LaunchDarkly (its version moved): nothing to send.
     s.ld.edit_in_ui("default", "b", "production", |e| e["on"] = json!(false));
     s.apply("a = false\nb = false\n");
-    let (stdout, stderr) = output(&s.relayctl(&["sync"]).success());
+    let (stdout, stderr) = output(&s.w.cmd(["sync"]).token().assert().success());
     assert!(
         stdout.contains("in-state   default/production/b  ld-version=8"),
         "{stdout}"
@@ -170,7 +160,7 @@ fn a_rerun_sends_nothing_twice_and_flags_already_in_state_get_no_patch() {
     );
 
     s.ld.clear_log();
-    let (_, stderr) = output(&s.relayctl(&["sync"]).success());
+    let (_, stderr) = output(&s.w.cmd(["sync"]).token().assert().success());
     assert!(stderr.contains("Nothing to sync"), "{stderr}");
     assert!(s.ld.requests().is_empty(), "{:?}", s.ld.requests());
 }
@@ -180,7 +170,7 @@ fn a_conflict_is_left_alone_noted_and_exits_2_until_forced() {
     let s = Setup::new(&[("a", 41, true), ("b", 3, true)]);
     s.apply("a = { on = false, reason = \"INC-1\" }\nb = false\n");
     s.ld.edit_in_ui("default", "a", "production", |e| e["offVariation"] = json!(0));
-    let a = s.relayctl(&["sync"]).code(2);
+    let a = s.w.cmd(["sync"]).token().assert().code(2);
     let (stdout, stderr) = output(&a);
     assert!(
         stdout.contains("default/production/a") && stdout.contains("LD version 42, base 41"),
@@ -204,11 +194,11 @@ fn a_conflict_is_left_alone_noted_and_exits_2_until_forced() {
     let patched: Vec<String> = s.ld.patches().iter().map(|p| p.flag()).collect();
     assert_eq!(patched, ["b"]);
     assert_eq!(s.ld.env("default", "a", "production")["on"], json!(true));
-    let (log, _) = output(&s.relayctl(&["log", "--pending"]).success());
+    let (log, _) = output(&s.w.cmd(["log", "--pending"]).token().assert().success());
     assert!(log.contains("[conflict: LD version 42, base 41]"), "{log}");
 
     // --force overwrites, still guarded by the version LD has now.
-    let (stdout, _) = output(&s.relayctl(&["sync", "--force"]).success());
+    let (stdout, _) = output(&s.w.cmd(["sync", "--force"]).token().assert().success());
     assert!(stdout.contains("forced over LD version 42, base 41"), "{stdout}");
     let last = s.ld.patches().pop().unwrap().json();
     assert_eq!(
@@ -230,7 +220,7 @@ fn a_change_racing_the_patch_fails_its_test_and_becomes_a_conflict() {
     let s = Setup::new(&[("a", 41, true)]);
     s.apply("a = false\n");
     s.ld.race_next_patch("a");
-    let (stdout, _) = output(&s.relayctl(&["sync"]).code(2));
+    let (stdout, _) = output(&s.w.cmd(["sync"]).token().assert().code(2));
     assert!(stdout.contains("LD version 42, base 41"), "{stdout}");
     let patches = s.ld.patches();
     assert_eq!(patches.len(), 1);
@@ -245,23 +235,9 @@ fn a_change_racing_the_patch_fails_its_test_and_becomes_a_conflict() {
 #[test]
 fn a_sync_killed_midway_resumes_without_sending_anything_twice() {
     let keys: Vec<String> = (0..20).map(|i| format!("flag-{i:02}")).collect();
-    let flags: Vec<(&str, u64, bool)> = keys.iter().map(|k| (k.as_str(), 5, true)).collect();
-    let s = Setup::new(&flags);
-    s.apply(&keys.iter().map(|k| format!("{k} = false\n")).collect::<String>());
+    let s = Setup::turned_off(&keys);
     s.ld.answer_only(15);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("relayctl"))
-        .current_dir(s.w.dir.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", s.w.dir.path())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("RELAYCTL_AUTHOR", "Test Operator <operator@example.com>")
-        .env("LD_API_KEY", TOKEN)
-        .args(["sync"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = s.w.cmd(["sync"]).token().spawn(Stdio::null(), Stdio::null());
     wait_for(
         "the sync to be stuck on an unanswered request",
         Duration::from_secs(20),
@@ -277,7 +253,7 @@ fn a_sync_killed_midway_resumes_without_sending_anything_twice() {
     );
 
     s.ld.answer_all();
-    let (_, stderr) = output(&s.relayctl(&["sync"]).success());
+    let (_, stderr) = output(&s.w.cmd(["sync"]).token().assert().success());
     assert!(stderr.contains("0 conflict(s), 0 skipped, 0 failed"), "{stderr}");
     let mut applied: Vec<String> = s.ld.applied().iter().map(|p| p.flag()).collect();
     applied.sort();
@@ -296,7 +272,7 @@ fn rate_limits_are_waited_out_with_either_header() {
     s.ld.inject(Some("GET"), None, 1, Reply::RetryAfter(1));
     s.ld.inject(Some("PATCH"), None, 1, Reply::ResetIn(200));
     let started = Instant::now();
-    s.relayctl(&["sync"]).success();
+    s.w.cmd(["sync"]).token().assert().success();
     assert!(
         started.elapsed() >= Duration::from_millis(1150),
         "{:?}",
@@ -328,14 +304,14 @@ fn server_errors_are_retried_then_sync_stops_leaving_the_rest_pending() {
         2,
         Reply::Status(503, "service_unavailable", "try later"),
     );
-    s.relayctl(&["sync"]).success();
+    s.w.cmd(["sync"]).token().assert().success();
     assert_eq!(s.ld.applied().len(), 1);
     assert_eq!(s.ld.patches().len(), 3);
 
     let s = Setup::new(&[("a", 41, true)]);
     s.apply("a = false\n");
     s.ld.inject(None, None, 100, Reply::Status(500, "internal", "boom"));
-    let (_, stderr) = output(&s.relayctl(&["sync"]).code(2));
+    let (_, stderr) = output(&s.w.cmd(["sync"]).token().assert().code(2));
     assert!(stderr.contains("default/production/a"), "{stderr}");
     assert!(
         stderr.contains("HTTP 500") && stderr.contains("Run `relayctl sync` again"),
@@ -350,12 +326,7 @@ fn a_bad_or_missing_token_stops_at_once_and_is_never_printed() {
     let s = Setup::new(&[("a", 41, true)]);
     s.apply("a = false\n");
     let secret = "api-wrong-secret-never-print";
-    let a =
-        s.w.relayctl()
-            .env("LD_API_KEY", secret)
-            .args(["sync"])
-            .assert()
-            .code(1);
+    let a = s.w.cmd(["sync"]).env("LD_API_KEY", secret).assert().code(1);
     let (stdout, stderr) = output(&a);
     assert!(
         stderr.contains("LD_API_KEY") && stderr.contains("HTTP 401"),
@@ -364,11 +335,11 @@ fn a_bad_or_missing_token_stops_at_once_and_is_never_printed() {
     assert!(!stdout.contains(secret) && !stderr.contains(secret));
     assert_eq!(s.ld.requests().len(), 1);
     assert_eq!(s.notes()[0].1, "");
-    let (_, stderr) = output(&s.w.relayctl().args(["verify"]).assert().code(1));
+    let (_, stderr) = output(&s.w.cmd(["verify"]).assert().code(1));
     assert!(stderr.contains("LD_API_KEY is not set"), "{stderr}");
 
     s.ld.clear_log();
-    let (_, stderr) = output(&s.w.relayctl().args(["sync"]).assert().code(1));
+    let (_, stderr) = output(&s.w.cmd(["sync"]).assert().code(1));
     assert!(
         stderr.contains("LD_API_KEY is not set") && stderr.contains("Nothing was sent"),
         "{stderr}"
@@ -380,8 +351,8 @@ fn a_bad_or_missing_token_stops_at_once_and_is_never_printed() {
 fn verify_exits_0_when_ld_matches_and_2_on_a_mismatch() {
     let s = Setup::new(&[("a", 41, true), ("b", 2, true)]);
     s.apply("a = { on = false, off_variation = \"treatment\" }\nb = false\n");
-    s.relayctl(&["sync"]).success();
-    let (stdout, stderr) = output(&s.relayctl(&["verify"]).success());
+    s.w.cmd(["sync"]).token().assert().success();
+    let (stdout, stderr) = output(&s.w.cmd(["verify"]).token().assert().success());
     assert_eq!(stdout, "");
     assert!(
         stderr.contains("Verify: 2 flag(s) match the journal, 0 mismatch(es)."),
@@ -391,7 +362,7 @@ fn verify_exits_0_when_ld_matches_and_2_on_a_mismatch() {
         e["on"] = json!(true);
         e["offVariation"] = json!(1);
     });
-    let (stdout, _) = output(&s.relayctl(&["verify"]).code(2));
+    let (stdout, _) = output(&s.w.cmd(["verify"]).token().assert().code(2));
     assert!(
         stdout.contains("mismatch  default/production/a  on: LD true, journal false, off_variation: LD 1 (\"control\"), journal 0 (\"treatment\")"),
         "{stdout}"
@@ -405,7 +376,7 @@ fn dry_run_only_reads_and_writes_no_note() {
     let s = Setup::new(&[("a", 41, true), ("b", 3, true)]);
     s.apply("a = false\nb = false\n");
     s.ld.edit_in_ui("default", "b", "production", |e| e["offVariation"] = json!(0));
-    let a = s.relayctl(&["sync", "--dry-run"]).code(2);
+    let a = s.w.cmd(["sync", "--dry-run"]).token().assert().code(2);
     let (stdout, stderr) = output(&a);
     assert!(stdout.contains("would-patch default/production/a"), "{stdout}");
     assert!(
@@ -461,7 +432,7 @@ fn approvals_missing_flags_locks_and_scheduled_changes_are_noted() {
             "Your change conflicts with a scheduled change",
         ),
     );
-    let (_, stderr) = output(&s.relayctl(&["sync"]).code(2));
+    let (_, stderr) = output(&s.w.cmd(["sync"]).token().assert().code(2));
     assert!(
         stderr.contains("1 synced, 0 already in state, 1 conflict(s), 2 skipped, 0 failed"),
         "{stderr}"
@@ -490,15 +461,14 @@ fn approvals_missing_flags_locks_and_scheduled_changes_are_noted() {
 #[test]
 fn requests_for_one_flag_never_overlap_while_different_flags_run_in_parallel() {
     let s = Setup::new(&[("shared", 5, true), ("x", 5, true), ("y", 5, true)]);
-    let vars: Vec<Value> = VARIATIONS.iter().map(|v| json!(v)).collect();
-    s.ld.add_flag("default", "shared", &vars, "staging", true, 1, 0, 9);
+    s.ld.add_flag("default", "shared", &variations(), "staging", true, 1, 0, 9);
     s.w.write(
         "flags/default-staging.json",
-        &json!({"flags": {"shared": flag("shared", 9, true, json!(VARIATIONS))}, "segments": {}}).to_string(),
+        &flag_file(&[flag("shared", 9, true, json!(VARIATIONS))]),
     );
     s.apply("shared = false\nx = false\ny = false\n\n[overrides.default.staging]\nshared = false\n");
     s.ld.set_delay(Duration::from_millis(150));
-    s.relayctl(&["sync"]).success();
+    s.w.cmd(["sync"]).token().assert().success();
     let (per_flag, total) = s.ld.max_in_flight();
     assert_eq!(per_flag, 1, "two requests for one flag at once");
     assert!(total > 1, "different flags should be worked on concurrently");
@@ -509,18 +479,17 @@ fn requests_for_one_flag_never_overlap_while_different_flags_run_in_parallel() {
 #[test]
 fn a_terminal_gets_a_progress_bar_on_stderr_while_stdout_stays_data() {
     let keys: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
-    let flags: Vec<(&str, u64, bool)> = keys.iter().map(|k| (k.as_str(), 5, true)).collect();
-    let s = Setup::new(&flags);
-    s.apply(&keys.iter().map(|k| format!("{k} = false\n")).collect::<String>());
+    let s = Setup::turned_off(&keys);
     s.ld.set_delay(Duration::from_millis(50));
     // `script` gives relayctl a terminal on stderr; stdout goes to a file.
-    let out =
-        s.w.on_terminal("sync > stdout.txt")
-            .env("LD_API_KEY", TOKEN)
-            .output()
-            .unwrap();
-    assert!(out.status.success());
-    let terminal = String::from_utf8_lossy(&out.stdout);
+    let run =
+        s.w.cmd(["sync"])
+            .token()
+            .on_terminal()
+            .stdout_to("stdout.txt")
+            .run();
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let terminal = run.stdout;
     assert!(
         terminal.contains("syncing [") && terminal.contains("10/10 flags"),
         "{terminal}"
@@ -546,12 +515,7 @@ fn ld_base_url_overrides_the_file_and_the_token_may_come_from_dot_env() {
             .replace(&s.ld.url, "http://127.0.0.1:9");
     s.w.write("overrides.toml", &text);
     s.w.write(".env", &format!("LD_API_KEY={TOKEN}\n"));
-    let a =
-        s.w.relayctl()
-            .env("LD_BASE_URL", &s.ld.url)
-            .args(["sync"])
-            .assert()
-            .success();
+    let a = s.w.cmd(["sync"]).env("LD_BASE_URL", &s.ld.url).assert().success();
     let (stdout, stderr) = output(&a);
     assert!(stderr.contains(&format!("to {}...", s.ld.url)), "{stderr}");
     assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));

@@ -2,14 +2,16 @@
 //! on a free loopback port.
 //!
 //! It keeps flags with per-environment versions and variations with `_id`s, answers GET in the
-//! `FeatureFlag` shape of the OpenAPI spec, applies JSON Patch (`test`, `replace`, `add`) from a
-//! bare array or `{"comment", "patch"}`, bumps the versions of the environments a patch changed,
-//! records every request (method, path, headers, body), and can be told to answer 429 / 5xx /
-//! 409 / 405 / 400 for a while, to let someone "edit in the UI", or to stop answering after N
-//! requests (a sync killed mid-way). Also used by benches/sync.rs through `#[path]`.
+//! `FeatureFlag` shape of the OpenAPI spec, applies JSON Patch from a bare array or
+//! `{"comment", "patch"}` with the `json-patch` crate (RFC 6902: every operation, all or nothing),
+//! bumps the versions of the environments a patch changed, records every request (method, path,
+//! headers, body), and can be told to answer 429 / 5xx / 409 / 405 / 400 for a while, to let
+//! someone "edit in the UI", or to stop answering after N requests (a sync killed mid-way). Also
+//! used by benches/sync.rs, which includes this support code through `#[path]`.
 
 #![allow(dead_code)]
 
+use json_patch::{PatchErrorKind, PatchOperation};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -480,11 +482,10 @@ fn respond(s: &mut State, req: &Logged) -> Answer {
                     "semantic patch is not supported by this fake",
                 );
             }
-            let body = req.json();
-            let ops = match &body {
-                Value::Array(ops) => ops.clone(),
-                Value::Object(o) => match o.get("patch") {
-                    Some(Value::Array(ops)) => ops.clone(),
+            let ops = match req.json() {
+                Value::Array(ops) => ops,
+                Value::Object(mut o) => match o.remove("patch") {
+                    Some(Value::Array(ops)) => ops,
                     _ => {
                         return error(
                             400,
@@ -496,59 +497,209 @@ fn respond(s: &mut State, req: &Logged) -> Answer {
                 _ => return error(400, "invalid_request", "body must be JSON"),
             };
             let mut flag = stored.clone();
-            for op in &ops {
-                let path = op["path"].as_str().unwrap_or("");
-                match op["op"].as_str().unwrap_or("") {
-                    "test" => {
-                        if flag.pointer(path) != Some(&op["value"]) {
-                            let status = s.test_failure_status;
-                            let code = if status == 409 {
-                                "optimistic_locking_error"
-                            } else {
-                                "invalid_request"
-                            };
-                            return error(status, code, &format!("Test operation failed for path {path}"));
-                        }
-                    }
-                    "replace" => match flag.pointer_mut(path) {
-                        Some(v) => *v = op["value"].clone(),
-                        None => {
-                            return error(400, "invalid_request", &format!("replace: no such path {path}"))
-                        }
-                    },
-                    "add" => {
-                        let (parent, last) = path.rsplit_once('/').unwrap_or(("", path));
-                        let last = last.replace("~1", "/").replace("~0", "~");
-                        match flag.pointer_mut(parent).and_then(Value::as_object_mut) {
-                            Some(o) => {
-                                o.insert(last, op["value"].clone());
-                            }
-                            None => {
-                                return error(400, "invalid_request", &format!("add: no such path {path}"))
-                            }
-                        }
-                    }
-                    other => return error(400, "invalid_request", &format!("unsupported op {other:?}")),
-                }
+            if let Err(answer) = apply_patch(&mut flag, &ops, s.test_failure_status) {
+                return answer;
             }
             if flag != stored {
-                let envs: Vec<String> = flag["environments"]
-                    .as_object()
-                    .unwrap()
-                    .keys()
-                    .cloned()
-                    .collect();
-                for env in envs {
-                    if flag["environments"][&env] != stored["environments"][&env] {
-                        let v = stored["environments"][&env]["version"].as_u64().unwrap();
-                        flag["environments"][&env]["version"] = json!(v + 1);
-                    }
-                }
-                flag["_version"] = json!(stored["_version"].as_u64().unwrap() + 1);
+                bump_versions(&mut flag, &stored);
                 s.flags.insert(id, flag.clone());
             }
             (200, vec![], flag)
         }
         _ => error(405, "method_not_allowed", "Method not allowed"),
+    }
+}
+
+/// Applies JSON Patch `ops` to `flag` with RFC 6902 semantics (all six operations, all or
+/// nothing), or says what LaunchDarkly answers instead: a failed `test` (its path missing
+/// included) gets `test_failure_status`, any other bad operation or path 400.
+fn apply_patch(flag: &mut Value, ops: &[Value], test_failure_status: u16) -> Result<(), Answer> {
+    let patch = ops
+        .iter()
+        .map(|op| {
+            serde_json::from_value::<PatchOperation>(op.clone()).map_err(|e| {
+                let name = op["op"].as_str().unwrap_or("");
+                match name {
+                    "test" | "replace" | "add" | "remove" | "move" | "copy" => {
+                        error(400, "invalid_request", &format!("{name}: {e}"))
+                    }
+                    other => error(400, "invalid_request", &format!("unsupported op {other:?}")),
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    json_patch::patch(flag, &patch).map_err(|e| {
+        let path = e.path.as_str();
+        match (&patch[e.operation], e.kind) {
+            (PatchOperation::Test(_), _) => {
+                let code = match test_failure_status {
+                    409 => "optimistic_locking_error",
+                    _ => "invalid_request",
+                };
+                let message = format!("Test operation failed for path {path}");
+                error(test_failure_status, code, &message)
+            }
+            (PatchOperation::Move(op), PatchErrorKind::InvalidFromPointer) => {
+                error(400, "invalid_request", &format!("move: no such path {}", op.from))
+            }
+            (PatchOperation::Copy(op), PatchErrorKind::InvalidFromPointer) => {
+                error(400, "invalid_request", &format!("copy: no such path {}", op.from))
+            }
+            (op, PatchErrorKind::InvalidPointer) => {
+                let name = op_name(op);
+                error(400, "invalid_request", &format!("{name}: no such path {path}"))
+            }
+            (op, kind) => {
+                let name = op_name(op);
+                error(400, "invalid_request", &format!("{name} {path}: {kind}"))
+            }
+        }
+    })
+}
+
+fn op_name(op: &PatchOperation) -> &'static str {
+    match op {
+        PatchOperation::Add(_) => "add",
+        PatchOperation::Remove(_) => "remove",
+        PatchOperation::Replace(_) => "replace",
+        PatchOperation::Move(_) => "move",
+        PatchOperation::Copy(_) => "copy",
+        PatchOperation::Test(_) => "test",
+    }
+}
+
+/// After a patch changed `flag`: each environment that differs from `stored` gets the next
+/// version (whatever the patch wrote there), and so does the flag's `_version`. An environment
+/// the patch added keeps what it was given.
+fn bump_versions(flag: &mut Value, stored: &Value) {
+    if let Some(envs) = flag["environments"].as_object_mut() {
+        for (name, env) in envs.iter_mut() {
+            let before = &stored["environments"][name];
+            if let Some(v) = before["version"].as_u64().filter(|_| env != before) {
+                env["version"] = json!(v + 1);
+            }
+        }
+    }
+    flag["_version"] = json!(stored["_version"].as_u64().unwrap_or(0) + 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FakeLd, TOKEN};
+    use serde_json::{json, Value};
+    use std::io::{Read, Write};
+
+    /// One `PATCH` of flag `f` with `body`, on a connection of its own: (status, JSON body).
+    fn patch(ld: &FakeLd, body: &Value) -> (u16, Value) {
+        let body = body.to_string();
+        let mut conn = std::net::TcpStream::connect(ld.addr).unwrap();
+        write!(
+            conn,
+            "PATCH /api/v2/flags/default/f HTTP/1.1\r\nAuthorization: {TOKEN}\r\n\
+             Content-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, serde_json::from_str(body).unwrap())
+    }
+
+    fn fake() -> FakeLd {
+        let ld = FakeLd::start();
+        let variations = [json!("a"), json!("b")];
+        ld.add_flag("default", "f", &variations, "production", true, 1, 0, 7);
+        ld.add_flag("default", "f", &variations, "staging", true, 1, 0, 3);
+        ld
+    }
+
+    #[test]
+    fn every_rfc_6902_operation_applies_and_bumps_only_the_changed_environment() {
+        let ld = fake();
+        let (status, flag) = patch(
+            &ld,
+            &json!({"comment": "c", "patch": [
+                {"op": "test", "path": "/environments/production/version", "value": 7},
+                {"op": "copy", "from": "/environments/production/fallthrough", "path": "/environments/production/saved"},
+                {"op": "move", "from": "/environments/production/saved", "path": "/environments/production/moved"},
+                {"op": "add", "path": "/environments/production/rules/0", "value": {"id": "r"}},
+                {"op": "add", "path": "/tags/-", "value": "t"},
+                {"op": "remove", "path": "/environments/production/moved"},
+                {"op": "replace", "path": "/environments/production/on", "value": false},
+            ]}),
+        );
+        assert_eq!(status, 200, "{flag}");
+        let prod = ld.env("default", "f", "production");
+        assert_eq!(prod["on"], json!(false));
+        assert_eq!(prod["rules"], json!([{"id": "r"}]));
+        assert!(
+            prod.get("saved").is_none() && prod.get("moved").is_none(),
+            "{prod}"
+        );
+        assert_eq!(prod["version"], json!(8));
+        assert_eq!(ld.env("default", "f", "staging")["version"], json!(3));
+        assert_eq!(
+            (flag["tags"].clone(), flag["_version"].clone()),
+            (json!(["t"]), json!(2))
+        );
+    }
+
+    #[test]
+    fn a_failed_test_or_a_bad_path_changes_nothing() {
+        let ld = fake();
+        let before = ld.env("default", "f", "production");
+        let off = json!({"op": "replace", "path": "/environments/production/on", "value": false});
+        let cases = [
+            (
+                json!({"op": "test", "path": "/environments/production/version", "value": 6}),
+                400,
+                "Test operation failed for path /environments/production/version",
+            ),
+            (
+                json!({"op": "test", "path": "/environments/nowhere/version", "value": 6}),
+                400,
+                "Test operation failed for path /environments/nowhere/version",
+            ),
+            (
+                json!({"op": "replace", "path": "/environments/nowhere/on", "value": true}),
+                400,
+                "replace: no such path /environments/nowhere/on",
+            ),
+            (
+                json!({"op": "remove", "path": "/environments/production/nothing"}),
+                400,
+                "remove: no such path /environments/production/nothing",
+            ),
+            (
+                json!({"op": "move", "from": "/nothing", "path": "/x"}),
+                400,
+                "move: no such path /nothing",
+            ),
+            (
+                json!({"op": "frobnicate", "path": "/x"}),
+                400,
+                "unsupported op \"frobnicate\"",
+            ),
+        ];
+        for (bad, status, message) in cases {
+            // The bad operation comes last: what came before it is undone.
+            let answer = patch(&ld, &json!([off, bad]));
+            assert_eq!(
+                (answer.0, answer.1["message"].as_str()),
+                (status, Some(message)),
+                "{bad}"
+            );
+            assert_eq!(answer.1["code"], json!("invalid_request"), "{bad}");
+            assert_eq!(ld.env("default", "f", "production"), before, "{bad}");
+        }
+        ld.set_test_failure_status(409);
+        let test = json!({"op": "test", "path": "/environments/production/version", "value": 6});
+        let (status, body) = patch(&ld, &json!([test]));
+        assert_eq!(
+            (status, body["code"].clone()),
+            (409, json!("optimistic_locking_error"))
+        );
     }
 }

@@ -13,7 +13,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The fake credentials and region every process talking to moto gets.
+/// The fake credentials and region every process talking to moto gets (relayctl through
+/// `Relayctl::aws`).
 pub const AWS_ENV: &[(&str, &str)] = &[
     ("AWS_ACCESS_KEY_ID", "testing"),
     ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -21,11 +22,6 @@ pub const AWS_ENV: &[(&str, &str)] = &[
     // Never probe the EC2 metadata address from a test.
     ("AWS_EC2_METADATA_DISABLED", "true"),
 ];
-
-/// Adds [`AWS_ENV`] to a command (the workspace's relayctl starts with an empty environment).
-pub fn aws_env(cmd: &mut assert_cmd::Command) -> &mut assert_cmd::Command {
-    cmd.envs(AWS_ENV.iter().copied())
-}
 
 pub struct Moto {
     pub port: u16,

@@ -1,0 +1,317 @@
+//! A real `redis-server` per test on a free loopback port ([`Redis`]), started empty and killed on
+//! drop, with helpers to seed, dump and restore it; and [`ExecProxy`], a TCP proxy that lets a
+//! concurrent writer land between relayctl's WATCH and EXEC.
+//!
+//! A missing `redis-server` (or `openssl`, for TLS) fails the test with the install command.
+
+use super::{free_port, require, stdout_of, wait_for};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A throwaway `redis-server` on a free loopback port, with no persistence.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// `requirepass`, when started with [`Redis::start_with_password`].
+    password: Option<String>,
+    /// Serves TLS only (self-signed), when started with [`Redis::start_tls`].
+    tls: bool,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        Redis::launch(None, false)
+    }
+
+    /// A server that requires `password` (AUTH); [`Redis::secret_url`] carries it.
+    pub fn start_with_password(password: &str) -> Redis {
+        Redis::launch(Some(password), false)
+    }
+
+    /// A server that speaks only TLS (a self-signed certificate made with `openssl`) and
+    /// requires `password`. Its URLs are `rediss://...#insecure`, which skips certificate checks.
+    pub fn start_tls(password: &str) -> Redis {
+        Redis::launch(Some(password), true)
+    }
+
+    fn launch(password: Option<&str>, tls: bool) -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            password: password.map(str::to_owned),
+            tls,
+        };
+        if tls {
+            let openssl = require("openssl", "apt-get install -y openssl");
+            stdout_of(
+                Command::new(openssl)
+                    .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+                    .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
+                    .args(["-keyout", "key.pem", "-out", "cert.pem"])
+                    .current_dir(r.dir.path()),
+                "openssl",
+            );
+        }
+        r.restart();
+        r
+    }
+
+    /// Starts (again) on the same port, empty.
+    pub fn restart(&mut self) {
+        let bin = require("redis-server", "apt-get install -y redis-server");
+        let child = Command::new(bin)
+            .args(if self.tls {
+                vec![
+                    "--port".to_owned(),
+                    "0".to_owned(),
+                    "--tls-port".to_owned(),
+                    self.port.to_string(),
+                    "--tls-cert-file".to_owned(),
+                    "cert.pem".to_owned(),
+                    "--tls-key-file".to_owned(),
+                    "key.pem".to_owned(),
+                    "--tls-ca-cert-file".to_owned(),
+                    "cert.pem".to_owned(),
+                    "--tls-auth-clients".to_owned(),
+                    "no".to_owned(),
+                ]
+            } else {
+                vec!["--port".to_owned(), self.port.to_string()]
+            })
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .current_dir(self.dir.path())
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass".to_owned(), p.clone()]),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server");
+        self.child = Some(child);
+        let url = self.secret_url();
+        wait_for(
+            &format!("redis-server on port {}", self.port),
+            Duration::from_secs(10),
+            || {
+                redis::Client::open(url.as_str())
+                    .and_then(|c| c.get_connection())
+                    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                    .is_ok()
+            },
+        );
+    }
+
+    /// Kills the server (SIGKILL), as a crash or network loss would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self.tls {
+            true => format!("rediss://127.0.0.1:{}/#insecure", self.port),
+            false => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The URL with the password in it, when the server has one (else [`Redis::url`]).
+    pub fn secret_url(&self) -> String {
+        match (&self.password, self.tls) {
+            (Some(p), true) => format!("rediss://:{p}@127.0.0.1:{}/#insecure", self.port),
+            (Some(p), false) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            (None, _) => self.url(),
+        }
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.secret_url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// Stores `raw` verbatim as field `flag` of `<prefix>:features` (for values that are not
+    /// flags, or a concurrent writer's change).
+    pub fn set_raw(&self, prefix: &str, flag: &str, raw: &str) {
+        set_raw(&self.secret_url(), prefix, flag, raw);
+    }
+
+    /// Every key of the database with its exact content (strings and hashes), to compare
+    /// "untouched" byte for byte and to restore a server with [`Redis::restore`].
+    pub fn dump(&self) -> Dump {
+        let mut c = self.conn();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+        keys.into_iter()
+            .map(|k| {
+                let kind: String = redis::cmd("TYPE").arg(&k).query(&mut c).unwrap();
+                let content = match kind.as_str() {
+                    "string" => DumpValue::String(redis::cmd("GET").arg(&k).query(&mut c).unwrap()),
+                    "hash" => DumpValue::Hash(redis::cmd("HGETALL").arg(&k).query(&mut c).unwrap()),
+                    other => panic!("dump: key {k} has type {other}, which the tests do not use"),
+                };
+                (k, content)
+            })
+            .collect()
+    }
+
+    /// Writes every key of `dump` back (after a restart, which empties the server).
+    pub fn restore(&self, dump: &Dump) {
+        let mut c = self.conn();
+        for (k, v) in dump {
+            match v {
+                DumpValue::String(s) => redis::cmd("SET").arg(k).arg(s).exec(&mut c).unwrap(),
+                DumpValue::Hash(h) => {
+                    for (f, val) in h {
+                        redis::cmd("HSET").arg(k).arg(f).arg(val).exec(&mut c).unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores `flags` in `<prefix>:features` and sets `$inited`, as Relay's full init does.
+    pub fn seed(&self, prefix: &str, flags: &[Value]) {
+        let mut c = self.conn();
+        for f in flags {
+            let key = f["key"].as_str().unwrap();
+            redis::cmd("HSET")
+                .arg(format!("{prefix}:features"))
+                .arg(key)
+                .arg(f.to_string())
+                .exec(&mut c)
+                .unwrap();
+        }
+        redis::cmd("SET")
+            .arg(format!("{prefix}:$inited"))
+            .arg("")
+            .exec(&mut c)
+            .unwrap();
+    }
+
+    /// The stored JSON of `flag` under `prefix`, if any.
+    pub fn flag(&self, prefix: &str, flag: &str) -> Option<Value> {
+        let raw: Option<String> = redis::cmd("HGET")
+            .arg(format!("{prefix}:features"))
+            .arg(flag)
+            .query(&mut self.conn())
+            .unwrap();
+        raw.map(|r| serde_json::from_str(&r).unwrap())
+    }
+
+    /// Every field of the hash as raw strings (to compare "untouched" byte for byte).
+    pub fn hash(&self, key: &str) -> BTreeMap<String, String> {
+        redis::cmd("HGETALL").arg(key).query(&mut self.conn()).unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// [`Redis::set_raw`] on the server at `url`, from anywhere (an [`ExecProxy`] hook owns no
+/// [`Redis`]).
+pub fn set_raw(url: &str, prefix: &str, flag: &str, raw: &str) {
+    let mut conn = redis::Client::open(url).and_then(|c| c.get_connection()).unwrap();
+    redis::cmd("HSET")
+        .arg(format!("{prefix}:features"))
+        .arg(flag)
+        .arg(raw)
+        .exec(&mut conn)
+        .unwrap();
+}
+
+/// A database's content by key, as [`Redis::dump`] returns it.
+pub type Dump = BTreeMap<String, DumpValue>;
+
+/// The exact content of one Redis key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DumpValue {
+    String(String),
+    Hash(BTreeMap<String, String>),
+}
+
+/// A TCP proxy in front of a Redis server that runs a hook just before it forwards the first
+/// `EXEC`: a concurrent writer landing, deterministically, between relayctl's WATCH and EXEC.
+pub struct ExecProxy {
+    pub port: u16,
+    execs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ExecProxy {
+    pub fn start(upstream: u16, before_first_exec: impl FnOnce() + Send + 'static) -> ExecProxy {
+        let mut once = Some(before_first_exec);
+        ExecProxy::start_each(upstream, move || {
+            if let Some(h) = once.take() {
+                h();
+            }
+        })
+    }
+
+    /// Like [`ExecProxy::start`], running the hook before every `EXEC`.
+    pub fn start_each(upstream: u16, before_each_exec: impl FnMut() + Send + 'static) -> ExecProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpStream};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        type Hook = Box<dyn FnMut() + Send>;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let execs = Arc::new(AtomicUsize::new(0));
+        let hook: Arc<Mutex<Hook>> = Arc::new(Mutex::new(Box::new(before_each_exec)));
+        let counter = execs.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { break };
+                let mut server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                let (mut to_client, mut from_server) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(Shutdown::Both);
+                });
+                let (hook, counter) = (hook.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n) = client.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let chunk = &buf[..n];
+                        if chunk.windows(10).any(|w| w == b"$4\r\nEXEC\r\n") {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            (hook.lock().unwrap())();
+                        }
+                        if server.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        ExecProxy { port, execs }
+    }
+
+    /// The proxy's URL, to put in the overrides file.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// How many EXECs went through.
+    pub fn execs(&self) -> usize {
+        self.execs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
