@@ -4,7 +4,12 @@
 //! the file, line and column. What a store's settings mean (URL rules, defaults, where each
 //! environment's flags live) is its backend's business: this module asks `store::*`. Variation
 //! references are kept as written (a value or an index): they can only be resolved against the
-//! flag a store holds, which is the planner's job.
+//! flag a store holds, which is the planner's job. What keys, store names and reasons may be is
+//! in [`keys`].
+
+mod keys;
+
+pub use keys::check_id;
 
 use crate::flag::{FlagId, VariationRef};
 use crate::store::{dynamodb, file, redis, Prefix, StoreConfig, StoreKind, Template};
@@ -154,7 +159,7 @@ struct FullOverride {
     on: bool,
     off_variation: Option<Spanned<VariationRef>>,
     fallthrough: Option<Spanned<VariationRef>>,
-    reason: Option<String>,
+    reason: Option<Spanned<String>>,
 }
 
 impl<'de> Deserialize<'de> for RawOverride {
@@ -337,20 +342,14 @@ fn stores(
 fn overrides(raw: BTreeMap<Spanned<String>, RawEnvironments>) -> Result<Vec<Override>, Located> {
     let mut overrides = Vec::new();
     for (project, envs) in raw {
-        check_key(&project, "project").map_err(|m| (Some(project.span()), m))?;
+        keys::check_key(&project, "project").map_err(|m| (Some(project.span()), m))?;
         for (environment, flags) in envs {
-            check_key(&environment, "environment").map_err(|m| (Some(environment.span()), m))?;
+            keys::check_key(&environment, "environment").map_err(|m| (Some(environment.span()), m))?;
             for (flag, decl) in flags {
-                check_key(&flag, "flag").map_err(|m| (Some(flag.span()), m))?;
+                keys::check_key(&flag, "flag").map_err(|m| (Some(flag.span()), m))?;
                 let RawOverride(o) = decl.into_inner();
-                if o.reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
-                    return Err((
-                        Some(flag.span()),
-                        format!(
-                            "the reason of flag {} is empty: say why, or leave it out",
-                            flag.get_ref()
-                        ),
-                    ));
+                if let Some(r) = &o.reason {
+                    keys::check_reason(r, flag.get_ref())?;
                 }
                 overrides.push(Override {
                     id: FlagId {
@@ -361,7 +360,7 @@ fn overrides(raw: BTreeMap<Spanned<String>, RawEnvironments>) -> Result<Vec<Over
                     on: o.on,
                     off_variation: o.off_variation.map(Spanned::into_inner),
                     fallthrough: o.fallthrough.map(Spanned::into_inner),
-                    reason: o.reason.map(|r| r.trim().to_owned()),
+                    reason: o.reason.map(|r| r.get_ref().trim().to_owned()),
                 });
             }
         }
@@ -395,23 +394,6 @@ fn check_places(store: &StoreConfig, overrides: &[Override]) -> Result<(), Strin
     Ok(())
 }
 
-/// LaunchDarkly keys are letters, digits, `.`, `_` and `-`; anything else (a `/`, `..`) could
-/// escape the journal's `<project>/<environment>/<flag>.toml` layout.
-fn check_key(key: &Spanned<String>, what: &str) -> Result<(), String> {
-    let k = key.get_ref();
-    let ok = !k.is_empty()
-        && k.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} key {k:?} is not a LaunchDarkly key: use letters, digits, '.', '_' and '-', starting with a letter or digit"
-        ))
-    }
-}
-
 /// One `[[store]]`: the settings every store type shares, then its type's own.
 fn store_config(s: RawStore, base_dir: &Path, env: &ConfigEnv) -> Result<StoreConfig, Located> {
     let kind = *s.kind.get_ref();
@@ -419,7 +401,10 @@ fn store_config(s: RawStore, base_dir: &Path, env: &ConfigEnv) -> Result<StoreCo
         Some(n) if n.get_ref().trim().is_empty() => {
             return Err((Some(n.span()), "store name is empty".into()))
         }
-        Some(n) => n.get_ref().clone(),
+        Some(n) => {
+            keys::check_store_name(n)?;
+            n.get_ref().clone()
+        }
         None => kind.name().to_owned(),
     };
     check_foreign_fields(&s, kind)?;
@@ -787,6 +772,27 @@ recommendations = { on = true, fallthrough = { index = 1 } }
                 "duplicate key",
             ),
             (
+                &format!("{STORE}[overrides.p.e]\n{} = true\n", "f".repeat(251)),
+                "overrides.toml:5:1: flag key ffffffffffffffffffff... is 251 characters long: the journal keeps \
+                 it in a file <flag>.toml, so it may have at most 250",
+            ),
+            (
+                &format!("{STORE}[overrides.{}.e]\nf = true\n", "p".repeat(256)),
+                "project key pppppppppppppppppppp... is 256 characters long",
+            ),
+            (
+                &format!("{STORE}[overrides.p.e]\nf = {{ on = true, reason = \"INC \\u0000 x\" }}\n"),
+                "overrides.toml:5:27: the reason of flag f contains a NUL character",
+            ),
+            (
+                "[[store]]\nname = \"a\\nb\"\ntype = \"redis\"\nurl = \"redis://x\"\n",
+                "overrides.toml:2:8: store name \"a\\nb\" contains a line break",
+            ),
+            (
+                "[[store]]\nname = \"a\\u0000b\"\ntype = \"redis\"\nurl = \"redis://x\"\n",
+                "overrides.toml:2:8: store name \"a\\0b\" contains a line break, a NUL",
+            ),
+            (
                 "[[store]]\ntype = \"redis\"\nurl = \"redis://:hunter2@x/abc\"\n",
                 "the path must be a database number",
             ),
@@ -794,6 +800,26 @@ recommendations = { on = true, fallthrough = { index = 1 } }
             let e = parse_err(src);
             assert!(e.contains(want), "for {src:?}\nwant: {want}\ngot:  {e}");
             assert!(!e.contains("hunter2"), "password leaked: {e}");
+        }
+    }
+
+    #[test]
+    fn the_longest_keys_the_journal_holds_are_accepted() {
+        let src = format!(
+            "{STORE}[overrides.{}.{}]\n{} = true\n",
+            "p".repeat(255),
+            "e".repeat(255),
+            "f".repeat(250)
+        );
+        assert_eq!(parse_ok(&src).overrides.len(), 1);
+        let id = |flag: &str| FlagId {
+            project: "p".into(),
+            environment: "e".into(),
+            flag: flag.into(),
+        };
+        assert!(check_id(&id("ok")).is_ok());
+        for bad in ["a/b", "", "..", &"f".repeat(251)] {
+            assert!(check_id(&id(bad)).is_err(), "{bad}");
         }
     }
 

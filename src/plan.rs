@@ -3,9 +3,11 @@
 //! No I/O, no clock: the same inputs give the same plan, in `BTreeMap` order, so it is tested with
 //! tables and snapshotted. A plan is a value: `plan --out` saves it as JSON and `apply` executes
 //! exactly that value, checking per target that the store still holds the version planned against.
+//! A saved plan is only a file, so before it is applied [`check_saved`] holds it against the
+//! overrides file and what the stores hold now.
 
-use crate::desired::Override;
-use crate::flag::{find_variation, FlagId, Serve, StoreTarget, Targeting, VariationRef};
+use crate::desired::{self, Override};
+use crate::flag::{find_variation, FlagId, Serve, StoreTarget, Targeting, Variation, VariationRef};
 use crate::store::{Lookup, Observed};
 use crate::ui;
 use anyhow::{bail, Context, Result};
@@ -180,6 +182,130 @@ fn plan_target(
         reason: o.reason.clone(),
     };
     Ok(Some((change, warning)))
+}
+
+/// What a saved plan's target holds now, for [`check_saved`].
+#[derive(Debug, Clone, Copy)]
+pub enum TargetNow<'a> {
+    /// What the store holds.
+    Read(&'a Lookup),
+    /// Declared, but it could not be read: its write fails, or the store's own check refuses a
+    /// variation it does not have.
+    Unreadable,
+    /// Not a target the overrides file declares for the flag.
+    Undeclared,
+}
+
+/// Checks a saved plan against the overrides file (`desired`) and the stores (`now`): every
+/// change names a declared flag (a valid key) with the state and reason declared, and a declared
+/// store target, once; where the store still holds the version planned against, every variation
+/// the plan serves is there at its index, serving the value the plan recorded, and `from` is
+/// what the store holds. A target that moved since is left to the write, which refuses it as a
+/// stale plan. Returns one message per bad change, naming it; empty when the plan is sound.
+pub fn check_saved<'a>(
+    saved: &Plan,
+    desired: &[Override],
+    now: impl Fn(&Change) -> TargetNow<'a>,
+) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for c in &saved.changes {
+        let mut problems = Vec::new();
+        if !seen.insert((&c.id, &c.target)) {
+            problems.push("the plan lists it more than once".to_owned());
+        }
+        match (desired::check_id(&c.id), desired.iter().find(|o| o.id == c.id)) {
+            (Err(e), _) => problems.push(e),
+            (Ok(()), None) => problems.push("the overrides file does not declare this flag".to_owned()),
+            (Ok(()), Some(o)) => {
+                problems.extend(declared_problems(o, c));
+                match now(c) {
+                    TargetNow::Undeclared => problems.push(format!(
+                        "the plan names store {:?} target {}, which the overrides file does not declare for this flag",
+                        c.target.store, c.target.target
+                    )),
+                    TargetNow::Read(Lookup::Found(flag)) if !flag.deleted && flag.version == c.version => {
+                        problems.extend(stored_problems(flag, c));
+                    }
+                    TargetNow::Read(_) | TargetNow::Unreadable => {}
+                }
+            }
+        }
+        if !problems.is_empty() {
+            out.push(format!("{} in {}: {}", c.id, c.target, problems.join("; ")));
+        }
+    }
+    out
+}
+
+/// How a change differs from what the overrides file declares for its flag.
+fn declared_problems(o: &Override, c: &Change) -> Vec<String> {
+    let mut problems = Vec::new();
+    if c.to.on != o.on {
+        problems.push(format!(
+            "the plan sets on = {}, but the overrides file declares on = {}",
+            c.to.on, o.on
+        ));
+    }
+    for (slot, declared, planned) in [
+        ("off_variation", &o.off_variation, &c.to.off_variation),
+        ("fallthrough", &o.fallthrough, &c.to.fallthrough),
+    ] {
+        let same = match (declared, planned) {
+            (None, None) => true,
+            (Some(VariationRef::Index(i)), Some(Serve::Variation(v))) => v.index == *i,
+            (Some(r @ VariationRef::Value(_)), Some(Serve::Variation(v))) => {
+                find_variation(r, std::slice::from_ref(&v.value)).is_ok()
+            }
+            _ => false,
+        };
+        if !same {
+            let declared = declared.as_ref().map_or("none".to_owned(), ToString::to_string);
+            problems.push(format!(
+                "the plan's {slot} is not the one the overrides file declares ({declared})"
+            ));
+        }
+    }
+    if c.reason != o.reason {
+        problems.push("its reason is not the one the overrides file gives".to_owned());
+    }
+    problems
+}
+
+/// How a change differs from the flag the store holds at the version it was planned against.
+fn stored_problems(flag: &crate::flag::StoredFlag, c: &Change) -> Vec<String> {
+    let mut problems = Vec::new();
+    let variations = flag.variations();
+    let slots = [
+        ("off_variation", &c.to.off_variation),
+        ("fallthrough", &c.to.fallthrough),
+    ];
+    for (slot, planned) in slots {
+        let Some(Serve::Variation(v)) = planned else {
+            continue;
+        };
+        match variations.get(v.index) {
+            None => problems.push(format!(
+                "{slot} index {} does not exist: the flag has {} variation(s)",
+                v.index,
+                variations.len()
+            )),
+            Some(value) if !serves(v, variations) => problems.push(format!(
+                "{slot} index {} serves {value}, not {} as the plan says",
+                v.index, v.value
+            )),
+            Some(_) => {}
+        }
+    }
+    if flag.targeting_like(&c.to) != c.from {
+        problems.push("the state the plan says it changes from is not what the store holds".to_owned());
+    }
+    problems
+}
+
+/// Whether `v` is at its index among `variations`, serving its value.
+fn serves(v: &Variation, variations: &[serde_json::Value]) -> bool {
+    matches!(v.locate(variations), Ok(found) if found.index == v.index)
 }
 
 /// Renders the plan for people: one line per flag and target, then the summary.
@@ -404,6 +530,71 @@ mod tests {
         );
         let back: Plan = serde_json::from_value(v).unwrap();
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn a_saved_plan_is_checked_against_the_overrides_and_the_store() {
+        let declared = {
+            let mut o = ov("f", false, Some(VariationRef::Value(json!("a"))), None);
+            o.reason = Some("INC-1".into());
+            o
+        };
+        let stored = found(AB(true));
+        let good = run(declared.clone(), stored.clone());
+        assert_eq!(good.changes.len(), 1);
+        let check = |p: &Plan, now: TargetNow| check_saved(p, std::slice::from_ref(&declared), |_| now);
+        assert!(check(&good, TargetNow::Read(&stored)).is_empty());
+        let moved = found(json!({"key": "f", "variations": ["x"], "version": 8}));
+        assert!(
+            check(&good, TargetNow::Read(&moved)).is_empty(),
+            "a stale target is the write's to refuse"
+        );
+        assert!(check(&good, TargetNow::Unreadable).is_empty());
+
+        type Edit = fn(&mut Change);
+        let cases: [(&str, Edit, TargetNow, &str); 9] = [
+            ("index out of range", |c| set_off(c, 99, json!("a")), TargetNow::Read(&stored), "off_variation index 99 does not exist: the flag has 3 variation(s)"),
+            ("index serving another value", |c| set_off(c, 1, json!("a")), TargetNow::Read(&stored), "off_variation index 1 serves \"b\", not \"a\" as the plan says"),
+            ("another value than declared", |c| set_off(c, 1, json!("b")), TargetNow::Unreadable, "the plan's off_variation is not the one the overrides file declares (\"a\")"),
+            ("unset instead of a variation", |c| c.to.off_variation = Some(Serve::Unset), TargetNow::Unreadable, "off_variation is not the one"),
+            ("a slot not declared", |c| c.to.fallthrough = var(0, json!("a")), TargetNow::Unreadable, "the plan's fallthrough is not the one the overrides file declares (none)"),
+            ("on", |c| c.to.on = true, TargetNow::Unreadable, "the plan sets on = true, but the overrides file declares on = false"),
+            ("reason", |c| c.reason = Some("INC-2".into()), TargetNow::Unreadable, "its reason is not the one the overrides file gives"),
+            ("from", |c| c.from.on = false, TargetNow::Read(&stored), "the state the plan says it changes from is not what the store holds"),
+            ("target", |_| {}, TargetNow::Undeclared, "the plan names store \"relay-redis\" target redis://10.0.0.5:6379, which the overrides file does not declare"),
+        ];
+        for (name, edit, now, want) in cases {
+            let mut p = good.clone();
+            edit(&mut p.changes[0]);
+            let problems = check(&p, now);
+            assert_eq!(problems.len(), 1, "{name}: {problems:?}");
+            assert!(
+                problems[0].starts_with("default/production/f in relay-redis redis://10.0.0.5:6379: ")
+                    && problems[0].contains(want),
+                "{name}: {problems:?}"
+            );
+        }
+        for (name, edit, want) in [
+            ("undeclared project", (|c| c.id.project = "evil".into()) as Edit, "evil/production/f in relay-redis redis://10.0.0.5:6379: the overrides file does not declare this flag"),
+            ("not a key", |c| c.id.flag = "a/b".into(), "flag key \"a/b\" is not a LaunchDarkly key"),
+        ] {
+            let mut p = good.clone();
+            edit(&mut p.changes[0]);
+            assert_eq!(check(&p, TargetNow::Read(&stored)).len(), 1, "{name}");
+            assert!(check(&p, TargetNow::Read(&stored))[0].contains(want), "{name}");
+        }
+        let mut twice = good.clone();
+        twice.changes.push(good.changes[0].clone());
+        let problems = check(&twice, TargetNow::Read(&stored));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].ends_with("the plan lists it more than once"),
+            "{problems:?}"
+        );
+    }
+
+    fn set_off(c: &mut Change, index: usize, value: Value) {
+        c.to.off_variation = var(index, value);
     }
 
     #[test]

@@ -4,8 +4,9 @@ use super::{check, load, make_plan, open_journal};
 use crate::apply::{self, FlagOutcome};
 use crate::desired::Config;
 use crate::exit::Exit;
+use crate::flag::{FlagId, StoreTarget};
 use crate::journal::{Entry, Journal};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Change, Plan, TargetNow};
 use crate::settings::Settings;
 use crate::store::Stores;
 use crate::ui;
@@ -14,9 +15,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use tokio::runtime::Runtime;
 
-/// Applies a saved plan exactly, or plans, confirms and applies. Records what an interrupted
-/// apply wrote first. Exit 1 when a target failed (the journal records what was written; a
-/// fresh plan shows what is left).
+/// Applies a saved plan exactly (once it is checked against the overrides file and the stores),
+/// or plans, confirms and applies. Records what an interrupted apply wrote first. Exit 1 when a
+/// target failed (the journal records what was written; a fresh plan shows what is left).
 pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_approve: bool) -> Result<Exit> {
     let (config, stores) = load(settings)?;
     let saved = plan_file.map(Plan::load).transpose()?;
@@ -26,7 +27,10 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
             settings.status("The plan has no changes; nothing to apply.");
             return Ok(Exit::Success);
         }
-        Some(plan) => (plan, open_journal(settings, &config.journal)?),
+        Some(plan) => {
+            check_saved(rt, &config, &stores, &plan, plan_file.unwrap_or(Path::new("")))?;
+            (plan, open_journal(settings, &config.journal)?)
+        }
         None => match plan_and_confirm(settings, rt, &config, &stores, auto_approve)? {
             Some(planned) => planned,
             None => return Ok(Exit::Success),
@@ -48,6 +52,38 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
     })?;
     journal.close()?;
     conclude(settings, &config, &plan, &outcomes)
+}
+
+/// Checks a saved plan against the overrides file and what the stores hold now, before anything
+/// is written: a plan file is only a file, and it may have been edited by hand. Reads only the
+/// targets the plan names for declared flags, so a store the plan does not touch (or one that
+/// is down, whose writes will fail) does not stop it.
+fn check_saved(rt: &Runtime, config: &Config, stores: &Stores, saved: &Plan, file: &Path) -> Result<()> {
+    let declared: std::collections::BTreeSet<&FlagId> = config.overrides.iter().map(|o| &o.id).collect();
+    let pairs: Vec<(FlagId, StoreTarget)> = saved
+        .changes
+        .iter()
+        .filter(|c| declared.contains(&c.id))
+        .map(|c| (c.id.clone(), c.target.clone()))
+        .collect();
+    let observed = rt.block_on(stores.read_named(&pairs));
+    let now = |c: &Change| match stores.find(&c.id, &c.target) {
+        None => TargetNow::Undeclared,
+        Some(_) => observed
+            .get(&c.id)
+            .and_then(|readings| readings.iter().find(|(t, _)| *t == c.target))
+            .map_or(TargetNow::Unreadable, |(_, lookup)| TargetNow::Read(lookup)),
+    };
+    let problems = plan::check_saved(saved, &config.overrides, now);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the plan file {} does not match the overrides file and the stores, so nothing was written:\n  {}\n\
+         Make a new plan with `relayctl plan --out FILE`, review it, and apply that",
+        file.display(),
+        problems.join("\n  ")
+    )
 }
 
 /// The closing status of an apply, or the error that says what was not written.

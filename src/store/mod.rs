@@ -234,7 +234,10 @@ impl Endpoint {
                 Some(Err(e)) => format!("a value that is not a flag ({e})"),
                 Some(Ok(f)) if f.deleted => format!("a deleted tombstone at v{}", f.version),
                 Some(Ok(f)) if f.version != expected => format!("v{}", f.version),
-                Some(Ok(f)) => return Ok(f.rewrite(to)),
+                Some(Ok(f)) => {
+                    unserved(&f, to).map_err(|e| WriteError::Failed(anyhow!(e)))?;
+                    return Ok(f.rewrite(to));
+                }
             };
             Err(WriteError::Stale { expected, found })
         };
@@ -245,6 +248,27 @@ impl Endpoint {
         }
         Ok(expected + 1)
     }
+}
+
+/// Refuses a state that serves a variation the flag does not have at that index: whatever a plan
+/// file says, no SDK ever gets a flag pointing at a variation that is not there.
+fn unserved(flag: &StoredFlag, to: &Targeting) -> Result<(), String> {
+    for (slot, serve) in [
+        ("off_variation", &to.off_variation),
+        ("fallthrough", &to.fallthrough),
+    ] {
+        let Some(v) = serve.as_ref().and_then(crate::flag::Serve::variation) else {
+            continue;
+        };
+        if !matches!(v.locate(flag.variations()), Ok(found) if found.index == v.index) {
+            return Err(format!(
+                "the plan's {slot} is variation {} ({}), which this flag does not serve there: make a \
+                 new plan",
+                v.index, v.value
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every endpoint of every configured store.
@@ -292,6 +316,35 @@ impl Stores {
             .find(|e| e.target(&id.project, &id.environment) == *target)
     }
 
+    /// Reads each `(flag, target)` pair from the endpoint of its target, concurrently, leaving out
+    /// the pairs of an endpoint that cannot be read: for checking a saved plan, which must not
+    /// need the stores it does not touch, or one that is down (its writes fail on their own).
+    pub async fn read_named(&self, pairs: &[(FlagId, StoreTarget)]) -> Observed {
+        let wanted = |e: &Endpoint| -> Vec<FlagId> {
+            let named = pairs
+                .iter()
+                .filter(|(id, t)| e.target(&id.project, &id.environment) == *t);
+            let ids: std::collections::BTreeSet<FlagId> = named.map(|(id, _)| id.clone()).collect();
+            ids.into_iter().collect()
+        };
+        let reads = self.endpoints.iter().map(|e| async move {
+            let ids = wanted(e);
+            let lookups = match ids.is_empty() {
+                true => Ok(Vec::new()),
+                false => e.read(&ids).await,
+            };
+            (e, ids, lookups)
+        });
+        let mut observed: Observed = BTreeMap::new();
+        for (endpoint, ids, lookups) in join_all(reads).await {
+            for (id, lookup) in ids.into_iter().zip(lookups.unwrap_or_default()) {
+                let target = endpoint.target(&id.project, &id.environment);
+                observed.entry(id).or_default().push((target, lookup));
+            }
+        }
+        observed
+    }
+
     /// Reads `flags` from every endpoint concurrently. Any unreachable endpoint is an error
     /// naming it (all of them, if several are down).
     pub async fn read(&self, flags: &[FlagId]) -> Result<Observed> {
@@ -319,5 +372,59 @@ impl Stores {
                 failures.join("\n  ")
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flag::{Serve, Variation};
+
+    #[test]
+    fn a_write_never_points_at_a_variation_the_flag_does_not_serve() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = r#"{"flags": {"f": {"key": "f", "on": true, "variations": ["a", "b", "c"], "offVariation": 1, "version": 4}}}"#;
+        std::fs::write(dir.path().join("flags.json"), flags).unwrap();
+        let stores = Stores::open(&[StoreConfig {
+            name: "file".into(),
+            kind: StoreKind::File(file::Config {
+                path: Template::parse("flags.json").unwrap(),
+                base_dir: dir.path().to_owned(),
+            }),
+        }])
+        .unwrap();
+        let id = FlagId {
+            project: "p".into(),
+            environment: "e".into(),
+            flag: "f".into(),
+        };
+        let serving = |index: usize, value: &str| Targeting {
+            on: false,
+            off_variation: Some(Serve::Variation(Variation {
+                index,
+                value: value.into(),
+            })),
+            fallthrough: None,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for (index, value) in [(99, "b"), (0, "b")] {
+            let e = rt
+                .block_on(stores.endpoints[0].write(&id, 4, &serving(index, value)))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("off_variation is variation {index} (\"b\")")),
+                "{e}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join("flags.json")).unwrap(),
+                flags
+            );
+        }
+        assert_eq!(
+            rt.block_on(stores.endpoints[0].write(&id, 4, &serving(1, "b")))
+                .unwrap(),
+            5
+        );
     }
 }
