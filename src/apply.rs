@@ -8,7 +8,8 @@
 //! the new version, so a fresh plan no longer lists it, and a saved plan refuses it as stale.
 //! A crash between a flag's store writes and its journal commit loses nothing: the journal logs
 //! the intent first, and the next apply reads the stores to record what the killed one wrote
-//! ([`record_interrupted`]).
+//! ([`record_interrupted`]). What the journal needs from every flag's commit is checked before
+//! the first store write ([`Writer::check`]), so no flag is written that cannot be journaled.
 
 use crate::flag::FlagId;
 use crate::journal::{Entry, Intent, Writer};
@@ -36,21 +37,23 @@ pub async fn apply(
     journal: &mut Writer<'_>,
     on_flag: &mut dyn FnMut(&FlagOutcome),
 ) -> Result<Vec<FlagOutcome>> {
+    let flags: Vec<(Vec<&Change>, Entry)> = plan
+        .by_flag()
+        .into_iter()
+        .map(|(id, changes)| {
+            let entry = entry(id, &changes);
+            (changes, entry)
+        })
+        .collect();
+    for (_, entry) in &flags {
+        journal.check(entry)?;
+    }
     let mut outcomes = Vec::new();
-    for (id, changes) in plan.by_flag() {
+    for (changes, mut entry) in flags {
         if crate::interrupt::requested() {
             break;
         }
         let first = changes[0];
-        let mut entry = Entry {
-            id: id.clone(),
-            to: first.to.clone(),
-            previous_on: first.from.on,
-            base_version: changes.iter().map(|c| c.version).max().unwrap_or(0),
-            reason: first.reason.clone(),
-            written: Vec::new(),
-            failed: Vec::new(),
-        };
         let targets = changes.iter().map(|c| (c.target.clone(), c.version)).collect();
         let intent = journal.begin(&entry, &first.from, targets)?;
         let results = join_all(changes.iter().map(|c| write(stores, c))).await;
@@ -70,6 +73,20 @@ pub async fn apply(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// The journal entry of the flag `id`, changed by `changes` (one per target), before any write.
+fn entry(id: &FlagId, changes: &[&Change]) -> Entry {
+    let first = changes[0];
+    Entry {
+        id: id.clone(),
+        to: first.to.clone(),
+        previous_on: first.from.on,
+        base_version: changes.iter().map(|c| c.version).max().unwrap_or(0),
+        reason: first.reason.clone(),
+        written: Vec::new(),
+        failed: Vec::new(),
+    }
 }
 
 /// Records the flag writes an interrupted apply started and did not record, after reading the

@@ -1,6 +1,6 @@
 //! `relayctl apply [PLAN_FILE]`: write the changes, one journal commit per changed flag.
 
-use super::{check, load, make_plan, open_journal};
+use super::{check, close_journal, load, make_plan, open_journal};
 use crate::apply::{self, FlagOutcome};
 use crate::desired::Config;
 use crate::exit::Exit;
@@ -50,7 +50,7 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
             anstream::eprint!("{err}");
         }))
     })?;
-    journal.close()?;
+    close_journal(journal);
     conclude(settings, &config, &plan, &outcomes)
 }
 
@@ -188,7 +188,8 @@ fn record_interrupted(settings: &Settings, rt: &Runtime, config: &Config, stores
         let recorded = journal.write(|w| rt.block_on(apply::record_interrupted(stores, w, &intents)))?;
         settings.status(render_recorded(&recorded).trim_end());
     }
-    journal.close()
+    close_journal(journal);
+    Ok(())
 }
 
 /// What was found in the stores for the flags an interrupted apply left unrecorded.

@@ -113,6 +113,13 @@ fn open_journal(settings: &Settings, path: &Path) -> Result<Journal> {
     Ok(journal)
 }
 
+/// Closes the journal, saying on stderr why its working tree was left as it is, if it was.
+fn close_journal(journal: Journal) {
+    if let Some(warning) = journal.close() {
+        anstream::eprintln!("{} {warning}", ui::paint(ui::WARNING, "warning:"));
+    }
+}
+
 /// The client for the configured LaunchDarkly, or why there is none. Makes no request.
 fn ld_client(settings: &Settings, config: &Config) -> Result<Client> {
     let Some(token) = &settings.launchdarkly.token else {

@@ -1,6 +1,6 @@
 //! `relayctl sync [--dry-run] [--force]`: replay unsynced journal commits onto LaunchDarkly.
 
-use super::{ld_client, load_config, open_journal};
+use super::{close_journal, ld_client, load_config, open_journal};
 use crate::exit::Exit;
 use crate::settings::Settings;
 use crate::sync::{self, Group, Options, Outcome, Summary};
@@ -77,7 +77,7 @@ pub fn run(settings: &Settings, rt: &Runtime, options: Options) -> Result<Exit> 
     if settings.verbose > 0 {
         settings.status(format!("Wrote sync notes in {} ms.", summary.noting.as_millis()));
     }
-    journal.close()?;
+    close_journal(journal);
     settings.status(render_summary(&summary, options.dry_run));
     anstream::eprint!("{}", render_advice(&summary, options.dry_run));
     let pending = !summary.conflicts.is_empty() || !summary.skipped.is_empty() || !summary.failed.is_empty();

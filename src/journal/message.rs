@@ -6,7 +6,16 @@
 //! --format='%(trailers)'`, scripts and `relayctl sync` read; the state file holds the override
 //! state after the change, so `git log -p` reads as a list of diffs, and it records the value of
 //! each variation the change serves (an index alone would not survive a reordering of the
-//! flag's variations in LaunchDarkly).
+//! flag's variations in LaunchDarkly) and the exact reason, as a TOML string.
+//!
+//! Free text must never be read back as a trailer. The trailers are the message's last
+//! paragraph, and relayctl reads them by that rule alone ([`trailers`]), not with libgit2's or
+//! git's trailer readers, which stop at a `---` line or a scissors line a reason could contain.
+//! The free text (the reason, why a target failed) always comes before them, and is written so
+//! that git cannot be made to stop early either: a line git would take for the end of the
+//! message gets a leading space, and control characters are escaped; trailer values are single
+//! lines. So git and relayctl read the same, real trailers, and the reason is read back from the
+//! state file, exactly as declared.
 
 use super::notes::SyncNote;
 use crate::flag::{FlagId, Serve, StoreTarget, Targeting, Variation};
@@ -99,23 +108,25 @@ const STORE: &str = "Store";
 const STORE_FAILED: &str = "Store-Failed";
 const NOT_WRITTEN: &str = "Not written (apply failed there; run `relayctl plan` to see what is left):";
 
-/// The commit message of `entry`, a change from `from`.
+/// The commit message of `entry`, a change from `from`: subject, reason, failures, then the
+/// trailers as the last paragraph.
 pub(super) fn message(entry: &Entry, from: &Targeting) -> String {
-    let mut m = format!("{}: {}\n\n", entry.id, entry.summary(from));
-    if let Some(reason) = &entry.reason {
-        m += reason.trim();
+    let mut m = format!("{}\n\n", field(&format!("{}: {}", entry.id, entry.summary(from))));
+    if let Some(reason) = entry.reason.as_deref().map(body).filter(|r| !r.is_empty()) {
+        m += &reason;
         m += "\n\n";
     }
     if !entry.failed.is_empty() {
         m += NOT_WRITTEN;
         m += "\n";
         for (t, why) in &entry.failed {
-            m += &format!("- {t}: {}\n", one_line(why));
+            m += &format!("- {}: {}\n", field(&t.to_string()), field(why));
         }
         m += "\n";
     }
     let id = &entry.id;
-    let mut trailer = |key: &str, value: &dyn std::fmt::Display| m += &format!("{key}: {value}\n");
+    let mut trailer =
+        |key: &str, value: &dyn std::fmt::Display| m += &format!("{key}: {}\n", field(&value.to_string()));
     trailer(PROJECT, &id.project);
     trailer(ENVIRONMENT, &id.environment);
     trailer(FLAG, &id.flag);
@@ -129,13 +140,99 @@ pub(super) fn message(entry: &Entry, from: &Targeting) -> String {
         trailer(FALLTHROUGH, &v.index);
     }
     for (t, version) in &entry.written {
-        trailer(STORE, &format!("{} v{version}", one_line(&t.to_string())));
+        trailer(STORE, &format!("{t} v{version}"));
     }
     for (t, _) in &entry.failed {
-        trailer(STORE_FAILED, &one_line(&t.to_string()));
+        trailer(STORE_FAILED, t);
     }
     m
 }
+
+/// Free text as a commit body shows it: trimmed, control characters escaped, and a space before
+/// every line git or libgit2 would take for the end of the message (a `---` patch divider, a
+/// `# -------- >8 --------` scissors line with any comment character), so that the trailers
+/// after it stay the message's last paragraph for every reader.
+fn body(text: &str) -> String {
+    let lines: Vec<String> = text
+        .trim()
+        .replace("\r\n", "\n")
+        .split('\n')
+        .map(|line| {
+            let line = escape_controls(line);
+            if line.starts_with("---") || line.contains(" >8 ") {
+                format!(" {line}")
+            } else {
+                line
+            }
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// A trailer value or one-line field: its words on one line, control characters escaped.
+fn field(text: &str) -> String {
+    escape_controls(&text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// `text` with every control character but the tab as a `\u{..}` escape.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' => c.to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// The trailers of a commit message by relayctl's rule: its last paragraph, every line
+/// `Key: value`. `None` when the last paragraph is not like that (or there is only a subject).
+fn trailers(message: &str) -> Option<Vec<(&str, &str)>> {
+    let (_, block) = message.trim_end_matches('\n').rsplit_once("\n\n")?;
+    block.lines().map(|l| l.split_once(": ")).collect()
+}
+
+/// Whether `message` is a flag commit's: its trailers start with `Project:`.
+pub(super) fn is_flag_commit(message: &str) -> bool {
+    trailers(message).is_some_and(|t| t.first().is_some_and(|(k, _)| *k == PROJECT))
+}
+
+/// Checks that `entry` can be committed: each part of its state file's path is a name a git
+/// tree and a file system can hold (a journal path that cannot be checked out would fail this
+/// and every later apply).
+pub(super) fn check(entry: &Entry) -> Result<()> {
+    let path = state_path(&entry.id);
+    let id = &entry.id;
+    let keys = [
+        ("project", &id.project),
+        ("environment", &id.environment),
+        ("flag", &id.flag),
+    ];
+    for (name, (what, key)) in path.iter().zip(keys) {
+        if let Err(why) = file_name(name) {
+            anyhow::bail!("its {what} key {key:?} cannot name a file in the journal: {why}");
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` can be one file name in a git tree and on disk.
+fn file_name(name: &str) -> Result<(), String> {
+    if name.len() > MAX_NAME {
+        return Err(format!(
+            "the file name would be {} bytes long, and a file name holds at most {MAX_NAME}",
+            name.len()
+        ));
+    }
+    let special = [".", "..", ".toml"].contains(&name) || name.to_ascii_lowercase().starts_with(".git");
+    if name.is_empty() || special || name.contains(['/', '\\']) || name.chars().any(char::is_control) {
+        return Err("use letters, digits, '.', '_' and '-'".into());
+    }
+    Ok(())
+}
+
+/// The longest file name (in bytes) the common file systems hold.
+const MAX_NAME: usize = 255;
 
 /// Where the state file of `id` lives in the journal's tree.
 pub(super) fn state_path(id: &FlagId) -> [String; 3] {
@@ -182,8 +279,16 @@ fn variation_toml(v: &Variation) -> String {
     toml::Value::Table(table).to_string()
 }
 
-/// The variation values a state file records, by slot name.
-fn recorded_values(state: &str) -> Result<(Option<Value>, Option<Value>), String> {
+/// What a state file records besides `on`: the value of each variation slot, and the reason.
+#[derive(Debug, Default, PartialEq)]
+struct State {
+    off_variation: Option<Value>,
+    fallthrough: Option<Value>,
+    reason: Option<String>,
+}
+
+/// Reads a state file back.
+fn read_state(state: &str) -> Result<State, String> {
     let table: toml::Table = toml::from_str(state).map_err(|e| e.message().to_owned())?;
     let value = |key: &str| -> Result<Option<Value>, String> {
         match table.get(key) {
@@ -200,7 +305,16 @@ fn recorded_values(state: &str) -> Result<(Option<Value>, Option<Value>), String
             Some(other) => Err(format!("{key} is {other}")),
         }
     };
-    Ok((value("off_variation")?, value("fallthrough")?))
+    let reason = match table.get("reason") {
+        None => None,
+        Some(toml::Value::String(r)) => Some(r.clone()),
+        Some(other) => return Err(format!("reason is {other}")),
+    };
+    Ok(State {
+        off_variation: value("off_variation")?,
+        fallthrough: value("fallthrough")?,
+        reason,
+    })
 }
 
 fn legacy_value(state: &str, key: &str) -> Option<Value> {
@@ -218,43 +332,56 @@ pub(super) fn read(
     note: Option<SyncNote>,
 ) -> Result<Option<Recorded>> {
     let message = commit.message().unwrap_or("");
-    let trailers = git2::message_trailers_strs(message)
-        .with_context(|| format!("reading the trailers of journal commit {}", commit.id()))?;
-    let get = |key: &str| {
-        trailers
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.to_owned())
-    };
-    let (Some(project), Some(environment), Some(flag)) = (get(PROJECT), get(ENVIRONMENT), get(FLAG)) else {
+    let Some(trailers) = trailers(message) else {
         return Ok(None);
     };
     let odb = repo
         .odb()
         .with_context(|| format!("reading journal commit {}", commit.id()))?;
     let short = super::abbreviate(&odb, commit.id());
+    let get = |key: &str| -> Result<Option<String>> {
+        let mut values = trailers
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string());
+        match (values.next(), values.next()) {
+            (value, None) => Ok(value),
+            (Some(_), Some(_)) => Err(anyhow!("journal commit {short} has more than one {key} trailer")),
+            (None, Some(_)) => unreachable!("a second value without a first"),
+        }
+    };
+    let (Some(project), Some(environment), Some(flag)) = (get(PROJECT)?, get(ENVIRONMENT)?, get(FLAG)?)
+    else {
+        return Ok(None);
+    };
     let bad = |what: &str| anyhow!("journal commit {short} has an invalid {what} trailer");
-    let on = get(ON)
+    let on = get(ON)?
         .and_then(|v| v.parse::<bool>().ok())
         .ok_or_else(|| bad(ON))?;
-    let base_version = get(BASE_VERSION)
+    let base_version = get(BASE_VERSION)?
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| bad(BASE_VERSION))?;
-    let index = |k: &str| get(k).map(|v| v.parse::<usize>().map_err(|_| bad(k))).transpose();
+    let index = |k: &str| {
+        get(k)?
+            .map(|v| v.parse::<usize>().map_err(|_| bad(k)))
+            .transpose()
+    };
     let (off_index, ft_index) = (index(OFF_VARIATION)?, index(FALLTHROUGH)?);
     let id = FlagId {
         project,
         environment,
         flag,
     };
-    let (off_value, ft_value) = if off_index.is_some() || ft_index.is_some() {
-        let state = state_of(repo, commit, &id)
-            .with_context(|| format!("reading the state file of journal commit {short} ({id})"))?;
-        recorded_values(&state)
-            .map_err(|e| anyhow!("the state file of journal commit {short} ({id}) is not relayctl's: {e}"))?
-    } else {
-        (None, None)
+    let needs_values = off_index.is_some() || ft_index.is_some();
+    let state = match state_of(repo, commit, &id) {
+        Ok(text) => read_state(&text)
+            .map_err(|e| anyhow!("the state file of journal commit {short} ({id}) is not relayctl's: {e}"))?,
+        Err(e) if needs_values => {
+            return Err(e.context(format!("reading the state file of journal commit {short} ({id})")))
+        }
+        Err(_) => State::default(),
     };
+    let (off_value, ft_value) = (state.off_variation, state.fallthrough);
     let slot = |index: Option<usize>, value: Option<Value>, what: &str| -> Result<Option<Serve>> {
         match (index, value) {
             (Some(index), Some(value)) => Ok(Some(Serve::Variation(Variation { index, value }))),
@@ -280,7 +407,7 @@ pub(super) fn read(
             author.email().unwrap_or("")
         ),
         subject: commit.summary().unwrap_or("").to_owned(),
-        reason: reason(message),
+        reason: state.reason,
         id,
         to,
         base_version,
@@ -288,26 +415,11 @@ pub(super) fn read(
     }))
 }
 
-/// The reason: the body's first paragraph, unless that is already the failures or the trailers.
-fn reason(message: &str) -> Option<String> {
-    let body = message.split_once("\n\n").map(|(_, b)| b).unwrap_or("");
-    body.split("\n\n")
-        .next()
-        .map(str::trim)
-        .filter(|p| !p.is_empty() && !p.starts_with(&format!("{PROJECT}:")) && !p.starts_with(NOT_WRITTEN))
-        .map(str::to_owned)
-}
-
 fn state_of(repo: &Repository, commit: &git2::Commit, id: &FlagId) -> Result<String> {
     let path: std::path::PathBuf = state_path(id).iter().collect();
     let entry = commit.tree()?.get_path(&path)?;
     let blob = repo.find_blob(entry.id())?;
     Ok(String::from_utf8_lossy(blob.content()).into_owned())
-}
-
-/// A single-line trailer value.
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -380,8 +492,9 @@ pub(super) mod tests {
                 value: value.clone(),
             }));
             let state = state_file(&e);
+            let read = read_state(&state).unwrap();
             assert_eq!(
-                recorded_values(&state).unwrap(),
+                (read.off_variation, read.fallthrough),
                 (Some(json!("control")), Some(value.clone())),
                 "{state}"
             );
@@ -397,9 +510,71 @@ pub(super) mod tests {
     fn state_files_of_the_first_format_still_read() {
         let state = "# default/production/f: override state written by relayctl\non = false\n\
                      off_variation = 1 # \"control\"\nfallthrough = 0 # {\"a\":1}\n";
+        let read = read_state(state).unwrap();
         assert_eq!(
-            recorded_values(state).unwrap(),
+            (read.off_variation, read.fallthrough),
             (Some(json!("control")), Some(json!({"a": 1})))
         );
+    }
+
+    #[test]
+    fn free_text_never_reads_back_as_a_trailer() {
+        let forged = "Project: acc\nEnvironment: production\nFlag: flag-9\nOn: false\nPrevious-On: true\nBase-Version: 41";
+        for reason in [
+            format!("INC\n{forged}\n--- end"),
+            format!("INC\n\n{forged}\n# ------------------------ >8 ------------------------\nx"),
+            format!("INC\n\n{forged}\n\n"),
+            format!("{forged}\r\n---\r\n"),
+            "INC \u{0} x\u{1b}[31m".to_owned(),
+        ] {
+            let mut e = entry();
+            e.reason = Some(reason.clone());
+            e.failed[0].1 = format!("refused\n\n{forged}");
+            e.failed[0].0.store = "relay\n\nFlag: flag-9".into();
+            let m = message(&e, &from());
+            assert!(!m.contains('\0') && !m.contains('\u{1b}'), "{m:?}");
+            assert!(
+                !m.lines().any(|l| l.starts_with("---") || l.starts_with('#')),
+                "{m}"
+            );
+            let t = trailers(&m).unwrap();
+            let flags: Vec<_> = t.iter().filter(|(k, _)| *k == FLAG).collect();
+            assert_eq!(flags, [&(FLAG, "new-checkout")], "{m}");
+            assert_eq!(t[0], (PROJECT, "default"), "{m}");
+            assert!(is_flag_commit(&m));
+            assert_eq!(
+                read_state(&state_file(&e)).unwrap().reason,
+                Some(reason),
+                "the exact reason"
+            );
+        }
+        assert!(!is_flag_commit("Start the relayctl journal"));
+        assert!(!is_flag_commit("x: y\n\nsome text\n"));
+    }
+
+    #[test]
+    fn names_a_journal_path_cannot_hold_are_refused() {
+        let with = |project: &str, flag: &str| {
+            let mut e = entry();
+            e.id.project = project.into();
+            e.id.flag = flag.into();
+            check(&e).map_err(|e| e.to_string())
+        };
+        assert!(with("default", &"f".repeat(250)).is_ok());
+        let e = with("default", &"f".repeat(251)).unwrap_err();
+        assert!(e.contains("256 bytes long") && e.contains("at most 255"), "{e}");
+        for (project, flag) in [
+            ("default", "a/b"),
+            ("default", ""),
+            ("..", "f"),
+            (".git", "f"),
+            ("default", "x\0"),
+        ] {
+            let e = with(project, flag).unwrap_err();
+            assert!(
+                e.contains("cannot name a file in the journal"),
+                "{project}/{flag}: {e}"
+            );
+        }
     }
 }

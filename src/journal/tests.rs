@@ -2,8 +2,10 @@
 //! recovered, flushes, the lock.
 
 use super::message::tests::{entry, from};
+use super::writer::upsert;
 use super::*;
-use crate::flag::{Serve, Variation};
+use crate::flag::{Serve, StoreTarget, Variation};
+use anyhow::anyhow;
 use serde_json::json;
 use std::time::UNIX_EPOCH;
 
@@ -71,7 +73,7 @@ fn commits_read_back_with_their_trailers_and_notes() {
             Some(SyncNote::Conflict("x".into()))
         ]
     );
-    j.close().unwrap();
+    assert_eq!(j.close(), None, "the working tree is brought up to date");
     let state =
         std::fs::read_to_string(dir.path().join("journal/default/production/new-checkout.toml")).unwrap();
     assert!(
@@ -125,7 +127,11 @@ fn a_killed_run_is_recovered_once_and_its_unfinished_writes_are_kept() {
         Ok(())
     })
     .unwrap();
-    assert!(wal_lines(&path).is_empty(), "a flush empties the log");
+    assert_eq!(
+        wal_lines(&path),
+        lines[4..],
+        "a flush empties the log but for the intent still open"
+    );
     assert_eq!(lines.len(), 5, "{lines:#?}");
     // The kill: the branch is back before the second flag, the log as it was.
     let first = j.entries().unwrap()[1].oid;
@@ -186,7 +192,7 @@ fn many_commits_span_several_flushes() {
     })
     .unwrap();
     assert_eq!(j.entries().unwrap().len(), n);
-    j.close().unwrap();
+    assert_eq!(j.close(), None, "the working tree is brought up to date");
     assert!(path
         .join(format!("default/production/flag-{}.toml", n - 1))
         .exists());
@@ -247,4 +253,141 @@ fn commits_of_the_first_state_file_format_still_read() {
     )
     .unwrap();
     assert_eq!(j.entries().unwrap()[0].to, e.to);
+}
+
+#[test]
+fn a_commit_that_cannot_be_made_stays_in_the_log_and_every_later_open_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let mut j = open(&path);
+    let err = j
+        .write(|w| {
+            record(w, &entry())?;
+            // The store writes are done, and only then does the commit fail.
+            let mut started = entry();
+            started.id.flag = "pricing-page".into();
+            let intent = w.begin(&started, &from(), Vec::new())?;
+            let mut done = started.clone();
+            done.id.flag = "pricing/page".into();
+            w.finish(&intent, &done)
+        })
+        .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("relayctl-wal.jsonl keeps the 1 change(s)"), "{err}");
+    assert!(err.contains("cannot name a file in the journal"), "{err}");
+    assert_eq!(j.entries().unwrap().len(), 1, "the commit before it is made");
+    drop(j);
+    let done = wal::read(&wal::path(&path.join(".git"))).unwrap().done;
+    assert_eq!(done.len(), 1, "kept: {done:?}");
+    assert_eq!(done[0].entry.id.flag, "pricing/page");
+    for _ in 0..2 {
+        let err = format!(
+            "{:#}",
+            Journal::open_locked(&path, &test_options()).err().unwrap()
+        );
+        assert!(err.contains("relayctl-wal.jsonl keeps the 1 change(s)"), "{err}");
+        assert_eq!(wal::read(&wal::path(&path.join(".git"))).unwrap().done.len(), 1);
+    }
+}
+
+#[test]
+fn a_full_disk_is_said_in_one_line_naming_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let j = open(&path);
+    let git_dir = path.join(".git");
+    assert!(!disk_full(&git_dir));
+    // Writing to /dev/full fails as a full disk does (ENOSPC), without needing one.
+    std::os::unix::fs::symlink("/dev/full", git_dir.join(SPACE_PROBE)).unwrap();
+    assert!(disk_full(&git_dir));
+    std::os::unix::fs::symlink("/dev/full", git_dir.join(SPACE_PROBE)).unwrap();
+    let e = j.explain(anyhow!("no error")).to_string();
+    assert_eq!(
+        e,
+        format!(
+            "the disk holding the journal {} is full; free space there and run this again",
+            path.display()
+        )
+    );
+    assert!(!git_dir.join(SPACE_PROBE).exists(), "the probe is removed");
+}
+
+#[test]
+fn journals_are_marked_and_an_earlier_relayctls_is_marked_when_first_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = |path: &Path, key: &str| {
+        Repository::open(path)
+            .unwrap()
+            .config()
+            .unwrap()
+            .open_level(git2::ConfigLevel::Local)
+            .unwrap()
+            .get_string(key)
+            .ok()
+    };
+    let path = dir.path().join("journal");
+    open(&path).close();
+    assert_eq!(local(&path, "relayctl.journal").as_deref(), Some("true"));
+    let head = Repository::open(&path)
+        .unwrap()
+        .head()
+        .unwrap()
+        .name()
+        .unwrap()
+        .to_owned();
+    assert_eq!(local(&path, "relayctl.branch"), Some(head));
+
+    // Without the mark, it is recognised by its root commit; reading does not mark it.
+    let mut config = Repository::open(&path).unwrap().config().unwrap();
+    config.remove("relayctl.journal").unwrap();
+    config.remove("relayctl.branch").unwrap();
+    assert!(Journal::open_existing(&path).unwrap().is_some());
+    assert_eq!(local(&path, "relayctl.journal"), None);
+    open(&path).close();
+    assert_eq!(local(&path, "relayctl.journal").as_deref(), Some("true"));
+
+    // A fresh `git init` is adopted; one with files or other commits is not.
+    let empty = dir.path().join("empty");
+    Repository::init(&empty).unwrap();
+    open(&empty).close();
+    assert!(empty.join("README.md").exists());
+    let theirs = dir.path().join("theirs");
+    Repository::init(&theirs).unwrap();
+    std::fs::write(theirs.join("notes.txt"), "mine").unwrap();
+    for result in [
+        Journal::open_locked(&theirs, &test_options()).err(),
+        Journal::open_existing(&theirs).err(),
+    ] {
+        let e = result.unwrap().to_string();
+        assert!(
+            e.contains("is a git repository but not a relayctl journal"),
+            "{e}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(theirs.join("notes.txt")).unwrap(), "mine");
+}
+
+#[test]
+fn the_working_tree_catches_up_after_a_killed_run_and_a_deleted_file_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let mut j = open(&path);
+    j.write(|w| record(w, &entry())).unwrap();
+    assert_eq!(j.close(), None);
+    let state = path.join("default/production/new-checkout.toml");
+    let before = std::fs::read_to_string(&state).unwrap();
+    // A run killed after its commits landed, before it updated the working tree.
+    let mut j = open(&path);
+    let mut on = entry();
+    on.to.on = true;
+    j.write(|w| record(w, &on)).unwrap();
+    j.dirty = false;
+    drop(j);
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), before);
+    std::fs::remove_file(path.join("README.md")).unwrap();
+    let mut j = open(&path);
+    j.dirty = true;
+    assert_eq!(j.close(), None);
+    assert!(std::fs::read_to_string(&state).unwrap().contains("on = true"));
+    assert!(path.join("README.md").exists());
 }

@@ -6,6 +6,10 @@
 //! relayctl is killed, the next one that locks the journal commits the done lines that did not
 //! land, and keeps the intents without a done line: only the stores can tell whether those writes
 //! happened (`apply` reads them before doing anything else).
+//!
+//! A record leaves the log only once what it stands for is in the journal's history: emptying
+//! the log after a flush keeps every intent still open and every done line whose commit was not
+//! made, and it replaces the file in one rename, so a crash mid-way leaves the old log whole.
 
 use super::message::Entry;
 use crate::flag::{StoreTarget, Targeting};
@@ -31,26 +35,29 @@ pub struct Intent {
     pub targets: Vec<(StoreTarget, u64)>,
 }
 
+/// A flag's writes are done; `entry` says which targets took them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Done {
+    pub key: String,
+    pub time: i64,
+    pub from: Targeting,
+    pub entry: Entry,
+}
+
 /// One line of the log.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(super) enum Record {
     /// About to write a flag.
     Intent(Intent),
-    /// The writes are done; `entry` says which targets took them.
-    Done {
-        key: String,
-        time: i64,
-        from: Targeting,
-        entry: Entry,
-    },
+    /// The writes are done.
+    Done(Done),
 }
 
 /// What a log left behind by an earlier run holds.
 pub(super) struct Leftover {
-    /// Finished flag writes that took on some target, to commit unless they already landed:
-    /// (entry, previous state, time).
-    pub done: Vec<(Entry, Targeting, i64)>,
+    /// Finished flag writes that took on some target, to commit unless they already landed.
+    pub done: Vec<Done>,
     /// Started flag writes with no done line.
     pub interrupted: Vec<Intent>,
     /// Lines cut short by a kill mid-write.
@@ -80,7 +87,7 @@ pub(super) fn read(path: &Path) -> Result<Leftover> {
     let finished: HashSet<String> = records
         .iter()
         .filter_map(|r| match r {
-            Record::Done { key, .. } => Some(key.clone()),
+            Record::Done(d) => Some(d.key.clone()),
             Record::Intent(_) => None,
         })
         .collect();
@@ -92,18 +99,22 @@ pub(super) fn read(path: &Path) -> Result<Leftover> {
     for record in records {
         match record {
             Record::Intent(i) if !finished.contains(&i.key) => leftover.interrupted.push(i),
-            Record::Done {
-                entry, from, time, ..
-            } if !entry.written.is_empty() => leftover.done.push((entry, from, time)),
+            Record::Done(d) if !d.entry.written.is_empty() => leftover.done.push(d),
             _ => {}
         }
     }
     Ok(leftover)
 }
 
-/// How many lines the log at `path` holds (records and torn lines alike).
-pub(super) fn lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map_or(0, |t| t.lines().filter(|l| !l.trim().is_empty()).count())
+/// How many flag changes the log at `path` holds that are not in the journal yet: done and
+/// unfinished ones, and a torn line counts as one too.
+pub(super) fn pending(path: &Path) -> usize {
+    match read(path) {
+        Ok(l) => l.done.len() + l.interrupted.len() + l.torn,
+        Err(_) => {
+            std::fs::read_to_string(path).map_or(0, |t| t.lines().filter(|l| !l.trim().is_empty()).count())
+        }
+    }
 }
 
 /// The open log, appended to by a journal writer.
@@ -125,9 +136,7 @@ impl Wal {
 
     /// Appends `record`.
     pub fn append(&mut self, record: &Record) -> Result<()> {
-        let mut line = serde_json::to_string(record)?;
-        line.push('\n');
-        self.file.write_all(line.as_bytes()).with_context(|| {
+        self.file.write_all(line(record).as_bytes()).with_context(|| {
             format!(
                 "appending to the journal's write-ahead log {}",
                 self.path.display()
@@ -135,14 +144,28 @@ impl Wal {
         })
     }
 
-    /// Empties the log once everything in it is committed, keeping `unfinished` intents.
-    pub fn reset(&mut self, unfinished: &[Intent]) -> Result<()> {
-        self.file
-            .set_len(0)
-            .with_context(|| format!("emptying the journal's write-ahead log {}", self.path.display()))?;
-        for intent in unfinished {
-            self.append(&Record::Intent(intent.clone()))?;
-        }
+    /// Replaces the log's content with `keep` (what is not in the journal's history yet), in
+    /// one rename: until it lands, the old log, which holds all of `keep` and more, stays whole.
+    pub fn reset(&mut self, keep: &[Record]) -> Result<()> {
+        let context = || format!("emptying the journal's write-ahead log {}", self.path.display());
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".relayctl-wal-")
+            .tempfile_in(dir)
+            .with_context(context)?;
+        let text: String = keep.iter().map(line).collect();
+        tmp.write_all(text.as_bytes()).with_context(context)?;
+        tmp.persist(&self.path)
+            .map_err(|e| e.error)
+            .with_context(context)?;
+        *self = Wal::open(self.path.clone())?;
         Ok(())
     }
+}
+
+/// `record` as one line of the log.
+fn line(record: &Record) -> String {
+    let mut line = serde_json::to_string(record).expect("a log record serializes");
+    line.push('\n');
+    line
 }

@@ -1,0 +1,222 @@
+//! Appending commits to the journal, behind its write-ahead log (see [`super::wal`]).
+//!
+//! Commits are built in memory (libgit2's mempack) and written as one packfile every
+//! [`FLUSH_EVERY`] commits and at the end; only once the objects are found on disk does the
+//! branch move. A write-ahead-log record leaves the log only when what it stands for is in the
+//! branch's history: a commit that cannot be made keeps its done line, a flag whose done line
+//! could not be logged keeps its intent, and a flush that fails leaves the log as it was, so the
+//! next relayctl commits them (or keeps refusing, saying why). What a commit needs from the
+//! entry itself (names git can store as paths) is checked by [`Writer::check`] before the first
+//! store write.
+
+use super::author::Identity;
+use super::message::{self, Entry};
+use super::wal::{self, Done, Intent, Record};
+use super::{abbreviate, now, FLUSH_EVERY};
+use crate::flag::{StoreTarget, Targeting};
+use anyhow::{bail, Context, Result};
+use git2::{Oid, Repository};
+use std::io::Write;
+use std::path::Path;
+
+/// Appends commits to the journal; see [`super::Journal::write`].
+pub struct Writer<'r> {
+    pub(super) repo: &'r Repository,
+    pub(super) odb: &'r git2::Odb<'r>,
+    pub(super) mempack: &'r git2::Mempack<'r>,
+    pub(super) wal: wal::Wal,
+    pub(super) author: Identity,
+    /// The journal's branch (`refs/heads/...`).
+    pub(super) branch: String,
+    pub(super) tip: Oid,
+    pub(super) unflushed: usize,
+    pub(super) path: &'r Path,
+    /// Intents of an earlier, interrupted run not yet finished: kept in the log across flushes.
+    pub(super) interrupted: &'r mut Vec<Intent>,
+    /// Intents of this run whose done line is not logged yet.
+    pub(super) open: Vec<Intent>,
+    /// Done lines whose commit could not be made: kept in the log across flushes.
+    pub(super) uncommitted: Vec<Done>,
+    pub(super) next: u64,
+}
+
+impl Writer<'_> {
+    /// Checks that `entry` can be committed: its names are paths git can store. Call for every
+    /// flag before the first store write, so nothing that would fail the commit is found after.
+    pub fn check(&self, entry: &Entry) -> Result<()> {
+        message::check(entry).with_context(|| {
+            format!(
+                "{} cannot be recorded in the journal {}; nothing was written",
+                entry.id,
+                self.path.display()
+            )
+        })
+    }
+
+    /// Logs that `entry` is about to be written to `targets`. Call before the store writes.
+    pub fn begin(
+        &mut self,
+        entry: &Entry,
+        from: &Targeting,
+        targets: Vec<(StoreTarget, u64)>,
+    ) -> Result<Intent> {
+        self.check(entry)?;
+        let time = now();
+        self.next += 1;
+        let intent = Intent {
+            key: format!("{time}-{}-{}", std::process::id(), self.next),
+            time,
+            from: from.clone(),
+            entry: entry.clone(),
+            targets,
+        };
+        self.wal
+            .append(&Record::Intent(intent.clone()))
+            .with_context(|| format!("logging {} in the journal {}", entry.id, self.path.display()))?;
+        self.open.push(intent.clone());
+        Ok(intent)
+    }
+
+    /// Records how the writes of `intent` went (`entry.written` / `entry.failed`): logged at once,
+    /// and committed (in memory, written out with the next flush) if any target took the change.
+    /// Returns the commit's abbreviated id.
+    pub fn finish(&mut self, intent: &Intent, entry: &Entry) -> Result<Option<String>> {
+        let done = Done {
+            key: intent.key.clone(),
+            time: intent.time,
+            from: intent.from.clone(),
+            entry: entry.clone(),
+        };
+        self.wal
+            .append(&Record::Done(done.clone()))
+            .with_context(|| format!("logging {} in the journal {}", entry.id, self.path.display()))?;
+        self.interrupted.retain(|i| i.key != intent.key);
+        self.open.retain(|i| i.key != intent.key);
+        if entry.written.is_empty() {
+            return Ok(None);
+        }
+        let oid = self.commit_or_keep(done)?;
+        Ok(Some(abbreviate(self.odb, oid)))
+    }
+
+    /// Commits what a killed relayctl logged as done, in order. Whatever cannot be committed
+    /// stays in the log.
+    pub(super) fn commit_recovered(&mut self, done: Vec<Done>) -> Result<()> {
+        let mut rest = done.into_iter();
+        while let Some(d) = rest.next() {
+            if let Err(e) = self.commit_or_keep(d) {
+                self.uncommitted.extend(rest);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits `done` (in memory); if that fails, keeps it for the log. Writes the commits out
+    /// once [`FLUSH_EVERY`] are held.
+    fn commit_or_keep(&mut self, done: Done) -> Result<Oid> {
+        let oid = match self.commit(&done.entry, &done.from, done.time) {
+            Ok(oid) => oid,
+            Err(e) => {
+                self.uncommitted.push(done);
+                return Err(e);
+            }
+        };
+        if self.unflushed >= FLUSH_EVERY {
+            self.flush()?;
+        }
+        Ok(oid)
+    }
+
+    fn commit(&mut self, entry: &Entry, from: &Targeting, time: i64) -> Result<Oid> {
+        let context = || format!("committing {} to the journal {}", entry.id, self.path.display());
+        message::check(entry).with_context(context)?;
+        let sig = self.author.signature(&git2::Time::new(time, 0))?;
+        let parent = self.repo.find_commit(self.tip).with_context(context)?;
+        let blob = self
+            .repo
+            .blob(message::state_file(entry).as_bytes())
+            .with_context(context)?;
+        let path = message::state_path(&entry.id);
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        let tree = upsert(
+            self.repo,
+            Some(&parent.tree().with_context(context)?),
+            &path,
+            blob,
+        )
+        .with_context(context)?;
+        let tree = self.repo.find_tree(tree).with_context(context)?;
+        self.tip = self
+            .repo
+            .commit(
+                None,
+                &sig,
+                &sig,
+                &message::message(entry, from),
+                &tree,
+                &[&parent],
+            )
+            .with_context(context)?;
+        self.unflushed += 1;
+        Ok(self.tip)
+    }
+
+    /// Writes the commits held in memory as one packfile, checks they are on disk, moves the
+    /// branch to the newest, and empties the write-ahead log of what is now in its history.
+    pub(super) fn flush(&mut self) -> Result<()> {
+        let context = || format!("writing commits to the journal {}", self.path.display());
+        if self.unflushed > 0 {
+            let mut pack = git2::Buf::new();
+            self.mempack.dump(self.repo, &mut pack).with_context(context)?;
+            let mut writer = self.odb.packwriter().with_context(context)?;
+            writer.write_all(&pack).with_context(context)?;
+            writer.commit().with_context(context)?;
+            self.mempack.reset().with_context(context)?;
+            // libgit2 can report success for a pack it did not store (no pack directory): the
+            // branch moves only to a commit that can be read back from disk.
+            let _ = self.odb.refresh();
+            if !self.odb.exists(self.tip) {
+                bail!(
+                    "writing commits to the journal {}: the packfile was not stored (is {} missing or \
+                     unwritable?)",
+                    self.path.display(),
+                    self.repo.path().join("objects/pack").display()
+                );
+            }
+            self.repo
+                .reference(&self.branch, self.tip, true, "relayctl")
+                .with_context(context)?;
+            self.unflushed = 0;
+        }
+        let keep: Vec<Record> = self
+            .interrupted
+            .iter()
+            .chain(&self.open)
+            .cloned()
+            .map(Record::Intent)
+            .chain(self.uncommitted.iter().cloned().map(Record::Done))
+            .collect();
+        self.wal.reset(&keep)
+    }
+}
+
+/// Returns the tree `root` with `blob` at `path`, creating the intermediate trees.
+pub(super) fn upsert(repo: &Repository, root: Option<&git2::Tree>, path: &[&str], blob: Oid) -> Result<Oid> {
+    let mut tb = repo.treebuilder(root)?;
+    match path {
+        [file] => {
+            tb.insert(file, blob, 0o100644)?;
+        }
+        [dir, rest @ ..] => {
+            let sub = match root.and_then(|t| t.get_name(dir)) {
+                Some(entry) => Some(repo.find_tree(entry.id())?),
+                None => None,
+            };
+            let sub = upsert(repo, sub.as_ref(), rest, blob)?;
+            tb.insert(dir, sub, 0o040000)?;
+        }
+        [] => bail!("empty path"),
+    }
+    Ok(tb.write()?)
+}
