@@ -9,6 +9,7 @@
 //! - `file_store`: the quickstart, with no server.
 //! - `conformance`: what the real LaunchDarkly SDK serves from what apply wrote.
 //! - `dynamodb`: the DynamoDB store against moto, with the SDK, and in a mixed-store fan-out.
+//! - `integrity`: the journal cannot be forged, bypassed or miss a change already in a store.
 //!
 //! Snapshots (`snapshots/`) are whole CLI runs with ports, temp paths and commit ids redacted;
 //! accept changes deliberately: `INSTA_UPDATE=always cargo test --test cli`, then review the diff.
@@ -21,6 +22,7 @@ mod conformance;
 mod dynamodb;
 mod failures;
 mod file_store;
+mod integrity;
 mod interrupt;
 mod plan_apply;
 mod plan_cmd;
