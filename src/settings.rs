@@ -106,17 +106,15 @@ struct Env {
 impl Env {
     /// Reads `.env` from the working directory, if there is one.
     fn load() -> anyhow::Result<Env> {
-        let mut dotenv = BTreeMap::new();
-        match dotenvy::from_path_iter(".env") {
-            Ok(iter) => {
-                for item in iter {
-                    let (k, v) =
-                        item.map_err(|e| anyhow::anyhow!("cannot read .env in the working directory: {e}"))?;
-                    dotenv.insert(k, v);
-                }
-            }
-            Err(e) if e.not_found() => {}
+        let text = match std::fs::read_to_string(".env") {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Env::default()),
             Err(e) => return Err(anyhow::anyhow!("cannot read .env in the working directory: {e}")),
+        };
+        let mut dotenv = BTreeMap::new();
+        for item in dotenvy::from_read_iter(text.as_bytes()) {
+            let (k, v) = item.map_err(|e| dotenv_error(&text, e))?;
+            dotenv.insert(k, v);
         }
         Ok(Env { dotenv })
     }
@@ -128,6 +126,36 @@ impl Env {
             .or_else(|| self.dotenv.get(name).cloned())
             .filter(|v| !v.is_empty())
     }
+}
+
+/// Why `.env` cannot be read, naming the line and the variable but never quoting the line:
+/// it is most likely the one holding the API token.
+fn dotenv_error(text: &str, e: dotenvy::Error) -> anyhow::Error {
+    let dotenvy::Error::LineParse(bad, at) = e else {
+        return anyhow::anyhow!("cannot read .env in the working directory: {e}");
+    };
+    // dotenvy quotes the whole line or only its value: find the line that holds it.
+    let first = bad.lines().next().unwrap_or("");
+    let found = text.lines().enumerate().find(|(_, l)| l.contains(first));
+    let line = found.map_or_else(String::new, |(i, _)| format!(" line {}", i + 1));
+    let name: String = found
+        .map_or(first, |(_, l)| l)
+        .trim_start()
+        .trim_start_matches("export ")
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
+        .collect();
+    let name = if name.is_empty() {
+        String::new()
+    } else {
+        format!(" (setting {name})")
+    };
+    anyhow::anyhow!(
+        ".env in the working directory cannot be read: its{line}{name} does not parse at character {}; \
+         check it is NAME=value, with a value holding spaces in closed quotes. The line is not shown: it \
+         may hold a secret",
+        at + 1
+    )
 }
 
 /// Parses the command line and reads the environment.

@@ -48,6 +48,13 @@ impl Config {
 /// most a database number as its path.
 pub fn check_url(raw: &str) -> Result<(), String> {
     let shown = crate::redact::url(raw);
+    let after_scheme = raw.split_once("://").map_or("", |(_, rest)| rest);
+    if crate::redact::userinfo(after_scheme).is_some_and(|info| info.contains(['/', '?', '#', '@'])) {
+        return Err(format!(
+            "{shown:?}: the user name or password holds '@', '/', '?' or '#', which end that part of a URL; \
+             percent-encode them (%40, %2F, %3F, %23)"
+        ));
+    }
     let url = url::Url::parse(raw).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "redis" | "rediss") {
         return Err(format!("{shown:?} is not a redis:// or rediss:// URL"));
@@ -68,16 +75,27 @@ pub fn urls_from_hosts(hosts: &str) -> Result<Vec<String>, String> {
         .split(',')
         .map(str::trim)
         .map(|h| {
+            // An entry is never echoed whole: it may carry a password (`:secret@host`).
+            let shown = match h.rsplit_once('@') {
+                Some((_, host)) => format!("***@{host}"),
+                None => h.to_owned(),
+            };
+            if h.contains('@') {
+                return Err(format!(
+                    "REDIS_HOSTS entry {shown:?} holds credentials; REDIS_HOSTS takes host[:port] only: \
+                     put a password in a store's url = \"redis://:password@host:port\" instead"
+                ));
+            }
             let (host, port) = match h.rsplit_once(':') {
                 Some((host, port)) => (
                     host,
                     port.parse::<u16>()
-                        .map_err(|_| format!("REDIS_HOSTS entry {h:?}: the port must be a number"))?,
+                        .map_err(|_| format!("REDIS_HOSTS entry {shown:?}: the port must be a number"))?,
                 ),
                 None => (h, 6379),
             };
-            if host.is_empty() || host.contains(['/', '@', ' ']) {
-                return Err(format!("REDIS_HOSTS entry {h:?} is not host[:port]"));
+            if host.is_empty() || host.contains(['/', ' ']) {
+                return Err(format!("REDIS_HOSTS entry {shown:?} is not host[:port]"));
             }
             Ok(format!("redis://{host}:{port}"))
         })

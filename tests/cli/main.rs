@@ -24,4 +24,5 @@ mod file_store;
 mod interrupt;
 mod plan_apply;
 mod plan_cmd;
+mod secrets;
 mod sync;
