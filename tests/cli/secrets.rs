@@ -54,7 +54,7 @@ fn a_password_holding_url_delimiters_is_never_shown_even_in_part() {
     ] {
         let url = format!("redis://:{password}@127.0.0.1:{port}");
         // A valid file whose URL cannot be used as written, and a TOML error on the URL's line.
-        let valid = overrides(&redis_store(&[url.clone()]), "new-checkout = false\n");
+        let valid = overrides(&redis_store(std::slice::from_ref(&url)), "new-checkout = false\n");
         let broken = valid.replace("\"]", "\", 5]");
         for (name, text) in [("valid", valid), ("TOML error", broken)] {
             let w = Workspace::new(&text);
