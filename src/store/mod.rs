@@ -159,6 +159,10 @@ pub(crate) type Groups<'a> = BTreeMap<(&'a str, &'a str), Vec<&'a str>>;
 /// where the flag was looked for when it is absent.
 pub(crate) type Found = Vec<Vec<Result<String, String>>>;
 
+/// [`Found`] as bytes, for a backend whose values need not be text (Redis): a value that is
+/// not UTF-8 is a problem of its flag, not of the whole read.
+pub(crate) type FoundBytes = Vec<Vec<Result<Vec<u8>, String>>>;
+
 /// The rewrite a backend applies inside its compare-and-swap: current raw JSON (None when
 /// absent) to the new JSON, or a refusal.
 pub(crate) type Rewrite<'a> = &'a (dyn Fn(Option<&str>) -> Result<String, WriteError> + Sync);
@@ -200,16 +204,13 @@ impl Endpoint {
         }
         let found = match &self.backend {
             Backend::Redis(r) => r.read(&groups).await?,
-            Backend::DynamoDb(d) => d.read(&groups).await?,
-            Backend::File(f) => f.read(&groups).await?,
+            Backend::DynamoDb(d) => bytes(d.read(&groups).await?),
+            Backend::File(f) => bytes(f.read(&groups).await?),
         };
         let mut out: Vec<Option<Lookup>> = vec![None; flags.len()];
         for (positions, values) in positions.values().zip(found) {
             for (&i, value) in positions.iter().zip(values) {
-                out[i] = Some(match value {
-                    Ok(json) => StoredFlag::parse(&json).map_or_else(Lookup::Invalid, Lookup::Found),
-                    Err(place) => Lookup::Missing { place },
-                });
+                out[i] = Some(lookup(value));
             }
         }
         Ok(out
@@ -244,6 +245,23 @@ impl Endpoint {
             Backend::File(f) => f.compare_and_swap(id, &rewrite).await?,
         }
         Ok(expected + 1)
+    }
+}
+
+/// [`Found`] as [`FoundBytes`] (moving each string's buffer, not copying it).
+fn bytes(found: Found) -> FoundBytes {
+    found
+        .into_iter()
+        .map(|g| g.into_iter().map(|v| v.map(String::into_bytes)).collect())
+        .collect()
+}
+
+/// What one stored value (or the place it was not found) says about its flag.
+fn lookup(value: Result<Vec<u8>, String>) -> Lookup {
+    match value.map(String::from_utf8) {
+        Ok(Ok(json)) => StoredFlag::parse(&json).map_or_else(Lookup::Invalid, Lookup::Found),
+        Ok(Err(e)) => Lookup::Invalid(e.into()),
+        Err(place) => Lookup::Missing { place },
     }
 }
 

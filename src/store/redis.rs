@@ -4,9 +4,10 @@
 //! relayctl reads with one HMGET per hash, all pipelined in one round trip, and writes one flag
 //! at a time with the SDKs' own optimistic protocol: WATCH the hash, HGET, MULTI/HSET/EXEC, and
 //! retry when EXEC returns nil because another writer (Relay) touched the hash. It never deletes
-//! anything and never touches segments or `$inited`.
+//! anything and never touches segments or `$inited`. Values are read as bytes: one that is not
+//! text is a problem of its flag, not of the read.
 
-use super::{Found, Groups, Prefix, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use super::{FoundBytes, Groups, Prefix, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::flag::FlagId;
 use anyhow::{anyhow, Context, Result};
 use redis::aio::MultiplexedConnection;
@@ -160,8 +161,8 @@ impl RedisEndpoint {
         Ok(guard)
     }
 
-    /// Raw JSON per flag of each group: one HMGET per hash, all in one round trip.
-    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Found> {
+    /// Raw value per flag of each group: one HMGET per hash, all in one round trip.
+    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<FoundBytes> {
         let mut guard = self.connection().await?;
         let conn = guard.as_mut().expect("connected");
         let mut pipe = redis::pipe();
@@ -169,7 +170,7 @@ impl RedisEndpoint {
         for (hash, flags) in hashes.iter().zip(groups.values()) {
             pipe.cmd("HMGET").arg(hash).arg(flags);
         }
-        let replies: Vec<Vec<Option<String>>> = pipe
+        let replies: Vec<Vec<Option<Vec<u8>>>> = pipe
             .query_async(conn)
             .await
             .map_err(|e| anyhow!("reading {}: {e}", self.shown))?;
@@ -198,13 +199,22 @@ impl RedisEndpoint {
                 .exec_async(conn)
                 .await
                 .with_context(context)?;
-            let current: Option<String> = redis::cmd("HGET")
+            let current: Option<Vec<u8>> = redis::cmd("HGET")
                 .arg(&hash)
                 .arg(&id.flag)
                 .query_async(conn)
                 .await
                 .with_context(context)?;
-            let json = match rewrite(current.as_deref()) {
+            let json = match current.map(String::from_utf8).transpose() {
+                Ok(current) => rewrite(current.as_deref()),
+                Err(e) => Err(anyhow!(
+                    "{}: the stored value is not a flag relayctl can rewrite safely: {}; nothing was written",
+                    context(),
+                    crate::flag::NotAFlag::from(e)
+                )
+                .into()),
+            };
+            let json = match json {
                 Ok(json) => json,
                 Err(e) => {
                     redis::cmd("UNWATCH")
