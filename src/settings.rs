@@ -51,6 +51,8 @@ pub struct Settings {
     pub lock_wait: Duration,
     /// `RELAYCTL_AUTHOR`: the journal author when git config names none.
     pub author: Option<String>,
+    /// How long a Redis server may take to answer one request (`RELAYCTL_REDIS_TIMEOUT`).
+    pub redis_timeout: Duration,
     /// How to reach LaunchDarkly's API.
     pub launchdarkly: LaunchDarkly,
 }
@@ -162,17 +164,8 @@ fn dotenv_error(text: &str, e: dotenvy::Error) -> anyhow::Error {
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, SettingsError> {
     let cli = Cli::try_parse_from(args).map_err(SettingsError::Usage)?;
     let env = Env::load().map_err(SettingsError::Other)?;
-    let lock_wait = env
-        .get("RELAYCTL_LOCK_TIMEOUT")
-        .map(|s| {
-            s.parse::<u64>().map_err(|_| {
-                SettingsError::Other(anyhow::anyhow!(
-                    "RELAYCTL_LOCK_TIMEOUT must be a number of seconds, not {s:?}"
-                ))
-            })
-        })
-        .transpose()?
-        .map_or(Duration::from_secs(60), Duration::from_secs);
+    let lock_wait = seconds(&env, "RELAYCTL_LOCK_TIMEOUT", 0)?.unwrap_or(Duration::from_secs(60));
+    let redis_timeout = seconds(&env, "RELAYCTL_REDIS_TIMEOUT", 1)?.unwrap_or(crate::store::REQUEST_TIMEOUT);
     let command = match cli.command {
         cli::Command::Plan(a) => Command::Plan {
             out: a.out,
@@ -205,11 +198,32 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
         },
         lock_wait,
         author: env.get("RELAYCTL_AUTHOR"),
+        redis_timeout,
         launchdarkly: LaunchDarkly {
             token: env.get("LD_API_KEY"),
             base_url: env.get("LD_BASE_URL"),
         },
     })
+}
+
+/// The variable `name` as a whole number of seconds, at least `min`, if set.
+fn seconds(env: &Env, name: &str, min: u64) -> Result<Option<Duration>, SettingsError> {
+    let Some(raw) = env.get(name) else {
+        return Ok(None);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if n >= min => Ok(Some(Duration::from_secs(n))),
+        _ => {
+            let least = if min > 0 {
+                format!(" (at least {min})")
+            } else {
+                String::new()
+            };
+            Err(SettingsError::Other(anyhow::anyhow!(
+                "{name} must be a whole number of seconds{least}, not {raw:?}"
+            )))
+        }
+    }
 }
 
 /// Why the command line could not be turned into settings.

@@ -56,7 +56,7 @@ fn load_config(settings: &Settings) -> Result<Config> {
 /// The overrides file and its stores.
 fn load(settings: &Settings) -> Result<(Config, Stores)> {
     let config = load_config(settings)?;
-    let stores = Stores::open(&config.stores)?;
+    let stores = Stores::open(&config.stores, settings.redis_timeout)?;
     Ok((config, stores))
 }
 

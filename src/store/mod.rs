@@ -4,8 +4,10 @@
 //! one whose path depends on the project/environment). Each backend module is the only place
 //! that knows its storage layout: where a flag lives, how a target is named, its URL rules and
 //! defaults ([`StoreKind`] asks them). This module owns what they share: turning raw JSON into
-//! [`Lookup`]s, and the read-modify-write rule of SPEC §2 "apply" (check the planned version,
-//! rewrite via [`StoredFlag::rewrite`], write atomically against concurrent writers).
+//! [`Lookup`]s, the read-modify-write rule of SPEC §2 "apply" (check the planned version,
+//! rewrite via [`StoredFlag::rewrite`], write atomically against concurrent writers), and how a
+//! write whose outcome is unknown is told apart ([`WriteError::Unknown`]) and resolved by reading
+//! the target back ([`Endpoint::read_back`]).
 
 pub(crate) mod dynamodb;
 pub(crate) mod file;
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 /// How long connecting to a store may take before it counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one request to a store may take.
+/// How long one request to a store may take (for Redis, the default of `RELAYCTL_REDIS_TIMEOUT`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One `[[store]]` of the overrides file: every store receives every change.
@@ -147,7 +149,11 @@ pub enum WriteError {
     /// The store no longer holds the version the plan observed: someone else wrote the flag.
     #[error("stale plan: the store holds {found} but the plan was made against v{expected}; run `relayctl plan` again and review the new plan")]
     Stale { expected: u64, found: String },
-    /// Anything else: unreachable, timed out, refused.
+    /// The write was sent and no answer came (timed out, connection lost): the target may or
+    /// may not hold it. Only reading the target again can tell ([`Endpoint::read_back`]).
+    #[error("outcome unknown: {0:#}")]
+    Unknown(anyhow::Error),
+    /// Anything else, where the store did not take the write: unreachable, refused.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
@@ -246,6 +252,33 @@ impl Endpoint {
         }
         Ok(expected + 1)
     }
+
+    /// How long [`Endpoint::read_back`] may take at most.
+    pub fn read_back_limit(&self) -> Duration {
+        match &self.backend {
+            Backend::Redis(r) => r.read_back_limit(),
+            Backend::DynamoDb(_) | Backend::File(_) => CONNECT_TIMEOUT + REQUEST_TIMEOUT,
+        }
+    }
+
+    /// Reads the flag `id` again, within [`Endpoint::read_back_limit`], on a connection of its
+    /// own where the backend keeps one (the write's may still wait for a reply): how apply
+    /// resolves a write whose outcome is unknown.
+    pub async fn read_back(&self, id: &FlagId) -> Result<Lookup> {
+        let limit = self.read_back_limit();
+        let read = async {
+            match &self.backend {
+                Backend::Redis(r) => Ok(lookup(r.read_back(id).await?)),
+                Backend::DynamoDb(_) | Backend::File(_) => {
+                    let mut found = self.read(std::slice::from_ref(id)).await?;
+                    Ok(found.remove(0))
+                }
+            }
+        };
+        tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| anyhow!("no answer within {}s", limit.as_secs()))?
+    }
 }
 
 /// [`Found`] as [`FoundBytes`] (moving each string's buffer, not copying it).
@@ -272,8 +305,9 @@ pub struct Stores {
 
 impl Stores {
     /// Prepares the endpoints of `stores`; connections are opened on first use, so a plan file
-    /// that touches one store does not need the others to be up.
-    pub fn open(stores: &[StoreConfig]) -> Result<Stores> {
+    /// that touches one store does not need the others to be up. `redis_timeout` is how long a
+    /// Redis server may take to answer one request.
+    pub fn open(stores: &[StoreConfig], redis_timeout: Duration) -> Result<Stores> {
         let mut endpoints = Vec::new();
         for s in stores {
             let mut add = |backend| {
@@ -288,6 +322,7 @@ impl Stores {
                         add(Backend::Redis(Box::new(redis::RedisEndpoint::new(
                             url,
                             c.prefix.clone(),
+                            redis_timeout,
                         )?)));
                     }
                 }

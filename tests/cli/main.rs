@@ -5,7 +5,8 @@
 //! - `apply_cmd`, `plan_apply`: what apply writes and leaves alone, journal commits, saved and
 //!   stale plans, the confirmation prompt, fan-out.
 //! - `failures`: a store target down, an apply killed mid-way, concurrent applies, the lock.
-//! - `store_faults`: stored values that are not text.
+//! - `store_faults`: a Redis answering late, never, or going away (a fault-injecting proxy);
+//!   stored values that are not text.
 //! - `bad_input`: every kind of bad input is a clear error and writes nothing; secrets stay out.
 //! - `file_store`: the quickstart, with no server.
 //! - `conformance`: what the real LaunchDarkly SDK serves from what apply wrote.

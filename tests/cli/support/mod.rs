@@ -15,8 +15,8 @@ mod proxy;
 mod redis_server;
 mod relayctl;
 
-pub use proxy::Proxy;
-pub use redis_server::{set_raw, Dump, DumpValue, Redis};
+pub use proxy::{Fault, Proxy};
+pub use redis_server::{set_raw, signal_pid, Dump, DumpValue, Redis};
 pub use relayctl::{output, Relayctl, Run};
 
 use std::ffi::OsStr;
