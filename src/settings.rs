@@ -64,6 +64,8 @@ pub struct LaunchDarkly {
     pub token: Option<String>,
     /// `LD_BASE_URL`, which wins over the overrides file's `[launchdarkly] base_url`.
     pub base_url: Option<String>,
+    /// `RELAYCTL_LD_TIMEOUT`: how long one request to LaunchDarkly may take.
+    pub timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for LaunchDarkly {
@@ -71,6 +73,7 @@ impl std::fmt::Debug for LaunchDarkly {
         f.debug_struct("LaunchDarkly")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -166,6 +169,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
     let env = Env::load().map_err(SettingsError::Other)?;
     let lock_wait = seconds(&env, "RELAYCTL_LOCK_TIMEOUT", 0)?.unwrap_or(Duration::from_secs(60));
     let redis_timeout = seconds(&env, "RELAYCTL_REDIS_TIMEOUT", 1)?.unwrap_or(crate::store::REQUEST_TIMEOUT);
+    let ld_timeout = seconds(&env, "RELAYCTL_LD_TIMEOUT", 1)?;
     let command = match cli.command {
         cli::Command::Plan(a) => Command::Plan {
             out: a.out,
@@ -202,6 +206,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
         launchdarkly: LaunchDarkly {
             token: env.get("LD_API_KEY"),
             base_url: env.get("LD_BASE_URL"),
+            timeout: ld_timeout,
         },
     })
 }

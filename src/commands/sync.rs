@@ -1,20 +1,31 @@
 //! `relayctl sync [--dry-run] [--force]`: replay unsynced journal commits onto LaunchDarkly.
+//!
+//! A pass locks the journal, syncs what is pending and unlocks it. Ctrl-C/SIGTERM stop it between
+//! two flags (exit 1); conflicts are listed at the end (exit 2).
 
 use super::{ld_client, load_config, open_journal};
+use crate::desired::Config;
 use crate::exit::Exit;
+use crate::journal::Journal;
+use crate::launchdarkly::Client;
 use crate::settings::Settings;
 use crate::sync::{self, Group, Options, Outcome, Summary};
 use crate::ui;
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
 use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::runtime::Runtime;
 
 /// Prints one line per flag on stdout, a summary and what to do next on stderr.
 ///
-/// Holds the journal lock throughout. Safe to re-run at any time, including after a crash or a
-/// kill: see [`sync::sync`]. Exit 2 when conflicts, skips or failures are left.
+/// Holds the journal lock while it works. Safe to re-run at any time,
+/// including after a crash, a kill or an interruption: see [`sync::sync`]. Exit 2 when
+/// conflicts, skips or failures are left.
 pub fn run(settings: &Settings, rt: &Runtime, options: Options) -> Result<Exit> {
+    crate::interrupt::install().context("installing the Ctrl-C handler")?;
     let config = load_config(settings)?;
     if !config.journal.exists() {
         settings.status(format!(
@@ -23,65 +34,188 @@ pub fn run(settings: &Settings, rt: &Runtime, options: Options) -> Result<Exit> 
         ));
         return Ok(Exit::Success);
     }
-    let started = Instant::now();
-    let mut journal = open_journal(settings, &config.journal)?;
-    let interrupted = journal.interrupted().len();
-    if interrupted > 0 {
-        settings.status(format!(
-            "{} an interrupted apply left {interrupted} flag write(s) not yet recorded in the journal, \
-             so this sync cannot include them; run `relayctl apply` (it reads the stores and records them), \
-             then sync again",
-            ui::paint(ui::WARNING, "warning:")
-        ));
+    let mut run = Run {
+        settings,
+        rt,
+        config: &config,
+        screen: Screen::new(settings.quiet),
+        client: None,
+    };
+    run.once(options)
+}
+
+/// What one command run works with.
+struct Run<'a> {
+    settings: &'a Settings,
+    rt: &'a Runtime,
+    config: &'a Config,
+    screen: Screen,
+    /// Made when first needed, so "nothing to sync" needs no token.
+    client: Option<Client>,
+}
+
+impl Run<'_> {
+    fn client(&mut self) -> Result<&Client> {
+        if self.client.is_none() {
+            let screen = self.screen.clone();
+            let client = ld_client(self.settings, self.config)?.with_notices(move |line| screen.status(line));
+            self.client = Some(client);
+        }
+        Ok(self.client.as_ref().expect("made above"))
     }
-    let entries = journal.entries()?;
-    let groups = sync::group(&entries, |r| !r.is_synced());
-    if settings.verbose > 0 {
-        settings.status(format!(
+
+    /// `relayctl sync`: one pass.
+    fn once(&mut self, options: Options) -> Result<Exit> {
+        let Some(summary) = self.pass(options)? else {
+            self.settings
+                .status("Nothing to sync: every journal commit is already synced to LaunchDarkly.");
+            return Ok(Exit::Success);
+        };
+        if summary.interrupted {
+            self.report(&summary, options.dry_run);
+            bail!(self.stopped("interrupted", "Run `relayctl sync` again to finish")?);
+        }
+        Ok(self.report(&summary, options.dry_run))
+    }
+
+    /// One pass: locks the journal, syncs every unsynced commit, notes the outcomes, unlocks.
+    /// `None` when nothing is pending. Outcome lines go to stdout as flags finish.
+    fn pass(&mut self, options: Options) -> Result<Option<Summary>> {
+        let started = Instant::now();
+        let mut journal = open_journal(self.settings, &self.config.journal)?;
+        let interrupted = journal.interrupted().len();
+        if interrupted > 0 {
+            self.settings.status(format!(
+                "{} an interrupted apply left {interrupted} flag write(s) not yet recorded in the journal, \
+                 so this sync cannot include them; run `relayctl apply` (it reads the stores and records them), \
+                 then sync again",
+                ui::paint(ui::WARNING, "warning:")
+            ));
+        }
+        let entries = journal.entries()?;
+        let groups = sync::group(&entries, |r| !r.is_synced());
+        self.verbose(format!(
             "Read {} journal commits in {} ms.",
             entries.len(),
             started.elapsed().as_millis()
         ));
-    }
-    if groups.is_empty() {
-        settings.status("Nothing to sync: every journal commit is already synced to LaunchDarkly.");
-        return Ok(Exit::Success);
-    }
-    let client = ld_client(settings, &config)?;
-    let commits: usize = groups.iter().map(|g| g.commits.len()).sum();
-    let (verb, preposition, doing) = match options.dry_run {
-        true => ("Checking", "against", "checking"),
-        false => ("Syncing", "to", "syncing"),
-    };
-    settings.status(format!(
-        "{verb} {commits} journal commit(s) over {} flag(s) {preposition} {}...",
-        groups.len(),
-        client.base_url()
-    ));
-    let bar = ui::progress(settings.quiet, groups.len(), doing);
-    let mut report = |g: &Group, o: &Outcome| {
-        bar.suspend(|| anstream::println!("{}", render_outcome(g, o)));
-        bar.inc(1);
-    };
-    let started = Instant::now();
-    let result = rt.block_on(sync::sync(&mut journal, &client, &groups, options, &mut report));
-    bar.finish_and_clear();
-    if settings.verbose > 0 {
-        settings.status(format!(
+        if groups.is_empty() {
+            return Ok(None);
+        }
+        let (settings, rt, screen) = (self.settings, self.rt, self.screen.clone());
+        let client = self.client()?;
+        let (verb, preposition, doing) = match options.dry_run {
+            true => ("Checking", "against", "checking"),
+            false => ("Syncing", "to", "syncing"),
+        };
+        screen.status(&format!(
+            "{verb} {} {preposition} {}...",
+            pending_count(&groups),
+            client.base_url()
+        ));
+        let bar = screen.show(ui::progress(settings.quiet, groups.len(), doing));
+        let mut report = |g: &Group, o: &Outcome| {
+            screen.data(&render_outcome(g, o));
+            bar.inc(1);
+        };
+        let started = Instant::now();
+        let result = rt.block_on(sync::sync(&mut journal, client, &groups, options, &mut report));
+        screen.clear();
+        self.verbose(format!(
             "Worked {} flags in {} ms.",
             groups.len(),
             started.elapsed().as_millis()
         ));
+        let summary = result?;
+        self.verbose(format!("Wrote sync notes in {} ms.", summary.noting.as_millis()));
+        journal.close()?;
+        Ok(Some(summary))
     }
-    let summary = result?;
-    if settings.verbose > 0 {
-        settings.status(format!("Wrote sync notes in {} ms.", summary.noting.as_millis()));
+
+    /// `<what>: N journal commit(s) over M flag(s) left pending, nothing half-done. <advice>`,
+    /// with the journal read afresh.
+    fn stopped(&self, what: &str, advice: &str) -> Result<String> {
+        let pending = pending_count(&read_pending(&self.config.journal)?);
+        Ok(format!(
+            "{what}: {pending} left pending, nothing half-done. {advice}"
+        ))
     }
-    journal.close()?;
-    settings.status(render_summary(&summary, options.dry_run));
-    anstream::eprint!("{}", render_advice(&summary, options.dry_run));
-    let pending = !summary.conflicts.is_empty() || !summary.skipped.is_empty() || !summary.failed.is_empty();
-    Ok(if pending { Exit::Pending } else { Exit::Success })
+
+    /// Prints the summary and the advice; the exit code they call for.
+    fn report(&self, summary: &Summary, dry_run: bool) -> Exit {
+        self.settings.status(render_summary(summary, dry_run));
+        anstream::eprint!("{}", render_advice(summary, dry_run));
+        let pending =
+            !summary.conflicts.is_empty() || !summary.skipped.is_empty() || !summary.failed.is_empty();
+        if pending {
+            Exit::Pending
+        } else {
+            Exit::Success
+        }
+    }
+
+    fn verbose(&self, line: String) {
+        if self.settings.verbose > 0 {
+            self.screen.status(&line);
+        }
+    }
+}
+
+/// The unsynced commits of the journal at `path`, per flag, read without its lock.
+fn read_pending(path: &Path) -> Result<Vec<Group>> {
+    let Some(journal) = Journal::open_existing(path)? else {
+        return Ok(Vec::new());
+    };
+    Ok(sync::group(&journal.entries()?, |r| !r.is_synced()))
+}
+
+/// `N journal commit(s) over M flag(s)`.
+fn pending_count(groups: &[Group]) -> String {
+    let commits: usize = groups.iter().map(|g| g.commits.len()).sum();
+    format!("{commits} journal commit(s) over {} flag(s)", groups.len())
+}
+
+/// stderr while sync runs: one progress bar or spinner at a time, with status lines and stdout
+/// lines printed around it so that they never garble it. Clones share the bar.
+#[derive(Clone)]
+struct Screen {
+    bar: Arc<Mutex<ProgressBar>>,
+    quiet: bool,
+}
+
+impl Screen {
+    fn new(quiet: bool) -> Screen {
+        Screen {
+            bar: Arc::new(Mutex::new(ProgressBar::hidden())),
+            quiet,
+        }
+    }
+
+    fn bar(&self) -> std::sync::MutexGuard<'_, ProgressBar> {
+        self.bar.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Shows `bar` instead of the current one; returns it.
+    fn show(&self, bar: ProgressBar) -> ProgressBar {
+        std::mem::replace(&mut *self.bar(), bar.clone()).finish_and_clear();
+        bar
+    }
+
+    fn clear(&self) {
+        self.show(ProgressBar::hidden());
+    }
+
+    /// A status line on stderr, unless `--quiet`.
+    fn status(&self, line: &str) {
+        if !self.quiet {
+            self.bar().suspend(|| anstream::eprintln!("{line}"));
+        }
+    }
+
+    /// A line of data on stdout.
+    fn data(&self, line: &str) {
+        self.bar().suspend(|| anstream::println!("{line}"));
+    }
 }
 
 /// One flag's line on stdout: what happened, the flag, the commits, and the detail.
@@ -288,7 +422,7 @@ mod tests {
             conflicts: vec!["default/production/e (commit fffffff): LD version 45, base 41".into()],
             skipped: vec!["default/production/f (commit 1111111): approval required".into()],
             failed: vec!["default/production/h (commit 3333333): not tried".into()],
-            noting: Default::default(),
+            ..Summary::default()
         };
         let text = render_summary(&summary, false) + "\n" + &render_advice(&summary, false);
         insta::assert_snapshot!(text);
