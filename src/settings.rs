@@ -31,9 +31,23 @@ pub enum Command {
     Sync {
         dry_run: bool,
         force: bool,
+        /// `--wait`: keep trying until LaunchDarkly answers and everything is synced.
+        wait: Option<Wait>,
     },
     Verify,
 }
+
+/// How `sync --wait` waits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wait {
+    /// The longest pause between two attempts (`--interval`).
+    pub interval: Duration,
+    /// When to give up (`--timeout`); never when `None`.
+    pub timeout: Option<Duration>,
+}
+
+/// The longest pause between two attempts of `sync --wait` unless `--interval` says otherwise.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Everything a command needs to know about how it was invoked.
 #[derive(Debug, Clone)]
@@ -184,6 +198,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
         cli::Command::Sync(a) => Command::Sync {
             dry_run: a.dry_run,
             force: a.force,
+            wait: a.wait.then(|| Wait {
+                interval: a.interval.unwrap_or(DEFAULT_INTERVAL),
+                timeout: a.timeout,
+            }),
         },
         cli::Command::Verify => Command::Verify,
     };

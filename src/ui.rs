@@ -60,6 +60,19 @@ pub fn progress(quiet: bool, len: usize, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// A spinner on stderr for a wait of unknown end, when stderr is a terminal; hidden otherwise.
+pub fn spinner(quiet: bool) -> indicatif::ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let spinner = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
+        spinner.set_style(style);
+    }
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    spinner
+}
+
 /// A duration for people: `250 ms`, `1.5 s`, `42 s`, `27h 46m 39s`.
 pub fn duration(d: std::time::Duration) -> String {
     if d < std::time::Duration::from_secs(1) {

@@ -36,13 +36,13 @@ pub fn run(settings: &Settings, rt: &Runtime) -> Result<Exit> {
             auto_approve,
         } => apply::run(settings, rt, plan_file.as_deref(), *auto_approve),
         Command::Log { pending } => log::run(settings, *pending),
-        Command::Sync { dry_run, force } => {
+        Command::Sync { dry_run, force, wait } => {
             let options = crate::sync::Options {
                 dry_run: *dry_run,
                 force: *force,
                 deadline: None,
             };
-            sync::run(settings, rt, options)
+            sync::run(settings, rt, options, *wait)
         }
         Command::Verify => verify::run(settings, rt),
     }

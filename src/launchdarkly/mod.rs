@@ -261,6 +261,26 @@ impl Client {
             .await?;
         parse_flag(&answer, &id.environment)
     }
+
+    /// One GET of `id`, without retries or waits: `Ok` when LaunchDarkly answers at all (even
+    /// 404 or 429), [`ApiError::Unavailable`] when it cannot be reached or answers 5xx, the
+    /// errors that waiting cannot fix (401/403, a redirect), and [`ApiError::Interrupted`] at
+    /// once on Ctrl-C.
+    pub async fn probe(&self, id: &FlagId) -> Result<(), ApiError> {
+        let what = format!("GET {id}");
+        let (status, headers, text) = self
+            .attempt(&reqwest::Method::GET, &self.get_url(id), None, &what)
+            .await
+            .map_err(|f| match f.interrupted {
+                true => ApiError::Interrupted,
+                false => ApiError::Unavailable(f.why),
+            })?;
+        match status {
+            300..=399 => Err(transport::redirect(&what, status, &headers)),
+            401 | 403 | 500..=599 => Err(transport::error_of(status, &text)),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What a character is, in words, for a message that must not show it.

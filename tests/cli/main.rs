@@ -11,9 +11,9 @@
 //! - `file_store`: the quickstart, with no server.
 //! - `conformance`: what the real LaunchDarkly SDK serves from what apply wrote.
 //! - `dynamodb`: the DynamoDB store against moto, with the SDK, and in a mixed-store fan-out.
-//! - `sync`, `sync_faults`: sync, verify and log against the fake LaunchDarkly; a LaunchDarkly
-//!   that misbehaves (rate limits, slow or unapplied answers, redirects) and bad LaunchDarkly
-//!   settings.
+//! - `sync`, `sync_faults`, `sync_wait`: sync, verify and log against the fake LaunchDarkly; a
+//!   LaunchDarkly that misbehaves (rate limits, slow or unapplied answers, redirects) and bad
+//!   LaunchDarkly settings; `sync --wait` with LaunchDarkly coming up late.
 //!
 //! Snapshots (`snapshots/`) are whole CLI runs with ports, temp paths and commit ids redacted;
 //! accept changes deliberately: `INSTA_UPDATE=always cargo test --test cli`, then review the diff.
@@ -33,3 +33,4 @@ mod secrets;
 mod store_faults;
 mod sync;
 mod sync_faults;
+mod sync_wait;
