@@ -270,7 +270,10 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
             if parsed.is_none() {
                 return Err(err(
                     Some(u.span()),
-                    format!("launchdarkly.base_url {:?} is not an http(s) URL", u.get_ref()),
+                    format!(
+                        "launchdarkly.base_url {:?} is not an http(s) URL",
+                        crate::redact::url(u.get_ref())
+                    ),
                 ));
             }
             Some(u.into_inner())
@@ -525,7 +528,7 @@ fn dynamodb_store(mut s: RawStore, name: &str) -> Result<dynamodb::Config, Locat
         if url::Url::parse(e.get_ref()).is_err() {
             return Err((
                 Some(e.span()),
-                format!("endpoint_url {:?} is not a URL", e.get_ref()),
+                format!("endpoint_url {:?} is not a URL", crate::redact::url(e.get_ref())),
             ));
         }
     }

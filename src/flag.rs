@@ -225,6 +225,16 @@ impl Targeting {
 #[error("{0}")]
 pub struct NotAFlag(String);
 
+/// A stored value that is not text at all (Redis values are bytes) cannot be a flag.
+impl From<std::string::FromUtf8Error> for NotAFlag {
+    fn from(e: std::string::FromUtf8Error) -> NotAFlag {
+        NotAFlag(format!(
+            "it is not UTF-8 text (byte {} is not valid UTF-8), so it cannot be flag JSON",
+            e.utf8_error().valid_up_to()
+        ))
+    }
+}
+
 /// A flag as read from a store, parsed just enough to plan it; the raw JSON is kept for
 /// [`StoredFlag::rewrite`], which is the only place that builds the full object.
 #[derive(Debug, Clone, PartialEq)]

@@ -31,9 +31,23 @@ pub enum Command {
     Sync {
         dry_run: bool,
         force: bool,
+        /// `--wait`: keep trying until LaunchDarkly answers and everything is synced.
+        wait: Option<Wait>,
     },
     Verify,
 }
+
+/// How `sync --wait` waits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wait {
+    /// The longest pause between two attempts (`--interval`).
+    pub interval: Duration,
+    /// When to give up (`--timeout`); never when `None`.
+    pub timeout: Option<Duration>,
+}
+
+/// The longest pause between two attempts of `sync --wait` unless `--interval` says otherwise.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Everything a command needs to know about how it was invoked.
 #[derive(Debug, Clone)]
@@ -51,6 +65,8 @@ pub struct Settings {
     pub lock_wait: Duration,
     /// `RELAYCTL_AUTHOR`: the journal author when git config names none.
     pub author: Option<String>,
+    /// How long a Redis server may take to answer one request (`RELAYCTL_REDIS_TIMEOUT`).
+    pub redis_timeout: Duration,
     /// How to reach LaunchDarkly's API.
     pub launchdarkly: LaunchDarkly,
 }
@@ -62,6 +78,8 @@ pub struct LaunchDarkly {
     pub token: Option<String>,
     /// `LD_BASE_URL`, which wins over the overrides file's `[launchdarkly] base_url`.
     pub base_url: Option<String>,
+    /// `RELAYCTL_LD_TIMEOUT`: how long one request to LaunchDarkly may take.
+    pub timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for LaunchDarkly {
@@ -69,6 +87,7 @@ impl std::fmt::Debug for LaunchDarkly {
         f.debug_struct("LaunchDarkly")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -106,17 +125,15 @@ struct Env {
 impl Env {
     /// Reads `.env` from the working directory, if there is one.
     fn load() -> anyhow::Result<Env> {
-        let mut dotenv = BTreeMap::new();
-        match dotenvy::from_path_iter(".env") {
-            Ok(iter) => {
-                for item in iter {
-                    let (k, v) =
-                        item.map_err(|e| anyhow::anyhow!("cannot read .env in the working directory: {e}"))?;
-                    dotenv.insert(k, v);
-                }
-            }
-            Err(e) if e.not_found() => {}
+        let text = match std::fs::read_to_string(".env") {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Env::default()),
             Err(e) => return Err(anyhow::anyhow!("cannot read .env in the working directory: {e}")),
+        };
+        let mut dotenv = BTreeMap::new();
+        for item in dotenvy::from_read_iter(text.as_bytes()) {
+            let (k, v) = item.map_err(|e| dotenv_error(&text, e))?;
+            dotenv.insert(k, v);
         }
         Ok(Env { dotenv })
     }
@@ -130,21 +147,43 @@ impl Env {
     }
 }
 
+/// Why `.env` cannot be read, naming the line and the variable but never quoting the line:
+/// it is most likely the one holding the API token.
+fn dotenv_error(text: &str, e: dotenvy::Error) -> anyhow::Error {
+    let dotenvy::Error::LineParse(bad, at) = e else {
+        return anyhow::anyhow!("cannot read .env in the working directory: {e}");
+    };
+    // dotenvy quotes the whole line or only its value: find the line that holds it.
+    let first = bad.lines().next().unwrap_or("");
+    let found = text.lines().enumerate().find(|(_, l)| l.contains(first));
+    let line = found.map_or_else(String::new, |(i, _)| format!(" line {}", i + 1));
+    let name: String = found
+        .map_or(first, |(_, l)| l)
+        .trim_start()
+        .trim_start_matches("export ")
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
+        .collect();
+    let name = if name.is_empty() {
+        String::new()
+    } else {
+        format!(" (setting {name})")
+    };
+    anyhow::anyhow!(
+        ".env in the working directory cannot be read: its{line}{name} does not parse at character {}; \
+         check it is NAME=value, with a value holding spaces in closed quotes. The line is not shown: it \
+         may hold a secret",
+        at + 1
+    )
+}
+
 /// Parses the command line and reads the environment.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, SettingsError> {
     let cli = Cli::try_parse_from(args).map_err(SettingsError::Usage)?;
     let env = Env::load().map_err(SettingsError::Other)?;
-    let lock_wait = env
-        .get("RELAYCTL_LOCK_TIMEOUT")
-        .map(|s| {
-            s.parse::<u64>().map_err(|_| {
-                SettingsError::Other(anyhow::anyhow!(
-                    "RELAYCTL_LOCK_TIMEOUT must be a number of seconds, not {s:?}"
-                ))
-            })
-        })
-        .transpose()?
-        .map_or(Duration::from_secs(60), Duration::from_secs);
+    let lock_wait = seconds(&env, "RELAYCTL_LOCK_TIMEOUT", 0)?.unwrap_or(Duration::from_secs(60));
+    let redis_timeout = seconds(&env, "RELAYCTL_REDIS_TIMEOUT", 1)?.unwrap_or(crate::store::REQUEST_TIMEOUT);
+    let ld_timeout = seconds(&env, "RELAYCTL_LD_TIMEOUT", 1)?;
     let command = match cli.command {
         cli::Command::Plan(a) => Command::Plan {
             out: a.out,
@@ -159,6 +198,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
         cli::Command::Sync(a) => Command::Sync {
             dry_run: a.dry_run,
             force: a.force,
+            wait: a.wait.then(|| Wait {
+                interval: a.interval.unwrap_or(DEFAULT_INTERVAL),
+                timeout: a.timeout,
+            }),
         },
         cli::Command::Verify => Command::Verify,
     };
@@ -177,11 +220,33 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
         },
         lock_wait,
         author: env.get("RELAYCTL_AUTHOR"),
+        redis_timeout,
         launchdarkly: LaunchDarkly {
             token: env.get("LD_API_KEY"),
             base_url: env.get("LD_BASE_URL"),
+            timeout: ld_timeout,
         },
     })
+}
+
+/// The variable `name` as a whole number of seconds, at least `min`, if set.
+fn seconds(env: &Env, name: &str, min: u64) -> Result<Option<Duration>, SettingsError> {
+    let Some(raw) = env.get(name) else {
+        return Ok(None);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if n >= min => Ok(Some(Duration::from_secs(n))),
+        _ => {
+            let least = if min > 0 {
+                format!(" (at least {min})")
+            } else {
+                String::new()
+            };
+            Err(SettingsError::Other(anyhow::anyhow!(
+                "{name} must be a whole number of seconds{least}, not {raw:?}"
+            )))
+        }
+    }
 }
 
 /// Why the command line could not be turned into settings.

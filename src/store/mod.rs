@@ -4,8 +4,10 @@
 //! one whose path depends on the project/environment). Each backend module is the only place
 //! that knows its storage layout: where a flag lives, how a target is named, its URL rules and
 //! defaults ([`StoreKind`] asks them). This module owns what they share: turning raw JSON into
-//! [`Lookup`]s, and the read-modify-write rule of SPEC §2 "apply" (check the planned version,
-//! rewrite via [`StoredFlag::rewrite`], write atomically against concurrent writers).
+//! [`Lookup`]s, the read-modify-write rule of SPEC §2 "apply" (check the planned version,
+//! rewrite via [`StoredFlag::rewrite`], write atomically against concurrent writers), and how a
+//! write whose outcome is unknown is told apart ([`WriteError::Unknown`]) and resolved by reading
+//! the target back ([`Endpoint::read_back`]).
 
 pub(crate) mod dynamodb;
 pub(crate) mod file;
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 /// How long connecting to a store may take before it counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one request to a store may take.
+/// How long one request to a store may take (for Redis, the default of `RELAYCTL_REDIS_TIMEOUT`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One `[[store]]` of the overrides file: every store receives every change.
@@ -147,7 +149,11 @@ pub enum WriteError {
     /// The store no longer holds the version the plan observed: someone else wrote the flag.
     #[error("stale plan: the store holds {found} but the plan was made against v{expected}; run `relayctl plan` again and review the new plan")]
     Stale { expected: u64, found: String },
-    /// Anything else: unreachable, timed out, refused.
+    /// The write was sent and no answer came (timed out, connection lost): the target may or
+    /// may not hold it. Only reading the target again can tell ([`Endpoint::read_back`]).
+    #[error("outcome unknown: {0:#}")]
+    Unknown(anyhow::Error),
+    /// Anything else, where the store did not take the write: unreachable, refused.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
@@ -158,6 +164,10 @@ pub(crate) type Groups<'a> = BTreeMap<(&'a str, &'a str), Vec<&'a str>>;
 /// What a backend found for each flag of each group, in the groups' order: the raw JSON, or
 /// where the flag was looked for when it is absent.
 pub(crate) type Found = Vec<Vec<Result<String, String>>>;
+
+/// [`Found`] as bytes, for a backend whose values need not be text (Redis): a value that is
+/// not UTF-8 is a problem of its flag, not of the whole read.
+pub(crate) type FoundBytes = Vec<Vec<Result<Vec<u8>, String>>>;
 
 /// The rewrite a backend applies inside its compare-and-swap: current raw JSON (None when
 /// absent) to the new JSON, or a refusal.
@@ -200,16 +210,13 @@ impl Endpoint {
         }
         let found = match &self.backend {
             Backend::Redis(r) => r.read(&groups).await?,
-            Backend::DynamoDb(d) => d.read(&groups).await?,
-            Backend::File(f) => f.read(&groups).await?,
+            Backend::DynamoDb(d) => bytes(d.read(&groups).await?),
+            Backend::File(f) => bytes(f.read(&groups).await?),
         };
         let mut out: Vec<Option<Lookup>> = vec![None; flags.len()];
         for (positions, values) in positions.values().zip(found) {
             for (&i, value) in positions.iter().zip(values) {
-                out[i] = Some(match value {
-                    Ok(json) => StoredFlag::parse(&json).map_or_else(Lookup::Invalid, Lookup::Found),
-                    Err(place) => Lookup::Missing { place },
-                });
+                out[i] = Some(lookup(value));
             }
         }
         Ok(out
@@ -248,6 +255,50 @@ impl Endpoint {
         }
         Ok(expected + 1)
     }
+
+    /// How long [`Endpoint::read_back`] may take at most.
+    pub fn read_back_limit(&self) -> Duration {
+        match &self.backend {
+            Backend::Redis(r) => r.read_back_limit(),
+            Backend::DynamoDb(_) | Backend::File(_) => CONNECT_TIMEOUT + REQUEST_TIMEOUT,
+        }
+    }
+
+    /// Reads the flag `id` again, within [`Endpoint::read_back_limit`], on a connection of its
+    /// own where the backend keeps one (the write's may still wait for a reply): how apply
+    /// resolves a write whose outcome is unknown.
+    pub async fn read_back(&self, id: &FlagId) -> Result<Lookup> {
+        let limit = self.read_back_limit();
+        let read = async {
+            match &self.backend {
+                Backend::Redis(r) => Ok(lookup(r.read_back(id).await?)),
+                Backend::DynamoDb(_) | Backend::File(_) => {
+                    let mut found = self.read(std::slice::from_ref(id)).await?;
+                    Ok(found.remove(0))
+                }
+            }
+        };
+        tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| anyhow!("no answer within {}s", limit.as_secs()))?
+    }
+}
+
+/// [`Found`] as [`FoundBytes`] (moving each string's buffer, not copying it).
+fn bytes(found: Found) -> FoundBytes {
+    found
+        .into_iter()
+        .map(|g| g.into_iter().map(|v| v.map(String::into_bytes)).collect())
+        .collect()
+}
+
+/// What one stored value (or the place it was not found) says about its flag.
+fn lookup(value: Result<Vec<u8>, String>) -> Lookup {
+    match value.map(String::from_utf8) {
+        Ok(Ok(json)) => StoredFlag::parse(&json).map_or_else(Lookup::Invalid, Lookup::Found),
+        Ok(Err(e)) => Lookup::Invalid(e.into()),
+        Err(place) => Lookup::Missing { place },
+    }
 }
 
 /// Refuses a state that serves a variation the flag does not have at that index: whatever a plan
@@ -278,8 +329,9 @@ pub struct Stores {
 
 impl Stores {
     /// Prepares the endpoints of `stores`; connections are opened on first use, so a plan file
-    /// that touches one store does not need the others to be up.
-    pub fn open(stores: &[StoreConfig]) -> Result<Stores> {
+    /// that touches one store does not need the others to be up. `redis_timeout` is how long a
+    /// Redis server may take to answer one request.
+    pub fn open(stores: &[StoreConfig], redis_timeout: Duration) -> Result<Stores> {
         let mut endpoints = Vec::new();
         for s in stores {
             let mut add = |backend| {
@@ -294,6 +346,7 @@ impl Stores {
                         add(Backend::Redis(Box::new(redis::RedisEndpoint::new(
                             url,
                             c.prefix.clone(),
+                            redis_timeout,
                         )?)));
                     }
                 }
@@ -317,9 +370,10 @@ impl Stores {
     }
 
     /// Reads each `(flag, target)` pair from the endpoint of its target, concurrently, leaving out
-    /// the pairs of an endpoint that cannot be read: for checking a saved plan, which must not
-    /// need the stores it does not touch, or one that is down (its writes fail on their own).
-    pub async fn read_named(&self, pairs: &[(FlagId, StoreTarget)]) -> Observed {
+    /// the pairs of an endpoint that cannot be read (returned apart: `<store> <target>: <why>`):
+    /// for checking a saved plan, which must not need the stores it does not touch, or one that
+    /// is down (its writes then fail at once, as after any failure to answer in a run).
+    pub async fn read_named(&self, pairs: &[(FlagId, StoreTarget)]) -> (Observed, Vec<String>) {
         let wanted = |e: &Endpoint| -> Vec<FlagId> {
             let named = pairs
                 .iter()
@@ -336,13 +390,22 @@ impl Stores {
             (e, ids, lookups)
         });
         let mut observed: Observed = BTreeMap::new();
+        let mut failures = Vec::new();
         for (endpoint, ids, lookups) in join_all(reads).await {
-            for (id, lookup) in ids.into_iter().zip(lookups.unwrap_or_default()) {
+            let lookups = match lookups {
+                Ok(lookups) => lookups,
+                Err(e) => {
+                    let target = endpoint.target(&ids[0].project, &ids[0].environment);
+                    failures.push(format!("{target}: {e:#}"));
+                    continue;
+                }
+            };
+            for (id, lookup) in ids.into_iter().zip(lookups) {
                 let target = endpoint.target(&id.project, &id.environment);
                 observed.entry(id).or_default().push((target, lookup));
             }
         }
-        observed
+        (observed, failures)
     }
 
     /// Reads `flags` from every endpoint concurrently. Any unreachable endpoint is an error
@@ -385,13 +448,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let flags = r#"{"flags": {"f": {"key": "f", "on": true, "variations": ["a", "b", "c"], "offVariation": 1, "version": 4}}}"#;
         std::fs::write(dir.path().join("flags.json"), flags).unwrap();
-        let stores = Stores::open(&[StoreConfig {
-            name: "file".into(),
-            kind: StoreKind::File(file::Config {
-                path: Template::parse("flags.json").unwrap(),
-                base_dir: dir.path().to_owned(),
-            }),
-        }])
+        let stores = Stores::open(
+            &[StoreConfig {
+                name: "file".into(),
+                kind: StoreKind::File(file::Config {
+                    path: Template::parse("flags.json").unwrap(),
+                    base_dir: dir.path().to_owned(),
+                }),
+            }],
+            REQUEST_TIMEOUT,
+        )
         .unwrap();
         let id = FlagId {
             project: "p".into(),

@@ -5,11 +5,16 @@
 //! - `apply_cmd`, `plan_apply`: what apply writes and leaves alone, journal commits, saved and
 //!   stale plans, the confirmation prompt, fan-out.
 //! - `failures`: a store target down, an apply killed mid-way, concurrent applies, the lock.
+//! - `store_faults`: a Redis answering late, never, or going away (a fault-injecting proxy);
+//!   stored values that are not text.
 //! - `bad_input`: every kind of bad input is a clear error and writes nothing; secrets stay out.
 //! - `file_store`: the quickstart, with no server.
 //! - `conformance`: what the real LaunchDarkly SDK serves from what apply wrote.
 //! - `dynamodb`: the DynamoDB store against moto, with the SDK, and in a mixed-store fan-out.
 //! - `integrity`: the journal cannot be forged, bypassed or miss a change already in a store.
+//! - `sync`, `sync_faults`, `sync_wait`: sync, verify and log against the fake LaunchDarkly; a
+//!   LaunchDarkly that misbehaves (rate limits, slow or unapplied answers, redirects) and bad
+//!   LaunchDarkly settings; `sync --wait` with LaunchDarkly coming up late.
 //!
 //! Snapshots (`snapshots/`) are whole CLI runs with ports, temp paths and commit ids redacted;
 //! accept changes deliberately: `INSTA_UPDATE=always cargo test --test cli`, then review the diff.
@@ -26,4 +31,8 @@ mod integrity;
 mod interrupt;
 mod plan_apply;
 mod plan_cmd;
+mod secrets;
+mod store_faults;
 mod sync;
+mod sync_faults;
+mod sync_wait;
