@@ -23,6 +23,7 @@ mod exit;
 mod flag;
 mod interrupt;
 mod journal;
+mod json_text;
 mod launchdarkly;
 mod plan;
 mod redact;

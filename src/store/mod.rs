@@ -156,8 +156,32 @@ pub enum WriteError {
 pub(crate) type Groups<'a> = BTreeMap<(&'a str, &'a str), Vec<&'a str>>;
 
 /// What a backend found for each flag of each group, in the groups' order: the raw JSON, or
-/// where the flag was looked for when it is absent.
+/// where the flag was looked for when it is absent. (Redis's shape; [`Held`] can say more.)
 pub(crate) type Found = Vec<Vec<Result<String, String>>>;
+
+/// What a backend holds for one flag.
+#[derive(Debug)]
+pub(crate) enum Raw {
+    /// The stored flag JSON.
+    Json(String),
+    /// No such flag; where it was looked for.
+    Missing(String),
+    /// Something relayctl must not rewrite, for a reason only the backend can see (bytes that
+    /// are not UTF-8, a record that contradicts its own JSON, the flag stored twice).
+    Invalid(NotAFlag),
+}
+
+impl From<Result<String, String>> for Raw {
+    fn from(found: Result<String, String>) -> Raw {
+        match found {
+            Ok(json) => Raw::Json(json),
+            Err(place) => Raw::Missing(place),
+        }
+    }
+}
+
+/// [`Found`] with [`Raw`] per flag: what the DynamoDB and file backends return.
+pub(crate) type Held = Vec<Vec<Raw>>;
 
 /// The rewrite a backend applies inside its compare-and-swap: current raw JSON (None when
 /// absent) to the new JSON, or a refusal.
@@ -198,8 +222,13 @@ impl Endpoint {
             groups.entry(group).or_default().push(id.flag.as_str());
             positions.entry(group).or_default().push(i);
         }
-        let found = match &self.backend {
-            Backend::Redis(r) => r.read(&groups).await?,
+        let found: Held = match &self.backend {
+            Backend::Redis(r) => r
+                .read(&groups)
+                .await?
+                .into_iter()
+                .map(|group| group.into_iter().map(Raw::from).collect())
+                .collect(),
             Backend::DynamoDb(d) => d.read(&groups).await?,
             Backend::File(f) => f.read(&groups).await?,
         };
@@ -207,8 +236,9 @@ impl Endpoint {
         for (positions, values) in positions.values().zip(found) {
             for (&i, value) in positions.iter().zip(values) {
                 out[i] = Some(match value {
-                    Ok(json) => StoredFlag::parse(&json).map_or_else(Lookup::Invalid, Lookup::Found),
-                    Err(place) => Lookup::Missing { place },
+                    Raw::Json(json) => StoredFlag::parse(&json).map_or_else(Lookup::Invalid, Lookup::Found),
+                    Raw::Missing(place) => Lookup::Missing { place },
+                    Raw::Invalid(why) => Lookup::Invalid(why),
                 });
             }
         }
@@ -234,7 +264,12 @@ impl Endpoint {
                 Some(Err(e)) => format!("a value that is not a flag ({e})"),
                 Some(Ok(f)) if f.deleted => format!("a deleted tombstone at v{}", f.version),
                 Some(Ok(f)) if f.version != expected => format!("v{}", f.version),
-                Some(Ok(f)) => return Ok(f.rewrite(to)),
+                Some(Ok(f)) => {
+                    return f.rewrite(to).map_err(|e| {
+                        anyhow!("the stored flag cannot be rewritten safely, so it was not written: {e}")
+                            .into()
+                    })
+                }
             };
             Err(WriteError::Stale { expected, found })
         };

@@ -7,6 +7,7 @@
 //! - `failures`: a store target down, an apply killed mid-way, concurrent applies, the lock.
 //! - `bad_input`: every kind of bad input is a clear error and writes nothing; secrets stay out.
 //! - `file_store`: the quickstart, with no server.
+//! - `stored_bytes`: what apply writes byte for byte, and how hostile stored values are quoted.
 //! - `conformance`: what the real LaunchDarkly SDK serves from what apply wrote.
 //! - `dynamodb`: the DynamoDB store against moto, with the SDK, and in a mixed-store fan-out.
 //!
@@ -24,4 +25,5 @@ mod file_store;
 mod interrupt;
 mod plan_apply;
 mod plan_cmd;
+mod stored_bytes;
 mod sync;
