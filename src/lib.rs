@@ -26,6 +26,8 @@ mod journal;
 mod json_text;
 mod launchdarkly;
 mod plan;
+#[cfg(test)]
+mod proptests;
 mod redact;
 mod settings;
 mod store;
