@@ -437,6 +437,9 @@ impl DynamoEndpoint {
         let client = self.client().await?;
         let table = &self.config.table;
         let namespace = self.namespace(&id.project, &id.environment);
+        // What the previous put tried to write: the SDK retries a put that timed out, and when
+        // the first attempt landed, the retry fails its condition against our own write.
+        let mut sent: Option<String> = None;
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let current = self.get(client, id, &namespace).await?;
             let raw = match &current {
@@ -446,6 +449,9 @@ impl DynamoEndpoint {
                 ),
                 None => None,
             };
+            if sent.is_some() && raw == sent {
+                return Ok(());
+            }
             if let (Some(item), Some(json)) = (&current, &raw) {
                 if let Some(why) = version_conflict(item, json) {
                     return Err(anyhow!("{why}; nothing was written").into());
@@ -460,8 +466,9 @@ impl DynamoEndpoint {
                 .table_name(table)
                 .set_item(Some(Self::key(&namespace, &id.flag)))
                 .item("version", AttributeValue::N(version.to_string()))
-                .item("item", AttributeValue::S(json))
+                .item("item", AttributeValue::S(json.clone()))
                 .expression_attribute_names("#k", "key");
+            sent = Some(json);
             // The condition pins exactly what was read: its version attribute (or its absence).
             put = match current.as_ref().and_then(|i| i.get("version")) {
                 Some(observed) => put
@@ -481,12 +488,17 @@ impl DynamoEndpoint {
                     continue
                 }
                 Err(e) => {
-                    return Err(self
-                        .explain(
-                            &format!("writing {id} to table {table:?} (namespace {namespace:?})"),
-                            e,
-                        )
-                        .into())
+                    // A put that was sent and never answered may have landed: only reading the
+                    // item again can tell (apply does, at once).
+                    let unanswered = matches!(&e, SdkError::TimeoutError(_) | SdkError::ResponseError(_))
+                        || matches!(&e, SdkError::DispatchFailure(d) if d.is_timeout());
+                    let doing = format!("writing {id} to table {table:?} (namespace {namespace:?})");
+                    let error = self.explain(&doing, e);
+                    return Err(if unanswered {
+                        WriteError::Unknown(error)
+                    } else {
+                        error.into()
+                    });
                 }
             }
         }
@@ -645,31 +657,36 @@ mod tests {
         put(client, flag_item(41, true)).await;
     }
 
-    #[tokio::test]
-    async fn a_write_racing_between_read_and_put_is_refused_as_stale() {
+    /// Writes `item` from another client (another runtime, on a thread of its own), as a
+    /// concurrent writer would, while `compare_and_swap` is between its read and its put.
+    fn put_meanwhile(endpoint: &str, item: Item) {
+        let racer = target(endpoint);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let (c, _) = racer.sdk_client().await.unwrap();
+                    put(&c, item).await;
+                });
+            });
+        });
+    }
+
+    /// Runs one compare-and-swap of v41 -> v42 (off) with `meanwhile` landing between the first
+    /// read and the first put; returns its result and how often it read the flag.
+    async fn swap_with(meanwhile: Item) -> (Result<(), WriteError>, usize, Item) {
         let (_moto, endpoint) = moto().await;
         let ours = target(&endpoint);
         let (client, _) = ours.sdk_client().await.unwrap();
         create_table(&client).await;
-
         let calls = AtomicUsize::new(0);
-        let racer = target(&endpoint);
         let rewrite = |raw: Option<&str>| -> Result<String, WriteError> {
             let seen: serde_json::Value = serde_json::from_str(raw.unwrap()).unwrap();
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                // Another writer (Relay, a colleague) writes v42 after our read, before our put.
-                std::thread::scope(|scope| {
-                    scope.spawn(|| {
-                        let rt = tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .unwrap();
-                        rt.block_on(async {
-                            let (c, _) = racer.sdk_client().await.unwrap();
-                            put(&c, flag_item(42, true)).await;
-                        });
-                    });
-                });
+                put_meanwhile(&endpoint, meanwhile.clone());
             }
             match seen["version"].as_u64() {
                 Some(41) => Ok(flag_item(42, false)["item"].as_s().unwrap().clone()),
@@ -680,17 +697,30 @@ mod tests {
             }
         };
         let result = ours.compare_and_swap(&id(), &rewrite).await;
+        let stored = ours.get(&client, &id(), "features").await.unwrap().unwrap();
+        (result, calls.load(Ordering::SeqCst), stored)
+    }
+
+    #[tokio::test]
+    async fn a_write_racing_between_read_and_put_is_refused_as_stale() {
+        // Another writer (Relay, a colleague) writes v42 after our read, before our put.
+        let (result, reads, stored) = swap_with(flag_item(42, true)).await;
         assert!(
             matches!(result, Err(WriteError::Stale { expected: 41, .. })),
             "{result:?}"
         );
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            2,
-            "the failed condition made it read again"
-        );
-        let stored = ours.get(&client, &id(), "features").await.unwrap().unwrap();
+        assert_eq!(reads, 2, "the failed condition made it read again");
         assert_eq!(stored, flag_item(42, true), "the racing write is kept");
+    }
+
+    #[tokio::test]
+    async fn a_put_that_landed_before_its_retry_failed_counts_as_written() {
+        // What the SDK's retry of a timed-out put sees: the item already holds exactly what this
+        // write sends (its first attempt landed), so the retry fails its condition.
+        let (result, reads, stored) = swap_with(flag_item(42, false)).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(reads, 1, "the write is recognised without a second rewrite");
+        assert_eq!(stored, flag_item(42, false));
     }
 
     #[tokio::test]
