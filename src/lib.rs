@@ -23,8 +23,11 @@ mod exit;
 mod flag;
 mod interrupt;
 mod journal;
+mod json_text;
 mod launchdarkly;
 mod plan;
+#[cfg(test)]
+mod proptests;
 mod redact;
 mod settings;
 mod store;

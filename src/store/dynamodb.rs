@@ -18,8 +18,9 @@
 //! does not touch this store never needs it. Timeouts and retries are bounded so an unreachable
 //! endpoint fails within seconds, and once it has, the rest of the run fails at once.
 
-use super::{Found, Groups, Prefix, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
-use crate::flag::FlagId;
+use super::{Groups, Held, Prefix, Raw, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use crate::flag::{FlagId, NotAFlag, StoredFlag};
+use crate::json_text::excerpt;
 use anyhow::{anyhow, Result};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -316,8 +317,8 @@ impl DynamoEndpoint {
     }
 
     /// Raw JSON per flag of each group, in the groups' order; a missing item maps to where it
-    /// was looked for.
-    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Found> {
+    /// was looked for, an item relayctl must not rewrite to why.
+    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Held> {
         let client = self.client().await?;
         let namespaces: Vec<String> = groups.keys().map(|(p, e)| self.namespace(p, e)).collect();
         // Several project/environments may share a namespace (no prefix): ask for each key once.
@@ -348,8 +349,14 @@ impl DynamoEndpoint {
                 flags
                     .iter()
                     .map(|flag| match by_key.get(&(ns.clone(), (*flag).to_owned())) {
-                        Some(item) => self.item_json(item, ns, flag),
-                        None => Err(format!(
+                        Some(item) => match self.item_json(item, ns, flag) {
+                            Ok(json) => match version_conflict(item, &json) {
+                                Some(why) => Raw::Invalid(NotAFlag::new(why)),
+                                None => Raw::Json(json),
+                            },
+                            Err(why) => Raw::Invalid(NotAFlag::new(why)),
+                        },
+                        None => Raw::Missing(format!(
                             "no item with namespace {ns:?} and key {flag:?} in table {:?}",
                             self.config.table
                         )),
@@ -430,6 +437,9 @@ impl DynamoEndpoint {
         let client = self.client().await?;
         let table = &self.config.table;
         let namespace = self.namespace(&id.project, &id.environment);
+        // What the previous put tried to write: the SDK retries a put that timed out, and when
+        // the first attempt landed, the retry fails its condition against our own write.
+        let mut sent: Option<String> = None;
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let current = self.get(client, id, &namespace).await?;
             let raw = match &current {
@@ -439,18 +449,26 @@ impl DynamoEndpoint {
                 ),
                 None => None,
             };
+            if sent.is_some() && raw == sent {
+                return Ok(());
+            }
+            if let (Some(item), Some(json)) = (&current, &raw) {
+                if let Some(why) = version_conflict(item, json) {
+                    return Err(anyhow!("{why}; nothing was written").into());
+                }
+            }
             let json = rewrite(raw.as_deref())?;
-            let version = serde_json::from_str::<serde_json::Value>(&json)
-                .ok()
-                .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64))
-                .ok_or_else(|| anyhow!("the rewritten flag {id} has no integer version"))?;
+            let version = StoredFlag::parse(&json).map(|f| f.version).map_err(|e| {
+                anyhow!("the rewritten flag {id} is not one relayctl can write ({e}); nothing was written")
+            })?;
             let mut put = client
                 .put_item()
                 .table_name(table)
                 .set_item(Some(Self::key(&namespace, &id.flag)))
                 .item("version", AttributeValue::N(version.to_string()))
-                .item("item", AttributeValue::S(json))
+                .item("item", AttributeValue::S(json.clone()))
                 .expression_attribute_names("#k", "key");
+            sent = Some(json);
             // The condition pins exactly what was read: its version attribute (or its absence).
             put = match current.as_ref().and_then(|i| i.get("version")) {
                 Some(observed) => put
@@ -470,12 +488,17 @@ impl DynamoEndpoint {
                     continue
                 }
                 Err(e) => {
-                    return Err(self
-                        .explain(
-                            &format!("writing {id} to table {table:?} (namespace {namespace:?})"),
-                            e,
-                        )
-                        .into())
+                    // A put that was sent and never answered may have landed: only reading the
+                    // item again can tell (apply does, at once).
+                    let unanswered = matches!(&e, SdkError::TimeoutError(_) | SdkError::ResponseError(_))
+                        || matches!(&e, SdkError::DispatchFailure(d) if d.is_timeout());
+                    let doing = format!("writing {id} to table {table:?} (namespace {namespace:?})");
+                    let error = self.explain(&doing, e);
+                    return Err(if unanswered {
+                        WriteError::Unknown(error)
+                    } else {
+                        error.into()
+                    });
                 }
             }
         }
@@ -484,6 +507,23 @@ impl DynamoEndpoint {
         )
         .into())
     }
+}
+
+/// Why an item's `version` attribute and its flag JSON's `version` disagree, if they do. The Go
+/// SDK takes the attribute, the other SDKs the JSON: writing JSON version + 1 under either could
+/// take the flag backwards for some of them, so such an item is never rewritten.
+fn version_conflict(item: &Item, json: &str) -> Option<String> {
+    let attribute = item.get("version")?;
+    // A flag JSON without a usable version is refused by name when it is parsed.
+    let inside = StoredFlag::parse(json).ok()?.version;
+    let shown = match attribute.as_n() {
+        Ok(n) if n.parse::<u64>() == Ok(inside) => return None,
+        Ok(n) => excerpt(n),
+        Err(_) => "not a number (N)".to_owned(),
+    };
+    Some(format!(
+        "the item's \"version\" attribute is {shown} but its flag JSON has \"version\": {inside}; the Go SDK reads the attribute and the other SDKs the JSON, so relayctl cannot tell which version it would replace: make the two equal (LaunchDarkly's next full update rewrites the item) or leave this flag out of the overrides file"
+    ))
 }
 
 /// The messages of `err` and its sources, each once, without the SDK's debug dumps (which
@@ -617,31 +657,36 @@ mod tests {
         put(client, flag_item(41, true)).await;
     }
 
-    #[tokio::test]
-    async fn a_write_racing_between_read_and_put_is_refused_as_stale() {
+    /// Writes `item` from another client (another runtime, on a thread of its own), as a
+    /// concurrent writer would, while `compare_and_swap` is between its read and its put.
+    fn put_meanwhile(endpoint: &str, item: Item) {
+        let racer = target(endpoint);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let (c, _) = racer.sdk_client().await.unwrap();
+                    put(&c, item).await;
+                });
+            });
+        });
+    }
+
+    /// Runs one compare-and-swap of v41 -> v42 (off) with `meanwhile` landing between the first
+    /// read and the first put; returns its result and how often it read the flag.
+    async fn swap_with(meanwhile: Item) -> (Result<(), WriteError>, usize, Item) {
         let (_moto, endpoint) = moto().await;
         let ours = target(&endpoint);
         let (client, _) = ours.sdk_client().await.unwrap();
         create_table(&client).await;
-
         let calls = AtomicUsize::new(0);
-        let racer = target(&endpoint);
         let rewrite = |raw: Option<&str>| -> Result<String, WriteError> {
             let seen: serde_json::Value = serde_json::from_str(raw.unwrap()).unwrap();
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                // Another writer (Relay, a colleague) writes v42 after our read, before our put.
-                std::thread::scope(|scope| {
-                    scope.spawn(|| {
-                        let rt = tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .unwrap();
-                        rt.block_on(async {
-                            let (c, _) = racer.sdk_client().await.unwrap();
-                            put(&c, flag_item(42, true)).await;
-                        });
-                    });
-                });
+                put_meanwhile(&endpoint, meanwhile.clone());
             }
             match seen["version"].as_u64() {
                 Some(41) => Ok(flag_item(42, false)["item"].as_s().unwrap().clone()),
@@ -652,17 +697,30 @@ mod tests {
             }
         };
         let result = ours.compare_and_swap(&id(), &rewrite).await;
+        let stored = ours.get(&client, &id(), "features").await.unwrap().unwrap();
+        (result, calls.load(Ordering::SeqCst), stored)
+    }
+
+    #[tokio::test]
+    async fn a_write_racing_between_read_and_put_is_refused_as_stale() {
+        // Another writer (Relay, a colleague) writes v42 after our read, before our put.
+        let (result, reads, stored) = swap_with(flag_item(42, true)).await;
         assert!(
             matches!(result, Err(WriteError::Stale { expected: 41, .. })),
             "{result:?}"
         );
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            2,
-            "the failed condition made it read again"
-        );
-        let stored = ours.get(&client, &id(), "features").await.unwrap().unwrap();
+        assert_eq!(reads, 2, "the failed condition made it read again");
         assert_eq!(stored, flag_item(42, true), "the racing write is kept");
+    }
+
+    #[tokio::test]
+    async fn a_put_that_landed_before_its_retry_failed_counts_as_written() {
+        // What the SDK's retry of a timed-out put sees: the item already holds exactly what this
+        // write sends (its first attempt landed), so the retry fails its condition.
+        let (result, reads, stored) = swap_with(flag_item(42, false)).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(reads, 1, "the write is recognised without a second rewrite");
+        assert_eq!(stored, flag_item(42, false));
     }
 
     #[tokio::test]

@@ -161,13 +161,42 @@ pub enum WriteError {
 /// The flags of one project/environment, which share a key prefix or a file.
 pub(crate) type Groups<'a> = BTreeMap<(&'a str, &'a str), Vec<&'a str>>;
 
-/// What a backend found for each flag of each group, in the groups' order: the raw JSON, or
-/// where the flag was looked for when it is absent.
-pub(crate) type Found = Vec<Vec<Result<String, String>>>;
+/// What a backend holds for one flag.
+#[derive(Debug)]
+pub(crate) enum Raw {
+    /// The stored flag JSON.
+    Json(String),
+    /// No such flag; where it was looked for.
+    Missing(String),
+    /// Something relayctl must not rewrite, for a reason only the backend can see (bytes that
+    /// are not UTF-8, a record that contradicts its own JSON, the flag stored twice).
+    Invalid(NotAFlag),
+}
 
-/// [`Found`] as bytes, for a backend whose values need not be text (Redis): a value that is
-/// not UTF-8 is a problem of its flag, not of the whole read.
-pub(crate) type FoundBytes = Vec<Vec<Result<Vec<u8>, String>>>;
+impl From<Result<Vec<u8>, String>> for Raw {
+    /// A value read as bytes (Redis), or where it was looked for: a value that is not UTF-8 is
+    /// a problem of its flag, not of the whole read.
+    fn from(found: Result<Vec<u8>, String>) -> Raw {
+        match found.map(String::from_utf8) {
+            Ok(Ok(json)) => Raw::Json(json),
+            Ok(Err(e)) => Raw::Invalid(e.into()),
+            Err(place) => Raw::Missing(place),
+        }
+    }
+}
+
+impl From<Raw> for Lookup {
+    fn from(raw: Raw) -> Lookup {
+        match raw {
+            Raw::Json(json) => StoredFlag::parse(&json).map_or_else(Lookup::Invalid, Lookup::Found),
+            Raw::Missing(place) => Lookup::Missing { place },
+            Raw::Invalid(why) => Lookup::Invalid(why),
+        }
+    }
+}
+
+/// What a backend found for each flag of each group, in the groups' order.
+pub(crate) type Held = Vec<Vec<Raw>>;
 
 /// The rewrite a backend applies inside its compare-and-swap: current raw JSON (None when
 /// absent) to the new JSON, or a refusal.
@@ -208,15 +237,15 @@ impl Endpoint {
             groups.entry(group).or_default().push(id.flag.as_str());
             positions.entry(group).or_default().push(i);
         }
-        let found = match &self.backend {
+        let found: Held = match &self.backend {
             Backend::Redis(r) => r.read(&groups).await?,
-            Backend::DynamoDb(d) => bytes(d.read(&groups).await?),
-            Backend::File(f) => bytes(f.read(&groups).await?),
+            Backend::DynamoDb(d) => d.read(&groups).await?,
+            Backend::File(f) => f.read(&groups).await?,
         };
         let mut out: Vec<Option<Lookup>> = vec![None; flags.len()];
         for (positions, values) in positions.values().zip(found) {
             for (&i, value) in positions.iter().zip(values) {
-                out[i] = Some(lookup(value));
+                out[i] = Some(value.into());
             }
         }
         Ok(out
@@ -243,7 +272,10 @@ impl Endpoint {
                 Some(Ok(f)) if f.version != expected => format!("v{}", f.version),
                 Some(Ok(f)) => {
                     unserved(&f, to).map_err(|e| WriteError::Failed(anyhow!(e)))?;
-                    return Ok(f.rewrite(to));
+                    return f.rewrite(to).map_err(|e| {
+                        anyhow!("the stored flag cannot be rewritten safely, so it was not written: {e}")
+                            .into()
+                    });
                 }
             };
             Err(WriteError::Stale { expected, found })
@@ -271,7 +303,7 @@ impl Endpoint {
         let limit = self.read_back_limit();
         let read = async {
             match &self.backend {
-                Backend::Redis(r) => Ok(lookup(r.read_back(id).await?)),
+                Backend::Redis(r) => Ok(Raw::from(r.read_back(id).await?).into()),
                 Backend::DynamoDb(_) | Backend::File(_) => {
                     let mut found = self.read(std::slice::from_ref(id)).await?;
                     Ok(found.remove(0))
@@ -281,23 +313,6 @@ impl Endpoint {
         tokio::time::timeout(limit, read)
             .await
             .map_err(|_| anyhow!("no answer within {}s", limit.as_secs()))?
-    }
-}
-
-/// [`Found`] as [`FoundBytes`] (moving each string's buffer, not copying it).
-fn bytes(found: Found) -> FoundBytes {
-    found
-        .into_iter()
-        .map(|g| g.into_iter().map(|v| v.map(String::into_bytes)).collect())
-        .collect()
-}
-
-/// What one stored value (or the place it was not found) says about its flag.
-fn lookup(value: Result<Vec<u8>, String>) -> Lookup {
-    match value.map(String::from_utf8) {
-        Ok(Ok(json)) => StoredFlag::parse(&json).map_or_else(Lookup::Invalid, Lookup::Found),
-        Ok(Err(e)) => Lookup::Invalid(e.into()),
-        Err(place) => Lookup::Missing { place },
     }
 }
 

@@ -13,7 +13,7 @@
 //! [`WriteError::Unknown`], for the caller to resolve with [`RedisEndpoint::read_back`], which
 //! uses a connection of its own.
 
-use super::{FoundBytes, Groups, Prefix, Rewrite, WriteError, CONNECT_TIMEOUT};
+use super::{Groups, Held, Prefix, Raw, Rewrite, WriteError, CONNECT_TIMEOUT};
 use crate::flag::FlagId;
 use anyhow::{anyhow, Result};
 use redis::aio::MultiplexedConnection;
@@ -229,7 +229,7 @@ impl RedisEndpoint {
     }
 
     /// Raw value per flag of each group: one HMGET per hash, all in one round trip.
-    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<FoundBytes> {
+    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Held> {
         let mut guard = self.connection().await?;
         let mut pipe = redis::pipe();
         let hashes: Vec<String> = groups.keys().map(|(p, e)| self.hash(p, e)).collect();
@@ -251,7 +251,9 @@ impl RedisEndpoint {
                 flags
                     .iter()
                     .zip(values)
-                    .map(|(flag, value)| value.ok_or_else(|| format!("no field {flag:?} in hash {hash}")))
+                    .map(|(flag, value)| {
+                        Raw::from(value.ok_or_else(|| format!("no field {flag:?} in hash {hash}")))
+                    })
                     .collect()
             })
             .collect())

@@ -9,6 +9,7 @@
 //!   stored values that are not text.
 //! - `bad_input`: every kind of bad input is a clear error and writes nothing; secrets stay out.
 //! - `file_store`: the quickstart, with no server.
+//! - `stored_bytes`: what apply writes byte for byte, and how hostile stored values are quoted.
 //! - `conformance`: what the real LaunchDarkly SDK serves from what apply wrote.
 //! - `dynamodb`: the DynamoDB store against moto, with the SDK, and in a mixed-store fan-out.
 //! - `integrity`: the journal cannot be forged, bypassed or miss a change already in a store.
@@ -33,6 +34,7 @@ mod plan_apply;
 mod plan_cmd;
 mod secrets;
 mod store_faults;
+mod stored_bytes;
 mod sync;
 mod sync_faults;
 mod sync_wait;
