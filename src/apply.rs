@@ -36,6 +36,7 @@ pub async fn apply(
     journal: &mut Writer<'_>,
     on_flag: &mut dyn FnMut(&FlagOutcome),
 ) -> Result<Vec<FlagOutcome>> {
+    refuse_empty_reasons(plan)?;
     let mut outcomes = Vec::new();
     for (id, changes) in plan.by_flag() {
         if crate::interrupt::requested() {
@@ -70,6 +71,25 @@ pub async fn apply(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Refuses, before anything is written, a plan that would write a flag whose declared reason is
+/// empty (`reason = ""`, the placeholder `relayctl import` leaves): every change says why.
+pub fn refuse_empty_reasons(plan: &Plan) -> Result<()> {
+    let empty: Vec<String> = plan
+        .by_flag()
+        .into_iter()
+        .filter(|(_, changes)| changes.iter().any(|c| c.reason.as_deref() == Some("")))
+        .map(|(id, _)| id.to_string())
+        .collect();
+    if !empty.is_empty() {
+        anyhow::bail!(
+            "not applying: the reason of {} is empty (reason = \"\"); say why in the overrides file, then plan \
+             and apply again. Nothing was written",
+            empty.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Records the flag writes an interrupted apply started and did not record, after reading the

@@ -1,6 +1,6 @@
 //! The command line, as clap sees it. Nothing outside `settings.rs` imports this module.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Change LaunchDarkly flags in the Relay Proxy's store while LaunchDarkly is down, journal every
@@ -49,6 +49,14 @@ pub enum Command {
     Sync(SyncArgs),
     /// Compare LaunchDarkly's current state with the journal's latest state per flag.
     Verify,
+    /// Show what the stores hold now, by value, and whether it is the declared state.
+    Show(ShowArgs),
+    /// Print declarations of flags' current state (or add them to the overrides file).
+    Import(ImportArgs),
+    /// Print the shell completion script for SHELL.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -88,4 +96,45 @@ pub struct SyncArgs {
     /// Replay flags even when LaunchDarkly changed them during the outage (conflicts).
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// What to show: every flag of an environment, or one flag. Default: every environment the
+    /// overrides file names.
+    #[arg(value_name = "PROJECT/ENV[/FLAG]")]
+    pub selectors: Vec<String>,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The flags whose current state to declare.
+    #[arg(value_name = "PROJECT/ENV/FLAG", required = true)]
+    pub flags: Vec<String>,
+    /// Add the declarations to the overrides file, keeping its comments and formatting.
+    #[arg(long)]
+    pub write: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
+}
+
+/// The completion script for `shell`, generated from these definitions.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "relayctl", &mut out);
+    out
+}
+
+/// The man page (roff), generated from these definitions.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    Ok(out)
 }

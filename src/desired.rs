@@ -345,16 +345,9 @@ fn overrides(raw: BTreeMap<Spanned<String>, RawEnvironments>) -> Result<Vec<Over
             check_key(&environment, "environment").map_err(|m| (Some(environment.span()), m))?;
             for (flag, decl) in flags {
                 check_key(&flag, "flag").map_err(|m| (Some(flag.span()), m))?;
+                // An empty reason (`relayctl import`'s placeholder) loads: plan warns about it
+                // and apply refuses to write the flag until someone says why.
                 let RawOverride(o) = decl.into_inner();
-                if o.reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
-                    return Err((
-                        Some(flag.span()),
-                        format!(
-                            "the reason of flag {} is empty: say why, or leave it out",
-                            flag.get_ref()
-                        ),
-                    ));
-                }
                 overrides.push(Override {
                     id: FlagId {
                         project: project.get_ref().clone(),
@@ -798,6 +791,15 @@ recommendations = { on = true, fallthrough = { index = 1 } }
             assert!(e.contains(want), "for {src:?}\nwant: {want}\ngot:  {e}");
             assert!(!e.contains("hunter2"), "password leaked: {e}");
         }
+    }
+
+    #[test]
+    fn an_empty_reason_loads_as_the_placeholder_import_leaves() {
+        let c = parse_ok(&format!(
+            "{STORE}[overrides.p.e]\nf = {{ on = true, reason = \"\" }}\ng = {{ on = true, reason = \"  \" }}\nh = true\n"
+        ));
+        let reasons: Vec<_> = c.overrides.iter().map(|o| o.reason.as_deref()).collect();
+        assert_eq!(reasons, [Some(""), Some(""), None]);
     }
 
     #[test]

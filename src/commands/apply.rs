@@ -26,7 +26,10 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
             settings.status("The plan has no changes; nothing to apply.");
             return Ok(Exit::Success);
         }
-        Some(plan) => (plan, open_journal(settings, &config.journal)?),
+        Some(plan) => {
+            apply::refuse_empty_reasons(&plan)?;
+            (plan, open_journal(settings, &config.journal)?)
+        }
         None => match plan_and_confirm(settings, rt, &config, &stores, auto_approve)? {
             Some(planned) => planned,
             None => return Ok(Exit::Success),
@@ -105,6 +108,7 @@ fn plan_and_confirm(
         settings.status("No changes: the stores already match the overrides file.");
         return Ok(None);
     }
+    apply::refuse_empty_reasons(&preview)?;
     if !auto_approve {
         if !ui::interactive() {
             bail!(

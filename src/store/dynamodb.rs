@@ -486,6 +486,46 @@ impl DynamoEndpoint {
     }
 }
 
+impl DynamoEndpoint {
+    /// Every item of a project/environment's namespace: a consistent Query, page by page.
+    pub(super) async fn list(&self, project: &str, environment: &str) -> Result<super::listing::Listed> {
+        let client = self.client().await?;
+        let table = &self.config.table;
+        let namespace = self.namespace(project, environment);
+        let mut flags = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = client
+                .query()
+                .table_name(table)
+                .key_condition_expression("#ns = :ns")
+                .expression_attribute_names("#ns", "namespace")
+                .expression_attribute_values(":ns", AttributeValue::S(namespace.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    self.explain(&format!("listing namespace {namespace:?} of table {table:?}"), e)
+                })?;
+            for item in out.items() {
+                let Some(key) = item.get("key").and_then(|v| v.as_s().ok()) else {
+                    continue;
+                };
+                flags.push((key.clone(), self.item_json(item, &namespace, key)));
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(super::listing::Listed {
+            place: format!("namespace {namespace:?} of table {table:?}"),
+            flags,
+        })
+    }
+}
+
 /// The messages of `err` and its sources, each once, without the SDK's debug dumps (which
 /// repeat raw responses).
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {

@@ -96,6 +96,27 @@ impl FileEndpoint {
     }
 }
 
+impl FileEndpoint {
+    /// Every flag of a project/environment's file; a file that does not exist holds none.
+    pub(super) async fn list(&self, project: &str, environment: &str) -> Result<super::listing::Listed> {
+        let path = self.path(project, environment);
+        let mut place = format!("file {}", self.describe(project, environment));
+        if matches!(std::fs::metadata(&path), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+            place.push_str(" (it does not exist)");
+            return Ok(super::listing::Listed {
+                place,
+                flags: Vec::new(),
+            });
+        }
+        let doc = load(&path)?;
+        let flags = flags_of(&doc, &path)?
+            .iter()
+            .map(|(k, v)| (k.clone(), Ok(v.to_string())))
+            .collect();
+        Ok(super::listing::Listed { place, flags })
+    }
+}
+
 fn load(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         anyhow!(

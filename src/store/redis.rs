@@ -231,3 +231,25 @@ impl RedisEndpoint {
         .into())
     }
 }
+
+impl RedisEndpoint {
+    /// Every field of a project/environment's hash: one HGETALL. Keys and values that are not
+    /// UTF-8 are shown lossily (such a value is then no flag, and reads as one that is not).
+    pub(super) async fn list(&self, project: &str, environment: &str) -> Result<super::listing::Listed> {
+        let hash = self.hash(project, environment);
+        let mut guard = self.connection().await?;
+        let conn = guard.as_mut().expect("connected");
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(&hash)
+            .query_async(conn)
+            .await
+            .map_err(|e| anyhow!("reading hash {hash} from {}: {e}", self.shown))?;
+        let text = |b: Vec<u8>| {
+            String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        };
+        Ok(super::listing::Listed {
+            place: format!("hash {hash}"),
+            flags: fields.into_iter().map(|(k, v)| (text(k), Ok(text(v)))).collect(),
+        })
+    }
+}
