@@ -132,9 +132,37 @@ pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
     out
 }
 
-/// The man page (roff), generated from these definitions.
+/// The man page (roff), generated from these definitions: relayctl's page, then a section per
+/// command with its synopsis and options, so the one page is the whole reference.
 pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut cmd = Cli::command();
+    cmd.build();
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-    Ok(out)
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = sub.get_name();
+        out.extend(format!(".SH \"COMMAND: RELAYCTL {}\"\n", name.to_uppercase()).as_bytes());
+        // The global options are on relayctl's own page; here only the command's own.
+        let own = sub
+            .clone()
+            .mut_args(|a| if a.is_global_set() { a.hide(true) } else { a });
+        let man = clap_mangen::Man::new(own.clone());
+        let mut section = Vec::new();
+        man.render_description_section(&mut section)?;
+        man.render_synopsis_section(&mut section)?;
+        if own.get_arguments().any(|a| !a.is_hide_set()) {
+            man.render_options_section(&mut section)?;
+        }
+        // Each command's parts are subsections of its section.
+        let section = String::from_utf8_lossy(&section)
+            .replace(".SH DESCRIPTION", ".SS Description")
+            .replace(".SH SYNOPSIS", ".SS Synopsis")
+            .replace(".SH OPTIONS", ".SS Options");
+        out.extend(section.as_bytes());
+    }
+    // The subcommands list names sections of this page, not pages of their own.
+    let page = String::from_utf8_lossy(&out)
+        .replace("relayctl\\-", "relayctl ")
+        .replace("(1)\n", "\n");
+    Ok(page.into_bytes())
 }

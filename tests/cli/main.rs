@@ -9,6 +9,8 @@
 //! - `file_store`: the quickstart, with no server.
 //! - `conformance`: what the real LaunchDarkly SDK serves from what apply wrote.
 //! - `dynamodb`: the DynamoDB store against moto, with the SDK, and in a mixed-store fan-out.
+//! - `show_cmd`, `import_cmd`: what the stores hold now, and declaring it (the round trip).
+//! - `generated`: shell completions and the man page.
 //!
 //! Snapshots (`snapshots/`) are whole CLI runs with ports, temp paths and commit ids redacted;
 //! accept changes deliberately: `INSTA_UPDATE=always cargo test --test cli`, then review the diff.
@@ -21,8 +23,11 @@ mod conformance;
 mod dynamodb;
 mod failures;
 mod file_store;
+mod generated;
+mod import_cmd;
 mod interrupt;
 mod plan_apply;
 mod plan_cmd;
 mod secrets;
+mod show_cmd;
 mod sync;
