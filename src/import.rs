@@ -183,23 +183,15 @@ fn basic_string(s: &str) -> String {
     out
 }
 
-/// One comment line: no control character (TOML forbids them, and they could forge a line),
-/// and at most about 160 characters.
+/// One comment line: no control character (TOML forbids them, and they could forge a line or
+/// hide what it says), and at most about 160 characters.
 fn comment(text: &str) -> String {
     const MAX: usize = 160;
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            let _ = write!(out, "\\u{:04X}", c as u32);
-        } else {
-            out.push(c);
-        }
+    let mut out: String = text.chars().take(MAX).collect();
+    if text.chars().nth(MAX).is_some() {
+        out.push('…');
     }
-    out
+    crate::ui::printable(&out).into_owned()
 }
 
 /// `overrides.<project>.<environment>`, quoted where TOML needs it.

@@ -298,7 +298,8 @@ fn cells(view: &FlagView, t: &TargetView) -> ([String; 7], Option<anstyle::Style
         Some(Declared::Problem { .. }) => ("declared, cannot be planned".to_owned(), Some(ui::ERROR)),
     };
     let target = t.target.to_string();
-    ([id, state, off, fallthrough, version, target, declared], style)
+    let cells = [id, state, off, fallthrough, version, target, declared];
+    (cells.map(|c| ui::printable(&c).into_owned()), style)
 }
 
 fn show_fallthrough(f: &Fallthrough) -> String {
@@ -369,10 +370,10 @@ pub fn render_flag(view: &FlagView, w: &Widths) -> String {
         );
         match (&t.state, &t.declared) {
             (State::Invalid { why }, _) => {
-                let _ = write!(out, "  (not a flag: {why})");
+                let _ = write!(out, "  (not a flag: {})", ui::printable(why));
             }
             (_, Some(Declared::Problem { problem })) => {
-                let _ = write!(out, "  ({problem})");
+                let _ = write!(out, "  ({})", ui::printable(problem));
             }
             _ => {}
         }
@@ -456,6 +457,13 @@ mod tests {
                     found(json!({"key": "$deleted", "version": 9, "deleted": true})),
                 ),
                 ("evil\n\u{1b}[31mforged", found(flag("evil", true, 1))),
+                (
+                    "hostile-value",
+                    found(
+                        json!({"key": "hostile-value", "on": true, "offVariation": 0, "fallthrough": {"variation": 0},
+                                 "variations": ["\u{9b}31m\u{202e}\u{7f}"], "version": 1}),
+                    ),
+                ),
             ]
         };
         let mut a = common();
@@ -489,7 +497,7 @@ mod tests {
         );
         let mut summary = Summary::default();
         summary.add(&views);
-        insta::assert_snapshot!(ui::plain(&render_summary(&summary)), @"Shown: 9 flag(s), 3 where the targets disagree (marked !); 3 declared in the overrides file, 2 not in the declared state: `relayctl plan` shows the changes.");
+        insta::assert_snapshot!(ui::plain(&render_summary(&summary)), @"Shown: 10 flag(s), 3 where the targets disagree (marked !); 3 declared in the overrides file, 2 not in the declared state: `relayctl plan` shows the changes.");
     }
 
     #[test]

@@ -67,7 +67,8 @@ pub fn run(settings: &Settings, rt: &Runtime, flags: &[String], write: bool) -> 
         bail!(
             "cannot import {} flag(s), so nothing was imported:\n  {}",
             problems.len(),
-            problems.join("\n  ")
+            // What the stores hold is quoted in here: nothing of it reaches the terminal raw.
+            ui::printable(&problems.join("\n  "))
         );
     }
     if write {
