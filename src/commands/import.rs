@@ -12,7 +12,7 @@ use crate::exit::Exit;
 use crate::flag::{FlagId, StoreTarget};
 use crate::import::{self, Declaration};
 use crate::settings::Settings;
-use crate::store::Lookup;
+use crate::store::{Lookup, Stores};
 use crate::ui;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -37,9 +37,44 @@ pub fn run(settings: &Settings, rt: &Runtime, flags: &[String], write: bool) -> 
             group.push(flag);
         }
     }
+    let declarations = declarations(rt, &stores, &groups)?;
+    if write {
+        write_file(&settings.config, settings, &declarations)?;
+        settings.status(format!(
+            "Added {} declaration(s) to {}, each with reason = \"\": say why before you apply (plan warns, \
+             apply refuses an empty reason). `relayctl plan` shows no change for them until you edit them.",
+            declarations.len(),
+            settings.config.display()
+        ));
+        return Ok(Exit::Success);
+    }
+    print(&import::render(&declarations))?;
+    for d in &declarations {
+        if config.overrides.iter().any(|o| o.id == d.id) {
+            anstream::eprintln!(
+                "{} {} is already declared in {}: pasting it again would declare it twice.",
+                ui::paint(ui::WARNING, "warning:"),
+                d.id,
+                settings.config.display()
+            );
+        }
+    }
+    settings.status(
+        "Paste these under the [overrides...] table named above them (or add them in place with --write), \
+         then fill in each reason: apply refuses an empty one.",
+    );
+    Ok(Exit::Success)
+}
+
+/// The declarations of every flag in `groups`, or why some cannot be declared (then none is).
+fn declarations(
+    rt: &Runtime,
+    stores: &Stores,
+    groups: &BTreeMap<(String, String), Vec<String>>,
+) -> Result<Vec<Declaration>> {
     let mut declarations = Vec::new();
     let mut problems = Vec::new();
-    for ((project, environment), flags) in &groups {
+    for ((project, environment), flags) in groups {
         let mut found: BTreeMap<&str, Vec<(StoreTarget, Lookup)>> = BTreeMap::new();
         for (target, result) in rt.block_on(stores.list(project, environment, Some(flags))) {
             let listing = result.with_context(|| {
@@ -68,35 +103,14 @@ pub fn run(settings: &Settings, rt: &Runtime, flags: &[String], write: bool) -> 
             "cannot import {} flag(s), so nothing was imported:\n  {}",
             problems.len(),
             // What the stores hold is quoted in here: nothing of it reaches the terminal raw.
-            ui::printable(&problems.join("\n  "))
+            problems
+                .iter()
+                .map(|p| ui::printable(p))
+                .collect::<Vec<_>>()
+                .join("\n  ")
         );
     }
-    if write {
-        write_file(&settings.config, settings, &declarations)?;
-        settings.status(format!(
-            "Added {} declaration(s) to {}, each with reason = \"\": say why before you apply (plan warns, \
-             apply refuses an empty reason). `relayctl plan` shows no change for them until you edit them.",
-            declarations.len(),
-            settings.config.display()
-        ));
-        return Ok(Exit::Success);
-    }
-    print(&import::render(&declarations))?;
-    for d in &declarations {
-        if config.overrides.iter().any(|o| o.id == d.id) {
-            anstream::eprintln!(
-                "{} {} is already declared in {}: pasting it again would declare it twice.",
-                ui::paint(ui::WARNING, "warning:"),
-                d.id,
-                settings.config.display()
-            );
-        }
-    }
-    settings.status(
-        "Paste these under the [overrides...] table named above them (or add them in place with --write), \
-         then fill in each reason: apply refuses an empty one.",
-    );
-    Ok(Exit::Success)
+    Ok(declarations)
 }
 
 /// Writes `text` to stdout; a reader that closed the pipe early is no error.

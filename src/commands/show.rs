@@ -7,11 +7,12 @@
 //! could be shown (exit 1).
 
 use super::load;
+use crate::desired::Config;
 use crate::exit::Exit;
 use crate::flag::is_key;
 use crate::settings::Settings;
 use crate::show::{self, FlagView, State, Summary};
-use crate::store::Listing;
+use crate::store::{Listing, Stores};
 use crate::ui;
 use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeSet;
@@ -113,55 +114,17 @@ pub fn run(settings: &Settings, rt: &Runtime, selectors: &[String], json: bool) 
     }
     let (mut summary, mut errors, mut first) = (Summary::default(), Vec::new(), true);
     for ((project, environment), only) in &groups {
-        let started = Instant::now();
-        let results = rt.block_on(stores.list(project, environment, only.as_deref()));
-        let mut listings = Vec::new();
-        for (target, result) in results {
-            match result {
-                Ok(listing) => listings.push((target, listing)),
-                Err(e) => errors.push(format!(
-                    "cannot read {project}/{environment} from {target}: {e:#}"
-                )),
-            }
-        }
-        if listings.is_empty() {
-            continue;
-        }
-        let mut views = show::build(
-            project,
-            environment,
-            &listings,
+        let views = environment_views(
+            settings,
+            rt,
+            &stores,
+            &config,
+            (project, environment),
             only.as_deref(),
-            &config.overrides,
+            &mut errors,
         );
-        errors.extend(unknown(
-            project,
-            environment,
-            only.is_some(),
-            &listings,
-            &mut views,
-        ));
-        if settings.verbose > 0 {
-            settings.status(format!(
-                "Read {} flag(s) of {project}/{environment} from {} target(s) in {} ms.",
-                views.len(),
-                listings.len(),
-                started.elapsed().as_millis()
-            ));
-        }
         summary.add(&views);
-        if json {
-            for v in &views {
-                out.write(if first { "" } else { show::JSON_SEPARATOR })?;
-                out.write(&show::to_json(v))?;
-                first = false;
-            }
-        } else {
-            let widths = show::widths(&views);
-            for v in &views {
-                out.write(&show::render_flag(v, &widths))?;
-            }
-        }
+        out.flags(&views, json, &mut first)?;
     }
     if json {
         out.write(show::JSON_CLOSE)?;
@@ -170,11 +133,59 @@ pub fn run(settings: &Settings, rt: &Runtime, selectors: &[String], json: bool) 
     if !json && (summary.flags > 0 || errors.is_empty()) {
         settings.status(show::render_summary(&summary).trim_end());
     }
+    conclude(&errors)
+}
+
+/// Reads one environment from every target and builds its views; what cannot be read or is
+/// nowhere goes to `errors`.
+fn environment_views(
+    settings: &Settings,
+    rt: &Runtime,
+    stores: &Stores,
+    config: &Config,
+    (project, environment): (&str, &str),
+    only: Option<&[String]>,
+    errors: &mut Vec<String>,
+) -> Vec<FlagView> {
+    let started = Instant::now();
+    let mut listings = Vec::new();
+    for (target, result) in rt.block_on(stores.list(project, environment, only)) {
+        match result {
+            Ok(listing) => listings.push((target, listing)),
+            Err(e) => errors.push(format!(
+                "cannot read {project}/{environment} from {target}: {e:#}"
+            )),
+        }
+    }
+    if listings.is_empty() {
+        return Vec::new();
+    }
+    let mut views = show::build(project, environment, &listings, only, &config.overrides);
+    errors.extend(unknown(
+        project,
+        environment,
+        only.is_some(),
+        &listings,
+        &mut views,
+    ));
+    if settings.verbose > 0 {
+        settings.status(format!(
+            "Read {} flag(s) of {project}/{environment} from {} target(s) in {} ms.",
+            views.len(),
+            listings.len(),
+            started.elapsed().as_millis()
+        ));
+    }
+    views
+}
+
+/// Success, or the error(s) met after what could be shown was shown.
+fn conclude(errors: &[String]) -> Result<Exit> {
     match errors.len() {
         0 => Ok(Exit::Success),
         1 => Err(anyhow!("{}", errors[0])),
         n => {
-            for e in &errors {
+            for e in errors {
                 anstream::eprintln!("{} {e}", ui::paint(ui::ERROR, "error:"));
             }
             Err(anyhow!(
@@ -252,6 +263,24 @@ impl Out {
         if !self.gone {
             let result = self.w.write_all(text.as_bytes());
             self.check(result)?;
+        }
+        Ok(())
+    }
+
+    /// Streams `views`: a line per flag and target, or (`json`) a JSON line per flag, separated
+    /// from the one before unless `first`.
+    fn flags(&mut self, views: &[FlagView], json: bool, first: &mut bool) -> Result<()> {
+        if json {
+            for v in views {
+                self.write(if *first { "" } else { show::JSON_SEPARATOR })?;
+                self.write(&show::to_json(v))?;
+                *first = false;
+            }
+        } else {
+            let widths = show::widths(views);
+            for v in views {
+                self.write(&show::render_flag(v, &widths))?;
+            }
         }
         Ok(())
     }
