@@ -9,13 +9,20 @@
 //! A crash between a flag's store writes and its journal commit loses nothing: the journal logs
 //! the intent first, and the next apply reads the stores to record what the killed one wrote
 //! ([`record_interrupted`]).
+//!
+//! A write whose outcome is unknown (sent, and no answer came) is resolved the same way, at once:
+//! the target is read back, and the write counts as done if it now holds the planned version + 1
+//! with the planned state. A target that cannot be read back either stays an unfinished intent in
+//! the journal's write-ahead log, for the next apply to resolve; it is never reported as written
+//! or as not written on a guess.
 
-use crate::flag::FlagId;
+use crate::flag::{FlagId, StoreTarget, Targeting};
 use crate::journal::{Entry, Intent, Writer};
 use crate::plan::{Change, Plan};
 use crate::store::{Lookup, Stores, WriteError};
 use anyhow::{Context, Result};
 use futures::future::join_all;
+use std::time::Duration;
 
 /// What happened to one flag.
 #[derive(Debug)]
@@ -25,16 +32,35 @@ pub struct FlagOutcome {
     pub commit: Option<String>,
     /// Whether any failure was a stale plan.
     pub stale: bool,
+    /// Targets whose write has an unknown outcome even after reading them back, with why: the
+    /// write-ahead log keeps them for the next apply.
+    pub unresolved: Vec<(StoreTarget, String)>,
 }
 
-/// Writes every change of `plan` and journals each changed flag. `on_flag` is told about each
-/// flag as soon as it is done, for progress output. An interruption (Ctrl-C) stops it between
-/// two flags: the outcomes returned are the flags that were handled.
+/// What [`apply`] tells its caller as it goes, for progress output.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// `target` did not answer the write of `id` (`why`); it is being read back, for at most
+    /// `within`, to learn whether the write landed.
+    Unanswered {
+        id: &'a FlagId,
+        target: &'a StoreTarget,
+        why: &'a str,
+        within: Duration,
+    },
+    /// A flag is done.
+    Flag(&'a FlagOutcome),
+}
+
+/// Writes every change of `plan` and journals each changed flag. `on_event` is told about each
+/// flag as soon as it is done, and before a target that did not answer is read back, for
+/// progress output. An interruption (Ctrl-C) stops it between two flags: the outcomes returned
+/// are the flags that were handled.
 pub async fn apply(
     plan: &Plan,
     stores: &Stores,
     journal: &mut Writer<'_>,
-    on_flag: &mut dyn FnMut(&FlagOutcome),
+    on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<FlagOutcome>> {
     refuse_empty_reasons(plan)?;
     let mut outcomes = Vec::new();
@@ -56,18 +82,36 @@ pub async fn apply(
         let intent = journal.begin(&entry, &first.from, targets)?;
         let results = join_all(changes.iter().map(|c| write(stores, c))).await;
         let mut stale = false;
+        let mut unknown = Vec::new();
         for (change, result) in changes.iter().zip(results) {
             match result {
                 Ok(version) => entry.written.push((change.target.clone(), version)),
+                Err(WriteError::Unknown(e)) => unknown.push((*change, format!("{e:#}"))),
                 Err(e) => {
                     stale |= matches!(e, WriteError::Stale { .. });
                     entry.failed.push((change.target.clone(), format!("{e:#}")));
                 }
             }
         }
+        let unresolved = resolve(stores, &mut entry, unknown, on_event).await;
+        if !unresolved.is_empty() {
+            // Logged before the flag's done line, so no crash can leave these targets unrecorded.
+            let targets = unresolved.iter().map(|(c, _)| (c.target.clone(), c.version));
+            let left = journal.begin(&intent.entry, &first.from, targets.collect())?;
+            journal.leave_unfinished(left);
+        }
         let commit = journal.finish(&intent, &entry)?;
-        let outcome = FlagOutcome { entry, commit, stale };
-        on_flag(&outcome);
+        let unresolved = unresolved
+            .into_iter()
+            .map(|(c, why)| (c.target.clone(), why))
+            .collect();
+        let outcome = FlagOutcome {
+            entry,
+            commit,
+            stale,
+            unresolved,
+        };
+        on_event(Event::Flag(&outcome));
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -102,7 +146,9 @@ pub async fn record_interrupted(
 ) -> Result<Vec<Entry>> {
     let ids: Vec<FlagId> = intents.iter().map(|i| i.entry.id.clone()).collect();
     let observed = stores.read(&ids).await.context(
-        "an interrupted apply left flag writes whose outcome only the stores can tell, and they cannot be read",
+        "an earlier apply (interrupted, or stopped by a store that did not answer) left flag writes \
+         whose outcome only the stores can tell, and they cannot be read now; run apply again once \
+         the stores answer",
     )?;
     let mut out = Vec::new();
     for intent in intents {
@@ -111,10 +157,8 @@ pub async fn record_interrupted(
         for (target, expected) in &intent.targets {
             let found = readings.iter().find(|(t, _)| t == target).map(|(_, l)| l);
             match found {
-                Some(Lookup::Found(f))
-                    if f.version == expected + 1 && f.targeting_like(&entry.to) == entry.to =>
-                {
-                    entry.written.push((target.clone(), f.version));
+                Some(lookup) if landed(lookup, *expected, &entry.to) => {
+                    entry.written.push((target.clone(), expected + 1));
                 }
                 _ => entry.failed.push((
                     target.clone(),
@@ -139,4 +183,63 @@ async fn write(stores: &Stores, change: &Change) -> Result<u64, WriteError> {
         .into());
     };
     endpoint.write(&change.id, change.version, &change.to).await
+}
+
+/// Whether a target took the write of `to` over version `expected`: it holds the next version,
+/// with the planned state.
+fn landed(lookup: &Lookup, expected: u64, to: &Targeting) -> bool {
+    matches!(lookup, Lookup::Found(f) if f.version == expected + 1 && f.targeting_like(to) == *to)
+}
+
+/// Reads back every target in `unknown` (a write sent and never answered), concurrently, each
+/// bounded, and records each in `entry` as written or failed. Returns those that could not be
+/// read back either, with why.
+async fn resolve<'c>(
+    stores: &Stores,
+    entry: &mut Entry,
+    unknown: Vec<(&'c Change, String)>,
+    on_event: &mut dyn FnMut(Event),
+) -> Vec<(&'c Change, String)> {
+    let mut reads = Vec::new();
+    for (change, why) in &unknown {
+        let change: &'c Change = change;
+        let endpoint = stores.find(&change.id, &change.target);
+        on_event(Event::Unanswered {
+            id: &change.id,
+            target: &change.target,
+            why,
+            within: endpoint.map_or(Duration::ZERO, |e| e.read_back_limit()),
+        });
+        reads.push(async move {
+            match endpoint {
+                Some(e) => e.read_back(&change.id).await,
+                None => Err(anyhow::anyhow!("the overrides file no longer declares it")),
+            }
+        });
+    }
+    let mut left = Vec::new();
+    for ((change, why), read) in unknown.into_iter().zip(join_all(reads).await) {
+        let target = change.target.clone();
+        match read {
+            Ok(lookup) if landed(&lookup, change.version, &entry.to) => {
+                entry.written.push((target, change.version + 1));
+            }
+            Ok(lookup) => {
+                let holds = match &lookup {
+                    Lookup::Found(f) if f.version == change.version => {
+                        format!("it still holds v{}", f.version)
+                    }
+                    Lookup::Found(f) => format!("it holds v{}, which is not this write", f.version),
+                    Lookup::Missing { .. } => "the flag is not there any more".to_owned(),
+                    Lookup::Invalid(_) => "it holds a value that is not a flag".to_owned(),
+                };
+                entry.failed.push((
+                    target,
+                    format!("{why}; read back, {holds}: the write did not land"),
+                ));
+            }
+            Err(e) => left.push((change, format!("{why}; reading it back failed too: {e:#}"))),
+        }
+    }
+    left
 }

@@ -2,6 +2,7 @@
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Change LaunchDarkly flags in the Relay Proxy's store while LaunchDarkly is down, journal every
 /// change in git, and replay the journal onto LaunchDarkly when it is back.
@@ -96,6 +97,26 @@ pub struct SyncArgs {
     /// Replay flags even when LaunchDarkly changed them during the outage (conflicts).
     #[arg(long)]
     pub force: bool,
+    /// Keep trying until LaunchDarkly answers and every journal commit is synced. Start it right
+    /// after the first apply: the Relay Proxy replaces the store as soon as LaunchDarkly is back.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: the longest pause between two attempts (the first ones come sooner) [default: 30s].
+    #[arg(long, value_name = "DURATION", requires = "wait", value_parser = duration)]
+    pub interval: Option<Duration>,
+    /// With --wait: give up after this long, leaving the rest pending (exit 1) [default: never].
+    #[arg(long, value_name = "DURATION", requires = "wait", value_parser = duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// A duration such as `30s`, `5m` or `1h30m`, more than zero.
+fn duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 30s, 5m or 1h"))?;
+    if d.is_zero() {
+        return Err("must be more than zero, such as 30s, 5m or 1h".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

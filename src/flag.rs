@@ -8,12 +8,16 @@
 //!
 //! relayctl manages three properties of a flag per environment: `on`, `offVariation` and the
 //! fallthrough variation. Everything else in the stored JSON (targets, rules, salt, properties this
-//! version of relayctl has never heard of) is kept byte-for-byte in value and order: a rewrite is a
-//! read-modify-write of the parsed object, never a render from a template. Booleans and indexes are
-//! emitted as JSON booleans and integers, so the SDKs' strict readers accept what we write.
+//! version of relayctl has never heard of, numbers serde_json cannot hold) is kept byte for byte:
+//! a rewrite replaces the managed values in the stored text ([`crate::json_text`]), never parsing
+//! and re-printing the whole object, never rendering a template, and never panicking on what it
+//! reads. Booleans and indexes are emitted as JSON booleans and integers, so the SDKs' strict
+//! readers accept what we write; a version that cannot be incremented exactly is refused.
 
+use crate::json_text;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fmt;
 
 /// One flag in one environment of one project: the unit of desired state and of journal commits.
@@ -132,15 +136,24 @@ fn same_value(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// How many variations an error message lists.
+const LISTED_VARIATIONS: usize = 20;
+
+/// The variations for an error message: index and a short excerpt of each value, at most
+/// [`LISTED_VARIATIONS`] of them.
 fn list_variations(variations: &[Value]) -> String {
     if variations.is_empty() {
         return "the flag has no variations".into();
     }
-    let list: Vec<String> = variations
+    let mut list: Vec<String> = variations
         .iter()
+        .take(LISTED_VARIATIONS)
         .enumerate()
-        .map(|(i, v)| format!("{i}: {v}"))
+        .map(|(i, v)| format!("{i}: {}", json_text::excerpt(&v.to_string())))
         .collect();
+    if variations.len() > LISTED_VARIATIONS {
+        list.push(format!("and {} more", variations.len() - LISTED_VARIATIONS));
+    }
     format!("the flag's variations are {}", list.join(", "))
 }
 
@@ -220,13 +233,35 @@ impl Targeting {
     }
 }
 
-/// Why stored JSON is not a flag relayctl can safely rewrite.
+/// Why stored JSON is not a flag relayctl can safely rewrite. Its message quotes stored text only
+/// as a short, single-line excerpt.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
 pub struct NotAFlag(String);
 
+/// A stored value that is not text at all (Redis values are bytes) cannot be a flag.
+impl From<std::string::FromUtf8Error> for NotAFlag {
+    fn from(e: std::string::FromUtf8Error) -> NotAFlag {
+        NotAFlag(format!(
+            "it is not UTF-8 text (byte {} is not valid UTF-8), so it cannot be flag JSON",
+            e.utf8_error().valid_up_to()
+        ))
+    }
+}
+
+impl NotAFlag {
+    /// A refusal for a reason found outside the flag JSON (the store's own record of it).
+    pub(crate) fn new(message: impl Into<String>) -> NotAFlag {
+        NotAFlag(message.into())
+    }
+}
+
+/// The largest version relayctl writes: 2^53 − 1, the largest integer JavaScript SDKs read
+/// exactly. A flag stored with this version or more cannot be given version + 1 exactly.
+pub const MAX_VERSION: u64 = (1 << 53) - 1;
+
 /// A flag as read from a store, parsed just enough to plan it; the raw JSON is kept for
-/// [`StoredFlag::rewrite`], which is the only place that builds the full object.
+/// [`StoredFlag::rewrite`], which edits it in place.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredFlag {
     raw: String,
@@ -238,7 +273,8 @@ pub struct StoredFlag {
     fallthrough: Serve,
 }
 
-/// The properties planning needs; every other property is skipped without being built.
+/// The properties planning needs; every other property is skipped without being built (so it
+/// may hold anything valid JSON allows: `1e400`, nesting hundreds deep).
 #[derive(Deserialize)]
 struct View {
     key: Option<Value>,
@@ -251,37 +287,49 @@ struct View {
     fallthrough: Option<Value>,
 }
 
+/// The stored text of property `name` of `raw` as a message quotes it (an excerpt, exactly as
+/// written, so `1e400` reads `1e400`), or `parsed` when it cannot be found.
+fn quote(raw: &str, name: &str, parsed: &Value) -> String {
+    let written = json_text::object(raw.as_bytes(), 0)
+        .ok()
+        .and_then(|(o, _)| o.find(name).last().map(|m| m.value.clone()))
+        .and_then(|r| raw.get(r));
+    match written {
+        Some(text) => json_text::excerpt(text),
+        None => json_text::excerpt(&parsed.to_string()),
+    }
+}
+
+/// Why a flag at `version` cannot be rewritten.
+fn too_large(version: u64) -> NotAFlag {
+    NotAFlag(format!(
+        "\"version\" is {version}, too large to increment exactly: relayctl writes version + 1, which must be at most {MAX_VERSION} (2^53 - 1) for JavaScript SDKs to read it; correct the version in the store, or leave this flag out of the overrides file"
+    ))
+}
+
+/// `"name" is <what `raw` holds there>, not <expected>`.
+fn not_a(raw: &str, name: &str, parsed: &Value, expected: &str) -> NotAFlag {
+    NotAFlag(format!(
+        "\"{name}\" is {}, not {expected}",
+        quote(raw, name, parsed)
+    ))
+}
+
 impl StoredFlag {
-    /// Parses and type-checks stored flag JSON (the checks the Python and Go SDKs make).
+    /// Parses and type-checks stored flag JSON (the checks the Python and Go SDKs make), and
+    /// refuses a version above [`MAX_VERSION`], which relayctl never writes.
     pub fn parse(raw: &str) -> Result<StoredFlag, NotAFlag> {
-        // A derived struct also deserializes from a JSON array (fields by position); a flag is
-        // an object, and `rewrite` relies on that.
-        if !raw.trim_start().starts_with('{') {
-            return Err(match serde_json::from_str::<Value>(raw) {
-                Ok(_) => NotAFlag("stored value is not a JSON object".into()),
-                Err(e) => NotAFlag(format!("stored value is not valid JSON: {e}")),
-            });
-        }
-        let view: View = match serde_json::from_str(raw) {
-            Ok(v) => v,
-            Err(e) if e.classify() == serde_json::error::Category::Data => {
-                return Err(match serde_json::from_str::<Value>(raw) {
-                    Ok(v) if !v.is_object() => NotAFlag("stored value is not a JSON object".into()),
-                    _ => NotAFlag(format!("stored value is not a flag: {e}")),
-                })
-            }
-            Err(e) => return Err(NotAFlag(format!("stored value is not valid JSON: {e}"))),
-        };
+        let view = Self::view(raw)?;
         let version = match &view.version {
             Some(v) => v
                 .as_u64()
-                .ok_or_else(|| NotAFlag(format!("\"version\" is {v}, not a non-negative integer")))?,
+                .ok_or_else(|| not_a(raw, "version", v, "a non-negative integer"))?,
             None => return Err(NotAFlag("it has no \"version\"".into())),
         };
         let deleted = match &view.deleted {
             None => false,
             Some(Value::Bool(b)) => *b,
-            Some(v) => return Err(NotAFlag(format!("\"deleted\" is {v}, not a boolean"))),
+            Some(v) => return Err(not_a(raw, "deleted", v, "a boolean")),
         };
         let mut flag = StoredFlag {
             raw: raw.to_owned(),
@@ -295,35 +343,80 @@ impl StoredFlag {
         if deleted {
             return Ok(flag);
         }
+        if version > MAX_VERSION {
+            // Not a version relayctl wrote. One at MAX_VERSION may be, so it is read; the planner
+            // refuses to change it (`next_version`).
+            return Err(too_large(version));
+        }
+        flag.read_state(view)?;
+        Ok(flag)
+    }
+
+    /// Reads and checks the state of a flag that is not deleted.
+    fn read_state(&mut self, view: View) -> Result<(), NotAFlag> {
+        let raw = self.raw.as_str();
         match &view.key {
             Some(Value::String(_)) => {}
-            Some(v) => return Err(NotAFlag(format!("\"key\" is {v}, not a string"))),
+            Some(v) => return Err(not_a(raw, "key", v, "a string")),
             None => return Err(NotAFlag("it has no \"key\"".into())),
         }
-        flag.on = match view.on {
+        self.on = match &view.on {
             None => false,
-            Some(Value::Bool(b)) => b,
-            Some(v) => return Err(NotAFlag(format!("\"on\" is {v}, not a boolean"))),
+            Some(Value::Bool(b)) => *b,
+            Some(v) => return Err(not_a(raw, "on", v, "a boolean")),
         };
-        flag.variations = match view.variations {
+        self.variations = match view.variations {
             None => Vec::new(),
             Some(Value::Array(v)) => v,
-            Some(v) => return Err(NotAFlag(format!("\"variations\" is {v}, not an array"))),
+            Some(v) => return Err(not_a(raw, "variations", &v, "an array")),
         };
-        flag.off_variation = match &view.off_variation {
+        self.off_variation = match &view.off_variation {
             None => Serve::Unset,
-            Some(i) => flag.variation_at("\"offVariation\"", i)?,
+            Some(i) => self.variation_at("\"offVariation\"", i, || quote(&self.raw, "offVariation", i))?,
         };
-        flag.fallthrough = match &view.fallthrough {
+        self.fallthrough = match &view.fallthrough {
             None => Serve::Unset,
             Some(Value::Object(ft)) => match (ft.get("variation"), ft.get("rollout")) {
-                (Some(i), _) if !i.is_null() => flag.variation_at("\"fallthrough.variation\"", i)?,
+                (Some(i), _) if !i.is_null() => self.variation_at("\"fallthrough.variation\"", i, || {
+                    json_text::excerpt(&i.to_string())
+                })?,
                 (_, Some(r)) if !r.is_null() => Serve::Rollout,
                 _ => Serve::Unset,
             },
-            Some(v) => return Err(NotAFlag(format!("\"fallthrough\" is {v}, not an object"))),
+            Some(v) => return Err(not_a(raw, "fallthrough", v, "an object")),
         };
-        Ok(flag)
+        Ok(())
+    }
+
+    /// The properties planning reads, or why `raw` is not a JSON object holding them.
+    fn view(raw: &str) -> Result<View, NotAFlag> {
+        // A derived struct also deserializes from a JSON array (fields by position); a flag is
+        // an object, and `rewrite` relies on that.
+        if !raw.trim_start().starts_with('{') {
+            return Err(match serde_json::from_str::<IgnoredAny>(raw) {
+                Ok(_) => NotAFlag("stored value is not a JSON object".into()),
+                Err(e) => NotAFlag(format!("stored value is not valid JSON: {e}")),
+            });
+        }
+        let is_json = || serde_json::from_str::<IgnoredAny>(raw).is_ok();
+        serde_json::from_str(raw).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => NotAFlag(format!("stored value is not a flag: {e}")),
+            // Valid JSON, but a property relayctl reads holds what serde_json cannot (`1e400`,
+            // nesting deeper than 128): calling it invalid JSON would send the operator astray.
+            _ if is_json() => NotAFlag(format!(
+                "a property relayctl reads (such as variations or fallthrough) holds a number or nesting it cannot represent: {e}"
+            )),
+            _ => NotAFlag(format!("stored value is not valid JSON: {e}")),
+        })
+    }
+
+    /// The version a rewrite writes: the stored one + 1, when that is exact for every SDK. The
+    /// planner asks before it plans a change, so a flag that cannot take one is a plan problem.
+    pub fn next_version(&self) -> Result<u64, NotAFlag> {
+        match self.version.checked_add(1) {
+            Some(next) if next <= MAX_VERSION => Ok(next),
+            _ => Err(too_large(self.version)),
+        }
     }
 
     /// The variations the flag can serve, in index order.
@@ -336,11 +429,17 @@ impl StoredFlag {
         self.on
     }
 
-    fn variation_at(&self, what: &str, index: &Value) -> Result<Serve, NotAFlag> {
+    /// What the variation at `index` serves; `shown` quotes the index for a message.
+    fn variation_at(
+        &self,
+        what: &str,
+        index: &Value,
+        shown: impl FnOnce() -> String,
+    ) -> Result<Serve, NotAFlag> {
         let i = index
             .as_u64()
-            .ok_or_else(|| NotAFlag(format!("{what} is {index}, not a variation index")))?
-            as usize;
+            .and_then(|i| usize::try_from(i).ok())
+            .ok_or_else(|| NotAFlag(format!("{what} is {}, not a variation index", shown())))?;
         match self.variations.get(i) {
             Some(value) => Ok(Serve::Variation(Variation {
                 index: i,
@@ -369,22 +468,46 @@ impl StoredFlag {
 
     /// Returns the flag JSON with `to` applied and `version` set to the current version + 1.
     ///
-    /// Only `on`, `offVariation`, `fallthrough` (when declared) and `version` change; every other
-    /// property keeps its value and position.
-    pub fn rewrite(&self, to: &Targeting) -> String {
-        let mut json: Map<String, Value> =
-            serde_json::from_str(&self.raw).expect("parsed as a JSON object in StoredFlag::parse");
-        json.insert("on".into(), Value::Bool(to.on));
-        if let Some(Serve::Variation(v)) = &to.off_variation {
-            json.insert("offVariation".into(), Value::from(v.index));
+    /// Only the values of `on`, `offVariation`, `fallthrough` (when declared) and `version`
+    /// change, in place; one that is absent is added at the end. Every other byte (properties,
+    /// their order, numbers as written, whitespace) stays exactly as stored.
+    pub fn rewrite(&self, to: &Targeting) -> Result<String, NotAFlag> {
+        let version = self.next_version()?;
+        let index = |s: &Option<Serve>| match s {
+            Some(Serve::Variation(v)) => Some(v.index),
+            _ => None,
+        };
+        let managed = [
+            ("on", Some(to.on.to_string())),
+            ("offVariation", index(&to.off_variation).map(|i| i.to_string())),
+            (
+                "fallthrough",
+                index(&to.fallthrough).map(|i| format!("{{\"variation\":{i}}}")),
+            ),
+            ("version", Some(version.to_string())),
+        ];
+        let malformed = |e: json_text::Error| NotAFlag(format!("the stored flag cannot be rewritten: {e}"));
+        let (object, _) = json_text::object(self.raw.as_bytes(), 0).map_err(malformed)?;
+        let mut edits = Vec::new();
+        let mut added = Vec::new();
+        for (name, value) in managed {
+            let Some(value) = value else { continue };
+            let mut found = object.find(name);
+            match (found.next(), found.next()) {
+                (Some(m), None) => edits.push((m.value.clone(), value.into_bytes())),
+                (None, _) => added.push(format!("\"{name}\":{value}")),
+                (Some(_), Some(_)) => {
+                    return Err(NotAFlag(format!(
+                    "\"{name}\" appears more than once in the stored flag; SDKs disagree on which one counts"
+                )))
+                }
+            }
         }
-        if let Some(Serve::Variation(v)) = &to.fallthrough {
-            let mut ft = Map::new();
-            ft.insert("variation".into(), Value::from(v.index));
-            json.insert("fallthrough".into(), Value::Object(ft));
+        if !added.is_empty() {
+            edits.push(object.append(&added.join(",")));
         }
-        json.insert("version".into(), Value::from(self.version + 1));
-        Value::Object(json).to_string()
+        let bytes = json_text::splice(self.raw.as_bytes(), edits).map_err(malformed)?;
+        String::from_utf8(bytes).map_err(|e| NotAFlag(format!("the rewritten flag is not UTF-8: {e}")))
     }
 }
 
@@ -439,6 +562,9 @@ pub fn is_key(key: &str) -> bool {
 }
 
 #[cfg(test)]
+mod rewrite_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -460,11 +586,13 @@ mod tests {
             "offVariation": 1, "variations": [true, false], "salt": "s", "futureProperty": {"x": [1, 2]},
             "version": 41, "deleted": false
         }));
-        let out = f.rewrite(&Targeting {
-            on: false,
-            off_variation: Some(variation(0, json!(true))),
-            fallthrough: Some(variation(1, json!(false))),
-        });
+        let out = f
+            .rewrite(&Targeting {
+                on: false,
+                off_variation: Some(variation(0, json!(true))),
+                fallthrough: Some(variation(1, json!(false))),
+            })
+            .unwrap();
         assert_eq!(
             out,
             json!({
@@ -476,7 +604,7 @@ mod tests {
             })
             .to_string()
         );
-        let keys: Vec<_> = serde_json::from_str::<Map<String, Value>>(&out)
+        let keys: Vec<_> = serde_json::from_str::<serde_json::Map<String, Value>>(&out)
             .unwrap()
             .keys()
             .cloned()
@@ -490,11 +618,14 @@ mod tests {
         let f = flag(
             json!({"key": "k", "on": false, "offVariation": null, "fallthrough": {"variation": 0}, "variations": ["a", "b"], "version": 3}),
         );
-        let out: Value = serde_json::from_str(&f.rewrite(&Targeting {
-            on: true,
-            off_variation: None,
-            fallthrough: None,
-        }))
+        let out: Value = serde_json::from_str(
+            &f.rewrite(&Targeting {
+                on: true,
+                off_variation: None,
+                fallthrough: None,
+            })
+            .unwrap(),
+        )
         .unwrap();
         assert_eq!(
             out,

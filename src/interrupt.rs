@@ -1,8 +1,9 @@
 //! Ctrl-C and SIGTERM: finish the flag in hand, record it, then stop.
 //!
-//! A long apply or sync checks [`requested`] between flags, so an interruption never leaves a
-//! flag written to some stores but not journaled. A second signal exits at once (status 130);
-//! the journal's write-ahead log then recovers what was written.
+//! A long apply or sync checks [`requested`] between flags, and its waits use [`sleep`], so an
+//! interruption is prompt and never leaves a flag written to some stores but not journaled (or
+//! synced to LaunchDarkly but not noted). A second signal exits at once (status 130); the
+//! journal's write-ahead log then recovers what was written.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -27,4 +28,28 @@ pub fn install() -> std::io::Result<()> {
 /// Whether an interruption was requested.
 pub fn requested() -> bool {
     FLAG.get().is_some_and(|f| f.load(Ordering::SeqCst))
+}
+
+/// Sleeps for `duration`, waking early when an interruption is requested: `false` then. Waits
+/// check the flag every 100 ms, so a Ctrl-C during a long wait takes effect at once.
+pub async fn sleep(duration: std::time::Duration) -> bool {
+    let end = tokio::time::Instant::now() + duration;
+    loop {
+        if requested() {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= end {
+            return true;
+        }
+        tokio::time::sleep((end - now).min(std::time::Duration::from_millis(100))).await;
+    }
+}
+
+/// Resolves once an interruption is requested (checked every 100 ms), to race with work that
+/// may be abandoned halfway, such as a GET.
+pub async fn signalled() {
+    while !requested() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -24,8 +24,11 @@ mod flag;
 mod import;
 mod interrupt;
 mod journal;
+mod json_text;
 mod launchdarkly;
 mod plan;
+#[cfg(test)]
+mod proptests;
 mod redact;
 mod settings;
 mod show;

@@ -169,6 +169,8 @@ fn plan_target(
     if from == to {
         return Ok(None);
     }
+    flag.next_version()
+        .map_err(|e| format!("the stored value is not a flag relayctl can rewrite safely: {e}"))?;
     let serves_off = to.off_variation.as_ref().unwrap_or(flag.off_variation());
     let warning = (!to.on && *serves_off == Serve::Unset).then(|| {
         format!(

@@ -31,6 +31,8 @@ pub enum Command {
     Sync {
         dry_run: bool,
         force: bool,
+        /// `--wait`: keep trying until LaunchDarkly answers and everything is synced.
+        wait: Option<Wait>,
     },
     Verify,
     Show {
@@ -51,6 +53,18 @@ pub enum Command {
     },
 }
 
+/// How `sync --wait` waits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wait {
+    /// The longest pause between two attempts (`--interval`).
+    pub interval: Duration,
+    /// When to give up (`--timeout`); never when `None`.
+    pub timeout: Option<Duration>,
+}
+
+/// The longest pause between two attempts of `sync --wait` unless `--interval` says otherwise.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Everything a command needs to know about how it was invoked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -67,6 +81,8 @@ pub struct Settings {
     pub lock_wait: Duration,
     /// `RELAYCTL_AUTHOR`: the journal author when git config names none.
     pub author: Option<String>,
+    /// How long a Redis server may take to answer one request (`RELAYCTL_REDIS_TIMEOUT`).
+    pub redis_timeout: Duration,
     /// How to reach LaunchDarkly's API.
     pub launchdarkly: LaunchDarkly,
 }
@@ -78,6 +94,8 @@ pub struct LaunchDarkly {
     pub token: Option<String>,
     /// `LD_BASE_URL`, which wins over the overrides file's `[launchdarkly] base_url`.
     pub base_url: Option<String>,
+    /// `RELAYCTL_LD_TIMEOUT`: how long one request to LaunchDarkly may take.
+    pub timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for LaunchDarkly {
@@ -85,6 +103,7 @@ impl std::fmt::Debug for LaunchDarkly {
         f.debug_struct("LaunchDarkly")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -178,17 +197,9 @@ fn dotenv_error(text: &str, e: dotenvy::Error) -> anyhow::Error {
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, SettingsError> {
     let cli = Cli::try_parse_from(args).map_err(SettingsError::Usage)?;
     let env = Env::load().map_err(SettingsError::Other)?;
-    let lock_wait = env
-        .get("RELAYCTL_LOCK_TIMEOUT")
-        .map(|s| {
-            s.parse::<u64>().map_err(|_| {
-                SettingsError::Other(anyhow::anyhow!(
-                    "RELAYCTL_LOCK_TIMEOUT must be a number of seconds, not {s:?}"
-                ))
-            })
-        })
-        .transpose()?
-        .map_or(Duration::from_secs(60), Duration::from_secs);
+    let lock_wait = seconds(&env, "RELAYCTL_LOCK_TIMEOUT", 0)?.unwrap_or(Duration::from_secs(60));
+    let redis_timeout = seconds(&env, "RELAYCTL_REDIS_TIMEOUT", 1)?.unwrap_or(crate::store::REQUEST_TIMEOUT);
+    let ld_timeout = seconds(&env, "RELAYCTL_LD_TIMEOUT", 1)?;
     let command = match cli.command {
         cli::Command::Plan(a) => Command::Plan {
             out: a.out,
@@ -203,6 +214,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
         cli::Command::Sync(a) => Command::Sync {
             dry_run: a.dry_run,
             force: a.force,
+            wait: a.wait.then(|| Wait {
+                interval: a.interval.unwrap_or(DEFAULT_INTERVAL),
+                timeout: a.timeout,
+            }),
         },
         cli::Command::Verify => Command::Verify,
         cli::Command::Show(a) => Command::Show {
@@ -235,11 +250,33 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
         },
         lock_wait,
         author: env.get("RELAYCTL_AUTHOR"),
+        redis_timeout,
         launchdarkly: LaunchDarkly {
             token: env.get("LD_API_KEY"),
             base_url: env.get("LD_BASE_URL"),
+            timeout: ld_timeout,
         },
     })
+}
+
+/// The variable `name` as a whole number of seconds, at least `min`, if set.
+fn seconds(env: &Env, name: &str, min: u64) -> Result<Option<Duration>, SettingsError> {
+    let Some(raw) = env.get(name) else {
+        return Ok(None);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if n >= min => Ok(Some(Duration::from_secs(n))),
+        _ => {
+            let least = if min > 0 {
+                format!(" (at least {min})")
+            } else {
+                String::new()
+            };
+            Err(SettingsError::Other(anyhow::anyhow!(
+                "{name} must be a whole number of seconds{least}, not {raw:?}"
+            )))
+        }
+    }
 }
 
 /// Why the command line could not be turned into settings.

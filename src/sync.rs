@@ -6,9 +6,11 @@
 //! (note `synced`, send nothing), unchanged in LaunchDarkly since the outage began (PATCH the
 //! final state, guarded by a JSON Patch `test` of the environment version), or changed there
 //! meanwhile (note `conflict`, send nothing unless `--force`). The decision is the pure
-//! [`decide`]; the API is launchdarkly.rs's business, the notes' text journal/notes.rs's. This
-//! module receives a client and plain values, reports outcomes to its caller, and never changes
-//! a store, reads settings or picks an exit code.
+//! [`decide`]; the API is launchdarkly.rs's business, the notes' text journal/notes.rs's. A
+//! commit is noted `synced` only on evidence: a GET showing the target state, or a PATCH whose
+//! answer (or a fresh GET after it) shows the target state at a version above the one it tested.
+//! Ctrl-C stops it between two flags. This module receives a client and plain values, reports
+//! outcomes to its caller, and never changes a store, reads settings or picks an exit code.
 
 use crate::flag::{FlagId, Serve, Targeting, Variation};
 use crate::journal::{Journal, Recorded, SyncNote};
@@ -18,7 +20,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 /// How many flags are worked on at once. Requests for one flag are always sequential.
 const CONCURRENCY: usize = 8;
@@ -234,13 +236,7 @@ async fn work(client: &Client, group: &Group, force: bool, dry_run: bool) -> Res
             });
         }
         match client.patch_flag(&group.id, &patch).await {
-            Ok(after) => {
-                return Ok(Outcome::Synced {
-                    ld_version: after.version,
-                    patched: true,
-                    forced,
-                })
-            }
+            Ok(after) => return confirm(client, group, &patch, after, forced).await,
             // Someone changed the flag at the same moment: read it again and decide again.
             Err(ApiError::Conflict { .. }) => {}
             // A failed version test, or a clash with a scheduled change or approval: re-read to
@@ -271,9 +267,57 @@ async fn work(client: &Client, group: &Group, force: bool, dry_run: bool) -> Res
     })
 }
 
+/// Whether `ld` shows `group`'s target state at a version above `tested`.
+fn shows_change(group: &Group, tested: u64, ld: &LdFlag) -> bool {
+    ld.version > tested && gap(&group.target(), ld).is_ok_and(|g| g.is_empty())
+}
+
+/// The outcome of a PATCH answered with success: synced only when the answer shows the change
+/// (or, if it does not, a fresh GET does). A success that changed nothing (a proxy answering 200,
+/// an API that dropped the change) leaves the commits pending.
+async fn confirm(
+    client: &Client,
+    group: &Group,
+    patch: &FlagPatch,
+    answer: LdFlag,
+    forced: Option<String>,
+) -> Result<Outcome, ApiError> {
+    let synced = |ld: &LdFlag| Outcome::Synced {
+        ld_version: ld.version,
+        patched: true,
+        forced: forced.clone(),
+    };
+    if shows_change(group, patch.expect_version, &answer) {
+        return Ok(synced(&answer));
+    }
+    let ld = match client.get_flag(&group.id).await {
+        Ok(ld) => ld,
+        Err(e) => return outcome_of(e),
+    };
+    if shows_change(group, patch.expect_version, &ld) {
+        return Ok(synced(&ld));
+    }
+    let mut what = differences(&group.target(), &ld);
+    if ld.version <= patch.expect_version {
+        what.insert(0, format!("version {}", ld.version));
+    }
+    Ok(Outcome::Failed(format!(
+        "LD answered the PATCH (made against version {}) with success, but it does not show the change, nor \
+         does a fresh GET ({}): not noted as synced. Check the flag in LaunchDarkly, then run `relayctl sync` \
+         again",
+        patch.expect_version,
+        what.join(", ")
+    )))
+}
+
+/// Errors that end the whole run (the rest is not tried) become `Err`; the others are this
+/// flag's failure.
 fn outcome_of(e: ApiError) -> Result<Outcome, ApiError> {
     match e {
-        ApiError::Auth { .. } | ApiError::Unavailable(_) => Err(e),
+        ApiError::Auth { .. }
+        | ApiError::Unavailable(_)
+        | ApiError::Redirect { .. }
+        | ApiError::Interrupted => Err(e),
         other => Ok(Outcome::Failed(other.to_string())),
     }
 }
@@ -290,6 +334,27 @@ pub struct Summary {
     pub failed: Vec<String>,
     /// Time spent writing notes.
     pub noting: std::time::Duration,
+    /// Why the run stopped before trying every flag, when LaunchDarkly was unavailable (the
+    /// flags not finished are in `failed`).
+    pub unavailable: Option<String>,
+    /// An interruption (Ctrl-C, SIGTERM) stopped the run between two flags.
+    pub interrupted: bool,
+}
+
+impl Summary {
+    /// Counts `outcome` of `g`.
+    pub fn add(&mut self, g: &Group, outcome: &Outcome) {
+        let line = format!("{} (commit {})", g.id, g.shorts());
+        match outcome {
+            Outcome::Synced { patched: true, .. } => self.synced += 1,
+            Outcome::Synced { patched: false, .. } => self.in_state += 1,
+            Outcome::WouldPatch { .. } => self.would_patch += 1,
+            Outcome::Conflict(why) => self.conflicts.push(format!("{line}: {why}")),
+            Outcome::Skipped(why) => self.skipped.push(format!("{line}: {why}")),
+            Outcome::Failed(why) => self.failed.push(format!("{line}: {why}")),
+            Outcome::NotTried => self.failed.push(format!("{line}: not tried")),
+        }
+    }
 }
 
 /// Options of `relayctl sync`.
@@ -297,6 +362,8 @@ pub struct Summary {
 pub struct Options {
     pub dry_run: bool,
     pub force: bool,
+    /// No wait (for a rate limit) may end after this.
+    pub deadline: Option<Instant>,
 }
 
 /// The note recorded on every commit of a group for `outcome`, if any.
@@ -325,8 +392,9 @@ fn note_for(outcome: &Outcome, at: SystemTime) -> Option<SyncNote> {
 /// first, so a sync killed at any point and run again skips what is noted `synced`, finds any
 /// flag whose PATCH landed but was not noted already in its target state (noting it without a
 /// second PATCH), and finishes the rest. `--dry-run` sends GETs only and writes no note.
-/// Stops early, leaving the rest pending, when the token is refused (`Err`) or LaunchDarkly stays
-/// unavailable (counted as failed).
+/// Stops early, leaving the rest pending, when the token is refused or LaunchDarkly redirects
+/// (`Err`), when LaunchDarkly stays unavailable ([`Summary::unavailable`]), or on Ctrl-C/SIGTERM
+/// ([`Summary::interrupted`]): flags in flight finish, no new one starts.
 pub async fn sync(
     journal: &mut Journal,
     client: &Client,
@@ -334,8 +402,8 @@ pub async fn sync(
     options: Options,
     report: &mut dyn FnMut(&Group, &Outcome),
 ) -> Result<Summary> {
-    let stop: Cell<Option<ApiError>> = Cell::new(None);
-    let stopped = Cell::new(false);
+    client.begin(options.deadline);
+    let stop = Stop::default();
     // LD's flag is one resource across environments: never two requests for it at once.
     let mut locks: BTreeMap<(&str, &str), std::rc::Rc<tokio::sync::Mutex<()>>> = BTreeMap::new();
     let locks: Vec<_> = groups
@@ -348,26 +416,10 @@ pub async fn sync(
         })
         .collect();
     let mut results = futures::stream::iter(groups.iter().zip(locks).map(|(g, lock)| {
-        let (stop, stopped) = (&stop, &stopped);
+        let stop = &stop;
         async move {
             let _one_at_a_time = lock.lock().await;
-            if stopped.get() {
-                return (g, Outcome::NotTried);
-            }
-            match work(client, g, options.force, options.dry_run).await {
-                Ok(o) => (g, o),
-                Err(e) => {
-                    stopped.set(true);
-                    let failed = Outcome::Failed(e.to_string());
-                    // Keep the first token refusal: it ends the run with an error.
-                    let previous = stop.take();
-                    stop.set(match previous {
-                        Some(p @ ApiError::Auth { .. }) => Some(p),
-                        _ => Some(e),
-                    });
-                    (g, failed)
-                }
-            }
+            (g, stop.work(client, g, options).await)
         }
     }))
     .buffer_unordered(CONCURRENCY);
@@ -391,27 +443,63 @@ pub async fn sync(
             summary.noting += started.elapsed();
         }
         for (g, outcome) in done {
-            tally(&mut summary, g, &outcome);
+            summary.add(g, &outcome);
             report(g, &outcome);
         }
     }
     drop(results);
-    if let Some(e @ ApiError::Auth { .. }) = stop.take() {
-        bail!(e);
-    }
+    stop.finish(&mut summary)?;
     Ok(summary)
 }
 
-fn tally(summary: &mut Summary, g: &Group, outcome: &Outcome) {
-    let line = format!("{} (commit {})", g.id, g.shorts());
-    match outcome {
-        Outcome::Synced { patched: true, .. } => summary.synced += 1,
-        Outcome::Synced { patched: false, .. } => summary.in_state += 1,
-        Outcome::WouldPatch { .. } => summary.would_patch += 1,
-        Outcome::Conflict(why) => summary.conflicts.push(format!("{line}: {why}")),
-        Outcome::Skipped(why) => summary.skipped.push(format!("{line}: {why}")),
-        Outcome::Failed(why) => summary.failed.push(format!("{line}: {why}")),
-        Outcome::NotTried => summary.failed.push(format!("{line}: not tried")),
+/// Whether a run goes on: once an error that ends it or an interruption is seen, no further
+/// flag is started.
+#[derive(Default)]
+struct Stop {
+    stopped: Cell<bool>,
+    /// The error that ended the run; a token refusal or a redirect wins over unavailability.
+    error: Cell<Option<ApiError>>,
+    interrupted: Cell<bool>,
+}
+
+impl Stop {
+    /// Works `g` to its outcome, unless the run has stopped ([`Outcome::NotTried`]).
+    async fn work(&self, client: &Client, g: &Group, options: Options) -> Outcome {
+        if crate::interrupt::requested() {
+            self.interrupted.set(true);
+        }
+        if self.stopped.get() || self.interrupted.get() {
+            return Outcome::NotTried;
+        }
+        match work(client, g, options.force, options.dry_run).await {
+            Ok(o) => o,
+            Err(ApiError::Interrupted) => {
+                self.interrupted.set(true);
+                Outcome::NotTried
+            }
+            Err(e) => {
+                self.stopped.set(true);
+                let failed = Outcome::Failed(e.to_string());
+                let previous = self.error.take();
+                self.error.set(match previous {
+                    Some(p @ (ApiError::Auth { .. } | ApiError::Redirect { .. })) => Some(p),
+                    _ => Some(e),
+                });
+                failed
+            }
+        }
+    }
+
+    /// Says in `summary` why the run stopped early; `Err` when it must end with an error.
+    fn finish(self, summary: &mut Summary) -> Result<()> {
+        match self.error.take() {
+            Some(e @ (ApiError::Auth { .. } | ApiError::Redirect { .. })) => bail!(e),
+            Some(ApiError::Unavailable(why)) => summary.unavailable = Some(why),
+            Some(e) => summary.unavailable = Some(e.to_string()),
+            None => {}
+        }
+        summary.interrupted = self.interrupted.get();
+        Ok(())
     }
 }
 

@@ -82,3 +82,62 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
         .collect::<String>()
         .into()
 }
+
+/// A spinner on stderr for a wait of unknown end, when stderr is a terminal; hidden otherwise.
+pub fn spinner(quiet: bool) -> indicatif::ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let spinner = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
+        spinner.set_style(style);
+    }
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    spinner
+}
+
+/// A duration for people: `250 ms`, `1.5 s`, `42 s`, `27h 46m 39s`.
+pub fn duration(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d < std::time::Duration::from_secs(10) {
+        let tenths = (d.as_millis() + 50) / 100;
+        match tenths % 10 {
+            0 => format!("{} s", tenths / 10),
+            t => format!("{}.{t} s", tenths / 10),
+        }
+    } else if d < std::time::Duration::from_secs(60) {
+        format!("{} s", (d.as_millis() + 500) / 1000)
+    } else {
+        let secs = d.as_secs();
+        let parts = [(secs / 3600, "h"), (secs / 60 % 60, "m"), (secs % 60, "s")];
+        let shown: Vec<String> = parts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, unit)| format!("{n}{unit}"))
+            .collect();
+        shown.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_naturally() {
+        let cases = [
+            (Duration::from_millis(250), "250 ms"),
+            (Duration::from_millis(1000), "1 s"),
+            (Duration::from_millis(1540), "1.5 s"),
+            (Duration::from_millis(9990), "10 s"),
+            (Duration::from_secs(42), "42 s"),
+            (Duration::from_secs(90), "1m 30s"),
+            (Duration::from_secs(3600), "1h"),
+            (Duration::from_secs(99999), "27h 46m 39s"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(super::duration(d), text, "{d:?}");
+        }
+    }
+}

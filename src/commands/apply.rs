@@ -1,7 +1,7 @@
 //! `relayctl apply [PLAN_FILE]`: write the changes, one journal commit per changed flag.
 
 use super::{check, load, make_plan, open_journal};
-use crate::apply::{self, FlagOutcome};
+use crate::apply::{self, Event, FlagOutcome};
 use crate::desired::Config;
 use crate::exit::Exit;
 use crate::journal::{Entry, Journal};
@@ -43,10 +43,13 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
         .max()
         .unwrap_or(0);
     let outcomes = journal.write(|w| {
-        rt.block_on(apply::apply(&plan, &stores, w, &mut |o| {
-            let (out, err) = render_outcome(width, o);
-            anstream::print!("{out}");
-            anstream::eprint!("{err}");
+        rt.block_on(apply::apply(&plan, &stores, w, &mut |event| match event {
+            Event::Flag(o) => {
+                let (out, err) = render_outcome(width, o);
+                anstream::print!("{out}");
+                anstream::eprint!("{err}");
+            }
+            Event::Unanswered { .. } => anstream::eprint!("{}", render_unanswered(&event)),
         }))
     })?;
     journal.close()?;
@@ -64,7 +67,10 @@ fn conclude(settings: &Settings, config: &Config, plan: &Plan, outcomes: &[FlagO
         );
     }
     let committed = outcomes.iter().filter(|o| o.commit.is_some()).count();
-    let failed: Vec<&FlagOutcome> = outcomes.iter().filter(|o| !o.entry.failed.is_empty()).collect();
+    let failed: Vec<&FlagOutcome> = outcomes
+        .iter()
+        .filter(|o| !o.entry.failed.is_empty() || !o.unresolved.is_empty())
+        .collect();
     if failed.is_empty() {
         settings.status(format!(
             "Apply complete: {flags} flag(s) changed, {committed} journal commit(s) in {}. Run `relayctl sync` once LaunchDarkly is reachable.",
@@ -77,15 +83,26 @@ fn conclude(settings: &Settings, config: &Config, plan: &Plan, outcomes: &[FlagO
         return Ok(Exit::Success);
     }
     let targets: usize = failed.iter().map(|o| o.entry.failed.len()).sum();
-    let next = if failed.iter().any(|o| o.stale) {
-        "Stale targets changed since the plan was made: run `relayctl plan` again and review. "
-    } else {
-        ""
+    let unknown: usize = failed.iter().map(|o| o.unresolved.len()).sum();
+    let mut next = String::new();
+    if failed.iter().any(|o| o.stale) {
+        next += "Stale targets changed since the plan was made: run `relayctl plan` again and review. ";
+    }
+    if unknown > 0 {
+        let _ = write!(
+            next,
+            "{unknown} target write(s) have an unknown outcome: the journal's write-ahead log keeps them, \
+             and the next `relayctl apply` reads them back and records them. "
+        );
+    }
+    let counts = match unknown {
+        0 => format!("{targets} target write(s) failed"),
+        _ => format!("{targets} target write(s) failed, {unknown} unknown"),
     };
     Err(anyhow!(
-        "{} of {flags} flag(s) were not written everywhere ({targets} target write(s) failed, listed above); \
-         {committed} journal commit(s) record what was written. {next}Once the failing stores are reachable, \
-         run `relayctl plan` to see exactly what is left and apply it",
+        "{} of {flags} flag(s) were not written everywhere ({counts}, listed above); {committed} journal \
+         commit(s) record what was written. {next}Once the failing stores are reachable, run `relayctl plan` \
+         to see exactly what is left and apply it",
         failed.len()
     ))
 }
@@ -162,7 +179,8 @@ fn record_interrupted(settings: &Settings, rt: &Runtime, config: &Config, stores
 /// What was found in the stores for the flags an interrupted apply left unrecorded.
 fn render_recorded(recorded: &[Entry]) -> String {
     let mut out = format!(
-        "An earlier apply was interrupted while writing {} flag(s); read the stores and recorded what it wrote:\n",
+        "An earlier apply left {} flag write(s) unrecorded (it was interrupted, or a store did not answer); \
+         read the stores and recorded what it wrote:\n",
         recorded.len()
     );
     for entry in recorded {
@@ -206,5 +224,33 @@ fn render_outcome(width: usize, o: &FlagOutcome) -> (String, String) {
             o.entry.id
         );
     }
+    for (target, why) in &o.unresolved {
+        let _ = writeln!(
+            err,
+            "{} {}: whether it was written to {target} is unknown ({why}); the journal's write-ahead log \
+             keeps it, and the next `relayctl apply` reads it back and records it",
+            ui::paint(ui::ERROR, "error:"),
+            o.entry.id
+        );
+    }
     (out, err)
+}
+
+/// The wait after a target did not answer a write, said before it starts.
+fn render_unanswered(event: &Event) -> String {
+    let Event::Unanswered {
+        id,
+        target,
+        why,
+        within,
+    } = event
+    else {
+        return String::new();
+    };
+    format!(
+        "{} {target} did not answer the write of {id} ({why}); its other writes in this run fail at once. \
+         Reading it back on a new connection (at most {}s) to learn whether it was written...\n",
+        ui::paint(ui::WARNING, "warning:"),
+        within.as_secs()
+    )
 }

@@ -16,7 +16,7 @@ use crate::desired::{self, Config};
 use crate::exit::Exit;
 use crate::flag::FlagId;
 use crate::journal::Journal;
-use crate::launchdarkly::{self, Client};
+use crate::launchdarkly::{self, Client, SetupError};
 use crate::plan::Plan;
 use crate::settings::{Command, Settings};
 use crate::store::Stores;
@@ -39,14 +39,14 @@ pub fn run(settings: &Settings, rt: &Runtime) -> Result<Exit> {
             auto_approve,
         } => apply::run(settings, rt, plan_file.as_deref(), *auto_approve),
         Command::Log { pending } => log::run(settings, *pending),
-        Command::Sync { dry_run, force } => sync::run(
-            settings,
-            rt,
-            crate::sync::Options {
+        Command::Sync { dry_run, force, wait } => {
+            let options = crate::sync::Options {
                 dry_run: *dry_run,
                 force: *force,
-            },
-        ),
+                deadline: None,
+            };
+            sync::run(settings, rt, options, *wait)
+        }
         Command::Verify => verify::run(settings, rt),
         Command::Show { selectors, json } => show::run(settings, rt, selectors, *json),
         Command::Import { flags, write } => import::run(settings, rt, flags, *write),
@@ -63,7 +63,7 @@ fn load_config(settings: &Settings) -> Result<Config> {
 /// The overrides file and its stores.
 fn load(settings: &Settings) -> Result<(Config, Stores)> {
     let config = load_config(settings)?;
-    let stores = Stores::open(&config.stores)?;
+    let stores = Stores::open(&config.stores, settings.redis_timeout)?;
     Ok((config, stores))
 }
 
@@ -120,7 +120,9 @@ fn open_journal(settings: &Settings, path: &Path) -> Result<Journal> {
     Ok(journal)
 }
 
-/// The client for the configured LaunchDarkly, or why there is none. Makes no request.
+/// The client for the configured LaunchDarkly, or why there is none (one line naming the setting
+/// at fault, never its secret). Makes no request. Its notices (waits, retries) go to stderr
+/// unless `--quiet`.
 fn ld_client(settings: &Settings, config: &Config) -> Result<Client> {
     let Some(token) = &settings.launchdarkly.token else {
         bail!(
@@ -129,11 +131,29 @@ fn ld_client(settings: &Settings, config: &Config) -> Result<Client> {
              then run this again. Nothing was sent"
         );
     };
-    let base = settings
-        .launchdarkly
-        .base_url
-        .as_deref()
-        .or(config.base_url.as_deref())
-        .unwrap_or(launchdarkly::DEFAULT_BASE_URL);
-    Client::new(base, token)
+    let (base, source) = match (&settings.launchdarkly.base_url, &config.base_url) {
+        (Some(base), _) => (base.as_str(), "LD_BASE_URL".to_owned()),
+        (None, Some(base)) => (
+            base.as_str(),
+            format!("[launchdarkly] base_url in {}", settings.config.display()),
+        ),
+        (None, None) => (launchdarkly::DEFAULT_BASE_URL, "the default base URL".to_owned()),
+    };
+    let client = Client::new(base, token).map_err(|e| {
+        let setting = match e {
+            SetupError::Token(_) => "LD_API_KEY",
+            SetupError::BaseUrl(_) => source.as_str(),
+        };
+        anyhow::anyhow!("{setting} {e}. Nothing was sent")
+    })?;
+    let quiet = settings.quiet;
+    let client = client.with_notices(move |line| {
+        if !quiet {
+            anstream::eprintln!("{line}");
+        }
+    });
+    Ok(match settings.launchdarkly.timeout {
+        Some(timeout) => client.with_timeout(timeout),
+        None => client,
+    })
 }

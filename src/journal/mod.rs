@@ -383,6 +383,13 @@ impl Writer<'_> {
         Ok(intent)
     }
 
+    /// Leaves `intent` (from [`Writer::begin`]) unfinished on purpose: its outcome is unknown (a
+    /// store that stopped answering), so it stays in the write-ahead log across flushes, for the
+    /// next apply to resolve by reading the stores, as after a kill ([`Journal::interrupted`]).
+    pub fn leave_unfinished(&mut self, intent: Intent) {
+        self.interrupted.push(intent);
+    }
+
     /// Records how the writes of `intent` went (`entry.written` / `entry.failed`): logged at once,
     /// and committed (in memory, written out with the next flush) if any target took the change.
     /// Returns the commit's abbreviated id.

@@ -18,8 +18,9 @@
 //! does not touch this store never needs it. Timeouts and retries are bounded so an unreachable
 //! endpoint fails within seconds, and once it has, the rest of the run fails at once.
 
-use super::{Found, Groups, Prefix, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
-use crate::flag::FlagId;
+use super::{Groups, Held, Prefix, Raw, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use crate::flag::{FlagId, NotAFlag, StoredFlag};
+use crate::json_text::excerpt;
 use anyhow::{anyhow, Result};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -316,8 +317,8 @@ impl DynamoEndpoint {
     }
 
     /// Raw JSON per flag of each group, in the groups' order; a missing item maps to where it
-    /// was looked for.
-    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Found> {
+    /// was looked for, an item relayctl must not rewrite to why.
+    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Held> {
         let client = self.client().await?;
         let namespaces: Vec<String> = groups.keys().map(|(p, e)| self.namespace(p, e)).collect();
         // Several project/environments may share a namespace (no prefix): ask for each key once.
@@ -348,8 +349,14 @@ impl DynamoEndpoint {
                 flags
                     .iter()
                     .map(|flag| match by_key.get(&(ns.clone(), (*flag).to_owned())) {
-                        Some(item) => self.item_json(item, ns, flag),
-                        None => Err(format!(
+                        Some(item) => match self.item_json(item, ns, flag) {
+                            Ok(json) => match version_conflict(item, &json) {
+                                Some(why) => Raw::Invalid(NotAFlag::new(why)),
+                                None => Raw::Json(json),
+                            },
+                            Err(why) => Raw::Invalid(NotAFlag::new(why)),
+                        },
+                        None => Raw::Missing(format!(
                             "no item with namespace {ns:?} and key {flag:?} in table {:?}",
                             self.config.table
                         )),
@@ -439,11 +446,15 @@ impl DynamoEndpoint {
                 ),
                 None => None,
             };
+            if let (Some(item), Some(json)) = (&current, &raw) {
+                if let Some(why) = version_conflict(item, json) {
+                    return Err(anyhow!("{why}; nothing was written").into());
+                }
+            }
             let json = rewrite(raw.as_deref())?;
-            let version = serde_json::from_str::<serde_json::Value>(&json)
-                .ok()
-                .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64))
-                .ok_or_else(|| anyhow!("the rewritten flag {id} has no integer version"))?;
+            let version = StoredFlag::parse(&json).map(|f| f.version).map_err(|e| {
+                anyhow!("the rewritten flag {id} is not one relayctl can write ({e}); nothing was written")
+            })?;
             let mut put = client
                 .put_item()
                 .table_name(table)
@@ -487,7 +498,8 @@ impl DynamoEndpoint {
 }
 
 impl DynamoEndpoint {
-    /// Every item of a project/environment's namespace: a consistent Query, page by page.
+    /// Every item of a project/environment's namespace: a consistent Query, page by page. Each
+    /// item is judged as a read of that flag judges it.
     pub(super) async fn list(&self, project: &str, environment: &str) -> Result<super::listing::Listed> {
         let client = self.client().await?;
         let table = &self.config.table;
@@ -512,7 +524,14 @@ impl DynamoEndpoint {
                 let Some(key) = item.get("key").and_then(|v| v.as_s().ok()) else {
                     continue;
                 };
-                flags.push((key.clone(), self.item_json(item, &namespace, key)));
+                let raw = match self.item_json(item, &namespace, key) {
+                    Ok(json) => match version_conflict(item, &json) {
+                        Some(why) => Raw::Invalid(NotAFlag::new(why)),
+                        None => Raw::Json(json),
+                    },
+                    Err(why) => Raw::Invalid(NotAFlag::new(why)),
+                };
+                flags.push((key.clone(), raw));
             }
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
@@ -524,6 +543,23 @@ impl DynamoEndpoint {
             flags,
         })
     }
+}
+
+/// Why an item's `version` attribute and its flag JSON's `version` disagree, if they do. The Go
+/// SDK takes the attribute, the other SDKs the JSON: writing JSON version + 1 under either could
+/// take the flag backwards for some of them, so such an item is never rewritten.
+fn version_conflict(item: &Item, json: &str) -> Option<String> {
+    let attribute = item.get("version")?;
+    // A flag JSON without a usable version is refused by name when it is parsed.
+    let inside = StoredFlag::parse(json).ok()?.version;
+    let shown = match attribute.as_n() {
+        Ok(n) if n.parse::<u64>() == Ok(inside) => return None,
+        Ok(n) => excerpt(n),
+        Err(_) => "not a number (N)".to_owned(),
+    };
+    Some(format!(
+        "the item's \"version\" attribute is {shown} but its flag JSON has \"version\": {inside}; the Go SDK reads the attribute and the other SDKs the JSON, so relayctl cannot tell which version it would replace: make the two equal (LaunchDarkly's next full update rewrites the item) or leave this flag out of the overrides file"
+    ))
 }
 
 /// The messages of `err` and its sources, each once, without the SDK's debug dumps (which

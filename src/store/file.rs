@@ -1,15 +1,20 @@
 //! The LaunchDarkly SDK file data source format (`{"flags": {...}, "segments": {...}}`): the
 //! embedded default store, needing no server. The only file that knows that format.
 //!
-//! Each project/environment has its own file (the path template). A write replaces the file
-//! atomically: the new content goes to a temporary file in the same directory, which is then
-//! renamed over the old one, so a reader (or a crash) never sees half a file.
+//! Each project/environment has its own file (the path template). A write changes only the
+//! bytes of the one flag it rewrites: the rest of the file (other flags, segments, numbers as
+//! written, whitespace, key order, even bytes that are not UTF-8) is copied as it was. The file is
+//! replaced atomically: the new content goes to a temporary file in the same directory, flushed,
+//! then renamed over the old one, so a reader (or a crash) never sees half a file.
 
-use super::{Found, Groups, Rewrite, Template, WriteError};
-use crate::flag::FlagId;
+use super::{Groups, Held, Raw, Rewrite, Template, WriteError};
+use crate::flag::{FlagId, NotAFlag};
+use crate::json_text;
 use anyhow::{anyhow, Context, Result};
-use serde_json::{Map, Value};
+use serde::de::IgnoredAny;
+use std::collections::HashMap;
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
 
@@ -59,45 +64,63 @@ impl FileEndpoint {
         self.config.path.render(project, environment)
     }
 
-    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Found> {
+    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Held> {
         let mut out = Vec::new();
         for ((p, e), flags) in groups {
             let path = self.path(p, e);
-            let doc = load(&path)?;
-            let stored = flags_of(&doc, &path)?;
+            let text = load(&path)?;
+            let stored = flags_of(&text, &path)?;
+            // Flag key -> where each member with that key is (a file may hold 10,000 flags).
+            let mut by_key: HashMap<&[u8], Vec<Range<usize>>> = HashMap::new();
+            for m in &stored.members {
+                by_key.entry(m.key()).or_default().push(m.value.clone());
+            }
             out.push(
                 flags
                     .iter()
-                    .map(|flag| {
-                        stored
-                            .get(*flag)
-                            .map(Value::to_string)
-                            .ok_or_else(|| format!("no flag {flag:?} under \"flags\" in {}", path.display()))
-                    })
+                    .map(
+                        |flag| match find(&text, by_key.get(flag.as_bytes()), flag, &path) {
+                            Found::One(_, json) => Raw::Json(json.to_owned()),
+                            Found::None(place) => Raw::Missing(place),
+                            Found::Invalid(why) => Raw::Invalid(why),
+                        },
+                    )
                     .collect(),
             );
         }
         Ok(out)
     }
 
+    /// Reads the file, rewrites the flag's text, and replaces the file with the same bytes but
+    /// for that flag's: other flags, segments, whitespace and key order are never re-rendered.
     pub(super) async fn compare_and_swap(&self, id: &FlagId, rewrite: Rewrite<'_>) -> Result<(), WriteError> {
         let _guard = self.lock.lock().await;
         let path = self.path(&id.project, &id.environment);
-        let mut doc = load(&path)?;
-        let current = flags_of(&doc, &path)?.get(&id.flag).map(Value::to_string);
-        let json = rewrite(current.as_deref())?;
-        let new: Value = serde_json::from_str(&json).context("rewritten flag is not JSON")?;
-        doc.get_mut("flags")
-            .and_then(Value::as_object_mut)
-            .expect("checked by flags_of")
-            .insert(id.flag.clone(), new);
-        replace(&path, &doc).with_context(|| format!("writing {id} to {}", path.display()))?;
+        let text = load(&path)?;
+        let stored = flags_of(&text, &path)?;
+        let spans: Vec<Range<usize>> = stored.find(&id.flag).map(|m| m.value.clone()).collect();
+        let (span, current) = match find(&text, Some(&spans), &id.flag, &path) {
+            Found::One(span, json) => (span, json),
+            Found::None(place) => {
+                // The rewrite refuses a missing flag (a stale plan); relayctl never adds one.
+                rewrite(None)?;
+                return Err(anyhow!("{place}; relayctl never adds a flag").into());
+            }
+            Found::Invalid(why) => return Err(anyhow!("{why}; nothing was written").into()),
+        };
+        let json = rewrite(Some(current))?;
+        // What SDKs would fail to read must never reach the file.
+        serde_json::from_str::<IgnoredAny>(&json).context("the rewritten flag is not JSON")?;
+        let new = json_text::splice(&text, vec![(span, json.into_bytes())])
+            .with_context(|| format!("editing {id} in {}", path.display()))?;
+        replace(&path, &new).with_context(|| format!("writing {id} to {}", path.display()))?;
         Ok(())
     }
 }
 
 impl FileEndpoint {
-    /// Every flag of a project/environment's file; a file that does not exist holds none.
+    /// Every flag of a project/environment's file; a file that does not exist holds none. A key
+    /// that appears twice is listed once, as the read of that flag sees it (not a flag).
     pub(super) async fn list(&self, project: &str, environment: &str) -> Result<super::listing::Listed> {
         let path = self.path(project, environment);
         let mut place = format!("file {}", self.describe(project, environment));
@@ -108,37 +131,106 @@ impl FileEndpoint {
                 flags: Vec::new(),
             });
         }
-        let doc = load(&path)?;
-        let flags = flags_of(&doc, &path)?
-            .iter()
-            .map(|(k, v)| (k.clone(), Ok(v.to_string())))
+        let text = load(&path)?;
+        let stored = flags_of(&text, &path)?;
+        let mut by_key: std::collections::BTreeMap<&[u8], Vec<Range<usize>>> =
+            std::collections::BTreeMap::new();
+        for m in &stored.members {
+            by_key.entry(m.key()).or_default().push(m.value.clone());
+        }
+        let flags = by_key
+            .into_iter()
+            .map(|(key, spans)| {
+                let flag = String::from_utf8_lossy(key).into_owned();
+                let raw = match find(&text, Some(&spans), &flag, &path) {
+                    Found::One(_, json) => Raw::Json(json.to_owned()),
+                    Found::None(place) => Raw::Missing(place),
+                    Found::Invalid(why) => Raw::Invalid(why),
+                };
+                (flag, raw)
+            })
             .collect();
         Ok(super::listing::Listed { place, flags })
     }
 }
 
-fn load(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// The flag file's bytes, once they are known to be JSON (any text in strings: a flag that is
+/// not UTF-8 is refused by name, the others are carried as they are).
+fn load(path: &Path) -> Result<Vec<u8>> {
+    let text = std::fs::read(path).map_err(|e| {
         anyhow!(
             "cannot read flag file {}: {e}; check the store's `path` in the overrides file (it is relative to that file)",
             path.display()
         )
     })?;
-    serde_json::from_str(&text).with_context(|| format!("flag file {} is not valid JSON", path.display()))
+    serde_json::from_slice::<IgnoredAny>(&text)
+        .with_context(|| format!("flag file {} is not valid JSON", path.display()))?;
+    Ok(text)
 }
 
-fn flags_of<'v>(doc: &'v Value, path: &Path) -> Result<&'v Map<String, Value>> {
-    doc.get("flags").and_then(Value::as_object).ok_or_else(|| {
+/// The `"flags"` object of a flag file.
+fn flags_of<'t>(text: &'t [u8], path: &Path) -> Result<json_text::Object<'t>> {
+    let not_sdk_file = || {
         anyhow!(
             "flag file {} has no \"flags\" object; it must be an SDK file data source: {{\"flags\": {{...}}, \"segments\": {{...}}}}",
             path.display()
         )
-    })
+    };
+    let (doc, _) = json_text::object(text, 0).map_err(|_| not_sdk_file())?;
+    let mut flags = doc.find("flags");
+    match (flags.next(), flags.next()) {
+        (Some(m), None) => Ok(json_text::object(text, m.value.start)
+            .map_err(|_| not_sdk_file())?
+            .0),
+        (None, _) => Err(not_sdk_file()),
+        (Some(_), Some(_)) => Err(anyhow!(
+            "flag file {} has more than one \"flags\" object; SDKs disagree on which one counts: keep one",
+            path.display()
+        )),
+    }
 }
 
-/// Writes `doc` to a temporary file beside `path`, flushes it to disk and renames it over `path`,
-/// keeping the original file's permissions.
-fn replace(path: &Path, doc: &Value) -> Result<()> {
+/// Where one flag is in a flag file.
+enum Found<'t> {
+    /// Its JSON's bytes in the file, and that JSON.
+    One(Range<usize>, &'t str),
+    /// Not there: where it was looked for.
+    None(String),
+    /// Stored in a way relayctl must not rewrite.
+    Invalid(NotAFlag),
+}
+
+/// Flag `flag` of the file `text`, given where the members with its key are (`spans`).
+fn find<'t>(text: &'t [u8], spans: Option<&Vec<Range<usize>>>, flag: &str, path: &Path) -> Found<'t> {
+    let span = match spans.map(Vec::as_slice).unwrap_or_default() {
+        [span] => span.clone(),
+        [] => {
+            return Found::None(format!(
+                "no flag {flag:?} under \"flags\" in {}",
+                path.display()
+            ))
+        }
+        _ => {
+            return Found::Invalid(NotAFlag::new(format!(
+                "the flag appears more than once under \"flags\" in {}; SDKs disagree on which one counts: keep one",
+                path.display()
+            )))
+        }
+    };
+    match std::str::from_utf8(&text[span.clone()]) {
+        Ok(json) => Found::One(span, json),
+        Err(e) => Found::Invalid(NotAFlag::new(format!(
+            "the stored flag is not valid UTF-8 (byte {} of its JSON in {}); correct or remove it in the file",
+            e.valid_up_to(),
+            path.display()
+        ))),
+    }
+}
+
+/// Writes `text` to a temporary file beside `path`, flushes it to disk, renames it over `path`
+/// (keeping the original file's permissions) and flushes the directory, so the rename survives
+/// a crash too.
+fn replace(path: &Path, text: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -147,13 +239,12 @@ fn replace(path: &Path, doc: &Value) -> Result<()> {
         .prefix(".relayctl-")
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    let mut text = serde_json::to_string_pretty(doc)?;
-    text.push('\n');
-    tmp.write_all(text.as_bytes())?;
+    tmp.write_all(text)?;
     tmp.as_file().sync_all()?;
     if let Ok(meta) = std::fs::metadata(path) {
         tmp.as_file().set_permissions(meta.permissions())?;
     }
     tmp.persist(path)?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }

@@ -7,17 +7,17 @@
 //! namespace; file: the file's `flags`). Like every read it never writes, and unlike planning
 //! one unreachable endpoint does not hide what the others hold: each endpoint answers for itself.
 
-use super::{Backend, Endpoint, Lookup, StoreConfig, StoreKind, Stores};
-use crate::flag::{FlagId, StoreTarget, StoredFlag};
+use super::{Backend, Endpoint, Lookup, Raw, StoreConfig, StoreKind, Stores};
+use crate::flag::{FlagId, StoreTarget};
 use anyhow::Result;
 use futures::future::join_all;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a backend holds in one project/environment: where it looked (a hash, a namespace, a
-/// file) and each flag key with its raw JSON, or why an entry holds no flag JSON.
+/// file) and each flag key with what it holds.
 pub(crate) struct Listed {
     pub place: String,
-    pub flags: Vec<(String, Result<String, String>)>,
+    pub flags: Vec<(String, Raw)>,
 }
 
 /// What one endpoint holds in one project/environment.
@@ -55,13 +55,7 @@ impl Endpoint {
         let flags = listed
             .flags
             .into_iter()
-            .map(|(flag, raw)| {
-                let lookup = match raw {
-                    Ok(json) => StoredFlag::parse(&json).map_or_else(Lookup::Invalid, Lookup::Found),
-                    Err(place) => Lookup::Missing { place },
-                };
-                (flag, lookup)
-            })
+            .map(|(flag, raw)| (flag, Lookup::from(raw)))
             .collect();
         Ok(Listing {
             place: listed.place,

@@ -4,8 +4,10 @@
 //! one whose path depends on the project/environment). Each backend module is the only place
 //! that knows its storage layout: where a flag lives, how a target is named, its URL rules and
 //! defaults ([`StoreKind`] asks them). This module owns what they share: turning raw JSON into
-//! [`Lookup`]s, and the read-modify-write rule of SPEC §2 "apply" (check the planned version,
-//! rewrite via [`StoredFlag::rewrite`], write atomically against concurrent writers).
+//! [`Lookup`]s, the read-modify-write rule of SPEC §2 "apply" (check the planned version,
+//! rewrite via [`StoredFlag::rewrite`], write atomically against concurrent writers), and how a
+//! write whose outcome is unknown is told apart ([`WriteError::Unknown`]) and resolved by reading
+//! the target back ([`Endpoint::read_back`]).
 
 pub(crate) mod dynamodb;
 pub(crate) mod file;
@@ -23,7 +25,7 @@ use std::time::Duration;
 
 /// How long connecting to a store may take before it counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one request to a store may take.
+/// How long one request to a store may take (for Redis, the default of `RELAYCTL_REDIS_TIMEOUT`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One `[[store]]` of the overrides file: every store receives every change.
@@ -150,7 +152,11 @@ pub enum WriteError {
     /// The store no longer holds the version the plan observed: someone else wrote the flag.
     #[error("stale plan: the store holds {found} but the plan was made against v{expected}; run `relayctl plan` again and review the new plan")]
     Stale { expected: u64, found: String },
-    /// Anything else: unreachable, timed out, refused.
+    /// The write was sent and no answer came (timed out, connection lost): the target may or
+    /// may not hold it. Only reading the target again can tell ([`Endpoint::read_back`]).
+    #[error("outcome unknown: {0:#}")]
+    Unknown(anyhow::Error),
+    /// Anything else, where the store did not take the write: unreachable, refused.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
@@ -158,9 +164,42 @@ pub enum WriteError {
 /// The flags of one project/environment, which share a key prefix or a file.
 pub(crate) type Groups<'a> = BTreeMap<(&'a str, &'a str), Vec<&'a str>>;
 
-/// What a backend found for each flag of each group, in the groups' order: the raw JSON, or
-/// where the flag was looked for when it is absent.
-pub(crate) type Found = Vec<Vec<Result<String, String>>>;
+/// What a backend holds for one flag.
+#[derive(Debug)]
+pub(crate) enum Raw {
+    /// The stored flag JSON.
+    Json(String),
+    /// No such flag; where it was looked for.
+    Missing(String),
+    /// Something relayctl must not rewrite, for a reason only the backend can see (bytes that
+    /// are not UTF-8, a record that contradicts its own JSON, the flag stored twice).
+    Invalid(NotAFlag),
+}
+
+impl From<Result<Vec<u8>, String>> for Raw {
+    /// A value read as bytes (Redis), or where it was looked for: a value that is not UTF-8 is
+    /// a problem of its flag, not of the whole read.
+    fn from(found: Result<Vec<u8>, String>) -> Raw {
+        match found.map(String::from_utf8) {
+            Ok(Ok(json)) => Raw::Json(json),
+            Ok(Err(e)) => Raw::Invalid(e.into()),
+            Err(place) => Raw::Missing(place),
+        }
+    }
+}
+
+impl From<Raw> for Lookup {
+    fn from(raw: Raw) -> Lookup {
+        match raw {
+            Raw::Json(json) => StoredFlag::parse(&json).map_or_else(Lookup::Invalid, Lookup::Found),
+            Raw::Missing(place) => Lookup::Missing { place },
+            Raw::Invalid(why) => Lookup::Invalid(why),
+        }
+    }
+}
+
+/// What a backend found for each flag of each group, in the groups' order.
+pub(crate) type Held = Vec<Vec<Raw>>;
 
 /// The rewrite a backend applies inside its compare-and-swap: current raw JSON (None when
 /// absent) to the new JSON, or a refusal.
@@ -201,7 +240,7 @@ impl Endpoint {
             groups.entry(group).or_default().push(id.flag.as_str());
             positions.entry(group).or_default().push(i);
         }
-        let found = match &self.backend {
+        let found: Held = match &self.backend {
             Backend::Redis(r) => r.read(&groups).await?,
             Backend::DynamoDb(d) => d.read(&groups).await?,
             Backend::File(f) => f.read(&groups).await?,
@@ -209,10 +248,7 @@ impl Endpoint {
         let mut out: Vec<Option<Lookup>> = vec![None; flags.len()];
         for (positions, values) in positions.values().zip(found) {
             for (&i, value) in positions.iter().zip(values) {
-                out[i] = Some(match value {
-                    Ok(json) => StoredFlag::parse(&json).map_or_else(Lookup::Invalid, Lookup::Found),
-                    Err(place) => Lookup::Missing { place },
-                });
+                out[i] = Some(value.into());
             }
         }
         Ok(out
@@ -237,7 +273,12 @@ impl Endpoint {
                 Some(Err(e)) => format!("a value that is not a flag ({e})"),
                 Some(Ok(f)) if f.deleted => format!("a deleted tombstone at v{}", f.version),
                 Some(Ok(f)) if f.version != expected => format!("v{}", f.version),
-                Some(Ok(f)) => return Ok(f.rewrite(to)),
+                Some(Ok(f)) => {
+                    return f.rewrite(to).map_err(|e| {
+                        anyhow!("the stored flag cannot be rewritten safely, so it was not written: {e}")
+                            .into()
+                    })
+                }
             };
             Err(WriteError::Stale { expected, found })
         };
@@ -248,6 +289,33 @@ impl Endpoint {
         }
         Ok(expected + 1)
     }
+
+    /// How long [`Endpoint::read_back`] may take at most.
+    pub fn read_back_limit(&self) -> Duration {
+        match &self.backend {
+            Backend::Redis(r) => r.read_back_limit(),
+            Backend::DynamoDb(_) | Backend::File(_) => CONNECT_TIMEOUT + REQUEST_TIMEOUT,
+        }
+    }
+
+    /// Reads the flag `id` again, within [`Endpoint::read_back_limit`], on a connection of its
+    /// own where the backend keeps one (the write's may still wait for a reply): how apply
+    /// resolves a write whose outcome is unknown.
+    pub async fn read_back(&self, id: &FlagId) -> Result<Lookup> {
+        let limit = self.read_back_limit();
+        let read = async {
+            match &self.backend {
+                Backend::Redis(r) => Ok(Raw::from(r.read_back(id).await?).into()),
+                Backend::DynamoDb(_) | Backend::File(_) => {
+                    let mut found = self.read(std::slice::from_ref(id)).await?;
+                    Ok(found.remove(0))
+                }
+            }
+        };
+        tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| anyhow!("no answer within {}s", limit.as_secs()))?
+    }
 }
 
 /// Every endpoint of every configured store.
@@ -257,8 +325,9 @@ pub struct Stores {
 
 impl Stores {
     /// Prepares the endpoints of `stores`; connections are opened on first use, so a plan file
-    /// that touches one store does not need the others to be up.
-    pub fn open(stores: &[StoreConfig]) -> Result<Stores> {
+    /// that touches one store does not need the others to be up. `redis_timeout` is how long a
+    /// Redis server may take to answer one request.
+    pub fn open(stores: &[StoreConfig], redis_timeout: Duration) -> Result<Stores> {
         let mut endpoints = Vec::new();
         for s in stores {
             let mut add = |backend| {
@@ -273,6 +342,7 @@ impl Stores {
                         add(Backend::Redis(Box::new(redis::RedisEndpoint::new(
                             url,
                             c.prefix.clone(),
+                            redis_timeout,
                         )?)));
                     }
                 }

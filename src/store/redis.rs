@@ -4,13 +4,22 @@
 //! relayctl reads with one HMGET per hash, all pipelined in one round trip, and writes one flag
 //! at a time with the SDKs' own optimistic protocol: WATCH the hash, HGET, MULTI/HSET/EXEC, and
 //! retry when EXEC returns nil because another writer (Relay) touched the hash. It never deletes
-//! anything and never touches segments or `$inited`.
+//! anything and never touches segments or `$inited`. Values are read as bytes: one that is not
+//! text is a problem of its flag, not of the read.
+//!
+//! Every request is bounded by the endpoint's timeout. A server that does not answer (timeout,
+//! connection lost) is remembered for the rest of the run: later requests fail at once instead
+//! of each waiting the timeout out again. A write whose EXEC went out unanswered is
+//! [`WriteError::Unknown`], for the caller to resolve with [`RedisEndpoint::read_back`], which
+//! uses a connection of its own.
 
-use super::{Found, Groups, Prefix, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use super::{Groups, Held, Prefix, Raw, Rewrite, WriteError, CONNECT_TIMEOUT};
 use crate::flag::FlagId;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
+use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
+use std::sync::OnceLock;
+use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// How often a write is retried when other writers keep changing the hash under it (the Python
@@ -106,12 +115,17 @@ pub(super) struct RedisEndpoint {
     client: redis::Client,
     shown: String,
     prefix: Prefix,
+    /// How long the server may take to answer one request.
+    timeout: Duration,
     /// One connection, used by one transaction at a time: WATCH state is per connection.
     conn: Mutex<Option<MultiplexedConnection>>,
+    /// Why the server did not answer (or could not be reached), once that happened: later requests in this run fail at once
+    /// instead of each waiting the timeout out (1,000 flags would take hours).
+    unreachable: OnceLock<String>,
 }
 
 impl RedisEndpoint {
-    pub(super) fn new(url: &str, prefix: Prefix) -> Result<Self> {
+    pub(super) fn new(url: &str, prefix: Prefix, timeout: Duration) -> Result<Self> {
         let shown = crate::redact::url(url);
         let client = redis::Client::open(url).map_err(|e| {
             anyhow!(
@@ -123,7 +137,9 @@ impl RedisEndpoint {
             client,
             shown,
             prefix,
+            timeout,
             conn: Mutex::new(None),
+            unreachable: OnceLock::new(),
         })
     }
 
@@ -138,41 +154,96 @@ impl RedisEndpoint {
         )
     }
 
+    /// Connecting may take this long: the connect timeout, or the request timeout if shorter.
+    fn connect_timeout(&self) -> Duration {
+        CONNECT_TIMEOUT.min(self.timeout)
+    }
+
+    /// How long [`RedisEndpoint::read_back`] may take: a connection and one request.
+    pub(super) fn read_back_limit(&self) -> Duration {
+        self.connect_timeout() + self.timeout
+    }
+
+    /// Fails at once when the server did not answer earlier in this run.
+    fn answering(&self) -> Result<()> {
+        match self.unreachable.get() {
+            Some(why) => Err(anyhow!(
+                "not attempted: {} did not answer earlier in this run ({why}); run apply again once it answers",
+                self.shown
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A new connection, bounded by the timeouts; else why not, in a few words.
+    async fn connect(&self) -> Result<MultiplexedConnection, String> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(self.connect_timeout())
+            .set_response_timeout(self.timeout);
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| match e.is_timeout() {
+                true => format!("no answer within {}s", self.connect_timeout().as_secs()),
+                false => e.to_string(),
+            })
+    }
+
+    /// Why [`RedisEndpoint::connect`] failed, as an error naming the server.
+    fn cannot_connect(&self, why: &str) -> anyhow::Error {
+        anyhow!(
+            "cannot connect to {}: {why}; check that it is up and reachable from here",
+            self.shown
+        )
+    }
+
+    /// The endpoint's connection, opened on first use. A server that cannot be reached is
+    /// remembered as not answering.
     async fn connection(&self) -> Result<tokio::sync::MutexGuard<'_, Option<MultiplexedConnection>>> {
+        self.answering()?;
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(CONNECT_TIMEOUT)
-                .set_response_timeout(REQUEST_TIMEOUT);
-            let conn = self
-                .client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-                .map_err(|e| {
-                    anyhow!(
-                        "cannot connect to {} within {}s: {e}; check that it is up and reachable from here",
-                        self.shown,
-                        CONNECT_TIMEOUT.as_secs()
-                    )
-                })?;
+            let conn = self.connect().await.map_err(|why| {
+                let _ = self.unreachable.set(format!("cannot connect: {why}"));
+                self.cannot_connect(&why)
+            })?;
             *guard = Some(conn);
         }
         Ok(guard)
     }
 
-    /// Raw JSON per flag of each group: one HMGET per hash, all in one round trip.
-    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Found> {
+    /// When `e` says the server did not answer (a timeout or a lost connection, not an error
+    /// reply): remembers it for the rest of the run, drops the connection, and returns why.
+    fn unanswered(&self, conn: &mut Option<MultiplexedConnection>, e: &RedisError) -> Option<String> {
+        // A reply that cannot be parsed leaves as little known as none at all.
+        if !(e.is_io_error() || e.kind() == ErrorKind::ParseError) {
+            return None;
+        }
+        let why = match e.is_timeout() {
+            true => format!("no reply within {}s", self.timeout.as_secs()),
+            false => format!("connection lost: {e}"),
+        };
+        let _ = self.unreachable.set(why.clone());
+        *conn = None;
+        Some(why)
+    }
+
+    /// Raw value per flag of each group: one HMGET per hash, all in one round trip.
+    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Held> {
         let mut guard = self.connection().await?;
-        let conn = guard.as_mut().expect("connected");
         let mut pipe = redis::pipe();
         let hashes: Vec<String> = groups.keys().map(|(p, e)| self.hash(p, e)).collect();
         for (hash, flags) in hashes.iter().zip(groups.values()) {
             pipe.cmd("HMGET").arg(hash).arg(flags);
         }
-        let replies: Vec<Vec<Option<String>>> = pipe
-            .query_async(conn)
-            .await
-            .map_err(|e| anyhow!("reading {}: {e}", self.shown))?;
+        let conn = guard.as_mut().expect("connected");
+        let replies: Vec<Vec<Option<Vec<u8>>>> = match pipe.query_async(conn).await {
+            Ok(replies) => replies,
+            Err(e) => {
+                let why = self.unanswered(&mut guard, &e).unwrap_or_else(|| e.to_string());
+                return Err(anyhow!("reading {}: {why}", self.shown));
+            }
+        };
         Ok(groups
             .values()
             .zip(hashes.iter().zip(replies))
@@ -180,46 +251,86 @@ impl RedisEndpoint {
                 flags
                     .iter()
                     .zip(values)
-                    .map(|(flag, value)| value.ok_or_else(|| format!("no field {flag:?} in hash {hash}")))
+                    .map(|(flag, value)| {
+                        Raw::from(value.ok_or_else(|| format!("no field {flag:?} in hash {hash}")))
+                    })
                     .collect()
             })
             .collect())
     }
 
-    /// WATCH / HGET / MULTI HSET EXEC, retried while other writers change the hash.
+    /// One flag's raw value, on a new connection: the endpoint's own may still be waiting for
+    /// the reply to a write.
+    pub(super) async fn read_back(&self, id: &FlagId) -> Result<Result<Vec<u8>, String>> {
+        let hash = self.hash(&id.project, &id.environment);
+        let mut conn = self.connect().await.map_err(|why| self.cannot_connect(&why))?;
+        let value: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(&hash)
+            .arg(&id.flag)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| match e.is_timeout() {
+                true => anyhow!(
+                    "reading {}: no reply within {}s",
+                    self.shown,
+                    self.timeout.as_secs()
+                ),
+                false => anyhow!("reading {}: {e}", self.shown),
+            })?;
+        Ok(value.ok_or_else(|| format!("no field {:?} in hash {hash}", id.flag)))
+    }
+
+    /// WATCH / HGET / MULTI HSET EXEC, retried while other writers change the hash. A request
+    /// that goes unanswered before EXEC wrote nothing ([`WriteError::Failed`]); once EXEC went
+    /// out, only reading the flag back can tell ([`WriteError::Unknown`]).
     pub(super) async fn compare_and_swap(&self, id: &FlagId, rewrite: Rewrite<'_>) -> Result<(), WriteError> {
         let hash = self.hash(&id.project, &id.environment);
         let mut guard = self.connection().await?;
-        let conn = guard.as_mut().expect("connected");
         let context = || format!("writing {id} to {} (hash {hash})", self.shown);
         for _ in 0..MAX_ATTEMPTS {
-            redis::cmd("WATCH")
-                .arg(&hash)
-                .exec_async(conn)
-                .await
-                .with_context(context)?;
-            let current: Option<String> = redis::cmd("HGET")
-                .arg(&hash)
-                .arg(&id.flag)
-                .query_async(conn)
-                .await
-                .with_context(context)?;
-            let json = match rewrite(current.as_deref()) {
-                Ok(json) => json,
+            let conn = guard.as_mut().expect("connected");
+            let current = match watch_and_get(conn, &hash, &id.flag).await {
+                Ok(current) => current,
                 Err(e) => {
-                    redis::cmd("UNWATCH")
-                        .exec_async(conn)
-                        .await
-                        .with_context(context)?;
-                    return Err(e);
+                    let why = self.unanswered(&mut guard, &e).unwrap_or_else(|| e.to_string());
+                    return Err(anyhow!("{}: {why}; nothing was written", context()).into());
                 }
             };
-            let done: Option<(i64,)> = redis::pipe()
+            let json = match current.map(String::from_utf8).transpose() {
+                Ok(current) => rewrite(current.as_deref()),
+                Err(e) => Err(anyhow!(
+                    "{}: the stored value is not a flag relayctl can rewrite safely: {}; nothing was written",
+                    context(),
+                    crate::flag::NotAFlag::from(e)
+                )
+                .into()),
+            };
+            let json = match json {
+                Ok(json) => json,
+                Err(refused) => {
+                    // Nothing was written either way; an UNWATCH that fails only spoils the connection.
+                    if let Err(e) = redis::cmd("UNWATCH").exec_async(conn).await {
+                        if self.unanswered(&mut guard, &e).is_none() {
+                            *guard = None;
+                        }
+                    }
+                    return Err(refused);
+                }
+            };
+            let done: Option<(i64,)> = match redis::pipe()
                 .atomic()
                 .hset(&hash, &id.flag, json)
                 .query_async(conn)
                 .await
-                .with_context(context)?;
+            {
+                Ok(done) => done,
+                Err(e) => {
+                    return Err(match self.unanswered(&mut guard, &e) {
+                        Some(why) => WriteError::Unknown(anyhow!("{why} after the write (EXEC) was sent")),
+                        None => anyhow!(e).context(context()).into(),
+                    })
+                }
+            };
             if done.is_some() {
                 return Ok(());
             }
@@ -232,24 +343,36 @@ impl RedisEndpoint {
     }
 }
 
+/// WATCH the hash, then HGET the flag's current value.
+async fn watch_and_get(
+    conn: &mut MultiplexedConnection,
+    hash: &str,
+    flag: &str,
+) -> Result<Option<Vec<u8>>, RedisError> {
+    redis::cmd("WATCH").arg(hash).exec_async(conn).await?;
+    redis::cmd("HGET").arg(hash).arg(flag).query_async(conn).await
+}
+
 impl RedisEndpoint {
-    /// Every field of a project/environment's hash: one HGETALL. Keys and values that are not
-    /// UTF-8 are shown lossily (such a value is then no flag, and reads as one that is not).
+    /// Every field of a project/environment's hash: one HGETALL. A key that is not UTF-8 is
+    /// shown lossily; a value that is not is no flag, and reads as such.
     pub(super) async fn list(&self, project: &str, environment: &str) -> Result<super::listing::Listed> {
         let hash = self.hash(project, environment);
         let mut guard = self.connection().await?;
         let conn = guard.as_mut().expect("connected");
-        let fields: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
-            .arg(&hash)
-            .query_async(conn)
-            .await
-            .map_err(|e| anyhow!("reading hash {hash} from {}: {e}", self.shown))?;
-        let text = |b: Vec<u8>| {
-            String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = match redis::cmd("HGETALL").arg(&hash).query_async(conn).await {
+            Ok(fields) => fields,
+            Err(e) => {
+                let why = self.unanswered(&mut guard, &e).unwrap_or_else(|| e.to_string());
+                return Err(anyhow!("reading hash {hash} from {}: {why}", self.shown));
+            }
         };
         Ok(super::listing::Listed {
             place: format!("hash {hash}"),
-            flags: fields.into_iter().map(|(k, v)| (text(k), Ok(text(v)))).collect(),
+            flags: fields
+                .into_iter()
+                .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), Raw::from(Ok(v))))
+                .collect(),
         })
     }
 }

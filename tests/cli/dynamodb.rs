@@ -399,3 +399,68 @@ fn dynamodb_plan_reads_more_flags_than_one_batch_holds() {
         .collect();
     assert_eq!(versions, (1000..1250).collect::<Vec<u64>>());
 }
+
+#[test]
+fn dynamodb_item_whose_version_attribute_disagrees_with_its_json_is_refused() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let moto = Moto::start();
+    moto.create_table(TABLE);
+    let ns = format!("{PREFIX}:features");
+    let skew = |flag: &str, attribute: &str| {
+        let mut item = flag_item(&ns, &bool_flag(flag, 41));
+        item.insert("version".into(), AttributeValue::N(attribute.into()));
+        item
+    };
+    // The Go SDK reads the attribute (50), the other SDKs the JSON (41): writing 42 would take
+    // the flag backwards for Go.
+    moto.put(TABLE, skew("skewed", "50"));
+    // What serde_json cannot hold is written back as stored, and the attribute follows.
+    let exotic = r#"{"key":"exotic","on":true,"huge":1e400,"n":123456789012345678901234567890,"variations":[true,false],"offVariation":1,"version":9}"#;
+    let mut item = flag_item(&ns, &bool_flag("exotic", 9));
+    item.insert("item".into(), AttributeValue::S(exotic.into()));
+    moto.put(TABLE, item);
+    moto.seed(TABLE, Some(PREFIX), &[bool_flag("racy", 41)]);
+    let before = moto.scan(TABLE);
+
+    let w = Workspace::new(&overrides(&store(&moto, TABLE), "skewed = false\n"));
+    let target = format!("relay-ddb dynamodb://{TABLE}@127.0.0.1:{}", moto.port);
+    for args in [&["plan"][..], &["apply", "--auto-approve"]] {
+        let run = w.cmd(args).aws().run();
+        assert_eq!(run.code, 1, "{args:?}: {}", run.all());
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.contains(&format!("default/production/skewed in {target}")))
+            .unwrap_or_else(|| panic!("names the flag, store and target: {}", run.stderr));
+        assert!(
+            line.contains("\"version\" attribute is 50") && line.contains("\"version\": 41"),
+            "{line}"
+        );
+    }
+    assert_eq!(moto.scan(TABLE), before, "nothing written");
+
+    // Consistent when planned; skewed by another writer before apply: refused at write time.
+    let w = Workspace::new(&overrides(&store(&moto, TABLE), "exotic = false\nracy = false\n"));
+    w.cmd(["plan", "--out", "plan.json"]).aws().assert().success();
+    moto.put(TABLE, skew("racy", "50"));
+    let run = w.cmd(["apply", "plan.json"]).aws().run();
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("\"version\" attribute is 50") && run.stderr.contains("racy"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        moto.item(TABLE, &ns, "racy"),
+        Some(skew("racy", "50")),
+        "the skewed item is not written"
+    );
+    let written = moto.item(TABLE, &ns, "exotic").unwrap();
+    assert_eq!(
+        written["item"].as_s().unwrap(),
+        &exotic
+            .replace(r#""on":true"#, r#""on":false"#)
+            .replace(r#""version":9"#, r#""version":10"#)
+    );
+    assert_eq!(written["version"].as_n().unwrap(), "10");
+}

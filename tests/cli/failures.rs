@@ -2,7 +2,7 @@
 //! and two applies racing on the same journal.
 
 use crate::support::fixtures::{all_off, bool_flag, flag, overrides, redis_overrides, redis_store, PREFIX};
-use crate::support::{git, set_raw, ExecProxy, Redis, Workspace};
+use crate::support::{git, set_raw, Proxy, Redis, Workspace};
 use serde_json::json;
 use std::process::Stdio;
 
@@ -290,13 +290,17 @@ fn a_write_racing_into_the_hash_makes_apply_retry_not_lose_it() {
     let url = r.url();
     let write = theirs.to_string();
     // Relay writes another flag of the same hash between relayctl's WATCH and EXEC.
-    let proxy = ExecProxy::start(r.port, move || {
+    let proxy = Proxy::start(r.port).before("EXEC", 1, move || {
         set_raw(&url, PREFIX, "unmanaged", &write);
     });
     let w = Workspace::new(&overrides(&redis_store(&[proxy.url()]), "alpha = false\n"));
     let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
-    assert_eq!(proxy.execs(), 2, "the first EXEC is aborted by WATCH and retried");
+    assert_eq!(
+        proxy.count("EXEC"),
+        2,
+        "the first EXEC is aborted by WATCH and retried"
+    );
     assert_eq!(r.flag(PREFIX, "alpha").unwrap()["on"], json!(false));
     assert_eq!(r.flag(PREFIX, "alpha").unwrap()["version"], json!(11));
     assert_eq!(r.flag(PREFIX, "unmanaged").unwrap(), theirs);
@@ -311,14 +315,14 @@ fn a_write_racing_into_the_same_flag_is_never_overwritten() {
     theirs["rules"] = json!([]);
     let (url, write) = (r.url(), theirs.to_string());
     // LaunchDarkly's own update of the same flag lands between WATCH and EXEC.
-    let proxy = ExecProxy::start(r.port, move || {
+    let proxy = Proxy::start(r.port).before("EXEC", 1, move || {
         set_raw(&url, PREFIX, "alpha", &write);
     });
     let w = Workspace::new(&overrides(&redis_store(&[proxy.url()]), "alpha = false\n"));
     let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert_eq!(
-        proxy.execs(),
+        proxy.count("EXEC"),
         1,
         "the retry sees the new version and stops before EXEC"
     );
@@ -341,14 +345,14 @@ fn a_hash_that_never_stops_changing_gives_up_after_bounded_retries() {
     seed(&r, &["alpha", "busy"]);
     let url = r.url();
     let mut n = 0;
-    let proxy = ExecProxy::start_each(r.port, move || {
+    let proxy = Proxy::start(r.port).before_each("EXEC", move || {
         n += 1;
         set_raw(&url, PREFIX, "busy", &bool_flag("busy", 10 + n).to_string());
     });
     let w = Workspace::new(&overrides(&redis_store(&[proxy.url()]), "alpha = false\n"));
     let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert_eq!(proxy.execs(), 10);
+    assert_eq!(proxy.count("EXEC"), 10);
     assert!(
         run.stderr.contains("the hash changed during each of 10 attempts"),
         "{}",

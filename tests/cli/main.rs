@@ -5,10 +5,16 @@
 //! - `apply_cmd`, `plan_apply`: what apply writes and leaves alone, journal commits, saved and
 //!   stale plans, the confirmation prompt, fan-out.
 //! - `failures`: a store target down, an apply killed mid-way, concurrent applies, the lock.
+//! - `store_faults`: a Redis answering late, never, or going away (a fault-injecting proxy);
+//!   stored values that are not text.
 //! - `bad_input`: every kind of bad input is a clear error and writes nothing; secrets stay out.
 //! - `file_store`: the quickstart, with no server.
+//! - `stored_bytes`: what apply writes byte for byte, and how hostile stored values are quoted.
 //! - `conformance`: what the real LaunchDarkly SDK serves from what apply wrote.
 //! - `dynamodb`: the DynamoDB store against moto, with the SDK, and in a mixed-store fan-out.
+//! - `sync`, `sync_faults`, `sync_wait`: sync, verify and log against the fake LaunchDarkly; a
+//!   LaunchDarkly that misbehaves (rate limits, slow or unapplied answers, redirects) and bad
+//!   LaunchDarkly settings; `sync --wait` with LaunchDarkly coming up late.
 //! - `show_cmd`, `import_cmd`: what the stores hold now, and declaring it (the round trip).
 //! - `generated`: shell completions and the man page.
 //!
@@ -30,4 +36,8 @@ mod plan_apply;
 mod plan_cmd;
 mod secrets;
 mod show_cmd;
+mod store_faults;
+mod stored_bytes;
 mod sync;
+mod sync_faults;
+mod sync_wait;

@@ -8,23 +8,27 @@ use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const VARIATIONS: [&str; 2] = ["treatment", "control"];
+pub(crate) const VARIATIONS: [&str; 2] = ["treatment", "control"];
 
 /// The variations of every flag here, as the fake LaunchDarkly takes them.
-fn variations() -> Vec<Value> {
+pub(crate) fn variations() -> Vec<Value> {
     VARIATIONS.iter().map(|v| json!(v)).collect()
 }
 
 /// A workspace with a file store holding `flags` (key, version, on; variations "treatment",
 /// "control"; off serves "control") and a fake LaunchDarkly holding the same flags.
-struct Setup {
-    ld: FakeLd,
-    w: Workspace,
+pub(crate) struct Setup {
+    pub(crate) ld: FakeLd,
+    pub(crate) w: Workspace,
 }
 
 impl Setup {
-    fn new(flags: &[(&str, u64, bool)]) -> Setup {
-        let ld = FakeLd::start();
+    pub(crate) fn new(flags: &[(&str, u64, bool)]) -> Setup {
+        Setup::with(FakeLd::start(), flags)
+    }
+
+    /// [`Setup::new`] with `ld`, which may not be up yet ([`FakeLd::down`]).
+    pub(crate) fn with(ld: FakeLd, flags: &[(&str, u64, bool)]) -> Setup {
         let w = Workspace::new("");
         let mut stored = Vec::new();
         for (key, version, on) in flags {
@@ -37,7 +41,7 @@ impl Setup {
 
     /// `keys` on at version 5 in the store and in LaunchDarkly, then applied off: one pending
     /// journal commit each.
-    fn turned_off(keys: &[String]) -> Setup {
+    pub(crate) fn turned_off(keys: &[String]) -> Setup {
         let flags: Vec<(&str, u64, bool)> = keys.iter().map(|k| (k.as_str(), 5, true)).collect();
         let s = Setup::new(&flags);
         s.apply(&all_off(keys));
@@ -45,14 +49,14 @@ impl Setup {
     }
 
     /// Declares `flags` for default/production and applies them (one commit per changed flag).
-    fn apply(&self, flags: &str) {
+    pub(crate) fn apply(&self, flags: &str) {
         let text = overrides(&file_store_and_ld(&self.ld.url), flags);
         self.w.write("overrides.toml", &text);
         self.w.cmd(["apply", "--auto-approve"]).assert().success();
     }
 
     /// The journal's flag commits, oldest first, as (short sha, sync note).
-    fn notes(&self) -> Vec<(String, String)> {
+    pub(crate) fn notes(&self) -> Vec<(String, String)> {
         let journal = self.w.path("journal");
         git(&journal, &["log", "--reverse", "--format=%h %s", "HEAD"])
             .lines()

@@ -5,9 +5,12 @@
 //! `FeatureFlag` shape of the OpenAPI spec, applies JSON Patch from a bare array or
 //! `{"comment", "patch"}` with the `json-patch` crate (RFC 6902: every operation, all or nothing),
 //! bumps the versions of the environments a patch changed, records every request (method, path,
-//! headers, body), and can be told to answer 429 / 5xx / 409 / 405 / 400 for a while, to let
-//! someone "edit in the UI", or to stop answering after N requests (a sync killed mid-way). Also
-//! used by benches/sync.rs, which includes this support code through `#[path]`.
+//! headers, body), and can be told to answer 429 / 5xx / 409 / 405 / 400 for a while, to answer a
+//! PATCH with success without applying it (200 with the old flag, or a 303 redirect to a GET), to
+//! let someone "edit in the UI", or to stop answering after N requests (a sync killed mid-way). It
+//! can be prepared on a port before it listens there ([`FakeLd::down`], [`FakeLd::come_up`]): a
+//! LaunchDarkly that refuses connections first, then answers. Also used by benches/sync.rs, which
+//! includes this support code through `#[path]`.
 
 #![allow(dead_code)]
 
@@ -68,6 +71,10 @@ pub enum Reply {
     RetryAfter(u64),
     /// 429 with `X-Ratelimit-Reset` = now + this many milliseconds (epoch ms).
     ResetIn(u64),
+    /// 200 with the flag as it is, changing nothing: a success that was not applied.
+    NotApplied,
+    /// This 3xx status with `Location` pointing at a GET of the same flag.
+    Redirect(u16),
 }
 
 struct Injection {
@@ -113,32 +120,47 @@ impl FakeLd {
     /// Content-Length bodies), one thread per connection.
     pub fn start() -> FakeLd {
         let listener = TcpListener::bind("127.0.0.1:0").expect("starting the fake LaunchDarkly");
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(State {
-            test_failure_status: 400,
-            ..State::default()
-        }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let (state, stop) = (state.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let (state, stop) = (state.clone(), stop.clone());
-                    std::thread::spawn(move || serve(conn, &state, &stop));
-                }
-            })
-        };
+        let mut ld = FakeLd::down(listener.local_addr().unwrap().port());
+        ld.listen(listener);
+        ld
+    }
+
+    /// The fake for 127.0.0.1:`port`, not listening yet: connections are refused until
+    /// [`FakeLd::come_up`]. Flags added meanwhile are there from its first answer.
+    pub fn down(port: u16) -> FakeLd {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         FakeLd {
             url: format!("http://{addr}"),
             addr,
-            state,
-            stop,
-            accept: Some(accept),
+            state: Arc::new(Mutex::new(State {
+                test_failure_status: 400,
+                ..State::default()
+            })),
+            stop: Arc::new(AtomicBool::new(false)),
+            accept: None,
         }
+    }
+
+    /// Starts answering on the port given to [`FakeLd::down`].
+    pub fn come_up(&mut self) {
+        assert!(self.accept.is_none(), "the fake LaunchDarkly is already up");
+        let listener = TcpListener::bind(self.addr)
+            .unwrap_or_else(|e| panic!("starting the fake LaunchDarkly on {}: {e}", self.addr));
+        self.listen(listener);
+    }
+
+    fn listen(&mut self, listener: TcpListener) {
+        let (state, stop) = (self.state.clone(), self.stop.clone());
+        self.accept = Some(std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (state, stop) = (state.clone(), stop.clone());
+                std::thread::spawn(move || serve(conn, &state, &stop));
+            }
+        }));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -275,8 +297,8 @@ impl FakeLd {
 impl Drop for FakeLd {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
         if let Some(t) = self.accept.take() {
+            let _ = TcpStream::connect(self.addr);
             let _ = t.join();
         }
     }
@@ -361,6 +383,9 @@ fn serve(conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        301 => "Moved Permanently",
+        303 => "See Other",
+        307 => "Temporary Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
@@ -435,6 +460,14 @@ fn respond(s: &mut State, req: &Logged) -> Answer {
                 let (st, _, b) = error(429, "rate_limited", "Rate limited");
                 (st, vec![("X-Ratelimit-Reset".into(), (now + ms).to_string())], b)
             }
+            Reply::NotApplied => match s.flags.get(&(project_of(&req.path), flag.clone())) {
+                Some(stored) => (200, vec![], stored.clone()),
+                None => error(404, "not_found", "Unknown resource identifier"),
+            },
+            Reply::Redirect(status) => {
+                let location = format!("{}?env=production", req.path.split('?').next().unwrap_or(""));
+                (status, vec![("Location".into(), location)], json!({}))
+            }
         };
     }
     let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
@@ -508,6 +541,16 @@ fn respond(s: &mut State, req: &Logged) -> Answer {
         }
         _ => error(405, "method_not_allowed", "Method not allowed"),
     }
+}
+
+/// The project in a `/api/v2/flags/{project}/{flag}` path.
+fn project_of(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or("");
+    path.trim_start_matches('/')
+        .split('/')
+        .nth(3)
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// Applies JSON Patch `ops` to `flag` with RFC 6902 semantics (all six operations, all or

@@ -1,6 +1,7 @@
 //! Test support: temp workspaces where the binary runs ([`Workspace`], and its one command
-//! builder in `relayctl`), real servers on free loopback ports (`redis_server`, `moto`), the fake
-//! LaunchDarkly (`fake_ld`), and shared test data (`fixtures`).
+//! builder in `relayctl`), real servers on free loopback ports (`redis_server`, `moto`), a
+//! fault-injecting TCP proxy to put in front of them (`proxy`), the fake LaunchDarkly
+//! (`fake_ld`), and shared test data (`fixtures`).
 //!
 //! A server binary that is missing makes the test fail with how to install it: nothing here
 //! skips silently. Everything started here is stopped on drop.
@@ -10,10 +11,12 @@
 pub mod fake_ld;
 pub mod fixtures;
 pub mod moto;
+mod proxy;
 mod redis_server;
 mod relayctl;
 
-pub use redis_server::{set_raw, Dump, DumpValue, ExecProxy, Redis};
+pub use proxy::{Fault, Proxy};
+pub use redis_server::{set_raw, signal_pid, Dump, DumpValue, Redis};
 pub use relayctl::{output, Relayctl, Run};
 
 use std::ffi::OsStr;

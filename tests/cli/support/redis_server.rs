@@ -1,13 +1,12 @@
 //! A real `redis-server` per test on a free loopback port ([`Redis`]), started empty and killed on
-//! drop, with helpers to seed, dump and restore it; and [`ExecProxy`], a TCP proxy that lets a
-//! concurrent writer land between relayctl's WATCH and EXEC.
+//! drop, with helpers to seed, dump and restore it. Faults between relayctl and it come from
+//! `support::proxy`.
 //!
 //! A missing `redis-server` (or `openssl`, for TLS) fails the test with the install command.
 
 use super::{free_port, require, stdout_of, wait_for};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -118,6 +117,17 @@ impl Redis {
         }
     }
 
+    /// Sends `signal` (`"STOP"`, `"CONT"`) to the server: SIGSTOP makes a server that accepts
+    /// connections (the kernel does) and answers nothing.
+    pub fn signal(&self, signal: &str) {
+        signal_pid(self.pid(), signal);
+    }
+
+    /// The server's process id, for [`signal_pid`] from a hook that owns no [`Redis`].
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
     pub fn url(&self) -> String {
         match self.tls {
             true => format!("rediss://127.0.0.1:{}/#insecure", self.port),
@@ -221,8 +231,7 @@ impl Drop for Redis {
     }
 }
 
-/// [`Redis::set_raw`] on the server at `url`, from anywhere (an [`ExecProxy`] hook owns no
-/// [`Redis`]).
+/// [`Redis::set_raw`] on the server at `url`, from anywhere (a `Proxy` hook owns no [`Redis`]).
 pub fn set_raw(url: &str, prefix: &str, flag: &str, raw: &str) {
     let mut conn = redis::Client::open(url).and_then(|c| c.get_connection()).unwrap();
     redis::cmd("HSET")
@@ -233,6 +242,16 @@ pub fn set_raw(url: &str, prefix: &str, flag: &str, raw: &str) {
         .unwrap();
 }
 
+/// Sends `signal` (`"STOP"`, `"CONT"`) to process `pid` with `kill`.
+pub fn signal_pid(pid: u32, signal: &str) {
+    stdout_of(
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string()),
+        &format!("kill -{signal} {pid}"),
+    );
+}
+
 /// A database's content by key, as [`Redis::dump`] returns it.
 pub type Dump = BTreeMap<String, DumpValue>;
 
@@ -241,77 +260,4 @@ pub type Dump = BTreeMap<String, DumpValue>;
 pub enum DumpValue {
     String(String),
     Hash(BTreeMap<String, String>),
-}
-
-/// A TCP proxy in front of a Redis server that runs a hook just before it forwards the first
-/// `EXEC`: a concurrent writer landing, deterministically, between relayctl's WATCH and EXEC.
-pub struct ExecProxy {
-    pub port: u16,
-    execs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl ExecProxy {
-    pub fn start(upstream: u16, before_first_exec: impl FnOnce() + Send + 'static) -> ExecProxy {
-        let mut once = Some(before_first_exec);
-        ExecProxy::start_each(upstream, move || {
-            if let Some(h) = once.take() {
-                h();
-            }
-        })
-    }
-
-    /// Like [`ExecProxy::start`], running the hook before every `EXEC`.
-    pub fn start_each(upstream: u16, before_each_exec: impl FnMut() + Send + 'static) -> ExecProxy {
-        use std::io::{Read, Write};
-        use std::net::{Shutdown, TcpStream};
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::{Arc, Mutex};
-        type Hook = Box<dyn FnMut() + Send>;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let execs = Arc::new(AtomicUsize::new(0));
-        let hook: Arc<Mutex<Hook>> = Arc::new(Mutex::new(Box::new(before_each_exec)));
-        let counter = execs.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(mut client) = client else { break };
-                let mut server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-                let (mut to_client, mut from_server) =
-                    (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut from_server, &mut to_client);
-                    let _ = to_client.shutdown(Shutdown::Both);
-                });
-                let (hook, counter) = (hook.clone(), counter.clone());
-                std::thread::spawn(move || {
-                    let mut buf = vec![0u8; 1 << 16];
-                    while let Ok(n) = client.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        let chunk = &buf[..n];
-                        if chunk.windows(10).any(|w| w == b"$4\r\nEXEC\r\n") {
-                            counter.fetch_add(1, Ordering::SeqCst);
-                            (hook.lock().unwrap())();
-                        }
-                        if server.write_all(chunk).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = server.shutdown(Shutdown::Write);
-                });
-            }
-        });
-        ExecProxy { port, execs }
-    }
-
-    /// The proxy's URL, to put in the overrides file.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// How many EXECs went through.
-    pub fn execs(&self) -> usize {
-        self.execs.load(std::sync::atomic::Ordering::SeqCst)
-    }
 }
