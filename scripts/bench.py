@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark relayctl plan/apply against a real local redis-server holding 10,000 flags.
+"""Benchmark relayctl plan/show/apply against a real local redis-server holding 10,000 flags.
 
     scripts/bench.sh            # builds the release binary, then runs this
 
@@ -111,6 +111,14 @@ def main():
             with open(cfg, "w") as f:
                 f.write(overrides(url, changes, os.path.join(work, "journal-plan")))
             report(f"plan, {changes:,} changes", [run(["-c", cfg, "plan"], work) for _ in range(7)], target)
+        # show reads every flag of the environment (one HGETALL) and streams a line per flag.
+        for args, name in [(["show"], "show, 10,000 flags, all declared"),
+                           (["show", "--json"], "show --json, 10,000 flags, all declared")]:
+            cfg = os.path.join(work, "plan-10000.toml")
+            report(name, [run(["-c", cfg] + args, work) for _ in range(7)], "< 1 s")
+        cfg = os.path.join(work, "plan-1000.toml")
+        report("show default/production, 10,000 flags, 1,000 declared",
+               [run(["-c", cfg, "show", "default/production"], work) for _ in range(7)], "< 1 s")
         cfg = os.path.join(work, "apply.toml")
         journal = os.path.join(work, "journal")
         with open(cfg, "w") as f:

@@ -63,6 +63,7 @@ pub async fn apply(
     journal: &mut Writer<'_>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<FlagOutcome>> {
+    refuse_empty_reasons(plan)?;
     let flags: Vec<(Vec<&Change>, Entry)> = plan
         .by_flag()
         .into_iter()
@@ -131,6 +132,25 @@ fn entry(id: &FlagId, changes: &[&Change]) -> Entry {
         written: Vec::new(),
         failed: Vec::new(),
     }
+}
+
+/// Refuses, before anything is written, a plan that would write a flag whose declared reason is
+/// empty (`reason = ""`, the placeholder `relayctl import` leaves): every change says why.
+pub fn refuse_empty_reasons(plan: &Plan) -> Result<()> {
+    let empty: Vec<String> = plan
+        .by_flag()
+        .into_iter()
+        .filter(|(_, changes)| changes.iter().any(|c| c.reason.as_deref() == Some("")))
+        .map(|(id, _)| id.to_string())
+        .collect();
+    if !empty.is_empty() {
+        anyhow::bail!(
+            "not applying: the reason of {} is empty (reason = \"\"); say why in the overrides file, then plan \
+             and apply again. Nothing was written",
+            empty.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Records the flag writes an interrupted apply started and did not record, after reading the

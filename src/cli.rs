@@ -1,6 +1,6 @@
 //! The command line, as clap sees it. Nothing outside `settings.rs` imports this module.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,6 +50,14 @@ pub enum Command {
     Sync(SyncArgs),
     /// Compare LaunchDarkly's current state with the journal's latest state per flag.
     Verify,
+    /// Show what the stores hold now, by value, and whether it is the declared state.
+    Show(ShowArgs),
+    /// Print declarations of flags' current state (or add them to the overrides file).
+    Import(ImportArgs),
+    /// Print the shell completion script for SHELL.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -109,4 +117,73 @@ fn duration(text: &str) -> Result<Duration, String> {
         return Err("must be more than zero, such as 30s, 5m or 1h".into());
     }
     Ok(d)
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// What to show: every flag of an environment, or one flag. Default: every environment the
+    /// overrides file names.
+    #[arg(value_name = "PROJECT/ENV[/FLAG]")]
+    pub selectors: Vec<String>,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The flags whose current state to declare.
+    #[arg(value_name = "PROJECT/ENV/FLAG", required = true)]
+    pub flags: Vec<String>,
+    /// Add the declarations to the overrides file, keeping its comments and formatting.
+    #[arg(long)]
+    pub write: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
+}
+
+/// The completion script for `shell`, generated from these definitions.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "relayctl", &mut out);
+    out
+}
+
+/// The man page (roff), generated from these definitions: relayctl's page, then a section per
+/// command with its synopsis and options, so the one page is the whole reference.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = sub.get_name();
+        out.extend(format!(".SH \"COMMAND: RELAYCTL {}\"\n", name.to_uppercase()).as_bytes());
+        // The global options are on relayctl's own page; here only the command's own.
+        let own = sub
+            .clone()
+            .mut_args(|a| if a.is_global_set() { a.hide(true) } else { a });
+        let man = clap_mangen::Man::new(own.clone());
+        let mut section = Vec::new();
+        man.render_description_section(&mut section)?;
+        man.render_synopsis_section(&mut section)?;
+        if own.get_arguments().any(|a| !a.is_hide_set()) {
+            man.render_options_section(&mut section)?;
+        }
+        // Each command's parts are subsections of its section.
+        let section = String::from_utf8_lossy(&section)
+            .replace(".SH DESCRIPTION", ".SS Description")
+            .replace(".SH SYNOPSIS", ".SS Synopsis")
+            .replace(".SH OPTIONS", ".SS Options");
+        out.extend(section.as_bytes());
+    }
+    // The subcommands list names sections of this page, not pages of their own.
+    let page = String::from_utf8_lossy(&out)
+        .replace("relayctl\\-", "relayctl ")
+        .replace("(1)\n", "\n");
+    Ok(page.into_bytes())
 }

@@ -351,6 +351,8 @@ fn overrides(raw: BTreeMap<Spanned<String>, RawEnvironments>) -> Result<Vec<Over
             for (flag, decl) in flags {
                 keys::check_key(&flag, "flag").map_err(|m| (Some(flag.span()), m))?;
                 let RawOverride(o) = decl.into_inner();
+                // An empty reason (`relayctl import`'s placeholder) loads: plan warns about it
+                // and apply refuses to write the flag until someone says why.
                 if let Some(r) = &o.reason {
                     keys::check_reason(r, flag.get_ref())?;
                 }
@@ -824,6 +826,15 @@ recommendations = { on = true, fallthrough = { index = 1 } }
         for bad in ["a/b", "", "..", &"f".repeat(251)] {
             assert!(check_id(&id(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_empty_reason_loads_as_the_placeholder_import_leaves() {
+        let c = parse_ok(&format!(
+            "{STORE}[overrides.p.e]\nf = {{ on = true, reason = \"\" }}\ng = {{ on = true, reason = \"  \" }}\nh = true\n"
+        ));
+        let reasons: Vec<_> = c.overrides.iter().map(|o| o.reason.as_deref()).collect();
+        assert_eq!(reasons, [Some(""), Some(""), None]);
     }
 
     #[test]

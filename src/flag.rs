@@ -511,6 +511,56 @@ impl StoredFlag {
     }
 }
 
+/// One slice of a percentage rollout: a variation and its weight, in 1/1000 percent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Weighted {
+    #[serde(flatten)]
+    pub variation: Variation,
+    pub weight: u64,
+}
+
+impl StoredFlag {
+    /// What the flag serves when on and no target or rule matches.
+    pub fn fallthrough(&self) -> &Serve {
+        &self.fallthrough
+    }
+
+    /// The slices of the fallthrough's percentage rollout, when it is one, for showing it by
+    /// value (relayctl never writes a rollout). A slice naming no variation of the flag is
+    /// left out: the SDKs cannot serve it either.
+    pub fn rollout(&self) -> Vec<Weighted> {
+        if self.fallthrough != Serve::Rollout {
+            return Vec::new();
+        }
+        let json: Value = serde_json::from_str(&self.raw).unwrap_or_default();
+        let slices = json["fallthrough"]["rollout"]["variations"].as_array().cloned();
+        slices
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|slice| {
+                let index = usize::try_from(slice["variation"].as_u64()?).ok()?;
+                Some(Weighted {
+                    variation: Variation {
+                        index,
+                        value: self.variations.get(index)?.clone(),
+                    },
+                    weight: slice["weight"].as_u64().unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Whether `key` is a LaunchDarkly key (project, environment or flag): letters, digits, `.`,
+/// `_` and `-`, starting with a letter or digit. Anything else (a `/`, `..`, a control
+/// character) must be refused or quoted before it reaches a path, a log line or a terminal.
+pub fn is_key(key: &str) -> bool {
+    key.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 #[cfg(test)]
 mod rewrite_tests;
 
@@ -610,6 +660,31 @@ mod tests {
                 fallthrough: Some(Serve::Unset),
             }
         );
+    }
+
+    #[test]
+    fn rollout_slices_by_value() {
+        let f = flag(json!({"key": "k", "fallthrough": {"rollout": {"variations": [
+            {"variation": 1, "weight": 60000}, {"variation": 0, "weight": 40000}, {"variation": 7, "weight": 0}
+        ]}}, "variations": ["a", "b"], "version": 1}));
+        assert_eq!(*f.fallthrough(), Serve::Rollout);
+        let slices: Vec<_> = f
+            .rollout()
+            .into_iter()
+            .map(|w| (w.variation.index, w.variation.value, w.weight))
+            .collect();
+        assert_eq!(slices, [(1, json!("b"), 60000), (0, json!("a"), 40000)]);
+        assert!(flag(json!({"key": "k", "version": 1})).rollout().is_empty());
+    }
+
+    #[test]
+    fn keys() {
+        for good in ["new-checkout", "a.b_c", "0x"] {
+            assert!(is_key(good), "{good}");
+        }
+        for bad in ["", "-a", "../x", "a/b", "a b", "a\nb", "\u{1b}[31m"] {
+            assert!(!is_key(bad), "{bad}");
+        }
     }
 
     #[test]

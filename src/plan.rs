@@ -105,6 +105,12 @@ pub fn plan(desired: &[Override], observed: &Observed) -> Plan {
         warnings: Vec::new(),
     };
     for o in desired {
+        if o.reason.as_deref() == Some("") {
+            plan.warnings.push(format!(
+                "{} has an empty reason: say why before you apply (apply refuses to write it until then).",
+                o.id
+            ));
+        }
         for (target, lookup) in observed.get(&o.id).into_iter().flatten() {
             match plan_target(o, target, lookup) {
                 Ok(None) => plan.unchanged += 1,
@@ -512,6 +518,20 @@ mod tests {
         assert!(p.warnings[0].contains("has no off variation"), "{:?}", p.warnings);
         let p = run(ov("f", false, None, None), found(AB(true)));
         assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn warns_about_an_empty_reason() {
+        let mut o = ov("f", false, None, None);
+        o.reason = Some(String::new());
+        let p = run(o.clone(), found(AB(true)));
+        assert_eq!(p.changes.len(), 1, "an empty reason is planned like any other");
+        assert_eq!(
+            p.warnings,
+            ["default/production/f has an empty reason: say why before you apply (apply refuses to write it until then)."]
+        );
+        o.reason = None;
+        assert!(run(o, found(AB(true))).warnings.is_empty());
     }
 
     #[test]

@@ -35,6 +35,22 @@ pub enum Command {
         wait: Option<Wait>,
     },
     Verify,
+    Show {
+        selectors: Vec<String>,
+        json: bool,
+    },
+    Import {
+        flags: Vec<String>,
+        write: bool,
+    },
+    /// `completions SHELL`: the script, generated from the clap definitions.
+    Completions {
+        script: Vec<u8>,
+    },
+    /// `man`: the page, generated from the clap definitions.
+    Man {
+        page: Vec<u8>,
+    },
 }
 
 /// How `sync --wait` waits.
@@ -204,6 +220,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
             }),
         },
         cli::Command::Verify => Command::Verify,
+        cli::Command::Show(a) => Command::Show {
+            selectors: a.selectors,
+            json: a.json,
+        },
+        cli::Command::Import(a) => Command::Import {
+            flags: a.flags,
+            write: a.write,
+        },
+        cli::Command::Completions(a) => Command::Completions {
+            script: cli::completions(a.shell),
+        },
+        cli::Command::Man => Command::Man {
+            page: cli::man_page().map_err(|e| SettingsError::Other(e.into()))?,
+        },
     };
     Ok(Settings {
         command,

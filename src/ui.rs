@@ -60,6 +60,29 @@ pub fn progress(quiet: bool, len: usize, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// `text` safe to print on a terminal: control characters (C0, DEL, C1) and the invisible
+/// bidirectional controls that could move or hide what a line shows are replaced by `\u{..}`
+/// escapes. For text that comes from a store (flag keys, variation values).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// A spinner on stderr for a wait of unknown end, when stderr is a terminal; hidden otherwise.
 pub fn spinner(quiet: bool) -> indicatif::ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {

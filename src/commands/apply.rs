@@ -28,6 +28,7 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
             return Ok(Exit::Success);
         }
         Some(plan) => {
+            apply::refuse_empty_reasons(&plan)?;
             check_saved(rt, &config, &stores, &plan, plan_file.unwrap_or(Path::new("")))?;
             (plan, open_journal(settings, &config.journal)?)
         }
@@ -165,6 +166,7 @@ fn plan_and_confirm(
         settings.status("No changes: the stores already match the overrides file.");
         return Ok(None);
     }
+    apply::refuse_empty_reasons(&preview)?;
     if !auto_approve {
         if !ui::interactive() {
             bail!(

@@ -4,8 +4,11 @@
 //! only layer that knows both settings and exit codes.
 
 mod apply;
+mod generated;
+mod import;
 mod log;
 mod plan;
+mod show;
 mod sync;
 mod verify;
 
@@ -45,6 +48,10 @@ pub fn run(settings: &Settings, rt: &Runtime) -> Result<Exit> {
             sync::run(settings, rt, options, *wait)
         }
         Command::Verify => verify::run(settings, rt),
+        Command::Show { selectors, json } => show::run(settings, rt, selectors, *json),
+        Command::Import { flags, write } => import::run(settings, rt, flags, *write),
+        Command::Completions { script } => generated::print(script),
+        Command::Man { page } => generated::print(page),
     }
 }
 

@@ -53,15 +53,10 @@ pub fn check_id(id: &FlagId) -> Result<(), String> {
     check_name(&id.flag, "flag")
 }
 
-/// A reason is free text, but not empty, and without a NUL, which git cannot record.
+/// A reason is free text without a NUL, which git cannot record. It may be empty: that is the
+/// placeholder `relayctl import` leaves, which plan warns about and apply refuses.
 pub(super) fn check_reason(reason: &Spanned<String>, flag: &str) -> Result<(), Located> {
     let r = reason.get_ref();
-    if r.trim().is_empty() {
-        return Err((
-            Some(reason.span()),
-            format!("the reason of flag {flag} is empty: say why, or leave it out"),
-        ));
-    }
     if r.contains('\0') {
         return Err((
             Some(reason.span()),

@@ -509,6 +509,54 @@ impl DynamoEndpoint {
     }
 }
 
+impl DynamoEndpoint {
+    /// Every item of a project/environment's namespace: a consistent Query, page by page. Each
+    /// item is judged as a read of that flag judges it.
+    pub(super) async fn list(&self, project: &str, environment: &str) -> Result<super::listing::Listed> {
+        let client = self.client().await?;
+        let table = &self.config.table;
+        let namespace = self.namespace(project, environment);
+        let mut flags = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = client
+                .query()
+                .table_name(table)
+                .key_condition_expression("#ns = :ns")
+                .expression_attribute_names("#ns", "namespace")
+                .expression_attribute_values(":ns", AttributeValue::S(namespace.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    self.explain(&format!("listing namespace {namespace:?} of table {table:?}"), e)
+                })?;
+            for item in out.items() {
+                let Some(key) = item.get("key").and_then(|v| v.as_s().ok()) else {
+                    continue;
+                };
+                let raw = match self.item_json(item, &namespace, key) {
+                    Ok(json) => match version_conflict(item, &json) {
+                        Some(why) => Raw::Invalid(NotAFlag::new(why)),
+                        None => Raw::Json(json),
+                    },
+                    Err(why) => Raw::Invalid(NotAFlag::new(why)),
+                };
+                flags.push((key.clone(), raw));
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(super::listing::Listed {
+            place: format!("namespace {namespace:?} of table {table:?}"),
+            flags,
+        })
+    }
+}
+
 /// Why an item's `version` attribute and its flag JSON's `version` disagree, if they do. The Go
 /// SDK takes the attribute, the other SDKs the JSON: writing JSON version + 1 under either could
 /// take the flag backwards for some of them, so such an item is never rewritten.

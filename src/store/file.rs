@@ -118,6 +118,42 @@ impl FileEndpoint {
     }
 }
 
+impl FileEndpoint {
+    /// Every flag of a project/environment's file; a file that does not exist holds none. A key
+    /// that appears twice is listed once, as the read of that flag sees it (not a flag).
+    pub(super) async fn list(&self, project: &str, environment: &str) -> Result<super::listing::Listed> {
+        let path = self.path(project, environment);
+        let mut place = format!("file {}", self.describe(project, environment));
+        if matches!(std::fs::metadata(&path), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+            place.push_str(" (it does not exist)");
+            return Ok(super::listing::Listed {
+                place,
+                flags: Vec::new(),
+            });
+        }
+        let text = load(&path)?;
+        let stored = flags_of(&text, &path)?;
+        let mut by_key: std::collections::BTreeMap<&[u8], Vec<Range<usize>>> =
+            std::collections::BTreeMap::new();
+        for m in &stored.members {
+            by_key.entry(m.key()).or_default().push(m.value.clone());
+        }
+        let flags = by_key
+            .into_iter()
+            .map(|(key, spans)| {
+                let flag = String::from_utf8_lossy(key).into_owned();
+                let raw = match find(&text, Some(&spans), &flag, &path) {
+                    Found::One(_, json) => Raw::Json(json.to_owned()),
+                    Found::None(place) => Raw::Missing(place),
+                    Found::Invalid(why) => Raw::Invalid(why),
+                };
+                (flag, raw)
+            })
+            .collect();
+        Ok(super::listing::Listed { place, flags })
+    }
+}
+
 /// The flag file's bytes, once they are known to be JSON (any text in strings: a flag that is
 /// not UTF-8 is refused by name, the others are carried as they are).
 fn load(path: &Path) -> Result<Vec<u8>> {

@@ -11,7 +11,10 @@
 
 pub(crate) mod dynamodb;
 pub(crate) mod file;
+mod listing;
 pub(crate) mod redis;
+
+pub use listing::Listing;
 
 use crate::flag::NotAFlag;
 use crate::flag::{FlagId, StoreTarget, StoredFlag, Targeting};

@@ -352,3 +352,27 @@ async fn watch_and_get(
     redis::cmd("WATCH").arg(hash).exec_async(conn).await?;
     redis::cmd("HGET").arg(hash).arg(flag).query_async(conn).await
 }
+
+impl RedisEndpoint {
+    /// Every field of a project/environment's hash: one HGETALL. A key that is not UTF-8 is
+    /// shown lossily; a value that is not is no flag, and reads as such.
+    pub(super) async fn list(&self, project: &str, environment: &str) -> Result<super::listing::Listed> {
+        let hash = self.hash(project, environment);
+        let mut guard = self.connection().await?;
+        let conn = guard.as_mut().expect("connected");
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = match redis::cmd("HGETALL").arg(&hash).query_async(conn).await {
+            Ok(fields) => fields,
+            Err(e) => {
+                let why = self.unanswered(&mut guard, &e).unwrap_or_else(|| e.to_string());
+                return Err(anyhow!("reading hash {hash} from {}: {why}", self.shown));
+            }
+        };
+        Ok(super::listing::Listed {
+            place: format!("hash {hash}"),
+            flags: fields
+                .into_iter()
+                .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), Raw::from(Ok(v))))
+                .collect(),
+        })
+    }
+}

@@ -16,6 +16,8 @@
 //! - `sync`, `sync_faults`, `sync_wait`: sync, verify and log against the fake LaunchDarkly; a
 //!   LaunchDarkly that misbehaves (rate limits, slow or unapplied answers, redirects) and bad
 //!   LaunchDarkly settings; `sync --wait` with LaunchDarkly coming up late.
+//! - `show_cmd`, `import_cmd`: what the stores hold now, and declaring it (the round trip).
+//! - `generated`: shell completions and the man page.
 //!
 //! Snapshots (`snapshots/`) are whole CLI runs with ports, temp paths and commit ids redacted;
 //! accept changes deliberately: `INSTA_UPDATE=always cargo test --test cli`, then review the diff.
@@ -28,11 +30,14 @@ mod conformance;
 mod dynamodb;
 mod failures;
 mod file_store;
+mod generated;
+mod import_cmd;
 mod integrity;
 mod interrupt;
 mod plan_apply;
 mod plan_cmd;
 mod secrets;
+mod show_cmd;
 mod store_faults;
 mod stored_bytes;
 mod sync;

@@ -1,0 +1,153 @@
+//! `relayctl import PROJECT/ENV/FLAG... [--write]`: the declarations of flags' current state,
+//! printed ready to paste, or added to the overrides file in place.
+//!
+//! All or nothing: a flag that cannot be imported (missing, deleted, targets that disagree,
+//! already declared with `--write`) is an error naming it, and then nothing is printed or
+//! written. `--write` checks that the edited file is a valid overrides file before it replaces
+//! the old one (a temporary file renamed over it), so a failure leaves the file as it was.
+
+use super::load;
+use super::show::parse_selector;
+use crate::exit::Exit;
+use crate::flag::{FlagId, StoreTarget};
+use crate::import::{self, Declaration};
+use crate::settings::Settings;
+use crate::store::{Lookup, Stores};
+use crate::ui;
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use tokio::runtime::Runtime;
+
+/// Prints the declarations (or adds them to the overrides file with `write`).
+pub fn run(settings: &Settings, rt: &Runtime, flags: &[String], write: bool) -> Result<Exit> {
+    let (config, stores) = load(settings)?;
+    let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for raw in flags {
+        let s = parse_selector(raw)?;
+        let Some(flag) = s.flag else {
+            bail!(
+                "{raw:?} names no flag: import takes PROJECT/ENV/FLAG, e.g. default/production/new-checkout \
+                 (`relayctl show {raw}` lists the flags there)"
+            );
+        };
+        let group = groups.entry((s.project, s.environment)).or_default();
+        if !group.contains(&flag) {
+            group.push(flag);
+        }
+    }
+    let declarations = declarations(rt, &stores, &groups)?;
+    if write {
+        write_file(&settings.config, settings, &declarations)?;
+        settings.status(format!(
+            "Added {} declaration(s) to {}, each with reason = \"\": say why before you apply (plan warns, \
+             apply refuses an empty reason). `relayctl plan` shows no change for them until you edit them.",
+            declarations.len(),
+            settings.config.display()
+        ));
+        return Ok(Exit::Success);
+    }
+    print(&import::render(&declarations))?;
+    for d in &declarations {
+        if config.overrides.iter().any(|o| o.id == d.id) {
+            anstream::eprintln!(
+                "{} {} is already declared in {}: pasting it again would declare it twice.",
+                ui::paint(ui::WARNING, "warning:"),
+                d.id,
+                settings.config.display()
+            );
+        }
+    }
+    settings.status(
+        "Paste these under the [overrides...] table named above them (or add them in place with --write), \
+         then fill in each reason: apply refuses an empty one.",
+    );
+    Ok(Exit::Success)
+}
+
+/// The declarations of every flag in `groups`, or why some cannot be declared (then none is).
+fn declarations(
+    rt: &Runtime,
+    stores: &Stores,
+    groups: &BTreeMap<(String, String), Vec<String>>,
+) -> Result<Vec<Declaration>> {
+    let mut declarations = Vec::new();
+    let mut problems = Vec::new();
+    for ((project, environment), flags) in groups {
+        let mut found: BTreeMap<&str, Vec<(StoreTarget, Lookup)>> = BTreeMap::new();
+        for (target, result) in rt.block_on(stores.list(project, environment, Some(flags))) {
+            let listing = result.with_context(|| {
+                format!("cannot read {project}/{environment} from {target}; nothing was imported")
+            })?;
+            for (flag, lookup) in listing.flags {
+                if let Some(flag) = flags.iter().find(|f| **f == flag) {
+                    found.entry(flag).or_default().push((target.clone(), lookup));
+                }
+            }
+        }
+        for flag in flags {
+            let id = FlagId {
+                project: project.clone(),
+                environment: environment.clone(),
+                flag: flag.clone(),
+            };
+            match import::declaration(&id, found.get(flag.as_str()).map_or(&[][..], Vec::as_slice)) {
+                Ok(d) => declarations.push(d),
+                Err(why) => problems.push(format!("{id}: {why}")),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "cannot import {} flag(s), so nothing was imported:\n  {}",
+            problems.len(),
+            // What the stores hold is quoted in here: nothing of it reaches the terminal raw.
+            problems
+                .iter()
+                .map(|p| ui::printable(p))
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
+    Ok(declarations)
+}
+
+/// Writes `text` to stdout; a reader that closed the pipe early is no error.
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow!("writing to stdout: {e}")),
+        _ => Ok(()),
+    }
+}
+
+/// Adds `declarations` to the overrides file at `path` in place: checked to be a valid overrides
+/// file first, then written to a temporary file beside it and renamed over it.
+fn write_file(path: &Path, settings: &Settings, declarations: &[Declaration]) -> Result<()> {
+    let shown = path.display();
+    let src =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the overrides file {shown}"))?;
+    let edited = import::insert(&src, declarations)
+        .map_err(|e| anyhow!("not changing {shown}: {e}. Nothing was written"))?;
+    crate::desired::parse(path, &edited, &settings.config_env).map_err(|e| {
+        anyhow!("not changing {shown}: with the declarations added it would not be a valid overrides file ({e}). Nothing was written")
+    })?;
+    // Write through a symbolic link rather than replacing it.
+    let path = std::fs::canonicalize(path).with_context(|| format!("cannot resolve {shown}"))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".relayctl-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file beside {shown}"))?;
+    tmp.write_all(edited.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write a temporary file beside {shown}"))?;
+    if let Ok(meta) = std::fs::metadata(&path) {
+        tmp.as_file().set_permissions(meta.permissions())?;
+    }
+    tmp.persist(&path)
+        .with_context(|| format!("cannot replace {shown}; it was left as it was"))?;
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! `relayctl show [PROJECT/ENV[/FLAG]]... [--json]`: what the stores hold now, by value, and
+//! whether it is the declared state. Reads only; safe to run at any time.
+//!
+//! Each environment is read from every target at once, then its lines are streamed to stdout as
+//! they are rendered. A target that cannot be read, an environment no target holds, a flag no
+//! target holds: each is an error naming it and where it was looked for, reported after what
+//! could be shown (exit 1).
+
+use super::load;
+use crate::desired::Config;
+use crate::exit::Exit;
+use crate::flag::is_key;
+use crate::settings::Settings;
+use crate::show::{self, FlagView, State, Summary};
+use crate::store::{Listing, Stores};
+use crate::ui;
+use anyhow::{anyhow, bail, Result};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::time::Instant;
+use tokio::runtime::Runtime;
+
+/// A `PROJECT/ENV[/FLAG]` argument.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Selector {
+    pub project: String,
+    pub environment: String,
+    pub flag: Option<String>,
+}
+
+/// Parses a `PROJECT/ENV[/FLAG]` argument; each part must be a LaunchDarkly key.
+pub(super) fn parse_selector(raw: &str) -> Result<Selector> {
+    let parts: Vec<&str> = raw.split('/').collect();
+    if !(2..=3).contains(&parts.len()) {
+        bail!(
+            "{raw:?} is not PROJECT/ENV or PROJECT/ENV/FLAG; for example default/production or \
+             default/production/new-checkout"
+        );
+    }
+    if let Some(bad) = parts.iter().find(|p| !is_key(p)) {
+        bail!(
+            "{raw:?}: {bad:?} is not a LaunchDarkly key (letters, digits, '.', '_' and '-', starting with a \
+             letter or digit); give PROJECT/ENV or PROJECT/ENV/FLAG"
+        );
+    }
+    Ok(Selector {
+        project: parts[0].to_owned(),
+        environment: parts[1].to_owned(),
+        flag: parts.get(2).map(|f| (*f).to_owned()),
+    })
+}
+
+/// What to read: per project/environment, in the order first named, every flag (`None`) or
+/// the flags named.
+type Groups = Vec<((String, String), Option<Vec<String>>)>;
+
+fn group(selectors: &[Selector]) -> Groups {
+    let mut groups: Groups = Vec::new();
+    for s in selectors {
+        let env = (s.project.clone(), s.environment.clone());
+        let i = match groups.iter().position(|(e, _)| *e == env) {
+            Some(i) => i,
+            None => {
+                groups.push((env, Some(Vec::new())));
+                groups.len() - 1
+            }
+        };
+        match (&mut groups[i].1, &s.flag) {
+            (Some(flags), Some(flag)) if !flags.contains(flag) => flags.push(flag.clone()),
+            (only, None) => *only = None,
+            _ => {}
+        }
+    }
+    groups
+}
+
+/// Every project/environment the overrides file names, or an error saying to name one.
+fn named_environments(settings: &Settings, config: &crate::desired::Config) -> Result<Groups> {
+    let mut envs: BTreeSet<(String, String)> = config
+        .overrides
+        .iter()
+        .map(|o| (o.id.project.clone(), o.id.environment.clone()))
+        .collect();
+    for store in &config.stores {
+        envs.extend(store.environments());
+    }
+    if envs.is_empty() {
+        bail!(
+            "the overrides file {} names no project/environment (no [overrides.<project>.<environment>] \
+             table, no [store.prefixes] entry), so there is nothing to show by default: name one, e.g. \
+             `relayctl show default/production`",
+            settings.config.display()
+        );
+    }
+    Ok(envs.into_iter().map(|e| (e, None)).collect())
+}
+
+/// Shows the selected flags (human or `--json`); exit 1 when something could not be shown.
+pub fn run(settings: &Settings, rt: &Runtime, selectors: &[String], json: bool) -> Result<Exit> {
+    let (config, stores) = load(settings)?;
+    let groups = if selectors.is_empty() {
+        named_environments(settings, &config)?
+    } else {
+        group(
+            &selectors
+                .iter()
+                .map(|s| parse_selector(s))
+                .collect::<Result<Vec<_>>>()?,
+        )
+    };
+    let mut out = Out::new();
+    if json {
+        out.write(&show::json_open())?;
+    }
+    let (mut summary, mut errors, mut first) = (Summary::default(), Vec::new(), true);
+    for ((project, environment), only) in &groups {
+        let views = environment_views(
+            settings,
+            rt,
+            &stores,
+            &config,
+            (project, environment),
+            only.as_deref(),
+            &mut errors,
+        );
+        summary.add(&views);
+        out.flags(&views, json, &mut first)?;
+    }
+    if json {
+        out.write(show::JSON_CLOSE)?;
+    }
+    out.finish()?;
+    if !json && (summary.flags > 0 || errors.is_empty()) {
+        settings.status(show::render_summary(&summary).trim_end());
+    }
+    conclude(&errors)
+}
+
+/// Reads one environment from every target and builds its views; what cannot be read or is
+/// nowhere goes to `errors`.
+fn environment_views(
+    settings: &Settings,
+    rt: &Runtime,
+    stores: &Stores,
+    config: &Config,
+    (project, environment): (&str, &str),
+    only: Option<&[String]>,
+    errors: &mut Vec<String>,
+) -> Vec<FlagView> {
+    let started = Instant::now();
+    let mut listings = Vec::new();
+    for (target, result) in rt.block_on(stores.list(project, environment, only)) {
+        match result {
+            Ok(listing) => listings.push((target, listing)),
+            Err(e) => errors.push(format!(
+                "cannot read {project}/{environment} from {target}: {e:#}"
+            )),
+        }
+    }
+    if listings.is_empty() {
+        return Vec::new();
+    }
+    let mut views = show::build(project, environment, &listings, only, &config.overrides);
+    errors.extend(unknown(
+        project,
+        environment,
+        only.is_some(),
+        &listings,
+        &mut views,
+    ));
+    if settings.verbose > 0 {
+        settings.status(format!(
+            "Read {} flag(s) of {project}/{environment} from {} target(s) in {} ms.",
+            views.len(),
+            listings.len(),
+            started.elapsed().as_millis()
+        ));
+    }
+    views
+}
+
+/// Success, or the error(s) met after what could be shown was shown.
+fn conclude(errors: &[String]) -> Result<Exit> {
+    match errors.len() {
+        0 => Ok(Exit::Success),
+        1 => Err(anyhow!("{}", errors[0])),
+        n => {
+            for e in errors {
+                anstream::eprintln!("{} {e}", ui::paint(ui::ERROR, "error:"));
+            }
+            Err(anyhow!(
+                "{n} parts of what was asked could not be shown (listed above); what is shown comes from the targets that answered"
+            ))
+        }
+    }
+}
+
+/// The errors for an environment no target holds (every flag listing empty) and for named flags
+/// no target holds; those are dropped from `views`.
+fn unknown(
+    project: &str,
+    environment: &str,
+    named: bool,
+    listings: &[(crate::flag::StoreTarget, Listing)],
+    views: &mut Vec<FlagView>,
+) -> Vec<String> {
+    if !named {
+        if listings.iter().all(|(_, l)| l.flags.is_empty()) {
+            views.clear();
+            let places: Vec<String> = listings
+                .iter()
+                .map(|(t, l)| format!("{t} holds no flag in {}", l.place))
+                .collect();
+            return vec![format!(
+                "{project}/{environment}: no store target holds any flag there: {}. Check the project and \
+                 environment keys and the store's prefix (or path); `relayctl show` with no argument shows the \
+                 environments the overrides file names",
+                places.join(", ")
+            )];
+        }
+        return Vec::new();
+    }
+    let mut errors = Vec::new();
+    views.retain(|v| {
+        let nowhere = v.targets.iter().all(|t| matches!(t.state, State::Missing { .. }));
+        if nowhere {
+            let places: Vec<String> = v
+                .targets
+                .iter()
+                .filter_map(|t| match &t.state {
+                    State::Missing { place } => Some(format!("{} ({place})", t.target)),
+                    _ => None,
+                })
+                .collect();
+            errors.push(format!(
+                "{}: no store target holds this flag: {}. Check the flag key (`relayctl show {project}/{environment}` \
+                 lists every flag there)",
+                v.id,
+                places.join(", ")
+            ));
+        }
+        !nowhere
+    });
+    errors
+}
+
+/// Stdout, buffered, with styles dropped where colour is off. A reader that went away
+/// (`relayctl show | head`) ends the output quietly: that is no error.
+struct Out {
+    w: std::io::BufWriter<anstream::AutoStream<std::io::StdoutLock<'static>>>,
+    gone: bool,
+}
+
+impl Out {
+    fn new() -> Out {
+        Out {
+            w: std::io::BufWriter::with_capacity(1 << 16, anstream::stdout().lock()),
+            gone: false,
+        }
+    }
+
+    fn write(&mut self, text: &str) -> Result<()> {
+        if !self.gone {
+            let result = self.w.write_all(text.as_bytes());
+            self.check(result)?;
+        }
+        Ok(())
+    }
+
+    /// Streams `views`: a line per flag and target, or (`json`) a JSON line per flag, separated
+    /// from the one before unless `first`.
+    fn flags(&mut self, views: &[FlagView], json: bool, first: &mut bool) -> Result<()> {
+        if json {
+            for v in views {
+                self.write(if *first { "" } else { show::JSON_SEPARATOR })?;
+                self.write(&show::to_json(v))?;
+                *first = false;
+            }
+        } else {
+            let widths = show::widths(views);
+            for v in views {
+                self.write(&show::render_flag(v, &widths))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        if !self.gone {
+            let result = self.w.flush();
+            self.check(result)?;
+        }
+        Ok(())
+    }
+
+    fn check(&mut self, result: std::io::Result<()>) -> Result<()> {
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.gone = true;
+                Ok(())
+            }
+            other => Ok(other.map_err(|e| anyhow!("writing to stdout: {e}"))?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sel(raw: &str) -> Selector {
+        parse_selector(raw).unwrap()
+    }
+
+    #[test]
+    fn selectors_parse_and_refuse_what_is_not_a_key() {
+        assert_eq!(
+            sel("default/production/new-checkout"),
+            Selector {
+                project: "default".into(),
+                environment: "production".into(),
+                flag: Some("new-checkout".into())
+            }
+        );
+        assert_eq!(sel("default/production").flag, None);
+        for (bad, why) in [
+            ("default", "is not PROJECT/ENV"),
+            ("a/b/c/d", "is not PROJECT/ENV"),
+            ("default//x", "\"\" is not a LaunchDarkly key"),
+            ("default/../x", "\"..\" is not a LaunchDarkly key"),
+            ("default/prod/a\u{1b}[2J", "is not a LaunchDarkly key"),
+        ] {
+            let e = parse_selector(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+            assert!(!e.contains('\u{1b}'), "escaped: {e}");
+        }
+    }
+
+    #[test]
+    fn selectors_group_per_environment_and_a_whole_environment_wins() {
+        let groups = group(&[sel("p/e/a"), sel("p/f"), sel("p/e/b"), sel("p/e/a"), sel("p/f/x")]);
+        assert_eq!(
+            groups,
+            vec![
+                (("p".into(), "e".into()), Some(vec!["a".into(), "b".into()])),
+                (("p".into(), "f".into()), None),
+            ]
+        );
+    }
+}
