@@ -8,8 +8,10 @@
 //! in [`keys`].
 
 mod keys;
+mod redis_keys;
 
 pub use keys::check_id;
+pub use redis_keys::DeclaredKey;
 
 use crate::flag::{FlagId, VariationRef};
 use crate::store::{dynamodb, file, redis, Prefix, StoreConfig, StoreKind, Template};
@@ -41,6 +43,10 @@ pub struct Config {
     pub base_url: Option<String>,
     /// The desired state, sorted by flag.
     pub overrides: Vec<Override>,
+    /// The `type = "redis-keys"` stores: plain keys, never LaunchDarkly flags.
+    pub key_stores: Vec<crate::store::redis_keys::KeyStoreConfig>,
+    /// The `[keys.<store>]` declarations, sorted by store and key.
+    pub keys: Vec<DeclaredKey>,
 }
 
 /// The parts of the process environment that the file's meaning depends on.
@@ -99,6 +105,8 @@ struct RawFile {
     launchdarkly: Option<RawLaunchDarkly>,
     #[serde(default)]
     overrides: BTreeMap<Spanned<String>, RawEnvironments>,
+    #[serde(default)]
+    keys: redis_keys::RawKeys,
 }
 
 /// `[overrides.<project>]`: environment -> flag -> declaration.
@@ -110,6 +118,8 @@ enum StoreType {
     Redis,
     Dynamodb,
     File,
+    #[serde(rename = "redis-keys")]
+    RedisKeys,
 }
 
 impl StoreType {
@@ -118,6 +128,7 @@ impl StoreType {
             StoreType::Redis => "redis",
             StoreType::Dynamodb => "dynamodb",
             StoreType::File => "file",
+            StoreType::RedisKeys => "redis-keys",
         }
     }
 }
@@ -254,7 +265,8 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
     }
     let raw: RawFile = toml::from_str(src).map_err(|e| err(e.span(), e.message().to_owned()))?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let (stores, spans) = stores(raw.store, &base_dir, env).map_err(|(span, m)| err(span, m))?;
+    let (stores, spans, key_stores) = stores(raw.store, &base_dir, env).map_err(|(span, m)| err(span, m))?;
+    let keys = redis_keys::declared(raw.keys, &key_stores).map_err(|(span, m)| err(span, m))?;
     let journal = match raw.journal.and_then(|j| j.path) {
         Some(p) if p.get_ref().trim().is_empty() => {
             return Err(err(Some(p.span()), "journal.path is empty".into()))
@@ -289,17 +301,26 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
         journal,
         base_url,
         overrides,
+        key_stores,
+        keys,
     })
 }
 
 type Located = (Option<Range<usize>>, String);
 
-/// The `[[store]]`s, validated, with the span of each.
+/// The `[[store]]`s, validated, with the span of each, and the `redis-keys` stores apart.
 fn stores(
     raw: Vec<Spanned<RawStore>>,
     base_dir: &Path,
     env: &ConfigEnv,
-) -> Result<(Vec<StoreConfig>, Vec<Range<usize>>), Located> {
+) -> Result<
+    (
+        Vec<StoreConfig>,
+        Vec<Range<usize>>,
+        Vec<redis_keys::KeyStoreConfig>,
+    ),
+    Located,
+> {
     if raw.is_empty() {
         return Err((
             None,
@@ -311,10 +332,19 @@ fn stores(
     let mut names = BTreeSet::new();
     let mut targets = BTreeSet::new();
     let mut spans = Vec::new();
+    let mut key_stores = Vec::new();
     for store in raw {
         let span = store.span();
         let config = store_config(store.into_inner(), base_dir, env)
             .map_err(|(sp, m)| (Some(sp.unwrap_or(span.clone())), m))?;
+        let config = match config {
+            Parsed::Flags(config) => config,
+            Parsed::Keys(keys) => {
+                redis_keys::register(&keys, &span, &mut names, &mut targets)?;
+                key_stores.push(keys);
+                continue;
+            }
+        };
         if !names.insert(config.name.clone()) {
             return Err((
                 Some(span),
@@ -338,7 +368,7 @@ fn stores(
         spans.push(span);
         stores.push(config);
     }
-    Ok((stores, spans))
+    Ok((stores, spans, key_stores))
 }
 
 /// The `[overrides.<project>.<environment>]` declarations, sorted by flag.
@@ -399,8 +429,14 @@ fn check_places(store: &StoreConfig, overrides: &[Override]) -> Result<(), Strin
     Ok(())
 }
 
+/// A `[[store]]`: one that keeps LaunchDarkly flags, or a `redis-keys` one.
+enum Parsed {
+    Flags(StoreConfig),
+    Keys(redis_keys::KeyStoreConfig),
+}
+
 /// One `[[store]]`: the settings every store type shares, then its type's own.
-fn store_config(s: RawStore, base_dir: &Path, env: &ConfigEnv) -> Result<StoreConfig, Located> {
+fn store_config(s: RawStore, base_dir: &Path, env: &ConfigEnv) -> Result<Parsed, Located> {
     let kind = *s.kind.get_ref();
     let name = match &s.name {
         Some(n) if n.get_ref().trim().is_empty() => {
@@ -417,15 +453,16 @@ fn store_config(s: RawStore, base_dir: &Path, env: &ConfigEnv) -> Result<StoreCo
         StoreType::Redis => StoreKind::Redis(redis_store(s, &name, env)?),
         StoreType::Dynamodb => StoreKind::DynamoDb(dynamodb_store(s, &name)?),
         StoreType::File => StoreKind::File(file_store(s, &name, base_dir)?),
+        StoreType::RedisKeys => return Ok(Parsed::Keys(redis_keys::store(s, name, env)?)),
     };
-    Ok(StoreConfig { name, kind })
+    Ok(Parsed::Flags(StoreConfig { name, kind }))
 }
 
 /// Fields that belong to other store types are mistakes, not silently ignored settings.
 fn check_foreign_fields(s: &RawStore, kind: StoreType) -> Result<(), Located> {
     let span = |field: &Option<Spanned<_>>| field.as_ref().map(|v: &Spanned<_>| v.span());
     let mut foreign = Vec::new();
-    if kind != StoreType::Redis {
+    if !matches!(kind, StoreType::Redis | StoreType::RedisKeys) {
         foreign.extend(s.url.as_ref().map(|v| ("url", v.span())));
         foreign.extend(s.urls.as_ref().map(|v| ("urls", v.span())));
     }

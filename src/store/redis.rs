@@ -176,7 +176,7 @@ impl RedisEndpoint {
     }
 
     /// A new connection, bounded by the timeouts; else why not, in a few words.
-    async fn connect(&self) -> Result<MultiplexedConnection, String> {
+    pub(super) async fn connect(&self) -> Result<MultiplexedConnection, String> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(self.connect_timeout())
             .set_response_timeout(self.timeout);
@@ -190,7 +190,7 @@ impl RedisEndpoint {
     }
 
     /// Why [`RedisEndpoint::connect`] failed, as an error naming the server.
-    fn cannot_connect(&self, why: &str) -> anyhow::Error {
+    pub(super) fn cannot_connect(&self, why: &str) -> anyhow::Error {
         anyhow!(
             "cannot connect to {}: {why}; check that it is up and reachable from here",
             self.shown
@@ -199,7 +199,9 @@ impl RedisEndpoint {
 
     /// The endpoint's connection, opened on first use. A server that cannot be reached is
     /// remembered as not answering.
-    async fn connection(&self) -> Result<tokio::sync::MutexGuard<'_, Option<MultiplexedConnection>>> {
+    pub(super) async fn connection(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<MultiplexedConnection>>> {
         self.answering()?;
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
@@ -214,7 +216,11 @@ impl RedisEndpoint {
 
     /// When `e` says the server did not answer (a timeout or a lost connection, not an error
     /// reply): remembers it for the rest of the run, drops the connection, and returns why.
-    fn unanswered(&self, conn: &mut Option<MultiplexedConnection>, e: &RedisError) -> Option<String> {
+    pub(super) fn unanswered(
+        &self,
+        conn: &mut Option<MultiplexedConnection>,
+        e: &RedisError,
+    ) -> Option<String> {
         // A reply that cannot be parsed leaves as little known as none at all.
         if !(e.is_io_error() || e.kind() == ErrorKind::ParseError) {
             return None;
