@@ -80,7 +80,7 @@ pub(super) fn declared(raw: RawKeys, stores: &[KeyStoreConfig]) -> Result<Vec<De
             let known: Vec<String> = stores.iter().map(|s| format!("{:?}", s.name)).collect();
             let known = match known.is_empty() {
                 true => "there is none".to_owned(),
-                false => format!("there are {}", known.join(", ")),
+                false => format!("the redis-keys stores are {}", known.join(", ")),
             };
             return Err((
                 Some(store.span()),

@@ -104,7 +104,10 @@ fn hostile_key_names_and_values_forge_no_trailer_path_or_line() {
     let apply = w.run(["apply", "--auto-approve"]);
     assert_eq!(apply.code, 0, "{}", apply.all());
     assert!(
-        apply.stdout.lines().all(|l| l.starts_with("  ~ ")),
+        apply
+            .stdout
+            .lines()
+            .all(|l| l.starts_with("  ~ ") || l.starts_with("Plan: ")),
         "{}",
         apply.stdout
     );
@@ -308,14 +311,14 @@ fn bad_key_declarations_are_clear_errors_with_file_and_line_and_nothing_is_writt
     for (keys, want) in [
         (
             "key1 = 1\n",
-            "overrides.toml:6:8: key \"key1\" is declared as integer 1: Redis keys hold strings, so quote it (\"1\")",
+            "overrides.toml:7:8: key \"key1\" is declared as integer 1: Redis keys hold strings, so quote it (\"1\")",
         ),
-        ("RECENT = true\n", "overrides.toml:6:10: key \"RECENT\" is declared as boolean true"),
-        ("k = { value = 0 }\n", "overrides.toml:6:5: key \"k\" is declared as integer 0"),
-        ("k = { value = \"1\", colour = \"x\" }\n", "overrides.toml:6:5: key \"k\": unknown field `colour`"),
+        ("RECENT = true\n", "overrides.toml:7:10: key \"RECENT\" is declared as boolean true"),
+        ("k = { value = 0 }\n", "overrides.toml:7:5: key \"k\" is declared as integer 0"),
+        ("k = { value = \"1\", colour = \"x\" }\n", "overrides.toml:7:5: key \"k\": unknown field `colour`"),
         ("k = { absent = true, value = \"1\" }\n", "declares both a value and absent = true"),
         ("k = { reason = \"x\" }\n", "declares no value"),
-        ("\"\" = \"1\"\n", "overrides.toml:6:1: an empty key name in [keys.meow-blue]"),
+        ("\"\" = \"1\"\n", "overrides.toml:7:1: an empty key name in [keys.meow-blue]"),
     ] {
         let w = Workspace::new(&key_store(&r.url(), keys));
         let run = w.run(["apply", "--auto-approve"]);
@@ -331,7 +334,7 @@ fn bad_key_declarations_are_clear_errors_with_file_and_line_and_nothing_is_writt
     assert_eq!(run.code, 1);
     assert!(
         run.stderr.contains(
-            "overrides.toml:8:7: [keys.meow-green] names no redis-keys store (there are \"meow-blue\")"
+            "overrides.toml:8:7: [keys.meow-green] names no redis-keys store (the redis-keys stores are \"meow-blue\")"
         ),
         "{}",
         run.stderr
@@ -411,4 +414,24 @@ fn a_killed_apply_s_key_writes_are_recovered_by_the_next_apply() {
     );
     assert!(w.run(["log"]).stderr.is_empty());
     assert_eq!(w.run(["plan", "--detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn the_plain_keys_example_plans_and_applies() {
+    let r = Redis::start();
+    let example = include_str!("../../examples/plain-keys/overrides.toml");
+    let w = Workspace::new(&example.replace("redis://127.0.0.1:6379", &r.url()));
+    set(&r, "meow:canary_alert", "1");
+    let plan = w.run(["plan"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(
+        plan.stdout.ends_with("Plan: 3 to change, 0 unchanged.\n"),
+        "{}",
+        plan.stdout
+    );
+    w.cmd(["apply", "--auto-approve"]).assert().success();
+    assert_eq!(get(&r, "meow:RECENT").as_deref(), Some("ON"));
+    assert_eq!(get(&r, "meow:key1").as_deref(), Some("1"));
+    assert_eq!(get(&r, "meow:canary_alert"), None);
+    assert_eq!(w.journal_commits(), 4);
 }
