@@ -308,19 +308,15 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
 
 type Located = (Option<Range<usize>>, String);
 
+/// The `[[store]]`s that keep LaunchDarkly flags, the span of each, and the `redis-keys` stores.
+type Stores = (
+    Vec<StoreConfig>,
+    Vec<Range<usize>>,
+    Vec<redis_keys::KeyStoreConfig>,
+);
+
 /// The `[[store]]`s, validated, with the span of each, and the `redis-keys` stores apart.
-fn stores(
-    raw: Vec<Spanned<RawStore>>,
-    base_dir: &Path,
-    env: &ConfigEnv,
-) -> Result<
-    (
-        Vec<StoreConfig>,
-        Vec<Range<usize>>,
-        Vec<redis_keys::KeyStoreConfig>,
-    ),
-    Located,
-> {
+fn stores(raw: Vec<Spanned<RawStore>>, base_dir: &Path, env: &ConfigEnv) -> Result<Stores, Located> {
     if raw.is_empty() {
         return Err((
             None,

@@ -70,7 +70,7 @@ mod tests {
     use crate::journal::{Recorded, SyncNote};
 
     fn recorded(short: &str, flag: &str, note: Option<SyncNote>) -> LogEntry {
-        LogEntry::Flag(Recorded {
+        LogEntry::Flag(Box::new(Recorded {
             oid: git2::Oid::zero(),
             short: short.into(),
             time: 1_795_316_645,
@@ -89,7 +89,7 @@ mod tests {
             },
             base_version: 41,
             note,
-        })
+        }))
     }
 
     #[test]

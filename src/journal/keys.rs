@@ -339,7 +339,7 @@ pub struct KeyRecorded {
 /// One line of `relayctl log`: a flag commit (synced or pending) or a key commit (local only).
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogEntry {
-    Flag(Recorded),
+    Flag(Box<Recorded>),
     Key(KeyRecorded),
 }
 
@@ -365,7 +365,7 @@ impl Journal {
         for oid in walk {
             let oid = oid.with_context(context)?;
             if flags.peek().is_some_and(|f| f.oid == oid) {
-                out.extend(flags.next().map(LogEntry::Flag));
+                out.extend(flags.next().map(|r| LogEntry::Flag(Box::new(r))));
                 continue;
             }
             let commit = self.repo.find_commit(oid).with_context(context)?;

@@ -136,12 +136,11 @@ async fn write_batch(stores: &KeyStores, batch: &mut [Planned<'_>]) {
     let mut per_target: Vec<(&KeyEndpoint, Vec<(usize, &KeyChange)>)> = Vec::new();
     for (i, k) in batch.iter().enumerate() {
         for &c in &k.changes {
-            match stores.find(&c.target) {
-                Some(e) => match per_target.iter_mut().find(|(t, _)| std::ptr::eq(*t, e)) {
+            if let Some(e) = stores.find(&c.target) {
+                match per_target.iter_mut().find(|(t, _)| std::ptr::eq(*t, e)) {
                     Some((_, list)) => list.push((i, c)),
                     None => per_target.push((e, vec![(i, c)])),
-                },
-                None => {}
+                }
             }
         }
     }
