@@ -63,11 +63,19 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
             }
             Event::Unanswered { .. } => anstream::eprint!("{}", render_unanswered(&event)),
         }))?;
-        let keys = rt.block_on(keys::apply::apply(&plan.keys, &key_stores, w, &mut |o| {
-            let (out, err) = keys::apply::render_outcome(o);
-            anstream::print!("{out}");
-            anstream::eprint!("{err}");
-        }))?;
+        let keys = rt.block_on(keys::apply::apply(
+            &plan.keys,
+            &key_stores,
+            w,
+            &mut |event| match event {
+                keys::apply::KeyEvent::Key(o) => {
+                    let (out, err) = keys::apply::render_outcome(o);
+                    anstream::print!("{out}");
+                    anstream::eprint!("{err}");
+                }
+                unanswered => anstream::eprint!("{}", keys::apply::render_unanswered(&unanswered)),
+            },
+        ))?;
         Ok((flags, keys))
     })?;
     close_journal(journal);

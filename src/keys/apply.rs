@@ -36,16 +36,33 @@ struct Planned<'p> {
     changes: Vec<&'p KeyChange>,
     entry: KeyEntry,
     stale: bool,
-    unknown: Vec<(&'p KeyChange, String)>,
+    /// Targets whose write went unanswered and could not be read back either.
+    unresolved: Vec<(StoreTarget, String)>,
 }
 
-/// Writes every key change and journals each changed key. `on_done` is told about each key as
-/// it is recorded. An interruption (Ctrl-C) stops it between two batches.
+/// What [`apply`] tells its caller as it goes, for progress output.
+#[derive(Debug)]
+pub enum KeyEvent<'a> {
+    /// `target` did not answer a batch of key writes (`why`); the batch's keys are being read
+    /// back, for at most `within`, to learn whether they were written.
+    Unanswered {
+        target: &'a StoreTarget,
+        keys: usize,
+        why: &'a str,
+        within: std::time::Duration,
+    },
+    /// A key is done.
+    Key(&'a KeyOutcome),
+}
+
+/// Writes every key change and journals each changed key. `on_event` is told about each key as
+/// it is recorded, and before a target that did not answer is read back. An interruption
+/// (Ctrl-C) stops it between two batches.
 pub async fn apply(
     changes: &[KeyChange],
     stores: &KeyStores,
     journal: &mut Writer<'_>,
-    on_done: &mut dyn FnMut(&KeyOutcome),
+    on_event: &mut dyn FnMut(KeyEvent),
 ) -> Result<Vec<KeyOutcome>> {
     refuse_empty_reasons(changes)?;
     let mut keys: Vec<Planned> = Vec::new();
@@ -58,7 +75,7 @@ pub async fn apply(
                 changes: vec![c],
                 entry: entry(c),
                 stale: false,
-                unknown: Vec::new(),
+                unresolved: Vec::new(),
             }),
         }
     }
@@ -77,9 +94,9 @@ pub async fn apply(
             let targets = k.changes.iter().map(|c| c.target.clone()).collect();
             intents.push(journal.begin_key(&k.entry, targets)?);
         }
-        write_batch(stores, &mut batch).await;
-        for (mut k, intent) in batch.into_iter().zip(intents) {
-            let unresolved = resolve(stores, &mut k).await;
+        write_batch(stores, &mut batch, on_event).await;
+        for (k, intent) in batch.into_iter().zip(intents) {
+            let unresolved = k.unresolved;
             if !unresolved.is_empty() {
                 let targets = unresolved.iter().map(|(t, _)| t.clone()).collect();
                 let left = journal.begin_key(&intent.entry, targets)?;
@@ -92,7 +109,7 @@ pub async fn apply(
                 stale: k.stale,
                 unresolved,
             };
-            on_done(&outcome);
+            on_event(KeyEvent::Key(&outcome));
             outcomes.push(outcome);
         }
     }
@@ -131,8 +148,8 @@ pub fn refuse_empty_reasons(changes: &[KeyChange]) -> Result<()> {
 }
 
 /// Sends the batch's compare-and-sets, one pipeline per target, all targets at once, and
-/// records each answer in its key's entry; unanswered ones go to `unknown`.
-async fn write_batch(stores: &KeyStores, batch: &mut [Planned<'_>]) {
+/// records each answer in its key's entry; a target that did not answer is read back at once.
+async fn write_batch(stores: &KeyStores, batch: &mut [Planned<'_>], on_event: &mut dyn FnMut(KeyEvent)) {
     let mut per_target: Vec<(&KeyEndpoint, Vec<(usize, &KeyChange)>)> = Vec::new();
     for (i, k) in batch.iter().enumerate() {
         for &c in &k.changes {
@@ -166,7 +183,7 @@ async fn write_batch(stores: &KeyStores, batch: &mut [Planned<'_>]) {
             }
         }
     }
-    for ((_, list), result) in per_target.into_iter().zip(results) {
+    for ((endpoint, list), result) in per_target.into_iter().zip(results) {
         match result {
             Batch::Answered(outcomes) => {
                 for ((i, c), outcome) in list.into_iter().zip(outcomes) {
@@ -188,11 +205,7 @@ async fn write_batch(stores: &KeyStores, batch: &mut [Planned<'_>]) {
                         .push((c.target.clone(), format!("{e:#}; nothing was written")));
                 }
             }
-            Batch::Unknown(e) => {
-                for (i, c) in list {
-                    batch[i].unknown.push((c, format!("{e:#}")));
-                }
-            }
+            Batch::Unknown(e) => resolve(endpoint, batch, list, &format!("{e:#}"), on_event).await,
         }
     }
 }
@@ -225,34 +238,47 @@ fn landed(held: &Held, to: Option<&str>) -> bool {
     }
 }
 
-/// Reads back every target of `k` whose write went unanswered, and records each as written or
-/// failed. Returns those that could not be read back either, with why.
-async fn resolve(stores: &KeyStores, k: &mut Planned<'_>) -> Vec<(StoreTarget, String)> {
-    let mut left = Vec::new();
-    for (c, why) in std::mem::take(&mut k.unknown) {
-        let Some(endpoint) = stores.find(&c.target) else {
-            continue;
-        };
-        match endpoint
-            .read_back(&[c.key.as_str()])
-            .await
-            .map(|mut h| h.remove(0))
-        {
-            Ok(held) if landed(&held, c.to.as_deref()) => k.entry.written.push(c.target.clone()),
-            Ok(held) => k.entry.failed.push((
-                c.target.clone(),
-                format!(
-                    "{why}; read back, it holds {}: the write did not land",
-                    show(&held)
-                ),
-            )),
-            Err(e) => left.push((
-                c.target.clone(),
-                format!("{why}; reading it back failed too: {e:#}"),
-            )),
+/// Reads back, in one pipeline on a new connection, the keys of `list` whose writes to
+/// `endpoint` went unanswered (`why`), and records each as written or failed; those that cannot
+/// be read back either stay unresolved.
+async fn resolve(
+    endpoint: &KeyEndpoint,
+    batch: &mut [Planned<'_>],
+    list: Vec<(usize, &KeyChange)>,
+    why: &str,
+    on_event: &mut dyn FnMut(KeyEvent),
+) {
+    let target = endpoint.target();
+    on_event(KeyEvent::Unanswered {
+        target: &target,
+        keys: list.len(),
+        why,
+        within: endpoint.read_back_limit(),
+    });
+    let keys: Vec<&str> = list.iter().map(|(_, c)| c.key.as_str()).collect();
+    match endpoint.read_back(&keys).await {
+        Ok(held) => {
+            for ((i, c), held) in list.into_iter().zip(held) {
+                let k = &mut batch[i];
+                match landed(&held, c.to.as_deref()) {
+                    true => k.entry.written.push(c.target.clone()),
+                    false => k.entry.failed.push((
+                        c.target.clone(),
+                        format!(
+                            "{why}; read back, it holds {}: the write did not land",
+                            show(&held)
+                        ),
+                    )),
+                }
+            }
+        }
+        Err(e) => {
+            for (i, c) in list {
+                let left = format!("{why}; reading it back failed too: {e:#}");
+                batch[i].unresolved.push((c.target.clone(), left));
+            }
         }
     }
-    left
 }
 
 /// Records the key writes an interrupted apply started and did not record, after reading the
@@ -292,6 +318,25 @@ pub async fn record_interrupted(
         out.push(entry);
     }
     Ok(out)
+}
+
+/// The wait after a target did not answer key writes, said before it starts.
+pub fn render_unanswered(event: &KeyEvent) -> String {
+    let KeyEvent::Unanswered {
+        target,
+        keys,
+        why,
+        within,
+    } = event
+    else {
+        return String::new();
+    };
+    format!(
+        "{} {target} did not answer the writes of {keys} key(s) ({why}); its other writes in this run fail at \
+         once. Reading them back on a new connection (at most {}s) to learn whether they were written...\n",
+        crate::ui::paint(crate::ui::WARNING, "warning:"),
+        within.as_secs()
+    )
 }
 
 /// What happened to one key: a line per target written (stdout) and per failure (stderr).

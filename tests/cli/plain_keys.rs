@@ -435,3 +435,26 @@ fn the_plain_keys_example_plans_and_applies() {
     assert_eq!(get(&r, "meow:canary_alert"), None);
     assert_eq!(w.journal_commits(), 4);
 }
+
+#[test]
+fn a_write_whose_reply_is_lost_is_read_back_said_on_stderr_and_counts_as_written() {
+    let r = Redis::start();
+    // The two plans read the key (EVAL 1 and 2); the write is EVAL 3: Redis acts, the reply is lost.
+    let proxy = Proxy::start(r.port).fault("EVAL", 3, Fault::CutAfter);
+    let w = Workspace::new(&key_store(&proxy.url(), "RECENT = \"ON\"\n"));
+    let run = w.run(["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!(
+            "warning: meow-blue {} did not answer the writes of 1 key(s)",
+            proxy.url()
+        )) && run
+            .stderr
+            .contains("Reading them back on a new connection (at most"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(get(&r, "RECENT").as_deref(), Some("ON"));
+    assert_eq!(w.journal_subjects(), ["meow-blue RECENT: set to \"ON\""]);
+    assert_eq!(w.run(["plan", "--detailed-exitcode"]).code, 0);
+}
