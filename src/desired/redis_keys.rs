@@ -175,3 +175,52 @@ fn declaration(key: &str, v: toml::Value) -> Result<(Option<String>, Option<Stri
         (value, _) => Ok((value, reason)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, Config, ConfigEnv};
+    use std::path::Path;
+
+    fn load(src: &str) -> Result<Config, String> {
+        parse(Path::new("overrides.toml"), src, &ConfigEnv::default()).map_err(|e| e.to_string())
+    }
+
+    const KEYS: &str = "[[store]]\nname = \"k\"\ntype = \"redis-keys\"\nurl = \"redis://127.0.0.1:6379\"\n";
+
+    #[test]
+    fn key_stores_are_kept_apart_from_flag_stores() {
+        let c = load(&format!(
+            "{KEYS}prefix = \"{{meow}}:\"\n[[store]]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n\
+             [keys.k]\nRECENT = \"ON\"\nold = {{ absent = true, reason = \" INC-1 \" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.stores.len(), 1, "a redis-keys store receives no flags");
+        assert_eq!(c.key_stores[0].prefix, "{meow}:", "the prefix is taken as it is");
+        assert_eq!(c.keys.len(), 2);
+        assert_eq!(c.keys[0].value.as_deref(), Some("ON"));
+        assert_eq!(c.keys[1].value, None);
+        assert_eq!(c.keys[1].reason.as_deref(), Some("INC-1"));
+        let only_keys = load(KEYS).unwrap();
+        assert!(only_keys.stores.is_empty() && only_keys.keys.is_empty());
+    }
+
+    #[test]
+    fn mistakes_name_the_field_or_the_store() {
+        for (src, want) in [
+            (format!("{KEYS}[store.prefixes]\n\"p/e\" = \"x\"\n"), "`prefixes` does not apply to a redis-keys store"),
+            (format!("{KEYS}path = \"x\"\n"), "`path` does not apply to a redis-keys store"),
+            (format!("{KEYS}{KEYS}"), "duplicate store name \"k\""),
+            (
+                format!("{KEYS}[[store]]\nname = \"j\"\ntype = \"redis-keys\"\nurl = \"redis://127.0.0.1:6379\"\n"),
+                "repeats the target redis://127.0.0.1:6379 (keys prefixed \"\")",
+            ),
+            (format!("{KEYS}[keys.k]\nx = [\"a\"]\n"), "key \"x\" is declared as array"),
+            (format!("{KEYS}[keys.k]\nx = {{ absent = \"yes\" }}\n"), "`absent` must be a boolean"),
+            (format!("{KEYS}[keys.k]\nx = {{ value = \"1\", reason = \"a\\u0000b\" }}\n"), "contains a NUL"),
+            ("[[store]]\ntype = \"redis-keys\"\n".to_owned(), "redis store \"redis-keys\" has no `url`/`urls`"),
+        ] {
+            let e = load(&src).unwrap_err();
+            assert!(e.contains(want), "{src}\nwant: {want}\ngot: {e}");
+        }
+    }
+}

@@ -458,3 +458,40 @@ fn a_write_whose_reply_is_lost_is_read_back_said_on_stderr_and_counts_as_written
     assert_eq!(w.journal_subjects(), ["meow-blue RECENT: set to \"ON\""]);
     assert_eq!(w.run(["plan", "--detailed-exitcode"]).code, 0);
 }
+
+#[test]
+fn every_server_of_a_key_store_is_written_and_the_commit_names_each() {
+    let (a, b) = (Redis::start(), Redis::start());
+    set(&a, "RECENT", "OFF");
+    let text = format!(
+        "[[store]]\nname = \"meow-blue\"\ntype = \"redis-keys\"\nurls = [\"{}\", \"{}\"]\nprefix = \"meow:\"\n\n\
+         [keys.meow-blue]\nRECENT = \"ON\"\n",
+        a.url(),
+        b.url()
+    );
+    set(&a, "meow:RECENT", "OFF");
+    let w = Workspace::new(&text);
+    let plan = w.run(["plan"]);
+    assert_eq!(
+        plan.stdout.lines().count(),
+        3,
+        "one line per target: {}",
+        plan.stdout
+    );
+    w.cmd(["apply", "--auto-approve"]).assert().success();
+    for r in [&a, &b] {
+        assert_eq!(get(r, "meow:RECENT").as_deref(), Some("ON"));
+    }
+    assert_eq!(get(&a, "RECENT").as_deref(), Some("OFF"), "only the prefixed key");
+    let log = w.journal_log();
+    assert_eq!(log.len(), 2, "one commit for the key: {log:?}");
+    assert!(
+        log[1].contains(&format!(
+            "Store: meow-blue {}\nStore: meow-blue {}",
+            a.url(),
+            b.url()
+        )) && log[1].contains("Previous-Value: \"OFF\""),
+        "{}",
+        log[1]
+    );
+}
