@@ -130,6 +130,9 @@ struct RawStore {
     kind: Spanned<StoreType>,
     url: Option<Spanned<String>>,
     urls: Option<Spanned<Vec<Spanned<String>>>>,
+    sentinels: Option<Spanned<Vec<Spanned<String>>>>,
+    master: Option<Spanned<String>>,
+    cluster: Option<Spanned<bool>>,
     prefix: Option<Spanned<String>>,
     prefixes: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     table: Option<Spanned<String>>,
@@ -428,6 +431,9 @@ fn check_foreign_fields(s: &RawStore, kind: StoreType) -> Result<(), Located> {
     if kind != StoreType::Redis {
         foreign.extend(s.url.as_ref().map(|v| ("url", v.span())));
         foreign.extend(s.urls.as_ref().map(|v| ("urls", v.span())));
+        foreign.extend(s.sentinels.as_ref().map(|v| ("sentinels", v.span())));
+        foreign.extend(span(&s.master).map(|sp| ("master", sp)));
+        foreign.extend(s.cluster.as_ref().map(|v| ("cluster", v.span())));
     }
     if kind != StoreType::Dynamodb {
         foreign.extend(span(&s.table).map(|sp| ("table", sp)));
@@ -483,6 +489,19 @@ fn prefix(s: &mut RawStore) -> Result<Prefix, Located> {
 /// A `redis` store: `url` or `urls`, else relayCommander's `REDIS_HOSTS`.
 fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Config, Located> {
     let prefix = prefix(&mut s)?;
+    let topology = topology(&mut s)?;
+    if let (redis::Topology::Sentinel { .. }, Some(sentinels)) = (&topology, s.sentinels.take()) {
+        let mut urls = Vec::new();
+        for u in sentinels.into_inner() {
+            redis::check_url(u.get_ref()).map_err(|m| (Some(u.span()), format!("sentinels: {m}")))?;
+            urls.push(u.into_inner());
+        }
+        return Ok(redis::Config {
+            urls,
+            prefix,
+            topology,
+        });
+    }
     let urls = match (s.url, s.urls) {
         (Some(_), Some(u)) => return Err((Some(u.span()), "set either `url` or `urls`, not both".into())),
         (Some(u), None) => vec![u],
@@ -506,7 +525,11 @@ fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Co
                     ),
                 ))?;
             let urls = redis::urls_from_hosts(hosts).map_err(|m| (None, m))?;
-            return Ok(redis::Config { urls, prefix });
+            return Ok(redis::Config {
+                urls,
+                prefix,
+                topology,
+            });
         }
     };
     let mut out = Vec::new();
@@ -514,7 +537,46 @@ fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Co
         redis::check_url(u.get_ref()).map_err(|m| (Some(u.span()), m))?;
         out.push(u.into_inner());
     }
-    Ok(redis::Config { urls: out, prefix })
+    Ok(redis::Config {
+        urls: out,
+        prefix,
+        topology,
+    })
+}
+
+/// `sentinels` + `master` (instead of `url`/`urls`), or `cluster = true`, or neither.
+fn topology(s: &mut RawStore) -> Result<redis::Topology, Located> {
+    let cluster = s.cluster.as_ref().filter(|c| *c.get_ref());
+    match (&s.sentinels, &s.master, cluster) {
+        (Some(sentinels), _, Some(c)) => Err((
+            Some(c.span().start.min(sentinels.span().start)..c.span().end.max(sentinels.span().end)),
+            "set either `sentinels` (with `master`) or `cluster = true`, not both".into(),
+        )),
+        (Some(sentinels), _, None) if s.url.is_some() || s.urls.is_some() => Err((
+            Some(sentinels.span()),
+            "`sentinels` replaces url/urls: remove url/urls (the Sentinels say where the primary is)".into(),
+        )),
+        (Some(sentinels), _, None) if sentinels.get_ref().is_empty() => Err((
+            Some(sentinels.span()),
+            "`sentinels` is empty: list at least one Sentinel, like \"redis://127.0.0.1:26379\"".into(),
+        )),
+        (Some(sentinels), None, None) => Err((
+            Some(sentinels.span()),
+            "`sentinels` needs `master`: the name the Sentinels monitor the primary by, like master = \"mymaster\"".into(),
+        )),
+        (Some(_), Some(master), None) if master.get_ref().trim().is_empty() => {
+            Err((Some(master.span()), "`master` is empty: give the name the Sentinels monitor".into()))
+        }
+        (Some(_), Some(master), None) => Ok(redis::Topology::Sentinel {
+            master: master.get_ref().clone(),
+        }),
+        (None, Some(master), _) => Err((
+            Some(master.span()),
+            "`master` goes with `sentinels = [\"redis://host:26379\", ...]`: add the Sentinels, or remove `master`".into(),
+        )),
+        (None, None, Some(_)) => Ok(redis::Topology::Cluster),
+        (None, None, None) => Ok(redis::Topology::Nodes),
+    }
 }
 
 /// A `dynamodb` store: a table, and optionally where it is.

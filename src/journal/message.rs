@@ -37,6 +37,10 @@ pub struct Entry {
     pub written: Vec<(StoreTarget, u64)>,
     /// The targets that failed, with why.
     pub failed: Vec<(StoreTarget, String)>,
+    /// What a target said about its write (Redis: the primary written to, replicas acknowledged),
+    /// added to its `Store:` trailer.
+    #[serde(default)]
+    pub notes: Vec<(StoreTarget, String)>,
 }
 
 impl Entry {
@@ -140,7 +144,10 @@ pub(super) fn message(entry: &Entry, from: &Targeting) -> String {
         trailer(FALLTHROUGH, &v.index);
     }
     for (t, version) in &entry.written {
-        trailer(STORE, &format!("{t} v{version}"));
+        match entry.notes.iter().find(|(n, _)| n == t) {
+            Some((_, note)) => trailer(STORE, &format!("{t} v{version} ({note})")),
+            None => trailer(STORE, &format!("{t} v{version}")),
+        }
     }
     for (t, _) in &entry.failed {
         trailer(STORE_FAILED, t);
@@ -459,6 +466,7 @@ pub(super) mod tests {
                 },
                 "connection\nrefused".into(),
             )],
+            notes: Vec::new(),
         }
     }
 
