@@ -257,23 +257,7 @@ async fn sentinel(
                 continue;
             }
         };
-        let mut primary = info.clone();
-        primary.addr = match &info.addr {
-            ConnectionAddr::TcpTls {
-                insecure, tls_params, ..
-            } => ConnectionAddr::TcpTls {
-                host: host.clone(),
-                port,
-                insecure: *insecure,
-                tls_params: tls_params.clone(),
-            },
-            _ => ConnectionAddr::Tcp(host.clone(), port),
-        };
-        let scheme = match primary.addr {
-            ConnectionAddr::TcpTls { .. } => "rediss",
-            _ => "redis",
-        };
-        let name = format!("{scheme}://{host}:{port}");
+        let (primary, name) = primary_at(info, &host, port);
         let client =
             redis::Client::open(primary).map_err(|e| Refusal::Wrong(format!("primary {name}: {e}")))?;
         return match node(&client, config, wait, Some(name.clone())).await {
@@ -305,6 +289,28 @@ async fn sentinel(
     )))
 }
 
+/// The primary at `host:port`, reached as the Sentinel `info` is (TLS, credentials, database),
+/// and how to name it.
+fn primary_at(info: &ConnectionInfo, host: &str, port: u16) -> (ConnectionInfo, String) {
+    let mut primary = info.clone();
+    let (scheme, addr) = match &info.addr {
+        ConnectionAddr::TcpTls {
+            insecure, tls_params, ..
+        } => (
+            "rediss",
+            ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+        ),
+        _ => ("redis", ConnectionAddr::Tcp(host.to_owned(), port)),
+    };
+    primary.addr = addr;
+    (primary, format!("{scheme}://{host}:{port}"))
+}
+
 /// A cluster connection, once one seed says the cluster serves every slot.
 async fn cluster(
     seeds: &[ConnectionInfo],
@@ -333,10 +339,12 @@ async fn cluster(
                 down.push(format!("{shown}: {e}"));
                 continue;
             }
-            Err(_) => return Err(Refusal::Wrong(format!(
+            Err(_) => {
+                return Err(Refusal::Wrong(format!(
                 "the seed {shown} is not a cluster node (cluster support disabled): remove cluster = true, \
                      or list the cluster's nodes"
-            ))),
+            )))
+            }
         };
         let field = |name: &str| {
             info.lines()
@@ -368,7 +376,6 @@ async fn cluster(
         )
         .await
         .map_err(|e| unreachable(&e, wait))?;
-    let _ = config;
     Ok(Conn {
         inner: Inner::Cluster(conn),
         replicas: 0,
