@@ -484,6 +484,28 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_target_note_joins_its_store_trailer() {
+        let mut e = entry();
+        let target = e.written[0].0.clone();
+        e.notes.push((
+            target,
+            "primary redis://10.0.0.7:6379; 2 of 2 replicas acknowledged".into(),
+        ));
+        let m = message(&e, &from());
+        assert!(
+            m.contains(
+                "\nStore: relay-redis redis://10.0.0.5:6379 v42 (primary redis://10.0.0.7:6379; 2 of 2 replicas \
+                 acknowledged)\n"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("\nStore-Failed: relay-redis redis://10.0.0.6:6379\n"),
+            "{m}"
+        );
+    }
+
+    #[test]
     fn state_files_record_each_value_exactly() {
         for value in [
             json!("control"),

@@ -432,7 +432,9 @@ impl RedisEndpoint {
                 plural(replicas)
             ));
         } else if replicas > 0 {
-            match conn.wait_for_replicas().await {
+            // Within the request timeout, which bounds every reply.
+            let bound = REPLICA_WAIT.min(self.timeout / 2);
+            match conn.wait_for_replicas(bound).await {
                 Some(Ok(acked)) if acked >= replicas => {
                     notes.push(format!("{acked} of {replicas} {} acknowledged", plural(replicas)))
                 }
@@ -444,7 +446,7 @@ impl RedisEndpoint {
                          primary, which holds the write (later writes of this run do not wait for them)",
                         plural(replicas),
                         self.shown,
-                        REPLICA_WAIT.as_secs()
+                        bound.as_secs_f32()
                     ));
                 }
                 Some(Err(why)) => {

@@ -430,15 +430,15 @@ impl ConnectionLike for Conn {
 }
 
 impl Conn {
-    /// After a write: waits up to [`REPLICA_WAIT`] for the primary's replicas (Redis `WAIT`) and
-    /// returns how many acknowledged, or None when it has none (or is a cluster).
-    pub(super) async fn wait_for_replicas(&mut self) -> Option<Result<usize, String>> {
+    /// After a write: waits up to `bound` for the primary's replicas (Redis `WAIT`) and returns
+    /// how many acknowledged, or None when it has none (or is a cluster).
+    pub(super) async fn wait_for_replicas(&mut self, bound: Duration) -> Option<Result<usize, String>> {
         if self.replicas == 0 {
             return None;
         }
         let replies: Result<i64, _> = redis::cmd("WAIT")
             .arg(self.replicas)
-            .arg(REPLICA_WAIT.as_millis() as u64)
+            .arg(bound.as_millis().max(1) as u64)
             .query_async(self)
             .await;
         Some(replies.map(|n| n.max(0) as usize).map_err(|e| e.to_string()))
