@@ -22,6 +22,7 @@ fn sentinel_store(urls: &[String], master: &str) -> String {
     store(&format!("sentinels = {}\nmaster = \"{master}\"\n", list(urls)))
 }
 
+/// Every server and Sentinel requires a password, which the Sentinel URLs carry and nothing prints.
 #[test]
 fn a_failover_between_plan_and_apply_writes_to_the_new_primary() {
     let s = Sentinels::start();
@@ -35,6 +36,7 @@ fn a_failover_between_plan_and_apply_writes_to_the_new_primary() {
     let w = Workspace::new(&overrides(&sentinel_store(&s.urls(), "nosuch"), flags));
     let run = w.run(["plan"]);
     assert_eq!(run.code, 1, "{}", run.all());
+    assert!(!run.all().contains(Sentinels::PASSWORD), "{}", run.all());
     assert!(
         run.stderr.contains("no Sentinel knows a master named \"nosuch\"")
             && run.stderr.contains("SENTINEL MASTERS"),
@@ -45,6 +47,7 @@ fn a_failover_between_plan_and_apply_writes_to_the_new_primary() {
     let w = Workspace::new(&overrides(&sentinel_store(&s.urls(), Sentinels::MASTER), flags));
     let run = w.run(["plan", "--out", "plan.json"]);
     assert_eq!(run.code, 0, "{}", run.all());
+    assert!(!run.all().contains(Sentinels::PASSWORD), "{}", run.all());
     assert!(run.stdout.contains("/mymaster"), "{}", run.all());
 
     s.failover();
@@ -55,6 +58,7 @@ fn a_failover_between_plan_and_apply_writes_to_the_new_primary() {
 
     let run = w.run(["apply", "plan.json"]);
     assert_eq!(run.code, 1, "{}", run.all());
+    assert!(!run.all().contains(Sentinels::PASSWORD), "{}", run.all());
     let primary = format!("primary redis://127.0.0.1:{}", new.port);
     assert!(run.stdout.contains(&primary), "{}", run.all());
     assert!(
@@ -66,6 +70,7 @@ fn a_failover_between_plan_and_apply_writes_to_the_new_primary() {
     assert_eq!(new.flag(PREFIX, "pricing").unwrap()["version"], json!(8));
     let messages = w.journal_messages();
     assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(!messages[0].contains(Sentinels::PASSWORD), "{}", messages[0]);
     assert!(
         messages[0]
             .lines()

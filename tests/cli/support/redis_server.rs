@@ -28,9 +28,10 @@ impl Redis {
         Redis::launch(None, false)
     }
 
-    /// A server started with more `redis-server` arguments (a replica, a cluster node).
-    pub fn start_with(args: &[String]) -> Redis {
-        Redis::launch_with(None, false, args)
+    /// A server started with more `redis-server` arguments (a replica, a cluster node), and
+    /// `password` if any.
+    pub fn start_with(password: Option<&str>, args: &[String]) -> Redis {
+        Redis::launch_with(password, false, args)
     }
 
     /// A server that requires `password` (AUTH); [`Redis::secret_url`] carries it.

@@ -10,9 +10,17 @@ use std::time::Duration;
 /// How long a topology may take to settle (replicas in sync, a failover seen by every Sentinel).
 const SETTLE: Duration = Duration::from_secs(30);
 
-/// What a command on the server at `port` answers, as a string (`INFO`, `CLUSTER INFO`).
-fn query_text(port: u16, args: &[&str]) -> Option<String> {
-    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+/// The URL of the server at `port`, with `password` if any.
+fn url(port: u16, password: Option<&str>) -> String {
+    match password {
+        Some(p) => format!("redis://:{p}@127.0.0.1:{port}"),
+        None => format!("redis://127.0.0.1:{port}"),
+    }
+}
+
+/// What a command on the server at `url` answers, as a string (`INFO`, `CLUSTER INFO`).
+fn query_text(url: &str, args: &[&str]) -> Option<String> {
+    let mut c = redis::Client::open(url)
         .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
         .ok()?;
     let mut cmd = redis::cmd(args[0]);
@@ -30,19 +38,30 @@ pub struct Replicated {
 
 impl Replicated {
     pub fn start(replicas: usize) -> Replicated {
-        let primary = Redis::start();
-        let of = [
+        Replicated::start_with(replicas, None)
+    }
+
+    /// Every server requiring `password` (the replicas authenticate with it too).
+    pub fn start_with(replicas: usize, password: Option<&str>) -> Replicated {
+        // Every server authenticates to its primary: after a failover the old primary replicates too.
+        let auth: Vec<String> = password
+            .iter()
+            .flat_map(|p| ["--masterauth".to_owned(), (*p).to_owned()])
+            .collect();
+        let primary = Redis::start_with(password, &auth);
+        let mut of = vec![
             "--replicaof".to_owned(),
             "127.0.0.1".to_owned(),
             primary.port.to_string(),
         ];
-        let replicas: Vec<Redis> = (0..replicas).map(|_| Redis::start_with(&of)).collect();
+        of.extend(auth);
+        let replicas: Vec<Redis> = (0..replicas).map(|_| Redis::start_with(password, &of)).collect();
         eprintln!(
             "waiting (at most {SETTLE:?}) for {} replica(s) to sync",
             replicas.len()
         );
         wait_for("the replicas to be online", SETTLE, || {
-            let info = query_text(primary.port, &["INFO", "replication"]).unwrap_or_default();
+            let info = query_text(&primary.secret_url(), &["INFO", "replication"]).unwrap_or_default();
             info.lines().filter(|l| l.contains("state=online")).count() == replicas.len()
         });
         Replicated { primary, replicas }
@@ -71,6 +90,12 @@ struct Sentinel {
     _dir: tempfile::TempDir,
 }
 
+impl Sentinel {
+    fn url(&self) -> String {
+        url(self.port, Some(Sentinels::PASSWORD))
+    }
+}
+
 impl Drop for Sentinel {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -78,7 +103,8 @@ impl Drop for Sentinel {
     }
 }
 
-/// A primary with one replica, watched by three Sentinels as [`Sentinels::MASTER`].
+/// A primary with one replica, watched by three Sentinels as [`Sentinels::MASTER`]; every
+/// server and Sentinel requires [`Sentinels::PASSWORD`].
 pub struct Sentinels {
     pub nodes: Replicated,
     sentinels: Vec<Sentinel>,
@@ -86,9 +112,10 @@ pub struct Sentinels {
 
 impl Sentinels {
     pub const MASTER: &'static str = "mymaster";
+    pub const PASSWORD: &'static str = "s3ntinel-secret";
 
     pub fn start() -> Sentinels {
-        let nodes = Replicated::start(1);
+        let nodes = Replicated::start_with(1, Some(Self::PASSWORD));
         let bin = require("redis-server", "apt-get install -y redis-server");
         let sentinels: Vec<Sentinel> = (0..3)
             .map(|_| {
@@ -99,11 +126,14 @@ impl Sentinels {
                     &conf,
                     format!(
                         "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                         requirepass {pw}\n\
                          sentinel monitor {m} 127.0.0.1 {primary} 2\n\
+                         sentinel auth-pass {m} {pw}\n\
                          sentinel down-after-milliseconds {m} 1000\n\
                          sentinel failover-timeout {m} 4000\n",
                         dir = dir.path().display(),
                         m = Self::MASTER,
+                        pw = Self::PASSWORD,
                         primary = nodes.primary.port
                     ),
                 )
@@ -126,7 +156,7 @@ impl Sentinels {
         eprintln!("waiting (at most {SETTLE:?}) for 3 Sentinels to see the primary and its replica");
         for sentinel in &s.sentinels {
             wait_for("a Sentinel to know the replica", SETTLE, || {
-                replicas_known(sentinel.port) > 0
+                replicas_known(&sentinel.url()) > 0
             });
         }
         s
@@ -134,10 +164,7 @@ impl Sentinels {
 
     /// The Sentinels' URLs, for `sentinels = [...]`.
     pub fn urls(&self) -> Vec<String> {
-        self.sentinels
-            .iter()
-            .map(|s| format!("redis://127.0.0.1:{}", s.port))
-            .collect()
+        self.sentinels.iter().map(Sentinel::url).collect()
     }
 
     /// The port each Sentinel names as the primary.
@@ -145,7 +172,7 @@ impl Sentinels {
         self.sentinels
             .iter()
             .map(|s| {
-                let mut c = redis::Client::open(format!("redis://127.0.0.1:{}", s.port))
+                let mut c = redis::Client::open(s.url())
                     .and_then(|c| c.get_connection())
                     .ok()?;
                 let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
@@ -165,7 +192,7 @@ impl Sentinels {
         eprintln!(
             "forcing a failover to port {new}; waiting at most {SETTLE:?} for every Sentinel to name it"
         );
-        let mut c = redis::Client::open(format!("redis://127.0.0.1:{}", self.sentinels[0].port))
+        let mut c = redis::Client::open(self.sentinels[0].url())
             .unwrap()
             .get_connection()
             .unwrap();
@@ -179,15 +206,15 @@ impl Sentinels {
         });
         wait_for("every Sentinel to name the new primary", SETTLE, || {
             self.primary_ports().iter().all(|p| *p == Some(new))
-                && query_text(new, &["INFO", "replication"]).is_some_and(|i| i.contains("role:master"))
+                && query_text(&self.nodes.replicas[0].secret_url(), &["INFO", "replication"])
+                    .is_some_and(|i| i.contains("role:master"))
         });
     }
 }
 
-/// How many replicas the Sentinel at `port` knows for [`Sentinels::MASTER`].
-fn replicas_known(port: u16) -> usize {
-    let Ok(mut c) = redis::Client::open(format!("redis://127.0.0.1:{port}")).and_then(|c| c.get_connection())
-    else {
+/// How many replicas the Sentinel at `url` knows for [`Sentinels::MASTER`].
+fn replicas_known(url: &str) -> usize {
+    let Ok(mut c) = redis::Client::open(url).and_then(|c| c.get_connection()) else {
         return 0;
     };
     redis::cmd("SENTINEL")
@@ -211,7 +238,7 @@ fn cluster_node() -> Redis {
         "--cluster-node-timeout",
         "2000",
     ];
-    Redis::start_with(&args.map(str::to_owned))
+    Redis::start_with(None, &args.map(str::to_owned))
 }
 
 impl Cluster {
@@ -229,7 +256,7 @@ impl Cluster {
         eprintln!("waiting (at most {SETTLE:?}) for the cluster to be ok on every node");
         wait_for("cluster_state:ok on every node", SETTLE, || {
             nodes.iter().all(|n| {
-                query_text(n.port, &["CLUSTER", "INFO"]).is_some_and(|i| i.contains("cluster_state:ok"))
+                query_text(&n.url(), &["CLUSTER", "INFO"]).is_some_and(|i| i.contains("cluster_state:ok"))
             })
         });
         Cluster { nodes }
