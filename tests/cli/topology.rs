@@ -132,6 +132,7 @@ fn sentinel_settings_are_checked() {
     }
 }
 
+/// Every node requires a password, which the seed URLs carry and nothing prints.
 #[test]
 fn a_cluster_is_planned_and_applied_through_its_seed_nodes() {
     let c = Cluster::start();
@@ -142,7 +143,7 @@ fn a_cluster_is_planned_and_applied_through_its_seed_nodes() {
 
     // A single-node URL at a cluster node says what to set.
     let w = Workspace::new(&overrides(
-        &store(&format!("url = \"{}\"\n", c.nodes[0].url())),
+        &store(&format!("url = \"{}\"\n", c.nodes[0].secret_url())),
         flags,
     ));
     let run = w.run(["plan"]);
@@ -163,6 +164,7 @@ fn a_cluster_is_planned_and_applied_through_its_seed_nodes() {
     assert!(run.stdout.contains("2 to change"), "{}", run.all());
     let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
+    assert!(!run.all().contains(Cluster::PASSWORD), "{}", run.all());
     for (prefix, version) in [(PREFIX, 42), (staging, 4)] {
         let f = c.flag(prefix, "kill-switch").unwrap();
         assert_eq!(
@@ -170,7 +172,9 @@ fn a_cluster_is_planned_and_applied_through_its_seed_nodes() {
             (json!(false), json!(version))
         );
     }
-    assert_eq!(w.journal_messages().len(), 2);
+    let messages = w.journal_messages();
+    assert_eq!(messages.len(), 2);
+    assert!(!messages.concat().contains(Cluster::PASSWORD), "{messages:?}");
     let run = w.run(["plan", "--detailed-exitcode"]);
     assert_eq!(run.code, 0, "{}", run.all());
 }

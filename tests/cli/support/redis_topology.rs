@@ -224,30 +224,41 @@ fn replicas_known(url: &str) -> usize {
         .map_or(0, |r| r.len())
 }
 
-/// Three cluster-enabled primaries, every slot assigned (`redis-cli --cluster create`).
+/// Three cluster-enabled primaries, every slot assigned (`redis-cli --cluster create`), each
+/// requiring [`Cluster::PASSWORD`].
 pub struct Cluster {
     pub nodes: Vec<Redis>,
 }
 
-fn cluster_node() -> Redis {
-    let args = [
+fn cluster_node(password: Option<&str>) -> Redis {
+    let mut args = [
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",
         "nodes.conf",
         "--cluster-node-timeout",
         "2000",
-    ];
-    Redis::start_with(None, &args.map(str::to_owned))
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(
+        password
+            .iter()
+            .flat_map(|p| ["--masterauth".to_owned(), (*p).to_owned()]),
+    );
+    Redis::start_with(password, &args)
 }
 
 impl Cluster {
+    pub const PASSWORD: &'static str = "c1uster-secret";
+
     pub fn start() -> Cluster {
-        let nodes: Vec<Redis> = (0..3).map(|_| cluster_node()).collect();
+        let nodes: Vec<Redis> = (0..3).map(|_| cluster_node(Some(Self::PASSWORD))).collect();
         let cli = require("redis-cli", "apt-get install -y redis-tools");
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         stdout_of(
             Command::new(cli)
+                .args(["-a", Self::PASSWORD, "--no-auth-warning"])
                 .args(["--cluster", "create"])
                 .args(&addrs)
                 .args(["--cluster-replicas", "0", "--cluster-yes"]),
@@ -256,7 +267,8 @@ impl Cluster {
         eprintln!("waiting (at most {SETTLE:?}) for the cluster to be ok on every node");
         wait_for("cluster_state:ok on every node", SETTLE, || {
             nodes.iter().all(|n| {
-                query_text(&n.url(), &["CLUSTER", "INFO"]).is_some_and(|i| i.contains("cluster_state:ok"))
+                query_text(&n.secret_url(), &["CLUSTER", "INFO"])
+                    .is_some_and(|i| i.contains("cluster_state:ok"))
             })
         });
         Cluster { nodes }
@@ -264,7 +276,7 @@ impl Cluster {
 
     /// One cluster-enabled node that serves only slots 0-999: a cluster with slots not covered.
     pub fn partial() -> Redis {
-        let node = cluster_node();
+        let node = cluster_node(None);
         redis::cmd("CLUSTER")
             .arg("ADDSLOTSRANGE")
             .arg(0)
@@ -274,8 +286,9 @@ impl Cluster {
         node
     }
 
+    /// The nodes' URLs, with the password.
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(Redis::url).collect()
+        self.nodes.iter().map(Redis::secret_url).collect()
     }
 
     fn conn(&self) -> redis::cluster::ClusterConnection {
