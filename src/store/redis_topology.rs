@@ -166,13 +166,14 @@ async fn node(
         .get_multiplexed_async_connection_with_config(config)
         .await
         .map_err(|e| unreachable(&e, wait))?;
-    let replicas = role(&mut conn, wait).await?;
+    // A cluster node first: a cluster's replica is also reached with cluster = true.
     let info: Result<String, _> = redis::cmd("INFO").arg("cluster").query_async(&mut conn).await;
     if info.is_ok_and(|i| i.lines().any(|l| l.trim() == "cluster_enabled:1")) {
         return Err(Refusal::Wrong(
             "this is a cluster node: set cluster = true in the store (its url/urls are then the cluster's seed nodes)".into(),
         ));
     }
+    let replicas = role(&mut conn, wait).await?;
     Ok(Conn {
         inner: Inner::Node(conn),
         replicas,
