@@ -285,7 +285,7 @@ async fn sentinel(
         )));
     }
     Err(Refusal::Unreachable(format!(
-        "none of the Sentinels answered ({}); check that they are up and reachable from here",
+        "none of the Sentinels answered ({})",
         down.join("; ")
     )))
 }
