@@ -18,7 +18,7 @@ use super::redis_topology::{Conn, Refusal, Server, REPLICA_WAIT};
 use super::{Groups, Held, Prefix, Raw, Rewrite, WriteError, CONNECT_TIMEOUT};
 use crate::flag::FlagId;
 use anyhow::{anyhow, Result};
-use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
+use redis::{ErrorKind, RedisError};
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -214,10 +214,7 @@ impl RedisEndpoint {
 
     /// A new connection to the primary, bounded by the timeouts; else why not.
     async fn connect(&self) -> Result<Conn, Refusal> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(self.connect_timeout())
-            .set_response_timeout(self.timeout);
-        self.server.connect(&config, self.connect_timeout()).await
+        self.server.connect(self.connect_timeout(), self.timeout).await
     }
 
     /// Why [`RedisEndpoint::connect`] failed, as an error naming the server.

@@ -120,7 +120,9 @@ impl Server {
                     "cluster://{}",
                     seeds.iter().map(host_port).collect::<Vec<_>>().join(",")
                 );
+                // A few retries: enough to follow MOVED/ASK, not to wait out a node that is down.
                 let client = ClusterClient::builder(seeds.clone())
+                    .retries(3)
                     .build()
                     .map_err(|e| anyhow::anyhow!("cluster {shown}: {e}"))?;
                 Ok((Server::Cluster { seeds, client }, shown))
@@ -128,16 +130,15 @@ impl Server {
         }
     }
 
-    /// A connection to the primary, bounded by `config`'s timeouts.
-    pub(super) async fn connect(
-        &self,
-        config: &AsyncConnectionConfig,
-        wait: Duration,
-    ) -> Result<Conn, Refusal> {
+    /// A connection to the primary: each connection made within `wait`, each reply within `reply`.
+    pub(super) async fn connect(&self, wait: Duration, reply: Duration) -> Result<Conn, Refusal> {
+        let config = &AsyncConnectionConfig::new()
+            .set_connection_timeout(wait)
+            .set_response_timeout(reply);
         match self {
             Server::Node(client) => node(client, config, wait, None).await,
             Server::Sentinel { sentinels, master } => sentinel(sentinels, master, config, wait).await,
-            Server::Cluster { seeds, client } => cluster(seeds, client, config, wait).await,
+            Server::Cluster { seeds, client } => cluster(seeds, client, config, (wait, reply)).await,
         }
     }
 }
@@ -317,7 +318,7 @@ async fn cluster(
     seeds: &[ConnectionInfo],
     client: &ClusterClient,
     config: &AsyncConnectionConfig,
-    wait: Duration,
+    (wait, reply): (Duration, Duration),
 ) -> Result<Conn, Refusal> {
     let mut down = Vec::new();
     let mut checked = false;
@@ -373,7 +374,7 @@ async fn cluster(
         .get_async_connection_with_config(
             redis::cluster::ClusterConfig::new()
                 .set_connection_timeout(wait)
-                .set_response_timeout(wait),
+                .set_response_timeout(reply),
         )
         .await
         .map_err(|e| unreachable(&e, wait))?;
