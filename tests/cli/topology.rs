@@ -154,7 +154,11 @@ fn a_cluster_is_planned_and_applied_through_its_seed_nodes() {
         run.all()
     );
 
-    // Seeds that do not hold the keys: MOVED is followed; two hashes in two slots.
+    // MOVED is followed; the two hashes are in two slots, so one read spans slots.
+    assert_ne!(
+        c.slot(&format!("{PREFIX}:features")),
+        c.slot(&format!("{staging}:features"))
+    );
     let w = Workspace::new(&overrides(
         &store(&format!("urls = {}\ncluster = true\n", list(&c.urls()))),
         flags,

@@ -310,6 +310,15 @@ impl Cluster {
         }
     }
 
+    /// The cluster slot of `key`.
+    pub fn slot(&self, key: &str) -> u16 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.nodes[0].conn())
+            .unwrap()
+    }
+
     /// The stored JSON of `flag` under `prefix`, if any.
     pub fn flag(&self, prefix: &str, flag: &str) -> Option<Value> {
         let raw: Option<String> = redis::cmd("HGET")
@@ -318,38 +327,5 @@ impl Cluster {
             .query(&mut self.conn())
             .unwrap();
         raw.map(|r| serde_json::from_str(&r).unwrap())
-    }
-
-    /// The port of the node that holds `key`.
-    pub fn owner(&self, key: &str) -> u16 {
-        let slot: u16 = redis::cmd("CLUSTER")
-            .arg("KEYSLOT")
-            .arg(key)
-            .query(&mut self.nodes[0].conn())
-            .unwrap();
-        let slots: Vec<(u16, u16, (String, u16))> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query::<Vec<redis::Value>>(&mut self.nodes[0].conn())
-            .unwrap()
-            .into_iter()
-            .map(|v| {
-                let redis::Value::Array(items) = v else {
-                    panic!("CLUSTER SLOTS: {v:?}")
-                };
-                let n = |v: &redis::Value| match v {
-                    redis::Value::Int(i) => *i as u16,
-                    other => panic!("CLUSTER SLOTS: {other:?}"),
-                };
-                let redis::Value::Array(node) = &items[2] else {
-                    panic!("CLUSTER SLOTS node")
-                };
-                (n(&items[0]), n(&items[1]), (String::new(), n(&node[1])))
-            })
-            .collect();
-        slots
-            .into_iter()
-            .find(|(lo, hi, _)| (*lo..=*hi).contains(&slot))
-            .map(|(_, _, (_, port))| port)
-            .expect("every slot is served")
     }
 }
