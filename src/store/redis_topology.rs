@@ -218,61 +218,52 @@ async fn role(conn: &mut MultiplexedConnection, wait: Duration) -> Result<usize,
     }
 }
 
-/// The primary the Sentinels know as `master`: the first Sentinel that answers names it, then
-/// that node must say it is a primary (right after a failover it may not yet).
+/// The primary the Sentinels know as `master`: each Sentinel in turn names it, until one names
+/// a node that answers as a primary (right after a failover a Sentinel may still name the old
+/// one, and that node may not answer yet, or already be a replica).
 async fn sentinel(
     sentinels: &[ConnectionInfo],
     master: &str,
     config: &AsyncConnectionConfig,
     wait: Duration,
 ) -> Result<Conn, Refusal> {
-    let mut down = Vec::new();
-    let mut unknown = Vec::new();
+    let (mut down, mut unknown, mut tried) = (Vec::new(), Vec::new(), Vec::new());
+    let mut stale = None;
     for info in sentinels {
         let shown = host_port(info);
-        let client = match redis::Client::open(info.clone()) {
-            Ok(c) => c,
-            Err(e) => return Err(Refusal::Wrong(format!("Sentinel {shown}: {e}"))),
-        };
-        // A Sentinel holds no data: ROLE and INFO are not asked, only where the primary is.
-        let conn = client.get_multiplexed_async_connection_with_config(config).await;
-        let mut conn = match conn {
-            Ok(conn) => conn,
-            Err(e) => {
-                down.push(format!("{shown}: {}", why(&e, wait)));
-                continue;
-            }
-        };
-        let found: Result<Option<(String, u16)>, _> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(master)
-            .query_async(&mut conn)
-            .await;
-        let (host, port) = match found {
+        let (host, port) = match ask(info, master, config, wait).await {
             Ok(Some(addr)) => addr,
             Ok(None) => {
                 unknown.push(shown);
                 continue;
             }
-            Err(e) => {
-                down.push(format!("{shown}: {e}"));
+            Err(why) => {
+                down.push(format!("{shown}: {why}"));
                 continue;
             }
         };
         let (primary, name) = primary_at(info, &host, port);
+        if tried.contains(&name) {
+            continue;
+        }
+        tried.push(name.clone());
         let client =
             redis::Client::open(primary).map_err(|e| Refusal::Wrong(format!("primary {name}: {e}")))?;
-        return match node(&client, config, wait, Some(name.clone())).await {
-            Ok(conn) => Ok(conn),
-            Err(Refusal::Unreachable(why)) => Err(Refusal::Unreachable(format!(
-                "the Sentinel {shown} names {name} as the primary of {master:?}, which does not answer ({why}); \
-                 a failover may be under way: run again in a few seconds"
-            ))),
-            Err(Refusal::Wrong(why)) => Err(Refusal::Wrong(format!(
-                "the Sentinel {shown} names {name} as the primary of {master:?}, but {why}; a failover may be \
-                 under way: run again in a few seconds"
-            ))),
+        let refusal = match node(&client, config, wait, Some(name.clone())).await {
+            Ok(conn) => return Ok(conn),
+            Err(refusal) => refusal,
         };
+        let said = format!("the Sentinel {shown} names {name} as the primary of {master:?}");
+        let after = "a failover may be under way: run again in a few seconds";
+        stale.get_or_insert(match refusal {
+            Refusal::Unreachable(why) => {
+                Refusal::Unreachable(format!("{said}, which does not answer ({why}); {after}"))
+            }
+            Refusal::Wrong(why) => Refusal::Wrong(format!("{said}, but {why}; {after}")),
+        });
+    }
+    if let Some(stale) = stale {
+        return Err(stale);
     }
     if !unknown.is_empty() {
         return Err(Refusal::Wrong(format!(
@@ -289,6 +280,27 @@ async fn sentinel(
         "none of the Sentinels answered ({})",
         down.join("; ")
     )))
+}
+
+/// Where the Sentinel `info` says the primary of `master` is (None: it knows no such master);
+/// else why it did not say. A Sentinel holds no data: nothing else is asked.
+async fn ask(
+    info: &ConnectionInfo,
+    master: &str,
+    config: &AsyncConnectionConfig,
+    wait: Duration,
+) -> Result<Option<(String, u16)>, String> {
+    let client = redis::Client::open(info.clone()).map_err(|e| e.to_string())?;
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(config)
+        .await
+        .map_err(|e| why(&e, wait))?;
+    redis::cmd("SENTINEL")
+        .arg("get-master-addr-by-name")
+        .arg(master)
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| why(&e, wait))
 }
 
 /// The primary at `host:port`, reached as the Sentinel `info` is (TLS, credentials, database),

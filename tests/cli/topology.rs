@@ -25,10 +25,10 @@ fn sentinel_store(urls: &[String], master: &str) -> String {
 /// Every server and Sentinel requires a password, which the Sentinel URLs carry and nothing prints.
 #[test]
 fn a_failover_between_plan_and_apply_writes_to_the_new_primary() {
-    let s = Sentinels::start();
-    let old = &s.nodes.primary;
-    let new = &s.nodes.replicas[0];
-    old.seed(PREFIX, &[bool_flag("kill-switch", 41), bool_flag("pricing", 7)]);
+    let mut s = Sentinels::start();
+    s.nodes
+        .primary
+        .seed(PREFIX, &[bool_flag("kill-switch", 41), bool_flag("pricing", 7)]);
     s.nodes.sync();
     let flags = "kill-switch = { on = false, reason = \"INC-9\" }\npricing = false\n";
 
@@ -51,6 +51,7 @@ fn a_failover_between_plan_and_apply_writes_to_the_new_primary() {
     assert!(run.stdout.contains("/mymaster"), "{}", run.all());
 
     s.failover();
+    let new = &s.nodes.replicas[0];
     // Someone changes `pricing` on the new primary after the plan: a stale plan, as usual.
     let mut moved = bool_flag("pricing", 8);
     moved["on"] = json!(true);
@@ -85,6 +86,21 @@ fn a_failover_between_plan_and_apply_writes_to_the_new_primary() {
     let served = evaluate_redis(new, &["kill-switch"]);
     assert_eq!(served["kill-switch"]["value"], json!(false), "{served}");
     assert_eq!(served["kill-switch"]["reason"]["kind"], json!("OFF"), "{served}");
+
+    // The primary the Sentinels name goes away (they notice after 30 s): said, with what to do.
+    let port = new.port;
+    s.nodes.replicas[0].kill();
+    let run = w.run(["plan"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!(
+            "names redis://127.0.0.1:{port} as the primary of \"mymaster\", which does not answer"
+        )) && run
+            .stderr
+            .contains("a failover may be under way: run again in a few seconds"),
+        "{}",
+        run.all()
+    );
 }
 
 #[test]

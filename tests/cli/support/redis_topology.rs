@@ -104,7 +104,8 @@ impl Drop for Sentinel {
 }
 
 /// A primary with one replica, watched by three Sentinels as [`Sentinels::MASTER`]; every
-/// server and Sentinel requires [`Sentinels::PASSWORD`].
+/// server and Sentinel requires [`Sentinels::PASSWORD`]. Failovers are forced
+/// ([`Sentinels::failover`]): a primary that stops answering is only noticed after 30 s.
 pub struct Sentinels {
     pub nodes: Replicated,
     sentinels: Vec<Sentinel>,
@@ -129,7 +130,7 @@ impl Sentinels {
                          requirepass {pw}\n\
                          sentinel monitor {m} 127.0.0.1 {primary} 2\n\
                          sentinel auth-pass {m} {pw}\n\
-                         sentinel down-after-milliseconds {m} 1000\n\
+                         sentinel down-after-milliseconds {m} 30000\n\
                          sentinel failover-timeout {m} 4000\n",
                         dir = dir.path().display(),
                         m = Self::MASTER,
