@@ -14,7 +14,6 @@
 //! ([`KeyEndpoint::read_back`]).
 
 use super::redis::{Config, RedisEndpoint};
-use super::Prefix;
 use crate::flag::StoreTarget;
 use anyhow::{anyhow, Result};
 use std::time::Duration;
@@ -204,7 +203,7 @@ impl KeyEndpoint {
                 .redis
                 .connect()
                 .await
-                .map_err(|why| self.redis.cannot_connect(&why))?;
+                .map_err(|refusal| self.redis.cannot_connect(&refusal))?;
             let mut pipe = redis::pipe();
             for key in keys {
                 pipe.cmd("EVAL").arg(READ).arg(1).arg(self.full_key(key));
@@ -246,11 +245,11 @@ impl KeyStores {
     pub fn open(stores: &[KeyStoreConfig], redis_timeout: Duration) -> Result<KeyStores> {
         let mut endpoints = Vec::new();
         for s in stores {
-            for url in &s.redis.urls {
+            for redis in s.redis.endpoints(redis_timeout)? {
                 endpoints.push(KeyEndpoint {
                     store: s.name.clone(),
                     prefix: s.prefix.clone(),
-                    redis: RedisEndpoint::new(url, Prefix::default(), redis_timeout)?,
+                    redis,
                 });
             }
         }
