@@ -73,7 +73,7 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
                     anstream::print!("{out}");
                     anstream::eprint!("{err}");
                 }
-                unanswered => anstream::eprint!("{}", keys::apply::render_unanswered(&unanswered)),
+                unanswered => anstream::eprint!("{}", keys::apply::render_notice(&unanswered)),
             },
         ))?;
         Ok((flags, keys))

@@ -38,6 +38,19 @@ pub struct KeyEntry {
     pub reason: Option<String>,
     pub written: Vec<StoreTarget>,
     pub failed: Vec<(StoreTarget, String)>,
+    /// What a target written adds about the write (the primary, replicas acknowledged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<(StoreTarget, String)>,
+}
+
+impl KeyEntry {
+    /// The note on a target written, if any.
+    pub fn note(&self, target: &StoreTarget) -> Option<&str> {
+        self.notes
+            .iter()
+            .find(|(t, _)| t == target)
+            .map(|(_, n)| n.as_str())
+    }
 }
 
 /// A key write logged as started, with the targets it goes to.
@@ -184,7 +197,10 @@ pub(super) fn message(entry: &KeyEntry) -> String {
         &show_held(entry.previous.as_ref().map(|p| p.0.as_slice())),
     );
     for t in &entry.written {
-        trailer(STORE, &t.to_string());
+        match entry.note(t) {
+            Some(note) => trailer(STORE, &format!("{t} ({note})")),
+            None => trailer(STORE, &t.to_string()),
+        }
     }
     for (t, _) in &entry.failed {
         trailer(STORE_FAILED, &t.to_string());

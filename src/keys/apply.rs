@@ -53,6 +53,8 @@ pub enum KeyEvent<'a> {
     },
     /// A key is done.
     Key(&'a KeyOutcome),
+    /// Something the operator should know about a target (replicas that lag).
+    Warning(&'a str),
 }
 
 /// Writes every key change and journals each changed key. `on_event` is told about each key as
@@ -126,6 +128,7 @@ fn entry(first: &KeyChange) -> KeyEntry {
         reason: first.reason.clone(),
         written: Vec::new(),
         failed: Vec::new(),
+        notes: Vec::new(),
     }
 }
 
@@ -186,10 +189,23 @@ async fn write_batch(stores: &KeyStores, batch: &mut [Planned<'_>], on_event: &m
     for ((endpoint, list), result) in per_target.into_iter().zip(results) {
         match result {
             Batch::Answered(outcomes) => {
+                let wrote = outcomes.contains(&SetOutcome::Written);
+                let (note, warning) = match wrote {
+                    true => endpoint.replicated().await,
+                    false => (None, None),
+                };
+                if let Some(w) = &warning {
+                    on_event(KeyEvent::Warning(w));
+                }
                 for ((i, c), outcome) in list.into_iter().zip(outcomes) {
                     let k = &mut batch[i];
                     match outcome {
-                        SetOutcome::Written => k.entry.written.push(c.target.clone()),
+                        SetOutcome::Written => {
+                            k.entry.written.push(c.target.clone());
+                            if let Some(note) = &note {
+                                k.entry.notes.push((c.target.clone(), note.clone()));
+                            }
+                        }
                         SetOutcome::Stale(held) => {
                             k.stale = true;
                             k.entry.failed.push((c.target.clone(), stale(c, &held)));
@@ -320,8 +336,12 @@ pub async fn record_interrupted(
     Ok(out)
 }
 
-/// The wait after a target did not answer key writes, said before it starts.
-pub fn render_unanswered(event: &KeyEvent) -> String {
+/// A notice for stderr: a target's lagging replicas, or the wait after it did not answer key
+/// writes (said before the wait starts).
+pub fn render_notice(event: &KeyEvent) -> String {
+    if let KeyEvent::Warning(w) = event {
+        return format!("{} {w}\n", crate::ui::paint(crate::ui::WARNING, "warning:"));
+    }
     let KeyEvent::Unanswered {
         target,
         keys,
@@ -349,9 +369,14 @@ pub fn render_outcome(o: &KeyOutcome) -> (String, String) {
         .unwrap_or_default();
     let (mut out, mut err) = (String::new(), String::new());
     for target in &o.entry.written {
+        let note = o
+            .entry
+            .note(target)
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} {name}: {}   {}{commit}",
+            "  {} {name}: {}   {}{note}{commit}",
             crate::ui::paint(crate::ui::CHANGE, "~"),
             show_to(o.entry.value.as_deref()),
             target.target

@@ -189,6 +189,13 @@ impl KeyEndpoint {
         }
     }
 
+    /// After writes: the primary written to and how many replicas acknowledged (Redis `WAIT`,
+    /// bounded), as a note for apply's output and the journal, and a warning when some lag.
+    pub async fn replicated(&self) -> (Option<String>, Option<String>) {
+        let written = self.redis.replicated().await;
+        (written.note, written.warning)
+    }
+
     /// How long [`KeyEndpoint::read_back`] may take at most.
     pub fn read_back_limit(&self) -> Duration {
         self.redis.read_back_limit()

@@ -4,7 +4,7 @@
 
 use crate::support::fake_ld::FakeLd;
 use crate::support::fixtures::{bool_flag, file_store_and_ld, flag, flag_file, redis_store, PREFIX};
-use crate::support::{git, wait_for, Fault, Proxy, Redis, Workspace};
+use crate::support::{git, wait_for, Fault, Proxy, Redis, Replicated, Workspace};
 use serde_json::json;
 use std::process::Stdio;
 use std::time::Duration;
@@ -494,4 +494,39 @@ fn every_server_of_a_key_store_is_written_and_the_commit_names_each() {
         "{}",
         log[1]
     );
+}
+
+#[test]
+fn a_replica_url_is_refused_and_replicas_acknowledge_key_writes() {
+    let r = Replicated::start(2);
+    let run = Workspace::new(&key_store(&r.replicas[0].url(), "RECENT = \"ON\"\n")).run(["plan"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let primary = format!("127.0.0.1:{}", r.primary.port);
+    assert!(
+        run.stderr
+            .contains(&format!("read-only replica of the primary {primary}")),
+        "{}",
+        run.all()
+    );
+    let w = Workspace::new(&key_store(&r.primary.url(), "RECENT = \"ON\"\nkey1 = \"1\"\n"));
+    let run = w.run(["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains("(2 of 2 replicas acknowledged)   journal "),
+        "{}",
+        run.stdout
+    );
+    let messages = w.journal_messages();
+    for m in &messages {
+        assert!(
+            m.ends_with(&format!(
+                "Store: meow-blue {} (2 of 2 replicas acknowledged)",
+                r.primary.url()
+            )),
+            "{m}"
+        );
+    }
+    for replica in &r.replicas {
+        assert_eq!(get(replica, "key1").as_deref(), Some("1"));
+    }
 }

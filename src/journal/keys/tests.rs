@@ -13,6 +13,7 @@ fn entry(key: &str, value: Option<&str>) -> KeyEntry {
             target: "redis://127.0.0.1:6379".into(),
         }],
         failed: Vec::new(),
+        notes: Vec::new(),
     }
 }
 
