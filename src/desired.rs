@@ -7,6 +7,7 @@
 //! flag a store holds, which is the planner's job. What keys, store names and reasons may be is
 //! in [`keys`].
 
+mod backends;
 mod keys;
 mod redis_keys;
 mod topology;
@@ -15,7 +16,7 @@ pub use keys::check_id;
 pub use redis_keys::DeclaredKey;
 
 use crate::flag::{FlagId, VariationRef};
-use crate::store::{dynamodb, file, redis, Prefix, StoreConfig, StoreKind, Template};
+use crate::store::{redis, Prefix, StoreConfig, StoreKind, Template};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -451,8 +452,8 @@ fn store_config(s: RawStore, base_dir: &Path, env: &ConfigEnv) -> Result<Parsed,
     check_foreign_fields(&s, kind)?;
     let kind = match kind {
         StoreType::Redis => StoreKind::Redis(redis_store(s, &name, env)?),
-        StoreType::Dynamodb => StoreKind::DynamoDb(dynamodb_store(s, &name)?),
-        StoreType::File => StoreKind::File(file_store(s, &name, base_dir)?),
+        StoreType::Dynamodb => StoreKind::DynamoDb(backends::dynamodb_store(s, &name)?),
+        StoreType::File => StoreKind::File(backends::file_store(s, &name, base_dir)?),
         StoreType::RedisKeys => return Ok(Parsed::Keys(redis_keys::store(s, name, env)?)),
     };
     Ok(Parsed::Flags(StoreConfig { name, kind }))
@@ -570,49 +571,6 @@ fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Co
         urls: out,
         prefix,
         topology,
-    })
-}
-
-/// A `dynamodb` store: a table, and optionally where it is.
-fn dynamodb_store(mut s: RawStore, name: &str) -> Result<dynamodb::Config, Located> {
-    let prefix = prefix(&mut s)?;
-    let table = s
-        .table
-        .ok_or((None, format!("dynamodb store {name:?} needs `table`")))?;
-    if table.get_ref().trim().is_empty() {
-        return Err((Some(table.span()), "`table` is empty".into()));
-    }
-    if let Some(e) = &s.endpoint_url {
-        if url::Url::parse(e.get_ref()).is_err() {
-            return Err((
-                Some(e.span()),
-                format!("endpoint_url {:?} is not a URL", crate::redact::url(e.get_ref())),
-            ));
-        }
-    }
-    Ok(dynamodb::Config {
-        table: table.into_inner(),
-        endpoint_url: s.endpoint_url.map(Spanned::into_inner),
-        region: s.region.map(Spanned::into_inner),
-        prefix,
-    })
-}
-
-/// A `file` store: a path template relative to the overrides file.
-fn file_store(s: RawStore, name: &str, base_dir: &Path) -> Result<file::Config, Located> {
-    if let Some((_, v)) = s.prefixes.as_ref().and_then(|p| p.iter().next()) {
-        return Err((Some(v.span()), "`prefixes` does not apply to a file store".into()));
-    }
-    let path = s
-        .path
-        .ok_or((None, format!("file store {name:?} needs `path`")))?;
-    let template = Template::parse(path.get_ref()).map_err(|m| (Some(path.span()), format!("path: {m}")))?;
-    if template.as_str().trim().is_empty() {
-        return Err((Some(path.span()), "`path` is empty".into()));
-    }
-    Ok(file::Config {
-        path: template,
-        base_dir: base_dir.to_path_buf(),
     })
 }
 
