@@ -132,7 +132,7 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The flags whose current state to declare.
+    /// The flags whose current state to declare (or plain Redis keys, as _keys/STORE/KEY).
     #[arg(value_name = "PROJECT/ENV/FLAG", required = true)]
     pub flags: Vec<String>,
     /// Add the declarations to the overrides file, keeping its comments and formatting.

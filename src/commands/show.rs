@@ -6,7 +6,7 @@
 //! target holds: each is an error naming it and where it was looked for, reported after what
 //! could be shown (exit 1).
 
-mod keys;
+pub(super) mod keys;
 
 use super::load;
 use crate::desired::Config;

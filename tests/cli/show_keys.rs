@@ -184,3 +184,56 @@ fn a_file_with_only_keys_shows_them_with_no_argument() {
         run.stderr
     );
 }
+
+#[test]
+fn import_declares_keys_and_plan_then_shows_no_change() {
+    let (a, b, w) = two_servers();
+    set(&b, "meow:banner", "\u{1b}[2J\u{1b}[31mforged\nline");
+    let run = w.run(["import", "_keys/meow-blue/banner", "_keys/meow-blue/other"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    insta::assert_snapshot!(render(&run, &a, &b));
+    assert!(!run.stdout.contains('\u{1b}'));
+    // Pasted in place of the declarations, plan changes nothing for them (`legacy`, a hash,
+    // would stop plan: it goes too).
+    let overrides = w
+        .read("overrides.toml")
+        .replace("banner = \"x\"\n", "")
+        .replace("legacy = \"1\"\n", "");
+    let pasted = run.stdout.replace("# under [keys.meow-blue]\n", "");
+    w.write("overrides.toml", &format!("{overrides}{pasted}"));
+    let plan = w.run(["plan", "--json"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    let keys: Vec<String> = serde_json::from_str::<Value>(&plan.stdout).unwrap()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !keys.iter().any(|k| k == "banner" || k == "other"),
+        "{keys:?}\n{}",
+        plan.all()
+    );
+
+    // Disagreeing, absent, a hash: nothing is printed, each named.
+    let run = w.run([
+        "import",
+        "_keys/meow-blue/RECENT",
+        "_keys/meow-blue/nope",
+        "_keys/meow-blue/legacy",
+    ]);
+    assert_eq!((run.code, run.stdout.as_str()), (1, ""));
+    for want in [
+        "meow-blue RECENT: the targets disagree",
+        "meow-blue nope: no target holds this key",
+        "meow-blue legacy: it holds a Redis hash, not a string",
+    ] {
+        assert!(run.stderr.contains(want), "{want}: {}", run.stderr);
+    }
+    let run = w.run(["import", "--write", "_keys/meow-blue/other"]);
+    assert!(
+        run.code == 1 && run.stderr.contains("--write does not add plain keys yet"),
+        "{}",
+        run.all()
+    );
+}

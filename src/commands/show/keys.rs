@@ -35,7 +35,7 @@ pub(super) type KeyGroups = Vec<(String, Option<Vec<String>>)>;
 
 /// The `redis-keys` store (and key) `raw` selects, or `None` for a flag selector.
 /// `stores` are the names of the `redis-keys` stores.
-pub(super) fn parse(raw: &str, stores: &[&str]) -> Result<Option<(String, Option<String>)>> {
+pub(in crate::commands) fn parse(raw: &str, stores: &[&str]) -> Result<Option<(String, Option<String>)>> {
     let known = || match stores.len() {
         0 => "the overrides file has no redis-keys store".to_owned(),
         _ => {
