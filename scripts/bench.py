@@ -47,9 +47,9 @@ TARGETS = {
     20_000: "<= 10 s, < 200 MiB", "log": "< 1 s", "sync": "< 2 s", "redis-rtt": "< 2 s",
     "ddb-rtt": "< 10 s, <= 2x moto", "rc": "ratio >= 1,000x",
 }
-ENV = dict(os.environ, RELAYCTL_AUTHOR="Bench <bench@example.com>", NO_COLOR="1",
-           AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1",
+AWS = dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1",
            AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+ENV = dict(os.environ, RELAYCTL_AUTHOR="Bench <bench@example.com>", NO_COLOR="1", **AWS)
 
 
 def free_port():
@@ -240,6 +240,7 @@ def bench_dynamodb_rtt(work):
         print("| apply, DynamoDB (moto) | skipped | | | | | moto_server is missing: pip install 'moto[server]' |")
         return
     import boto3
+    os.environ.update(AWS)  # moto's fake credentials, for boto3 here too
     port = free_port()
     moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
