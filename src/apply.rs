@@ -22,7 +22,7 @@
 use crate::flag::{FlagId, StoreTarget, Targeting};
 use crate::journal::{Entry, Intent, Writer};
 use crate::plan::{Change, Plan};
-use crate::store::{Endpoint, Lookup, Stores, WriteError};
+use crate::store::{Endpoint, Lookup, Stores, WriteError, Written};
 use anyhow::{Context, Result};
 use futures::future::join_all;
 use std::time::Duration;
@@ -38,6 +38,8 @@ pub struct FlagOutcome {
     /// Targets whose write has an unknown outcome even after reading them back, with why: the
     /// write-ahead log keeps them for the next apply.
     pub unresolved: Vec<(StoreTarget, String)>,
+    /// Targets that took the write with a warning (Redis replicas that did not acknowledge it).
+    pub warnings: Vec<(StoreTarget, String)>,
 }
 
 /// What [`apply`] tells its caller as it goes, for progress output.
@@ -112,9 +114,18 @@ async fn apply_batch(
     for (n, (changes, entry)) in batch.iter().enumerate() {
         let mut entry = entry.clone();
         let mut stale = false;
+        let mut warnings = Vec::new();
         for change in changes {
             match results.next().expect("one result per change") {
-                Ok(version) => entry.written.push((change.target.clone(), version)),
+                Ok(Written {
+                    version,
+                    note,
+                    warning,
+                }) => {
+                    entry.written.push((change.target.clone(), version));
+                    entry.notes.extend(note.map(|n| (change.target.clone(), n)));
+                    warnings.extend(warning.map(|w| (change.target.clone(), w)));
+                }
                 Err(WriteError::Unknown(e)) => unknown.push((n, *change, format!("{e:#}"))),
                 Err(e) => {
                     stale |= matches!(e, WriteError::Stale { .. });
@@ -122,16 +133,18 @@ async fn apply_batch(
                 }
             }
         }
-        staged.push((entry, stale, Vec::new()));
+        staged.push((entry, stale, Vec::new(), warnings));
     }
     let reads = read_back(stores, &unknown, on_event).await;
     for ((n, change, why), read) in unknown.into_iter().zip(reads) {
-        let (entry, _, unresolved) = &mut staged[n];
+        let (entry, _, unresolved, _) = &mut staged[n];
         if let Some(why) = settle(entry, change, why, read) {
             unresolved.push((change, why));
         }
     }
-    for ((intent, (entry, stale, unresolved)), (changes, _)) in intents.into_iter().zip(staged).zip(batch) {
+    for ((intent, (entry, stale, unresolved, warnings)), (changes, _)) in
+        intents.into_iter().zip(staged).zip(batch)
+    {
         // Targets whose write stayed unknown are kept in the write-ahead log, relogged before the
         // flag's done line, so no crash can leave them unrecorded; nothing else stays open.
         let first = changes[0];
@@ -150,6 +163,7 @@ async fn apply_batch(
             commit,
             stale,
             unresolved,
+            warnings,
         };
         on_event(Event::Flag(&outcome));
         outcomes.push(outcome);
@@ -168,6 +182,7 @@ fn entry(id: &FlagId, changes: &[&Change]) -> Entry {
         reason: first.reason.clone(),
         written: Vec::new(),
         failed: Vec::new(),
+        notes: Vec::new(),
     }
 }
 
@@ -228,8 +243,8 @@ pub async fn record_interrupted(
 
 /// Writes every change of `changes`, each endpoint's share in one batched call, the endpoints
 /// concurrently; one outcome per change, in order.
-async fn write_all(stores: &Stores, changes: &[&Change]) -> Vec<Result<u64, WriteError>> {
-    let mut results: Vec<Option<Result<u64, WriteError>>> = changes.iter().map(|_| None).collect();
+async fn write_all(stores: &Stores, changes: &[&Change]) -> Vec<Result<Written, WriteError>> {
+    let mut results: Vec<Option<Result<Written, WriteError>>> = changes.iter().map(|_| None).collect();
     let mut by_endpoint: Vec<(&Endpoint, Vec<usize>)> = Vec::new();
     for (i, change) in changes.iter().enumerate() {
         let target = &change.target;

@@ -8,6 +8,7 @@
 //! in [`keys`].
 
 mod keys;
+mod topology;
 
 pub use keys::check_id;
 
@@ -130,6 +131,9 @@ struct RawStore {
     kind: Spanned<StoreType>,
     url: Option<Spanned<String>>,
     urls: Option<Spanned<Vec<Spanned<String>>>>,
+    sentinels: Option<Spanned<Vec<Spanned<String>>>>,
+    master: Option<Spanned<String>>,
+    cluster: Option<Spanned<bool>>,
     prefix: Option<Spanned<String>>,
     prefixes: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     table: Option<Spanned<String>>,
@@ -428,6 +432,9 @@ fn check_foreign_fields(s: &RawStore, kind: StoreType) -> Result<(), Located> {
     if kind != StoreType::Redis {
         foreign.extend(s.url.as_ref().map(|v| ("url", v.span())));
         foreign.extend(s.urls.as_ref().map(|v| ("urls", v.span())));
+        foreign.extend(s.sentinels.as_ref().map(|v| ("sentinels", v.span())));
+        foreign.extend(span(&s.master).map(|sp| ("master", sp)));
+        foreign.extend(s.cluster.as_ref().map(|v| ("cluster", v.span())));
     }
     if kind != StoreType::Dynamodb {
         foreign.extend(span(&s.table).map(|sp| ("table", sp)));
@@ -483,6 +490,14 @@ fn prefix(s: &mut RawStore) -> Result<Prefix, Located> {
 /// A `redis` store: `url` or `urls`, else relayCommander's `REDIS_HOSTS`.
 fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Config, Located> {
     let prefix = prefix(&mut s)?;
+    let topology = topology::parse(&s)?;
+    if let Some(urls) = topology::sentinel_urls(&mut s)? {
+        return Ok(redis::Config {
+            urls,
+            prefix,
+            topology,
+        });
+    }
     let urls = match (s.url, s.urls) {
         (Some(_), Some(u)) => return Err((Some(u.span()), "set either `url` or `urls`, not both".into())),
         (Some(u), None) => vec![u],
@@ -506,7 +521,11 @@ fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Co
                     ),
                 ))?;
             let urls = redis::urls_from_hosts(hosts).map_err(|m| (None, m))?;
-            return Ok(redis::Config { urls, prefix });
+            return Ok(redis::Config {
+                urls,
+                prefix,
+                topology,
+            });
         }
     };
     let mut out = Vec::new();
@@ -514,7 +533,11 @@ fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Co
         redis::check_url(u.get_ref()).map_err(|m| (Some(u.span()), m))?;
         out.push(u.into_inner());
     }
-    Ok(redis::Config { urls: out, prefix })
+    Ok(redis::Config {
+        urls: out,
+        prefix,
+        topology,
+    })
 }
 
 /// A `dynamodb` store: a table, and optionally where it is.

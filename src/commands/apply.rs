@@ -251,11 +251,23 @@ fn render_outcome(width: usize, o: &FlagOutcome) -> (String, String) {
         .unwrap_or_default();
     let (mut out, mut err) = (String::new(), String::new());
     for (target, version) in &o.entry.written {
+        let note = match o.entry.notes.iter().find(|(t, _)| t == target) {
+            Some((_, note)) => format!(" [{note}]"),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  {} {:<width$}   {target} (v{version}){commit}",
+            "  {} {:<width$}   {target} (v{version}){note}{commit}",
             ui::paint(ui::CHANGE, "~"),
             o.entry.id.to_string()
+        );
+    }
+    for (target, warning) in &o.warnings {
+        let _ = writeln!(
+            err,
+            "{} {} written to {target}, but {warning}",
+            ui::paint(ui::WARNING, "warning:"),
+            o.entry.id
         );
     }
     for (target, why) in &o.entry.failed {

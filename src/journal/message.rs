@@ -37,6 +37,10 @@ pub struct Entry {
     pub written: Vec<(StoreTarget, u64)>,
     /// The targets that failed, with why.
     pub failed: Vec<(StoreTarget, String)>,
+    /// What a target said about its write (Redis: the primary written to, replicas acknowledged),
+    /// added to its `Store:` trailer.
+    #[serde(default)]
+    pub notes: Vec<(StoreTarget, String)>,
 }
 
 impl Entry {
@@ -140,7 +144,10 @@ pub(super) fn message(entry: &Entry, from: &Targeting) -> String {
         trailer(FALLTHROUGH, &v.index);
     }
     for (t, version) in &entry.written {
-        trailer(STORE, &format!("{t} v{version}"));
+        match entry.notes.iter().find(|(n, _)| n == t) {
+            Some((_, note)) => trailer(STORE, &format!("{t} v{version} ({note})")),
+            None => trailer(STORE, &format!("{t} v{version}")),
+        }
     }
     for (t, _) in &entry.failed {
         trailer(STORE_FAILED, t);
@@ -459,6 +466,7 @@ pub(super) mod tests {
                 },
                 "connection\nrefused".into(),
             )],
+            notes: Vec::new(),
         }
     }
 
@@ -473,6 +481,28 @@ pub(super) mod tests {
     #[test]
     fn message_has_subject_reason_and_trailers() {
         insta::assert_snapshot!(message(&entry(), &from()));
+    }
+
+    #[test]
+    fn a_target_note_joins_its_store_trailer() {
+        let mut e = entry();
+        let target = e.written[0].0.clone();
+        e.notes.push((
+            target,
+            "primary redis://10.0.0.7:6379; 2 of 2 replicas acknowledged".into(),
+        ));
+        let m = message(&e, &from());
+        assert!(
+            m.contains(
+                "\nStore: relay-redis redis://10.0.0.5:6379 v42 (primary redis://10.0.0.7:6379; 2 of 2 replicas \
+                 acknowledged)\n"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("\nStore-Failed: relay-redis redis://10.0.0.6:6379\n"),
+            "{m}"
+        );
     }
 
     #[test]

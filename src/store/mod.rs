@@ -13,6 +13,7 @@ pub(crate) mod dynamodb;
 pub(crate) mod file;
 mod listing;
 pub(crate) mod redis;
+mod redis_topology;
 
 pub use listing::Listing;
 
@@ -162,6 +163,15 @@ pub enum WriteError {
     Failed(#[from] anyhow::Error),
 }
 
+/// A write a target took: the version it now holds, and what the store adds about it (Redis: the
+/// primary written to, how many replicas acknowledged; a warning when some lag).
+#[derive(Debug, Default)]
+pub struct Written {
+    pub version: u64,
+    pub note: Option<String>,
+    pub warning: Option<String>,
+}
+
 /// The flags of one project/environment, which share a key prefix or a file.
 pub(crate) type Groups<'a> = BTreeMap<(&'a str, &'a str), Vec<&'a str>>;
 
@@ -263,19 +273,22 @@ impl Endpoint {
     }
 
     /// Writes `to` over the flag `id`, provided the store still holds version `expected`.
-    /// Returns the version written (`expected + 1`).
+    /// Returns the version written (`expected + 1`), with what the store says about the write.
     ///
     /// The backend performs the compare-and-swap; a re-run after a crash either finds the new
     /// version (the write happened: the next plan shows no change) or the old one (it did not).
     #[cfg(test)]
-    pub async fn write(&self, id: &FlagId, expected: u64, to: &Targeting) -> Result<u64, WriteError> {
+    pub async fn write(&self, id: &FlagId, expected: u64, to: &Targeting) -> Result<Written, WriteError> {
         self.write_batch(&[(id, expected, to)]).await.remove(0)
     }
 
     /// [`Endpoint::write`] of each `(flag, expected version, state)`, in as few round trips as the
     /// backend allows; one outcome per write, in order. Each write is checked and swapped on its
     /// own: one that is stale or fails leaves the others as they go.
-    pub async fn write_batch(&self, writes: &[(&FlagId, u64, &Targeting)]) -> Vec<Result<u64, WriteError>> {
+    pub async fn write_batch(
+        &self,
+        writes: &[(&FlagId, u64, &Targeting)],
+    ) -> Vec<Result<Written, WriteError>> {
         let rewrites: Vec<_> = writes
             .iter()
             .map(|&(_, expected, to)| move |raw: Option<&str>| rewrite(raw, expected, to))
@@ -285,8 +298,17 @@ impl Endpoint {
             .zip(&rewrites)
             .map(|(&(id, _, _), r)| (id, r as Rewrite))
             .collect();
+        // What the store adds about the batch's writes (Redis: replicas acknowledging, one WAIT
+        // for the whole batch): a note for each write, a warning once.
+        let mut added = Written::default();
         let results = match &self.backend {
-            Backend::Redis(r) => r.compare_and_swap_batch(&swaps).await,
+            Backend::Redis(r) => {
+                let results = r.compare_and_swap_batch(&swaps).await;
+                if results.iter().any(Result::is_ok) {
+                    added = r.replicated().await;
+                }
+                results
+            }
             Backend::DynamoDb(d) => {
                 let swaps =
                     futures::stream::iter(&swaps).map(|(id, rewrite)| d.compare_and_swap(id, *rewrite));
@@ -303,7 +325,13 @@ impl Endpoint {
         results
             .into_iter()
             .zip(writes)
-            .map(|(result, &(_, expected, _))| result.map(|()| expected + 1))
+            .map(|(result, &(_, expected, _))| {
+                result.map(|()| Written {
+                    version: expected + 1,
+                    note: added.note.clone(),
+                    warning: added.warning.take(),
+                })
+            })
             .collect()
     }
 
@@ -394,12 +422,8 @@ impl Stores {
             };
             match &s.kind {
                 StoreKind::Redis(c) => {
-                    for url in &c.urls {
-                        add(Backend::Redis(Box::new(redis::RedisEndpoint::new(
-                            url,
-                            c.prefix.clone(),
-                            redis_timeout,
-                        )?)));
+                    for endpoint in c.endpoints(redis_timeout)? {
+                        add(Backend::Redis(Box::new(endpoint)));
                     }
                 }
                 StoreKind::DynamoDb(c) => add(Backend::DynamoDb(Box::new(dynamodb::DynamoEndpoint::new(c)))),
@@ -541,7 +565,8 @@ mod tests {
         }
         assert_eq!(
             rt.block_on(stores.endpoints[0].write(&id, 4, &serving(1, "b")))
-                .unwrap(),
+                .unwrap()
+                .version,
             5
         );
     }

@@ -16,10 +16,10 @@
 
 use super::{RedisEndpoint, MAX_ATTEMPTS};
 use crate::flag::FlagId;
+use crate::store::redis_topology::Conn;
 use crate::store::{Rewrite, WriteError};
 use anyhow::anyhow;
 use futures::future::join_all;
-use redis::aio::MultiplexedConnection;
 use std::collections::BTreeMap;
 
 /// Sets field `ARGV[1]` of hash `KEYS[1]` to `ARGV[4]` only if it still holds exactly `ARGV[3]`
@@ -130,7 +130,7 @@ impl RedisEndpoint {
     /// all in one round trip.
     async fn read_fields(
         &self,
-        mut conn: MultiplexedConnection,
+        mut conn: Conn,
         positions: &[usize],
         swaps: &[(&FlagId, Rewrite<'_>)],
     ) -> Result<Vec<(String, Option<Vec<u8>>)>, redis::RedisError> {
