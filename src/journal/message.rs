@@ -110,7 +110,8 @@ const OFF_VARIATION: &str = "Off-Variation";
 const FALLTHROUGH: &str = "Fallthrough";
 const STORE: &str = "Store";
 const STORE_FAILED: &str = "Store-Failed";
-const NOT_WRITTEN: &str = "Not written (apply failed there; run `relayctl plan` to see what is left):";
+pub(super) const NOT_WRITTEN: &str =
+    "Not written (apply failed there; run `relayctl plan` to see what is left):";
 
 /// The commit message of `entry`, a change from `from`: subject, reason, failures, then the
 /// trailers as the last paragraph.
@@ -159,7 +160,7 @@ pub(super) fn message(entry: &Entry, from: &Targeting) -> String {
 /// every line git or libgit2 would take for the end of the message (a `---` patch divider, a
 /// `# -------- >8 --------` scissors line with any comment character), so that the trailers
 /// after it stay the message's last paragraph for every reader.
-fn body(text: &str) -> String {
+pub(super) fn body(text: &str) -> String {
     let lines: Vec<String> = text
         .trim()
         .replace("\r\n", "\n")
@@ -177,7 +178,7 @@ fn body(text: &str) -> String {
 }
 
 /// A trailer value or one-line field: its words on one line, control characters escaped.
-fn field(text: &str) -> String {
+pub(super) fn field(text: &str) -> String {
     escape_controls(&text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
@@ -194,7 +195,7 @@ fn escape_controls(text: &str) -> String {
 
 /// The trailers of a commit message by relayctl's rule: its last paragraph, every line
 /// `Key: value`. `None` when the last paragraph is not like that (or there is only a subject).
-fn trailers(message: &str) -> Option<Vec<(&str, &str)>> {
+pub(super) fn trailers(message: &str) -> Option<Vec<(&str, &str)>> {
     let (_, block) = message.trim_end_matches('\n').rsplit_once("\n\n")?;
     block.lines().map(|l| l.split_once(": ")).collect()
 }

@@ -38,6 +38,8 @@ pub struct Writer<'r> {
     /// Done lines whose commit could not be made: kept in the log across flushes.
     pub(super) uncommitted: Vec<Done>,
     pub(super) next: u64,
+    /// The plain Redis key records kept in the log (see [`super::keys`]).
+    pub(super) keys: super::keys::KeyLog<'r>,
 }
 
 impl Writer<'_> {
@@ -204,6 +206,7 @@ impl Writer<'_> {
             .cloned()
             .map(Record::Intent)
             .chain(self.uncommitted.iter().cloned().map(Record::Done))
+            .chain(self.keys.records())
             .collect();
         self.wal.reset(&keep)
     }

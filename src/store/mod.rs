@@ -13,6 +13,7 @@ pub(crate) mod dynamodb;
 pub(crate) mod file;
 mod listing;
 pub(crate) mod redis;
+pub(crate) mod redis_keys;
 mod redis_topology;
 
 pub use listing::Listing;

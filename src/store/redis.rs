@@ -216,12 +216,12 @@ impl RedisEndpoint {
     }
 
     /// A new connection to the primary, bounded by the timeouts; else why not.
-    async fn connect(&self) -> Result<Conn, Refusal> {
+    pub(super) async fn connect(&self) -> Result<Conn, Refusal> {
         self.server.connect(self.connect_timeout(), self.timeout).await
     }
 
     /// Why [`RedisEndpoint::connect`] failed, as an error naming the server.
-    fn cannot_connect(&self, refusal: &Refusal) -> anyhow::Error {
+    pub(super) fn cannot_connect(&self, refusal: &Refusal) -> anyhow::Error {
         match refusal {
             Refusal::Unreachable(why) => anyhow!(
                 "cannot connect to {}: {why}; check that it is up and reachable from here",
@@ -233,7 +233,7 @@ impl RedisEndpoint {
 
     /// The endpoint's connection, opened on first use. A server that cannot be reached is
     /// remembered as not answering.
-    async fn connection(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Conn>>> {
+    pub(super) async fn connection(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Conn>>> {
         self.answering()?;
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
@@ -250,7 +250,7 @@ impl RedisEndpoint {
 
     /// When `e` says the server did not answer (a timeout or a lost connection, not an error
     /// reply): remembers it for the rest of the run, drops the connection, and returns why.
-    fn unanswered(&self, conn: &mut Option<Conn>, e: &RedisError) -> Option<String> {
+    pub(super) fn unanswered(&self, conn: &mut Option<Conn>, e: &RedisError) -> Option<String> {
         // A reply that cannot be parsed leaves as little known as none at all.
         if !(e.is_io_error() || e.kind() == ErrorKind::ParseError) {
             return None;

@@ -19,6 +19,7 @@
 //!   LaunchDarkly settings; `sync --wait` with LaunchDarkly coming up late.
 //! - `show_cmd`, `import_cmd`: what the stores hold now, and declaring it (the round trip).
 //! - `generated`: shell completions and the man page.
+//! - `plain_keys`: plain Redis keys (`redis-keys` stores) under plan, apply, the journal and log.
 //! - `topology`: Redis replicas, Sentinels failing over between plan and apply, a cluster.
 //!
 //! Snapshots (`snapshots/`) are whole CLI runs with ports, temp paths and commit ids redacted;
@@ -37,6 +38,7 @@ mod generated;
 mod import_cmd;
 mod integrity;
 mod interrupt;
+mod plain_keys;
 mod plan_apply;
 mod plan_cmd;
 mod secrets;
