@@ -1,5 +1,6 @@
 //! `relayctl show [PROJECT/ENV[/FLAG]]... [--json]`: what the stores hold now, by value, and
-//! whether it is the declared state. Reads only; safe to run at any time.
+//! whether it is the declared state. Reads only; safe to run at any time. Plain Redis keys
+//! (selected as `STORE` or `_keys/STORE[/KEY]`) follow the flags: [`keys`].
 //!
 //! Each environment is read from every target at once, then its lines are streamed to stdout as
 //! they are rendered. A target that cannot be read, an environment no target holds, a flag no
