@@ -410,3 +410,6 @@ pub(crate) fn test_options() -> Options<'static> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod bench;
