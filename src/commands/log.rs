@@ -2,7 +2,7 @@
 
 use super::load_config;
 use crate::exit::Exit;
-use crate::journal::{Journal, Recorded};
+use crate::journal::{Journal, Listed};
 use crate::settings::Settings;
 use crate::ui;
 use anyhow::Result;
@@ -27,8 +27,8 @@ pub fn run(settings: &Settings, pending_only: bool) -> Result<Exit> {
             ui::paint(ui::WARNING, "warning:")
         ));
     }
-    let entries: Vec<Recorded> = journal
-        .entries()?
+    let entries: Vec<Listed> = journal
+        .list()?
         .into_iter()
         .filter(|r| !pending_only || !r.is_synced())
         .collect();
@@ -44,7 +44,7 @@ pub fn run(settings: &Settings, pending_only: bool) -> Result<Exit> {
 }
 
 /// `<short>  <time>  <author>  <subject>  [<status>]`, one line per commit.
-fn render(entries: &[Recorded]) -> String {
+fn render(entries: &[Listed]) -> String {
     let mut out = String::new();
     for r in entries {
         let time = UNIX_EPOCH + Duration::from_secs(r.time.max(0) as u64);
@@ -64,28 +64,15 @@ fn render(entries: &[Recorded]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flag::{FlagId, Targeting};
     use crate::journal::SyncNote;
 
-    fn recorded(short: &str, flag: &str, note: Option<SyncNote>) -> Recorded {
-        Recorded {
+    fn recorded(short: &str, flag: &str, note: Option<SyncNote>) -> Listed {
+        Listed {
             oid: git2::Oid::zero(),
             short: short.into(),
             time: 1_795_316_645,
             author: "Test Operator <op@example.com>".into(),
             subject: format!("default/production/{flag}: turn off"),
-            reason: None,
-            id: FlagId {
-                project: "default".into(),
-                environment: "production".into(),
-                flag: flag.into(),
-            },
-            to: Targeting {
-                on: false,
-                off_variation: None,
-                fallthrough: None,
-            },
-            base_version: 41,
             note,
         }
     }

@@ -21,6 +21,7 @@
 //! go to the caller, which decides whether to print them.
 
 mod author;
+mod layout;
 mod message;
 mod notes;
 mod repo;
@@ -28,7 +29,7 @@ mod wal;
 mod worktree;
 mod writer;
 
-pub use message::{Entry, Recorded};
+pub use message::{Entry, Listed, Recorded};
 pub use notes::SyncNote;
 pub use wal::Intent;
 pub use writer::Writer;
@@ -42,6 +43,10 @@ use std::time::Duration;
 
 /// How many commits are kept in memory before they are written out as a packfile.
 pub const FLUSH_EVERY: usize = 256;
+
+/// How many bytes of trees the commits kept in memory may hold before they are written out: the
+/// bound on the journal's memory however large an environment's folders grow.
+pub const FLUSH_BYTES: usize = 32 << 20;
 
 /// How a command opens the journal for writing.
 pub struct Options<'a> {
@@ -218,6 +223,7 @@ impl Journal {
             branch: self.branch.clone(),
             tip,
             unflushed: 0,
+            unflushed_bytes: 0,
             path: &self.path,
             interrupted: &mut self.interrupted,
             open: Vec::new(),
@@ -304,8 +310,23 @@ impl Journal {
         wal::pending(&wal::path(self.repo.path()))
     }
 
-    /// Every flag commit of the journal's branch, newest first, with its sync note.
+    /// Every flag commit of the journal's branch, newest first, with its sync note and the state
+    /// its tree records.
     pub fn entries(&self) -> Result<Vec<Recorded>> {
+        self.walk(|repo, odb, commit, note| message::read(repo, odb, commit, note))
+    }
+
+    /// Every flag commit of the journal's branch, newest first, with its sync note, as `relayctl
+    /// log` lists it: read from the commit messages alone, never their trees.
+    pub fn list(&self) -> Result<Vec<Listed>> {
+        self.walk(|_, odb, commit, note| message::list(odb, commit, note))
+    }
+
+    /// `read` of every commit of the branch, newest first, given its sync note; keeps the `Some`s.
+    fn walk<T>(
+        &self,
+        read: impl Fn(&Repository, &git2::Odb, &git2::Commit, Option<SyncNote>) -> Result<Option<T>>,
+    ) -> Result<Vec<T>> {
         let context = || format!("reading the journal {}", self.path.display());
         let mut walk = self.repo.revwalk().with_context(context)?;
         if walk.push_ref(&self.branch).is_err() {
@@ -313,17 +334,14 @@ impl Journal {
         }
         walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)
             .with_context(context)?;
+        let odb = self.repo.odb().with_context(context)?;
         let mut notes = notes::read_all(&self.repo).with_context(context)?;
         let mut out = Vec::new();
         for oid in walk {
             let oid = oid.with_context(context)?;
-            let commit = self
-                .repo
-                .find_commit(oid)
-                .with_context(|| format!("reading commit {oid} of the journal {}", self.path.display()))?;
-            if let Some(r) = message::read(&self.repo, &commit, notes.remove(&oid))
-                .with_context(|| format!("reading commit {oid} of the journal {}", self.path.display()))?
-            {
+            let at = || format!("reading commit {oid} of the journal {}", self.path.display());
+            let commit = self.repo.find_commit(oid).with_context(at)?;
+            if let Some(r) = read(&self.repo, &odb, &commit, notes.remove(&oid)).with_context(at)? {
                 out.push(r);
             }
         }

@@ -1,7 +1,7 @@
 //! Appending commits to the journal, behind its write-ahead log (see [`super::wal`]).
 //!
 //! Commits are built in memory (libgit2's mempack) and written as one packfile every
-//! [`FLUSH_EVERY`] commits and at the end; only once the objects are found on disk does the
+//! [`FLUSH_EVERY`] commits (or [`FLUSH_BYTES`] of trees) and at the end; only once the objects are found on disk does the
 //! branch move. A write-ahead-log record leaves the log only when what it stands for is in the
 //! branch's history: a commit that cannot be made keeps its done line, a flag whose done line
 //! could not be logged keeps its intent, and a flush that fails leaves the log as it was, so the
@@ -12,7 +12,7 @@
 use super::author::Identity;
 use super::message::{self, Entry};
 use super::wal::{self, Done, Intent, Record};
-use super::{abbreviate, now, FLUSH_EVERY};
+use super::{abbreviate, layout, now, FLUSH_BYTES, FLUSH_EVERY};
 use crate::flag::{StoreTarget, Targeting};
 use anyhow::{bail, Context, Result};
 use git2::{Oid, Repository};
@@ -30,6 +30,8 @@ pub struct Writer<'r> {
     pub(super) branch: String,
     pub(super) tip: Oid,
     pub(super) unflushed: usize,
+    /// About how many bytes of trees the commits held in memory wrote.
+    pub(super) unflushed_bytes: usize,
     pub(super) path: &'r Path,
     /// Intents of an earlier, interrupted run not yet finished: kept in the log across flushes.
     pub(super) interrupted: &'r mut Vec<Intent>,
@@ -121,7 +123,7 @@ impl Writer<'_> {
     }
 
     /// Commits `done` (in memory); if that fails, keeps it for the log. Writes the commits out
-    /// once [`FLUSH_EVERY`] are held.
+    /// once [`FLUSH_EVERY`] (or [`FLUSH_BYTES`] of trees) are held.
     fn commit_or_keep(&mut self, done: Done) -> Result<Oid> {
         let oid = match self.commit(&done.entry, &done.from, done.time) {
             Ok(oid) => oid,
@@ -130,7 +132,7 @@ impl Writer<'_> {
                 return Err(e);
             }
         };
-        if self.unflushed >= FLUSH_EVERY {
+        if self.unflushed >= FLUSH_EVERY || self.unflushed_bytes >= FLUSH_BYTES {
             self.flush()?;
         }
         Ok(oid)
@@ -145,15 +147,10 @@ impl Writer<'_> {
             .repo
             .blob(message::state_file(entry).as_bytes())
             .with_context(context)?;
-        let path = message::state_path(&entry.id);
-        let path: Vec<&str> = path.iter().map(String::as_str).collect();
-        let tree = upsert(
-            self.repo,
-            Some(&parent.tree().with_context(context)?),
-            &path,
-            blob,
-        )
-        .with_context(context)?;
+        let put = layout::put(self.repo, &parent.tree().with_context(context)?, &entry.id, blob)
+            .with_context(context)?;
+        self.unflushed_bytes += put.bytes;
+        let tree = put.root;
         let tree = self.repo.find_tree(tree).with_context(context)?;
         self.tip = self
             .repo
@@ -196,6 +193,7 @@ impl Writer<'_> {
                 .reference(&self.branch, self.tip, true, "relayctl")
                 .with_context(context)?;
             self.unflushed = 0;
+            self.unflushed_bytes = 0;
         }
         let keep: Vec<Record> = self
             .interrupted
@@ -207,24 +205,4 @@ impl Writer<'_> {
             .collect();
         self.wal.reset(&keep)
     }
-}
-
-/// Returns the tree `root` with `blob` at `path`, creating the intermediate trees.
-pub(super) fn upsert(repo: &Repository, root: Option<&git2::Tree>, path: &[&str], blob: Oid) -> Result<Oid> {
-    let mut tb = repo.treebuilder(root)?;
-    match path {
-        [file] => {
-            tb.insert(file, blob, 0o100644)?;
-        }
-        [dir, rest @ ..] => {
-            let sub = match root.and_then(|t| t.get_name(dir)) {
-                Some(entry) => Some(repo.find_tree(entry.id())?),
-                None => None,
-            };
-            let sub = upsert(repo, sub.as_ref(), rest, blob)?;
-            tb.insert(dir, sub, 0o040000)?;
-        }
-        [] => bail!("empty path"),
-    }
-    Ok(tb.write()?)
 }

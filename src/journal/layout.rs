@@ -1,0 +1,158 @@
+//! Where a flag's state file lives in the journal's tree, and putting one there.
+//!
+//! An environment's folder is flat, `<project>/<environment>/<flag>.toml` (SPEC §2), while it
+//! holds at most [`FLAT_MAX`] files. Past that, every commit would rewrite a tree of thousands of
+//! entries (a journal commit's cost would grow with the flags already held), so the folder fans
+//! out as git's own notes do at scale: `<project>/<environment>/<xx>/<flag>.toml`, where `xx` is
+//! [`bucket`] of the flag key, the first two hex digits of the key's git blob id
+//! (`printf %s "$flag" | git hash-object --stdin | cut -c1-2`), 256 folders at most. The
+//! commit that crosses the threshold moves the folder's files (git shows renames); later commits
+//! rewrite only the 256-entry folder and the flag's own bucket. The flag key stays in the path,
+//! so `git log -p -- '*/<flag>.toml'` still finds it. A folder is fanned out when it holds a
+//! folder; readers look in both places, so journals written flat keep reading, and a flat folder
+//! larger than the threshold (written before the fan-out existed) fans out on its next commit.
+
+use crate::flag::FlagId;
+use anyhow::{bail, Result};
+use git2::{ObjectType, Oid, Repository, Tree};
+
+/// The most files an environment's folder holds flat. Chosen by measurement (the journal bench in
+/// `bench.rs`): a flat folder of this size costs a commit about what the fanned-out one does.
+pub(super) const FLAT_MAX: usize = 1000;
+
+const FILE: i32 = 0o100644;
+const FOLDER: i32 = 0o040000;
+
+/// The fan-out folder of a flag key: the first two hex digits of the key's git blob id.
+pub(super) fn bucket(flag: &str) -> String {
+    let id = Oid::hash_object(ObjectType::Blob, flag.as_bytes()).expect("hashing in memory");
+    id.to_string()[..2].to_owned()
+}
+
+/// The state file's name in its environment's folder.
+pub(super) fn file_name(flag: &str) -> String {
+    format!("{flag}.toml")
+}
+
+/// The blob of the state file of `id` in `root`, in either layout.
+pub(super) fn find(repo: &Repository, root: &Tree, id: &FlagId) -> Result<Option<Oid>> {
+    let at: std::path::PathBuf = [&id.project, &id.environment].iter().collect();
+    let env = match root.get_path(&at) {
+        Ok(e) if e.kind() == Some(ObjectType::Tree) => repo.find_tree(e.id())?,
+        Ok(_) => return Ok(None),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let file = file_name(&id.flag);
+    if let Some(entry) = env.get_name(&file) {
+        return Ok(Some(entry.id()));
+    }
+    let Some(sub) = subtree(repo, Some(&env), &bucket(&id.flag))? else {
+        return Ok(None);
+    };
+    Ok(sub.get_name(&file).map(|e| e.id()))
+}
+
+/// What putting a state file wrote: the new root tree, and the bytes of the trees written.
+pub(super) struct Put {
+    pub root: Oid,
+    pub bytes: usize,
+}
+
+/// Returns the tree `root` with `blob` as the state file of `id`, in the layout its environment's
+/// folder has (fanning the folder out when this file takes it past [`FLAT_MAX`]).
+pub(super) fn put(repo: &Repository, root: &Tree, id: &FlagId, blob: Oid) -> Result<Put> {
+    let mut bytes = 0;
+    let project = subtree(repo, Some(root), &id.project)?;
+    let env = subtree(repo, project.as_ref(), &id.environment)?;
+    let env = put_in_env(repo, env.as_ref(), &id.flag, blob, &mut bytes)?;
+    let project = insert(repo, project.as_ref(), &id.environment, env, FOLDER, &mut bytes)?;
+    let root = insert(repo, Some(root), &id.project, project, FOLDER, &mut bytes)?;
+    Ok(Put { root, bytes })
+}
+
+/// The folder `name` in `tree`, if any.
+fn subtree<'r>(repo: &'r Repository, tree: Option<&Tree>, name: &str) -> Result<Option<Tree<'r>>> {
+    match tree.and_then(|t| t.get_name(name)) {
+        Some(e) if e.kind() == Some(ObjectType::Tree) => Ok(Some(repo.find_tree(e.id())?)),
+        Some(_) => bail!("{name} is a file in the journal's tree, where relayctl keeps a folder"),
+        None => Ok(None),
+    }
+}
+
+/// Writes `tree` (or a new tree) with `name` set to `id`; adds the bytes written to `bytes`.
+fn insert(
+    repo: &Repository,
+    tree: Option<&Tree>,
+    name: &str,
+    id: Oid,
+    mode: i32,
+    bytes: &mut usize,
+) -> Result<Oid> {
+    let mut tb = repo.treebuilder(tree)?;
+    tb.insert(name, id, mode)?;
+    write(tb, bytes)
+}
+
+/// Writes `tb`, adding an estimate of the tree's size to `bytes` (an entry is its mode, name
+/// and 20-byte id: about 40 bytes).
+fn write(tb: git2::TreeBuilder, bytes: &mut usize) -> Result<Oid> {
+    let oid = tb.write()?;
+    *bytes += tb.len() * 40;
+    Ok(oid)
+}
+
+/// The environment's folder `env` with `blob` as the state file of `flag`.
+fn put_in_env(
+    repo: &Repository,
+    env: Option<&Tree>,
+    flag: &str,
+    blob: Oid,
+    bytes: &mut usize,
+) -> Result<Oid> {
+    let file = file_name(flag);
+    let fanned_out = env.is_some_and(|t| t.iter().any(|e| e.kind() == Some(ObjectType::Tree)));
+    if fanned_out {
+        let name = bucket(flag);
+        let sub = subtree(repo, env, &name)?;
+        let sub = insert(repo, sub.as_ref(), &file, blob, FILE, bytes)?;
+        return insert(repo, env, &name, sub, FOLDER, bytes);
+    }
+    let held = env.map_or(0, Tree::len);
+    let adds = env.is_none_or(|t| t.get_name(&file).is_none());
+    if held + usize::from(adds) <= FLAT_MAX {
+        return insert(repo, env, &file, blob, FILE, bytes);
+    }
+    fan_out(repo, env, &file, blob, bytes)
+}
+
+/// The flat folder `env` fanned out into bucket folders, with `blob` as `file`.
+fn fan_out(repo: &Repository, env: Option<&Tree>, file: &str, blob: Oid, bytes: &mut usize) -> Result<Oid> {
+    let mut buckets: std::collections::BTreeMap<String, Vec<(String, Oid, i32)>> = Default::default();
+    let held = env.into_iter().flat_map(Tree::iter);
+    for e in held {
+        let name = e.name().unwrap_or_default().to_owned();
+        if name == file {
+            continue;
+        }
+        let key = name.strip_suffix(".toml").unwrap_or(&name);
+        buckets
+            .entry(bucket(key))
+            .or_default()
+            .push((name.clone(), e.id(), e.filemode()));
+    }
+    let key = file.strip_suffix(".toml").unwrap_or(file);
+    buckets
+        .entry(bucket(key))
+        .or_default()
+        .push((file.to_owned(), blob, FILE));
+    let mut top = repo.treebuilder(None)?;
+    for (name, files) in buckets {
+        let mut tb = repo.treebuilder(None)?;
+        for (file, id, mode) in files {
+            tb.insert(file, id, mode)?;
+        }
+        top.insert(name, write(tb, bytes)?, FOLDER)?;
+    }
+    write(top, bytes)
+}
