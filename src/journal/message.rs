@@ -89,6 +89,7 @@ impl Recorded {
     }
 
     /// The sync status as `relayctl log` shows it: the note's first line, or `pending`.
+    #[cfg(test)]
     pub fn status(&self) -> String {
         status(self.note.as_ref())
     }

@@ -313,7 +313,7 @@ impl Journal {
     /// Every flag commit of the journal's branch, newest first, with its sync note and the state
     /// its tree records.
     pub fn entries(&self) -> Result<Vec<Recorded>> {
-        self.walk(|repo, odb, commit, note| message::read(repo, odb, commit, note))
+        self.walk(message::read)
     }
 
     /// Every flag commit of the journal's branch, newest first, with its sync note, as `relayctl
