@@ -44,6 +44,10 @@ use std::time::Duration;
 /// How many commits are kept in memory before they are written out as a packfile.
 pub const FLUSH_EVERY: usize = 256;
 
+/// How long sync notes may be held in memory while flags keep finishing (see
+/// [`Journal::set_notes`]); a sync also writes them out whenever it waits for LaunchDarkly.
+pub const NOTES_EVERY: Duration = Duration::from_secs(1);
+
 /// How many bytes of trees the commits kept in memory may hold before they are written out: the
 /// bound on the journal's memory however large an environment's folders grow.
 pub const FLUSH_BYTES: usize = 32 << 20;
@@ -81,6 +85,9 @@ pub struct Journal {
     /// Flag writes an interrupted relayctl started and did not record.
     interrupted: Vec<Intent>,
     recovery: Recovery,
+    /// Sync notes set and not yet written out ([`Journal::set_notes`]).
+    notes: Vec<(Oid, SyncNote)>,
+    notes_written: std::time::Instant,
 }
 
 const README: &str = "\
@@ -125,6 +132,8 @@ impl Journal {
             author: Some(author),
             interrupted: Vec::new(),
             recovery: Recovery::default(),
+            notes: Vec::new(),
+            notes_written: std::time::Instant::now(),
         };
         if !branch.born {
             journal.initial_commit().map_err(|e| journal.explain(e))?;
@@ -149,6 +158,8 @@ impl Journal {
             author: None,
             interrupted: Vec::new(),
             recovery: Recovery::default(),
+            notes: Vec::new(),
+            notes_written: std::time::Instant::now(),
         }))
     }
 
@@ -336,6 +347,7 @@ impl Journal {
             .with_context(context)?;
         let odb = self.repo.odb().with_context(context)?;
         let mut notes = notes::read_all(&self.repo).with_context(context)?;
+        notes.extend(self.notes.iter().cloned());
         let mut out = Vec::new();
         for oid in walk {
             let oid = oid.with_context(context)?;
@@ -348,18 +360,47 @@ impl Journal {
         Ok(out)
     }
 
-    /// Sets (replacing) the sync notes of several commits, in one notes commit.
+    /// Sets (replacing) the sync notes of several commits. They are held in memory (and read
+    /// back by [`Journal::entries`] at once) and written out together, as one notes commit in
+    /// one packfile, once [`NOTES_EVERY`] has passed since the last write, by
+    /// [`Journal::write_notes`], or when the journal is closed.
     pub fn set_notes(&mut self, notes: &[(Oid, SyncNote)]) -> Result<()> {
+        self.notes.extend_from_slice(notes);
+        match self.notes_written.elapsed() >= NOTES_EVERY {
+            true => self.write_notes(),
+            false => Ok(()),
+        }
+    }
+
+    /// Whether sync notes are held in memory, not yet written out.
+    pub fn notes_held(&self) -> bool {
+        !self.notes.is_empty()
+    }
+
+    /// Writes out the sync notes held in memory, in one notes commit.
+    pub fn write_notes(&mut self) -> Result<()> {
+        self.notes_written = std::time::Instant::now();
+        if self.notes.is_empty() {
+            return Ok(());
+        }
         let sig = self.signature()?;
-        notes::write_all(&self.repo, &sig, notes)
-            .with_context(|| format!("noting sync status in the journal {}", self.path.display()))
+        notes::write_all(&self.repo, &sig, &self.notes)
+            .with_context(|| format!("noting sync status in the journal {}", self.path.display()))?;
+        self.notes.clear();
+        Ok(())
     }
 
     /// Brings the working tree up to date with the branch, so `ls` and `cat` in the journal show
     /// what `git log` does; returns a warning to show when it was left as it is (someone's
     /// changes are there, or git could not update it). The commits never depend on it.
     pub fn close(mut self) -> Option<String> {
-        self.checkout()
+        let notes = self.write_notes().err().map(|e| {
+            format!(
+                "{e:#}; LaunchDarkly has what sync sent, and the next `relayctl sync` notes it (it finds \
+                 LaunchDarkly already in each flag's state and sends nothing twice)"
+            )
+        });
+        notes.or_else(|| self.checkout())
     }
 
     fn checkout(&mut self) -> Option<String> {
@@ -372,6 +413,7 @@ impl Journal {
 
 impl Drop for Journal {
     fn drop(&mut self) {
+        let _ = self.write_notes();
         let _ = self.checkout();
     }
 }

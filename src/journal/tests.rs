@@ -548,6 +548,76 @@ fn an_old_flat_folder_past_the_threshold_reads_and_fans_out_on_its_next_commit()
     assert_eq!(files, held + 1, "every file moved, none lost");
 }
 
+#[test]
+fn sync_notes_fan_out_and_git_notes_reads_every_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let mut j = open(&path);
+    j.write(|w| (0..300).try_for_each(|i| record(w, &flag(i)).map(drop)))
+        .unwrap();
+    let oids: Vec<Oid> = j.entries().unwrap().iter().map(|r| r.oid).collect();
+    let note = |i: usize| SyncNote::Conflict(format!("LD version {i}, base 41"));
+    // Two notes commits: a flat notes tree, then one past the fan-out.
+    let first: Vec<_> = oids[..200]
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (*o, note(i)))
+        .collect();
+    j.set_notes(&first).unwrap();
+    j.write_notes().unwrap();
+    let rest: Vec<_> = oids
+        .iter()
+        .enumerate()
+        .skip(199)
+        .map(|(i, o)| (*o, note(i + 1000)))
+        .collect();
+    j.set_notes(&rest).unwrap();
+    assert!(j.notes_held());
+    j.write_notes().unwrap();
+    assert!(!j.notes_held());
+    let notes = j.repo.find_reference(notes::NOTES_REF).unwrap();
+    let tree = notes.peel_to_tree().unwrap();
+    assert!(tree.iter().all(|e| e.name().unwrap().len() == 2), "fanned out");
+    drop((tree, notes));
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        git(&["notes", "--ref", "relayctl-sync", "list"]).lines().count(),
+        300
+    );
+    for (i, want) in [
+        (0, note(0)),
+        (198, note(198)),
+        (199, note(1199)),
+        (299, note(1299)),
+    ] {
+        let shown = git(&["notes", "--ref", "relayctl-sync", "show", &oids[i].to_string()]);
+        assert_eq!(shown.trim(), want.to_string(), "{i}");
+    }
+    let read: Vec<_> = j
+        .entries()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.note.unwrap())
+        .collect();
+    assert_eq!(read[0], note(0));
+    assert_eq!(read[199], note(1199));
+    assert_eq!(read.len(), 300);
+    let loose = git(&["count-objects"]);
+    assert!(
+        loose.starts_with("3 objects,"),
+        "no loose object but the initial commit's: {loose}"
+    );
+}
+
 /// Returns the tree `root` with `blob` at `path`, creating the intermediate trees.
 fn upsert(repo: &Repository, root: Option<&git2::Tree>, path: &[&str], blob: Oid) -> Result<Oid> {
     let mut tb = repo.treebuilder(root)?;
