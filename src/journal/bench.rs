@@ -4,6 +4,7 @@
 //! release build, so the peak is that size's:
 //!
 //! `RELAYCTL_BENCH_COMMITS=10000 cargo test --release --lib journal::bench -- --ignored --nocapture`
+//! (`RELAYCTL_BENCH_DIR=<dir>` keeps the journal in `<dir>/journal`).
 
 use super::message::tests::{entry, from};
 use super::*;
@@ -27,8 +28,10 @@ fn journal_commits_over_distinct_flags() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
+    // RELAYCTL_BENCH_DIR keeps the journal (at <dir>/journal), e.g. to time `relayctl log` on it.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("journal");
+    let kept = std::env::var_os("RELAYCTL_BENCH_DIR").map(std::path::PathBuf::from);
+    let path = kept.unwrap_or_else(|| dir.path().to_owned()).join("journal");
     let mut j = Journal::open_locked(&path, &test_options()).unwrap();
     let started = Instant::now();
     j.write(|w| {
