@@ -53,22 +53,29 @@ pub(super) fn find(repo: &Repository, root: &Tree, id: &FlagId) -> Result<Option
     Ok(sub.get_name(&file).map(|e| e.id()))
 }
 
-/// What putting a state file wrote: the new root tree, and the bytes of the trees written.
-pub(super) struct Put {
-    pub root: Oid,
+/// The objects written (trees here; the writer adds blobs and commits), and about how many
+/// bytes of trees.
+#[derive(Default)]
+pub(super) struct Written {
+    pub objects: Vec<Oid>,
     pub bytes: usize,
 }
 
 /// Returns the tree `root` with `blob` as the state file of `id`, in the layout its environment's
 /// folder has (fanning the folder out when this file takes it past [`FLAT_MAX`]).
-pub(super) fn put(repo: &Repository, root: &Tree, id: &FlagId, blob: Oid) -> Result<Put> {
-    let mut bytes = 0;
+/// Adds the trees it writes to `written`.
+pub(super) fn put(
+    repo: &Repository,
+    root: &Tree,
+    id: &FlagId,
+    blob: Oid,
+    written: &mut Written,
+) -> Result<Oid> {
     let project = subtree(repo, Some(root), &id.project)?;
     let env = subtree(repo, project.as_ref(), &id.environment)?;
-    let env = put_in_env(repo, env.as_ref(), &id.flag, blob, &mut bytes)?;
-    let project = insert(repo, project.as_ref(), &id.environment, env, FOLDER, &mut bytes)?;
-    let root = insert(repo, Some(root), &id.project, project, FOLDER, &mut bytes)?;
-    Ok(Put { root, bytes })
+    let env = put_in_env(repo, env.as_ref(), &id.flag, blob, written)?;
+    let project = insert(repo, project.as_ref(), &id.environment, env, FOLDER, written)?;
+    insert(repo, Some(root), &id.project, project, FOLDER, written)
 }
 
 /// The folder `name` in `tree`, if any.
@@ -80,25 +87,26 @@ fn subtree<'r>(repo: &'r Repository, tree: Option<&Tree>, name: &str) -> Result<
     }
 }
 
-/// Writes `tree` (or a new tree) with `name` set to `id`; adds the bytes written to `bytes`.
+/// Writes `tree` (or a new tree) with `name` set to `id`; adds it to `written`.
 fn insert(
     repo: &Repository,
     tree: Option<&Tree>,
     name: &str,
     id: Oid,
     mode: i32,
-    bytes: &mut usize,
+    written: &mut Written,
 ) -> Result<Oid> {
     let mut tb = repo.treebuilder(tree)?;
     tb.insert(name, id, mode)?;
-    write(tb, bytes)
+    write(tb, written)
 }
 
-/// Writes `tb`, adding an estimate of the tree's size to `bytes` (an entry is its mode, name
+/// Writes `tb`, adding it to `written` with an estimate of its size (an entry is its mode, name
 /// and 20-byte id: about 40 bytes).
-fn write(tb: git2::TreeBuilder, bytes: &mut usize) -> Result<Oid> {
+fn write(tb: git2::TreeBuilder, written: &mut Written) -> Result<Oid> {
     let oid = tb.write()?;
-    *bytes += tb.len() * 40;
+    written.objects.push(oid);
+    written.bytes += tb.len() * 40;
     Ok(oid)
 }
 
@@ -108,26 +116,32 @@ fn put_in_env(
     env: Option<&Tree>,
     flag: &str,
     blob: Oid,
-    bytes: &mut usize,
+    written: &mut Written,
 ) -> Result<Oid> {
     let file = file_name(flag);
     let fanned_out = env.is_some_and(|t| t.iter().any(|e| e.kind() == Some(ObjectType::Tree)));
     if fanned_out {
         let name = bucket(flag);
         let sub = subtree(repo, env, &name)?;
-        let sub = insert(repo, sub.as_ref(), &file, blob, FILE, bytes)?;
-        return insert(repo, env, &name, sub, FOLDER, bytes);
+        let sub = insert(repo, sub.as_ref(), &file, blob, FILE, written)?;
+        return insert(repo, env, &name, sub, FOLDER, written);
     }
     let held = env.map_or(0, Tree::len);
     let adds = env.is_none_or(|t| t.get_name(&file).is_none());
     if held + usize::from(adds) <= FLAT_MAX {
-        return insert(repo, env, &file, blob, FILE, bytes);
+        return insert(repo, env, &file, blob, FILE, written);
     }
-    fan_out(repo, env, &file, blob, bytes)
+    fan_out(repo, env, &file, blob, written)
 }
 
 /// The flat folder `env` fanned out into bucket folders, with `blob` as `file`.
-fn fan_out(repo: &Repository, env: Option<&Tree>, file: &str, blob: Oid, bytes: &mut usize) -> Result<Oid> {
+fn fan_out(
+    repo: &Repository,
+    env: Option<&Tree>,
+    file: &str,
+    blob: Oid,
+    written: &mut Written,
+) -> Result<Oid> {
     let mut buckets: std::collections::BTreeMap<String, Vec<(String, Oid, i32)>> = Default::default();
     let held = env.into_iter().flat_map(Tree::iter);
     for e in held {
@@ -152,7 +166,7 @@ fn fan_out(repo: &Repository, env: Option<&Tree>, file: &str, blob: Oid, bytes: 
         for (file, id, mode) in files {
             tb.insert(file, id, mode)?;
         }
-        top.insert(name, write(tb, bytes)?, FOLDER)?;
+        top.insert(name, write(tb, written)?, FOLDER)?;
     }
-    write(top, bytes)
+    write(top, written)
 }

@@ -234,7 +234,7 @@ impl Journal {
             branch: self.branch.clone(),
             tip,
             unflushed: 0,
-            unflushed_bytes: 0,
+            written: layout::Written::default(),
             path: &self.path,
             interrupted: &mut self.interrupted,
             open: Vec::new(),

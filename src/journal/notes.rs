@@ -151,10 +151,13 @@ pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncN
     };
     let tree = parent.as_ref().map(git2::Commit::tree).transpose()?;
     let mut placed = Vec::new();
+    let mut objects = Vec::new();
     for (oid, note) in notes {
-        placed.push((oid.to_string(), repo.blob(note.to_string().as_bytes())?));
+        let blob = repo.blob(note.to_string().as_bytes())?;
+        placed.push((oid.to_string(), blob));
+        objects.push(blob);
     }
-    let tree = put(&repo, tree.as_ref(), 0, placed)?;
+    let tree = put(&repo, tree.as_ref(), 0, placed, &mut objects)?;
     let parents: Vec<&git2::Commit> = parent.iter().collect();
     let commit = repo
         .commit(
@@ -166,11 +169,8 @@ pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncN
             &parents,
         )
         .with_context(|| format!("writing {} sync notes", notes.len()))?;
-    let mut pack = git2::Buf::new();
-    mempack.dump(&repo, &mut pack)?;
-    let mut writer = odb.packwriter()?;
-    std::io::Write::write_all(&mut writer, &pack)?;
-    writer.commit()?;
+    objects.push(commit);
+    super::writer::write_pack(&repo, &odb, &objects)?;
     mempack.reset()?;
     let _ = odb.refresh();
     anyhow::ensure!(
@@ -186,7 +186,14 @@ pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncN
 /// hex digits, with each `(id, blob)` of `notes` set: replaced where the id's note already is,
 /// else in the `ab/` folder of a level that is fanned out, else at this level, which fans out
 /// once it holds more than [`FAN_OUT_AT`].
-fn put(repo: &Repository, tree: Option<&git2::Tree>, depth: usize, notes: Vec<(String, Oid)>) -> Result<Oid> {
+/// Adds the trees it writes to `objects`.
+fn put(
+    repo: &Repository,
+    tree: Option<&git2::Tree>,
+    depth: usize,
+    notes: Vec<(String, Oid)>,
+    objects: &mut Vec<Oid>,
+) -> Result<Oid> {
     let mut tb = repo.treebuilder(tree)?;
     let fanned_out = tree.is_some_and(|t| t.iter().any(|e| e.kind() == Some(git2::ObjectType::Tree)));
     let mut deeper: std::collections::BTreeMap<String, Vec<(String, Oid)>> = Default::default();
@@ -203,17 +210,19 @@ fn put(repo: &Repository, tree: Option<&git2::Tree>, depth: usize, notes: Vec<(S
             Some(e) => Some(repo.find_tree(e.id())?),
             None => None,
         };
-        let sub = put(repo, sub.as_ref(), depth + 1, notes)?;
+        let sub = put(repo, sub.as_ref(), depth + 1, notes, objects)?;
         tb.insert(name, sub, 0o040000)?;
     }
+    let written = tb.write()?;
     if fanned_out || tb.len() <= FAN_OUT_AT {
-        return Ok(tb.write()?);
+        objects.push(written);
+        return Ok(written);
     }
-    fan_out(repo, &repo.find_tree(tb.write()?)?)
+    fan_out(repo, &repo.find_tree(written)?, objects)
 }
 
 /// The flat notes (sub)tree `tree` moved into `ab/` folders.
-fn fan_out(repo: &Repository, tree: &git2::Tree) -> Result<Oid> {
+fn fan_out(repo: &Repository, tree: &git2::Tree, objects: &mut Vec<Oid>) -> Result<Oid> {
     let mut folders: std::collections::BTreeMap<String, git2::TreeBuilder> = Default::default();
     let mut top = repo.treebuilder(None)?;
     for e in tree.iter() {
@@ -232,9 +241,13 @@ fn fan_out(repo: &Repository, tree: &git2::Tree) -> Result<Oid> {
         }
     }
     for (name, tb) in folders {
-        top.insert(name, tb.write()?, 0o040000)?;
+        let folder = tb.write()?;
+        objects.push(folder);
+        top.insert(name, folder, 0o040000)?;
     }
-    Ok(top.write()?)
+    let top = top.write()?;
+    objects.push(top);
+    Ok(top)
 }
 
 #[cfg(test)]

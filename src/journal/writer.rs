@@ -30,8 +30,9 @@ pub struct Writer<'r> {
     pub(super) branch: String,
     pub(super) tip: Oid,
     pub(super) unflushed: usize,
-    /// About how many bytes of trees the commits held in memory wrote.
-    pub(super) unflushed_bytes: usize,
+    /// The objects the commits held in memory wrote (blobs, trees, commits), and about how
+    /// many bytes of trees.
+    pub(super) written: layout::Written,
     pub(super) path: &'r Path,
     /// Intents of an earlier, interrupted run not yet finished: kept in the log across flushes.
     pub(super) interrupted: &'r mut Vec<Intent>,
@@ -132,7 +133,7 @@ impl Writer<'_> {
                 return Err(e);
             }
         };
-        if self.unflushed >= FLUSH_EVERY || self.unflushed_bytes >= FLUSH_BYTES {
+        if self.unflushed >= FLUSH_EVERY || self.written.bytes >= FLUSH_BYTES {
             self.flush()?;
         }
         Ok(oid)
@@ -147,10 +148,15 @@ impl Writer<'_> {
             .repo
             .blob(message::state_file(entry).as_bytes())
             .with_context(context)?;
-        let put = layout::put(self.repo, &parent.tree().with_context(context)?, &entry.id, blob)
-            .with_context(context)?;
-        self.unflushed_bytes += put.bytes;
-        let tree = put.root;
+        let tree = layout::put(
+            self.repo,
+            &parent.tree().with_context(context)?,
+            &entry.id,
+            blob,
+            &mut self.written,
+        )
+        .with_context(context)?;
+        self.written.objects.push(blob);
         let tree = self.repo.find_tree(tree).with_context(context)?;
         self.tip = self
             .repo
@@ -163,6 +169,7 @@ impl Writer<'_> {
                 &[&parent],
             )
             .with_context(context)?;
+        self.written.objects.push(self.tip);
         self.unflushed += 1;
         Ok(self.tip)
     }
@@ -172,11 +179,7 @@ impl Writer<'_> {
     pub(super) fn flush(&mut self) -> Result<()> {
         let context = || format!("writing commits to the journal {}", self.path.display());
         if self.unflushed > 0 {
-            let mut pack = git2::Buf::new();
-            self.mempack.dump(self.repo, &mut pack).with_context(context)?;
-            let mut writer = self.odb.packwriter().with_context(context)?;
-            writer.write_all(&pack).with_context(context)?;
-            writer.commit().with_context(context)?;
+            write_pack(self.repo, self.odb, &self.written.objects).with_context(context)?;
             self.mempack.reset().with_context(context)?;
             // libgit2 can report success for a pack it did not store (no pack directory): the
             // branch moves only to a commit that can be read back from disk.
@@ -193,7 +196,7 @@ impl Writer<'_> {
                 .reference(&self.branch, self.tip, true, "relayctl")
                 .with_context(context)?;
             self.unflushed = 0;
-            self.unflushed_bytes = 0;
+            self.written = layout::Written::default();
         }
         let keep: Vec<Record> = self
             .interrupted
@@ -205,4 +208,20 @@ impl Writer<'_> {
             .collect();
         self.wal.reset(&keep)
     }
+}
+
+/// Writes `objects` (held in memory) to the repository as one packfile. Only these: libgit2's
+/// own mempack dump packs every commit's whole tree, each flush again, which makes a journal's
+/// packs grow with the square of its flags.
+pub(super) fn write_pack(repo: &Repository, odb: &git2::Odb, objects: &[Oid]) -> Result<()> {
+    let mut builder = repo.packbuilder()?;
+    for oid in objects {
+        builder.insert_object(*oid, None)?;
+    }
+    let mut pack = git2::Buf::new();
+    builder.write_buf(&mut pack)?;
+    let mut writer = odb.packwriter()?;
+    writer.write_all(&pack)?;
+    writer.commit()?;
+    Ok(())
 }
