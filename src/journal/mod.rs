@@ -41,16 +41,22 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How many commits are kept in memory before they are written out as a packfile.
+/// How many commits are kept in memory before they are first written out as a packfile; each
+/// later packfile of the same run may hold twice as many as the one before, up to
+/// [`FLUSH_MOST`], so a large apply writes a few packfiles, not one per 256 commits (every
+/// object libgit2 writes rescans the pack directory, at a cost that grows with its packfiles).
 pub const FLUSH_EVERY: usize = 256;
 
 /// How long sync notes may be held in memory while flags keep finishing (see
 /// [`Journal::set_notes`]); a sync also writes them out whenever it waits for LaunchDarkly.
 pub const NOTES_EVERY: Duration = Duration::from_secs(1);
 
-/// How many bytes of trees the commits kept in memory may hold before they are written out: the
-/// bound on the journal's memory however large an environment's folders grow.
-pub const FLUSH_BYTES: usize = 32 << 20;
+/// The most commits one packfile holds.
+pub const FLUSH_MOST: usize = 8192;
+
+/// How many bytes of objects the commits kept in memory may hold before they are written out:
+/// the bound on the journal's memory however large an environment's folders grow.
+pub const FLUSH_BYTES: usize = 16 << 20;
 
 /// How a command opens the journal for writing.
 pub struct Options<'a> {
@@ -211,6 +217,10 @@ impl Journal {
     ) -> Result<(Result<T>, Result<()>)> {
         ensure!(self._lock.is_some(), "the journal must be locked to be written");
         let context = || format!("preparing to write to the journal {}", self.path.display());
+        // libgit2's object cache keeps every tree and commit the writer parses, up to 256 MiB;
+        // each is parsed about once here, so the cache only costs memory (10,000 commits: 259
+        // MiB with it, 46 MiB without, in the same time).
+        git2::opts::enable_caching(false);
         // A handle of its own, so the in-memory object backend lives exactly as long as the writer.
         let repo = Repository::open(&self.path).with_context(context)?;
         let odb = repo.odb().with_context(context)?;
@@ -234,6 +244,7 @@ impl Journal {
             branch: self.branch.clone(),
             tip,
             unflushed: 0,
+            flush_at: FLUSH_EVERY,
             written: layout::Written::default(),
             path: &self.path,
             interrupted: &mut self.interrupted,

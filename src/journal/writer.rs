@@ -1,8 +1,8 @@
 //! Appending commits to the journal, behind its write-ahead log (see [`super::wal`]).
 //!
 //! Commits are built in memory (libgit2's mempack) and written as one packfile every
-//! [`FLUSH_EVERY`] commits (or [`FLUSH_BYTES`] of trees) and at the end; only once the objects are found on disk does the
-//! branch move. A write-ahead-log record leaves the log only when what it stands for is in the
+//! [`super::FLUSH_EVERY`] commits (twice as many each time after, or [`FLUSH_BYTES`]) and at
+//! the end; only once the objects are found on disk does the branch move. A write-ahead-log record leaves the log only when what it stands for is in the
 //! branch's history: a commit that cannot be made keeps its done line, a flag whose done line
 //! could not be logged keeps its intent, and a flush that fails leaves the log as it was, so the
 //! next relayctl commits them (or keeps refusing, saying why). What a commit needs from the
@@ -12,7 +12,7 @@
 use super::author::Identity;
 use super::message::{self, Entry};
 use super::wal::{self, Done, Intent, Record};
-use super::{abbreviate, layout, now, FLUSH_BYTES, FLUSH_EVERY};
+use super::{abbreviate, layout, now, FLUSH_BYTES, FLUSH_MOST};
 use crate::flag::{StoreTarget, Targeting};
 use anyhow::{bail, Context, Result};
 use git2::{Oid, Repository};
@@ -30,6 +30,8 @@ pub struct Writer<'r> {
     pub(super) branch: String,
     pub(super) tip: Oid,
     pub(super) unflushed: usize,
+    /// How many commits are written out together: [`FLUSH_EVERY`], doubled after each flush.
+    pub(super) flush_at: usize,
     /// The objects the commits held in memory wrote (blobs, trees, commits), and about how
     /// many bytes of trees.
     pub(super) written: layout::Written,
@@ -124,7 +126,7 @@ impl Writer<'_> {
     }
 
     /// Commits `done` (in memory); if that fails, keeps it for the log. Writes the commits out
-    /// once [`FLUSH_EVERY`] (or [`FLUSH_BYTES`] of trees) are held.
+    /// once [`Writer::flush_at`] (or [`FLUSH_BYTES`]) are held.
     fn commit_or_keep(&mut self, done: Done) -> Result<Oid> {
         let oid = match self.commit(&done.entry, &done.from, done.time) {
             Ok(oid) => oid,
@@ -133,7 +135,7 @@ impl Writer<'_> {
                 return Err(e);
             }
         };
-        if self.unflushed >= FLUSH_EVERY || self.written.bytes >= FLUSH_BYTES {
+        if self.unflushed >= self.flush_at || self.written.bytes >= FLUSH_BYTES {
             self.flush()?;
         }
         Ok(oid)
@@ -157,6 +159,8 @@ impl Writer<'_> {
         )
         .with_context(context)?;
         self.written.objects.push(blob);
+        // The state file, the commit and its message, besides the trees counted by `put`.
+        self.written.bytes += 1024;
         let tree = self.repo.find_tree(tree).with_context(context)?;
         self.tip = self
             .repo
@@ -196,6 +200,7 @@ impl Writer<'_> {
                 .reference(&self.branch, self.tip, true, "relayctl")
                 .with_context(context)?;
             self.unflushed = 0;
+            self.flush_at = (self.flush_at * 2).min(FLUSH_MOST);
             self.written = layout::Written::default();
         }
         let keep: Vec<Record> = self
