@@ -20,7 +20,7 @@
 use crate::flag::{FlagId, StoreTarget, Targeting};
 use crate::journal::{Entry, Intent, Writer};
 use crate::plan::{Change, Plan};
-use crate::store::{Lookup, Stores, WriteError};
+use crate::store::{Lookup, Stores, WriteError, Written};
 use anyhow::{Context, Result};
 use futures::future::join_all;
 use std::time::Duration;
@@ -36,6 +36,8 @@ pub struct FlagOutcome {
     /// Targets whose write has an unknown outcome even after reading them back, with why: the
     /// write-ahead log keeps them for the next apply.
     pub unresolved: Vec<(StoreTarget, String)>,
+    /// Targets that took the write with a warning (Redis replicas that did not acknowledge it).
+    pub warnings: Vec<(StoreTarget, String)>,
 }
 
 /// What [`apply`] tells its caller as it goes, for progress output.
@@ -86,9 +88,18 @@ pub async fn apply(
         let results = join_all(changes.iter().map(|c| write(stores, c))).await;
         let mut stale = false;
         let mut unknown = Vec::new();
+        let mut warnings = Vec::new();
         for (change, result) in changes.iter().zip(results) {
             match result {
-                Ok(version) => entry.written.push((change.target.clone(), version)),
+                Ok(Written {
+                    version,
+                    note,
+                    warning,
+                }) => {
+                    entry.written.push((change.target.clone(), version));
+                    entry.notes.extend(note.map(|n| (change.target.clone(), n)));
+                    warnings.extend(warning.map(|w| (change.target.clone(), w)));
+                }
                 Err(WriteError::Unknown(e)) => unknown.push((*change, format!("{e:#}"))),
                 Err(e) => {
                     stale |= matches!(e, WriteError::Stale { .. });
@@ -113,6 +124,7 @@ pub async fn apply(
             commit,
             stale,
             unresolved,
+            warnings,
         };
         on_event(Event::Flag(&outcome));
         outcomes.push(outcome);
@@ -131,6 +143,7 @@ fn entry(id: &FlagId, changes: &[&Change]) -> Entry {
         reason: first.reason.clone(),
         written: Vec::new(),
         failed: Vec::new(),
+        notes: Vec::new(),
     }
 }
 
@@ -189,7 +202,7 @@ pub async fn record_interrupted(
     Ok(out)
 }
 
-async fn write(stores: &Stores, change: &Change) -> Result<u64, WriteError> {
+async fn write(stores: &Stores, change: &Change) -> Result<Written, WriteError> {
     let target = &change.target;
     let Some(endpoint) = stores.find(&change.id, target) else {
         return Err(anyhow::anyhow!(

@@ -7,12 +7,16 @@
 //! flag a store holds, which is the planner's job. What keys, store names and reasons may be is
 //! in [`keys`].
 
+mod backends;
 mod keys;
+mod redis_keys;
+mod topology;
 
 pub use keys::check_id;
+pub use redis_keys::DeclaredKey;
 
 use crate::flag::{FlagId, VariationRef};
-use crate::store::{dynamodb, file, redis, Prefix, StoreConfig, StoreKind, Template};
+use crate::store::{redis, Prefix, StoreConfig, StoreKind, Template};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +45,10 @@ pub struct Config {
     pub base_url: Option<String>,
     /// The desired state, sorted by flag.
     pub overrides: Vec<Override>,
+    /// The `type = "redis-keys"` stores: plain keys, never LaunchDarkly flags.
+    pub key_stores: Vec<crate::store::redis_keys::KeyStoreConfig>,
+    /// The `[keys.<store>]` declarations, sorted by store and key.
+    pub keys: Vec<DeclaredKey>,
 }
 
 /// The parts of the process environment that the file's meaning depends on.
@@ -99,6 +107,8 @@ struct RawFile {
     launchdarkly: Option<RawLaunchDarkly>,
     #[serde(default)]
     overrides: BTreeMap<Spanned<String>, RawEnvironments>,
+    #[serde(default)]
+    keys: redis_keys::RawKeys,
 }
 
 /// `[overrides.<project>]`: environment -> flag -> declaration.
@@ -110,6 +120,8 @@ enum StoreType {
     Redis,
     Dynamodb,
     File,
+    #[serde(rename = "redis-keys")]
+    RedisKeys,
 }
 
 impl StoreType {
@@ -118,6 +130,7 @@ impl StoreType {
             StoreType::Redis => "redis",
             StoreType::Dynamodb => "dynamodb",
             StoreType::File => "file",
+            StoreType::RedisKeys => "redis-keys",
         }
     }
 }
@@ -130,6 +143,9 @@ struct RawStore {
     kind: Spanned<StoreType>,
     url: Option<Spanned<String>>,
     urls: Option<Spanned<Vec<Spanned<String>>>>,
+    sentinels: Option<Spanned<Vec<Spanned<String>>>>,
+    master: Option<Spanned<String>>,
+    cluster: Option<Spanned<bool>>,
     prefix: Option<Spanned<String>>,
     prefixes: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     table: Option<Spanned<String>>,
@@ -254,7 +270,8 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
     }
     let raw: RawFile = toml::from_str(src).map_err(|e| err(e.span(), e.message().to_owned()))?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let (stores, spans) = stores(raw.store, &base_dir, env).map_err(|(span, m)| err(span, m))?;
+    let (stores, spans, key_stores) = stores(raw.store, &base_dir, env).map_err(|(span, m)| err(span, m))?;
+    let keys = redis_keys::declared(raw.keys, &key_stores).map_err(|(span, m)| err(span, m))?;
     let journal = match raw.journal.and_then(|j| j.path) {
         Some(p) if p.get_ref().trim().is_empty() => {
             return Err(err(Some(p.span()), "journal.path is empty".into()))
@@ -289,17 +306,22 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
         journal,
         base_url,
         overrides,
+        key_stores,
+        keys,
     })
 }
 
 type Located = (Option<Range<usize>>, String);
 
-/// The `[[store]]`s, validated, with the span of each.
-fn stores(
-    raw: Vec<Spanned<RawStore>>,
-    base_dir: &Path,
-    env: &ConfigEnv,
-) -> Result<(Vec<StoreConfig>, Vec<Range<usize>>), Located> {
+/// The `[[store]]`s that keep LaunchDarkly flags, the span of each, and the `redis-keys` stores.
+type Stores = (
+    Vec<StoreConfig>,
+    Vec<Range<usize>>,
+    Vec<redis_keys::KeyStoreConfig>,
+);
+
+/// The `[[store]]`s, validated, with the span of each, and the `redis-keys` stores apart.
+fn stores(raw: Vec<Spanned<RawStore>>, base_dir: &Path, env: &ConfigEnv) -> Result<Stores, Located> {
     if raw.is_empty() {
         return Err((
             None,
@@ -311,10 +333,19 @@ fn stores(
     let mut names = BTreeSet::new();
     let mut targets = BTreeSet::new();
     let mut spans = Vec::new();
+    let mut key_stores = Vec::new();
     for store in raw {
         let span = store.span();
         let config = store_config(store.into_inner(), base_dir, env)
             .map_err(|(sp, m)| (Some(sp.unwrap_or(span.clone())), m))?;
+        let config = match config {
+            Parsed::Flags(config) => config,
+            Parsed::Keys(keys) => {
+                redis_keys::register(&keys, &span, &mut names, &mut targets)?;
+                key_stores.push(keys);
+                continue;
+            }
+        };
         if !names.insert(config.name.clone()) {
             return Err((
                 Some(span),
@@ -338,7 +369,7 @@ fn stores(
         spans.push(span);
         stores.push(config);
     }
-    Ok((stores, spans))
+    Ok((stores, spans, key_stores))
 }
 
 /// The `[overrides.<project>.<environment>]` declarations, sorted by flag.
@@ -399,8 +430,14 @@ fn check_places(store: &StoreConfig, overrides: &[Override]) -> Result<(), Strin
     Ok(())
 }
 
+/// A `[[store]]`: one that keeps LaunchDarkly flags, or a `redis-keys` one.
+enum Parsed {
+    Flags(StoreConfig),
+    Keys(redis_keys::KeyStoreConfig),
+}
+
 /// One `[[store]]`: the settings every store type shares, then its type's own.
-fn store_config(s: RawStore, base_dir: &Path, env: &ConfigEnv) -> Result<StoreConfig, Located> {
+fn store_config(s: RawStore, base_dir: &Path, env: &ConfigEnv) -> Result<Parsed, Located> {
     let kind = *s.kind.get_ref();
     let name = match &s.name {
         Some(n) if n.get_ref().trim().is_empty() => {
@@ -415,19 +452,23 @@ fn store_config(s: RawStore, base_dir: &Path, env: &ConfigEnv) -> Result<StoreCo
     check_foreign_fields(&s, kind)?;
     let kind = match kind {
         StoreType::Redis => StoreKind::Redis(redis_store(s, &name, env)?),
-        StoreType::Dynamodb => StoreKind::DynamoDb(dynamodb_store(s, &name)?),
-        StoreType::File => StoreKind::File(file_store(s, &name, base_dir)?),
+        StoreType::Dynamodb => StoreKind::DynamoDb(backends::dynamodb_store(s, &name)?),
+        StoreType::File => StoreKind::File(backends::file_store(s, &name, base_dir)?),
+        StoreType::RedisKeys => return Ok(Parsed::Keys(redis_keys::store(s, name, env)?)),
     };
-    Ok(StoreConfig { name, kind })
+    Ok(Parsed::Flags(StoreConfig { name, kind }))
 }
 
 /// Fields that belong to other store types are mistakes, not silently ignored settings.
 fn check_foreign_fields(s: &RawStore, kind: StoreType) -> Result<(), Located> {
     let span = |field: &Option<Spanned<_>>| field.as_ref().map(|v: &Spanned<_>| v.span());
     let mut foreign = Vec::new();
-    if kind != StoreType::Redis {
+    if !matches!(kind, StoreType::Redis | StoreType::RedisKeys) {
         foreign.extend(s.url.as_ref().map(|v| ("url", v.span())));
         foreign.extend(s.urls.as_ref().map(|v| ("urls", v.span())));
+        foreign.extend(s.sentinels.as_ref().map(|v| ("sentinels", v.span())));
+        foreign.extend(span(&s.master).map(|sp| ("master", sp)));
+        foreign.extend(s.cluster.as_ref().map(|v| ("cluster", v.span())));
     }
     if kind != StoreType::Dynamodb {
         foreign.extend(span(&s.table).map(|sp| ("table", sp)));
@@ -483,6 +524,14 @@ fn prefix(s: &mut RawStore) -> Result<Prefix, Located> {
 /// A `redis` store: `url` or `urls`, else relayCommander's `REDIS_HOSTS`.
 fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Config, Located> {
     let prefix = prefix(&mut s)?;
+    let topology = topology::parse(&s)?;
+    if let Some(urls) = topology::sentinel_urls(&mut s)? {
+        return Ok(redis::Config {
+            urls,
+            prefix,
+            topology,
+        });
+    }
     let urls = match (s.url, s.urls) {
         (Some(_), Some(u)) => return Err((Some(u.span()), "set either `url` or `urls`, not both".into())),
         (Some(u), None) => vec![u],
@@ -506,7 +555,11 @@ fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Co
                     ),
                 ))?;
             let urls = redis::urls_from_hosts(hosts).map_err(|m| (None, m))?;
-            return Ok(redis::Config { urls, prefix });
+            return Ok(redis::Config {
+                urls,
+                prefix,
+                topology,
+            });
         }
     };
     let mut out = Vec::new();
@@ -514,49 +567,10 @@ fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Co
         redis::check_url(u.get_ref()).map_err(|m| (Some(u.span()), m))?;
         out.push(u.into_inner());
     }
-    Ok(redis::Config { urls: out, prefix })
-}
-
-/// A `dynamodb` store: a table, and optionally where it is.
-fn dynamodb_store(mut s: RawStore, name: &str) -> Result<dynamodb::Config, Located> {
-    let prefix = prefix(&mut s)?;
-    let table = s
-        .table
-        .ok_or((None, format!("dynamodb store {name:?} needs `table`")))?;
-    if table.get_ref().trim().is_empty() {
-        return Err((Some(table.span()), "`table` is empty".into()));
-    }
-    if let Some(e) = &s.endpoint_url {
-        if url::Url::parse(e.get_ref()).is_err() {
-            return Err((
-                Some(e.span()),
-                format!("endpoint_url {:?} is not a URL", crate::redact::url(e.get_ref())),
-            ));
-        }
-    }
-    Ok(dynamodb::Config {
-        table: table.into_inner(),
-        endpoint_url: s.endpoint_url.map(Spanned::into_inner),
-        region: s.region.map(Spanned::into_inner),
+    Ok(redis::Config {
+        urls: out,
         prefix,
-    })
-}
-
-/// A `file` store: a path template relative to the overrides file.
-fn file_store(s: RawStore, name: &str, base_dir: &Path) -> Result<file::Config, Located> {
-    if let Some((_, v)) = s.prefixes.as_ref().and_then(|p| p.iter().next()) {
-        return Err((Some(v.span()), "`prefixes` does not apply to a file store".into()));
-    }
-    let path = s
-        .path
-        .ok_or((None, format!("file store {name:?} needs `path`")))?;
-    let template = Template::parse(path.get_ref()).map_err(|m| (Some(path.span()), format!("path: {m}")))?;
-    if template.as_str().trim().is_empty() {
-        return Err((Some(path.span()), "`path` is empty".into()));
-    }
-    Ok(file::Config {
-        path: template,
-        base_dir: base_dir.to_path_buf(),
+        topology,
     })
 }
 

@@ -25,6 +25,7 @@ mod import;
 mod interrupt;
 mod journal;
 mod json_text;
+mod keys;
 mod launchdarkly;
 mod plan;
 #[cfg(test)]

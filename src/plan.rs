@@ -55,6 +55,12 @@ pub struct Plan {
     /// Things the operator should know before applying.
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// Plain Redis keys that must change (`[keys.<store>]`), applied after the flags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<crate::keys::KeyChange>,
+    /// Declared keys that cannot be planned, one message each: with any, nothing may be applied.
+    #[serde(skip)]
+    pub key_problems: Vec<String>,
 }
 
 impl Plan {
@@ -103,6 +109,8 @@ pub fn plan(desired: &[Override], observed: &Observed) -> Plan {
         unchanged: 0,
         problems: Vec::new(),
         warnings: Vec::new(),
+        keys: Vec::new(),
+        key_problems: Vec::new(),
     };
     for o in desired {
         if o.reason.as_deref() == Some("") {
@@ -340,17 +348,18 @@ pub fn render(plan: &Plan) -> String {
             ui::paint(ui::CHANGE, "~")
         );
     }
+    out += &crate::keys::render_rows(&plan.keys);
     let _ = write!(
         out,
         "Plan: {} to change, {} unchanged",
-        plan.changes.len(),
+        plan.changes.len() + plan.keys.len(),
         plan.unchanged
     );
-    if !plan.problems.is_empty() {
+    if !plan.problems.is_empty() || !plan.key_problems.is_empty() {
         let _ = write!(
             out,
             ", {} {}",
-            plan.problems.len(),
+            plan.problems.len() + plan.key_problems.len(),
             ui::paint(ui::ERROR, "cannot be planned")
         );
     }
@@ -370,6 +379,9 @@ pub fn render_diagnostics(plan: &Plan) -> String {
             p.target,
             p.message
         );
+    }
+    for p in &plan.key_problems {
+        let _ = writeln!(out, "{} {p}", ui::paint(ui::ERROR, "error:"));
     }
     for w in &plan.warnings {
         let _ = writeln!(out, "{} {w}", ui::paint(ui::WARNING, "warning:"));

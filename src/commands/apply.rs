@@ -6,8 +6,10 @@ use crate::desired::Config;
 use crate::exit::Exit;
 use crate::flag::{FlagId, StoreTarget};
 use crate::journal::{Entry, Journal};
+use crate::keys;
 use crate::plan::{self, Change, Plan, TargetNow};
 use crate::settings::Settings;
+use crate::store::redis_keys::KeyStores;
 use crate::store::Stores;
 use crate::ui;
 use anyhow::{anyhow, bail, Context, Result};
@@ -20,16 +22,24 @@ use tokio::runtime::Runtime;
 /// target failed (the journal records what was written; a fresh plan shows what is left).
 pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_approve: bool) -> Result<Exit> {
     let (config, stores) = load(settings)?;
+    let key_stores = KeyStores::open(&config.key_stores, settings.redis_timeout)?;
     let saved = plan_file.map(Plan::load).transpose()?;
-    record_interrupted(settings, rt, &config, &stores)?;
+    record_interrupted(settings, rt, &config, &stores, &key_stores)?;
     let (plan, mut journal) = match saved {
-        Some(plan) if plan.changes.is_empty() => {
+        Some(plan) if !plan.has_changes() => {
             settings.status("The plan has no changes; nothing to apply.");
             return Ok(Exit::Success);
         }
         Some(plan) => {
             apply::refuse_empty_reasons(&plan)?;
+            keys::apply::refuse_empty_reasons(&plan.keys)?;
             check_saved(rt, &config, &stores, &plan, plan_file.unwrap_or(Path::new("")))?;
+            keys::refuse_unsound(
+                &plan.keys,
+                &config.keys,
+                &key_stores,
+                plan_file.unwrap_or(Path::new("")),
+            )?;
             (plan, open_journal(settings, &config.journal)?)
         }
         None => match plan_and_confirm(settings, rt, &config, &stores, auto_approve)? {
@@ -44,18 +54,40 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
         .map(|c| c.id.to_string().len())
         .max()
         .unwrap_or(0);
-    let outcomes = journal.write(|w| {
-        rt.block_on(apply::apply(&plan, &stores, w, &mut |event| match event {
+    let (outcomes, key_outcomes) = journal.write(|w| {
+        let flags = rt.block_on(apply::apply(&plan, &stores, w, &mut |event| match event {
             Event::Flag(o) => {
                 let (out, err) = render_outcome(width, o);
                 anstream::print!("{out}");
                 anstream::eprint!("{err}");
             }
             Event::Unanswered { .. } => anstream::eprint!("{}", render_unanswered(&event)),
-        }))
+        }))?;
+        let keys = rt.block_on(keys::apply::apply(
+            &plan.keys,
+            &key_stores,
+            w,
+            &mut |event| match event {
+                keys::apply::KeyEvent::Key(o) => {
+                    let (out, err) = keys::apply::render_outcome(o);
+                    anstream::print!("{out}");
+                    anstream::eprint!("{err}");
+                }
+                unanswered => anstream::eprint!("{}", keys::apply::render_notice(&unanswered)),
+            },
+        ))?;
+        Ok((flags, keys))
     })?;
     close_journal(journal);
-    conclude(settings, &config, &plan, &outcomes)
+    let keys_done = keys::apply::conclude(settings, &plan, &key_outcomes);
+    if plan.changes.is_empty() {
+        return keys_done.map(|()| Exit::Success);
+    }
+    match (keys_done, conclude(settings, &config, &plan, &outcomes)) {
+        (Ok(()), flags) => flags,
+        (Err(keys), Ok(_)) => Err(keys),
+        (Err(keys), Err(flags)) => Err(anyhow!("{flags:#}\n{keys:#}")),
+    }
 }
 
 /// Checks a saved plan against the overrides file and what the stores hold now, before anything
@@ -162,11 +194,12 @@ fn plan_and_confirm(
     let preview = make_plan(settings, rt, config, stores)?;
     anstream::print!("{}", plan::render(&preview));
     check(&preview)?;
-    if preview.changes.is_empty() {
+    if !preview.has_changes() {
         settings.status("No changes: the stores already match the overrides file.");
         return Ok(None);
     }
     apply::refuse_empty_reasons(&preview)?;
+    keys::apply::refuse_empty_reasons(&preview.keys)?;
     if !auto_approve {
         if !ui::interactive() {
             bail!(
@@ -181,8 +214,8 @@ fn plan_and_confirm(
     }
     let journal = open_journal(settings, &config.journal)?;
     let plan = make_plan(settings, rt, config, stores)?;
-    if plan.changes != preview.changes {
-        if plan.changes.is_empty() && plan.problems.is_empty() {
+    if plan.changes != preview.changes || plan.keys != preview.keys {
+        if !plan.has_changes() && plan.problems.is_empty() && plan.key_problems.is_empty() {
             settings.status(
                 "No changes: the stores already match the overrides file (another apply wrote them meanwhile).",
             );
@@ -203,7 +236,13 @@ fn plan_and_confirm(
 
 /// Records the flag writes of an interrupted apply (see `apply::record_interrupted`) before
 /// anything else, so the journal knows everything that is in the stores.
-fn record_interrupted(settings: &Settings, rt: &Runtime, config: &Config, stores: &Stores) -> Result<()> {
+fn record_interrupted(
+    settings: &Settings,
+    rt: &Runtime,
+    config: &Config,
+    stores: &Stores,
+    key_stores: &KeyStores,
+) -> Result<()> {
     // A journal that cannot be opened is reported by the locked open of the apply itself.
     if !matches!(Journal::open_existing(&config.journal), Ok(Some(j)) if j.unrecorded() > 0) {
         return Ok(());
@@ -213,6 +252,12 @@ fn record_interrupted(settings: &Settings, rt: &Runtime, config: &Config, stores
         let intents = journal.interrupted().to_vec();
         let recorded = journal.write(|w| rt.block_on(apply::record_interrupted(stores, w, &intents)))?;
         settings.status(render_recorded(&recorded).trim_end());
+    }
+    if !journal.key_interrupted().is_empty() {
+        let intents = journal.key_interrupted().to_vec();
+        let recorded =
+            journal.write(|w| rt.block_on(keys::apply::record_interrupted(key_stores, w, &intents)))?;
+        settings.status(keys::apply::render_recorded(&recorded).trim_end());
     }
     close_journal(journal);
     Ok(())
@@ -251,11 +296,23 @@ fn render_outcome(width: usize, o: &FlagOutcome) -> (String, String) {
         .unwrap_or_default();
     let (mut out, mut err) = (String::new(), String::new());
     for (target, version) in &o.entry.written {
+        let note = match o.entry.notes.iter().find(|(t, _)| t == target) {
+            Some((_, note)) => format!(" [{note}]"),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  {} {:<width$}   {target} (v{version}){commit}",
+            "  {} {:<width$}   {target} (v{version}){note}{commit}",
             ui::paint(ui::CHANGE, "~"),
             o.entry.id.to_string()
+        );
+    }
+    for (target, warning) in &o.warnings {
+        let _ = writeln!(
+            err,
+            "{} {} written to {target}, but {warning}",
+            ui::paint(ui::WARNING, "warning:"),
+            o.entry.id
         );
     }
     for (target, why) in &o.entry.failed {

@@ -2,7 +2,7 @@
 
 use super::load_config;
 use crate::exit::Exit;
-use crate::journal::{Journal, Listed};
+use crate::journal::{Journal, LogEntry};
 use crate::settings::Settings;
 use crate::ui;
 use anyhow::Result;
@@ -27,10 +27,11 @@ pub fn run(settings: &Settings, pending_only: bool) -> Result<Exit> {
             ui::paint(ui::WARNING, "warning:")
         ));
     }
-    let entries: Vec<Listed> = journal
-        .list()?
+    // Plain Redis key commits have no LaunchDarkly counterpart: never pending.
+    let entries: Vec<LogEntry> = journal
+        .log()?
         .into_iter()
-        .filter(|r| !pending_only || !r.is_synced())
+        .filter(|e| !pending_only || matches!(e, LogEntry::Flag(r) if !r.is_synced()))
         .collect();
     if entries.is_empty() {
         settings.status(if pending_only {
@@ -43,19 +44,20 @@ pub fn run(settings: &Settings, pending_only: bool) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// `<short>  <time>  <author>  <subject>  [<status>]`, one line per commit.
-fn render(entries: &[Listed]) -> String {
+/// `<short>  <time>  <author>  <subject>  [<status>]`, one line per commit; a plain Redis key
+/// commit's status is `local only`.
+fn render(entries: &[LogEntry]) -> String {
     let mut out = String::new();
-    for r in entries {
-        let time = UNIX_EPOCH + Duration::from_secs(r.time.max(0) as u64);
+    for e in entries {
+        let (short, time, author, subject, status) = match e {
+            LogEntry::Flag(r) => (&r.short, r.time, &r.author, &r.subject, r.status()),
+            LogEntry::Key(k) => (&k.short, k.time, &k.author, &k.subject, "local only".to_owned()),
+        };
+        let time = UNIX_EPOCH + Duration::from_secs(time.max(0) as u64);
         let _ = writeln!(
             out,
-            "{}  {}  {:<24}  {}  [{}]",
-            r.short,
+            "{short}  {}  {author:<24}  {subject}  [{status}]",
             humantime::format_rfc3339_seconds(time),
-            r.author,
-            r.subject,
-            r.status()
         );
     }
     out
@@ -64,17 +66,17 @@ fn render(entries: &[Listed]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::SyncNote;
+    use crate::journal::{Listed, SyncNote};
 
-    fn recorded(short: &str, flag: &str, note: Option<SyncNote>) -> Listed {
-        Listed {
+    fn recorded(short: &str, flag: &str, note: Option<SyncNote>) -> LogEntry {
+        LogEntry::Flag(Listed {
             oid: git2::Oid::zero(),
             short: short.into(),
             time: 1_795_316_645,
             author: "Test Operator <op@example.com>".into(),
             subject: format!("default/production/{flag}: turn off"),
             note,
-        }
+        })
     }
 
     #[test]

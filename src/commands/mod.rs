@@ -80,7 +80,14 @@ fn make_plan(settings: &Settings, rt: &Runtime, config: &Config, stores: &Stores
             started.elapsed().as_millis()
         ));
     }
-    Ok(crate::plan::plan(&config.overrides, &observed))
+    let mut plan = crate::plan::plan(&config.overrides, &observed);
+    if !config.keys.is_empty() {
+        let key_stores =
+            crate::store::redis_keys::KeyStores::open(&config.key_stores, settings.redis_timeout)?;
+        let observed = rt.block_on(crate::keys::observe(&key_stores, &config.keys))?;
+        plan.add_keys(crate::keys::plan(&config.keys, &observed));
+    }
+    Ok(plan)
 }
 
 /// Fails when the plan has problems, after printing its diagnostics.
@@ -91,6 +98,13 @@ fn check(plan: &Plan) -> Result<()> {
             "{} declared flag/target pair(s) cannot be planned (listed above); nothing was written. \
              Fix the overrides file or the store, then run plan again",
             plan.problems.len()
+        );
+    }
+    if !plan.key_problems.is_empty() {
+        bail!(
+            "{} declared key/target pair(s) cannot be planned (listed above); nothing was written. \
+             Fix the overrides file or the store, then run plan again",
+            plan.key_problems.len()
         );
     }
     Ok(())

@@ -34,7 +34,7 @@ pub fn run(
             out.display()
         ));
     }
-    Ok(if detailed && !plan.changes.is_empty() {
+    Ok(if detailed && plan.has_changes() {
         Exit::Pending
     } else {
         Exit::Success

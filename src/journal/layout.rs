@@ -53,11 +53,9 @@ pub(super) fn find(repo: &Repository, root: &Tree, id: &FlagId) -> Result<Option
     Ok(sub.get_name(&file).map(|e| e.id()))
 }
 
-/// The objects written (trees here; the writer adds blobs and commits), and about how many
-/// bytes of trees.
+/// About how many bytes of trees a commit wrote.
 #[derive(Default)]
 pub(super) struct Written {
-    pub objects: Vec<Oid>,
     pub bytes: usize,
 }
 
@@ -101,11 +99,10 @@ fn insert(
     write(tb, written)
 }
 
-/// Writes `tb`, adding it to `written` with an estimate of its size (an entry is its mode, name
+/// Writes `tb`, adding an estimate of its size to `written` (an entry is its mode, name
 /// and 20-byte id: about 40 bytes).
 fn write(tb: git2::TreeBuilder, written: &mut Written) -> Result<Oid> {
     let oid = tb.write()?;
-    written.objects.push(oid);
     written.bytes += tb.len() * 40;
     Ok(oid)
 }

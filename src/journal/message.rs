@@ -38,6 +38,10 @@ pub struct Entry {
     pub written: Vec<(StoreTarget, u64)>,
     /// The targets that failed, with why.
     pub failed: Vec<(StoreTarget, String)>,
+    /// What a target said about its write (Redis: the primary written to, replicas acknowledged),
+    /// added to its `Store:` trailer.
+    #[serde(default)]
+    pub notes: Vec<(StoreTarget, String)>,
 }
 
 impl Entry {
@@ -140,7 +144,8 @@ const OFF_VARIATION: &str = "Off-Variation";
 const FALLTHROUGH: &str = "Fallthrough";
 const STORE: &str = "Store";
 const STORE_FAILED: &str = "Store-Failed";
-const NOT_WRITTEN: &str = "Not written (apply failed there; run `relayctl plan` to see what is left):";
+pub(super) const NOT_WRITTEN: &str =
+    "Not written (apply failed there; run `relayctl plan` to see what is left):";
 
 /// The commit message of `entry`, a change from `from`: subject, reason, failures, then the
 /// trailers as the last paragraph.
@@ -174,7 +179,10 @@ pub(super) fn message(entry: &Entry, from: &Targeting) -> String {
         trailer(FALLTHROUGH, &v.index);
     }
     for (t, version) in &entry.written {
-        trailer(STORE, &format!("{t} v{version}"));
+        match entry.notes.iter().find(|(n, _)| n == t) {
+            Some((_, note)) => trailer(STORE, &format!("{t} v{version} ({note})")),
+            None => trailer(STORE, &format!("{t} v{version}")),
+        }
     }
     for (t, _) in &entry.failed {
         trailer(STORE_FAILED, t);
@@ -186,7 +194,7 @@ pub(super) fn message(entry: &Entry, from: &Targeting) -> String {
 /// every line git or libgit2 would take for the end of the message (a `---` patch divider, a
 /// `# -------- >8 --------` scissors line with any comment character), so that the trailers
 /// after it stay the message's last paragraph for every reader.
-fn body(text: &str) -> String {
+pub(super) fn body(text: &str) -> String {
     let lines: Vec<String> = text
         .trim()
         .replace("\r\n", "\n")
@@ -204,7 +212,7 @@ fn body(text: &str) -> String {
 }
 
 /// A trailer value or one-line field: its words on one line, control characters escaped.
-fn field(text: &str) -> String {
+pub(super) fn field(text: &str) -> String {
     escape_controls(&text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
@@ -221,7 +229,7 @@ fn escape_controls(text: &str) -> String {
 
 /// The trailers of a commit message by relayctl's rule: its last paragraph, every line
 /// `Key: value`. `None` when the last paragraph is not like that (or there is only a subject).
-fn trailers(message: &str) -> Option<Vec<(&str, &str)>> {
+pub(super) fn trailers(message: &str) -> Option<Vec<(&str, &str)>> {
     let (_, block) = message.trim_end_matches('\n').rsplit_once("\n\n")?;
     block.lines().map(|l| l.split_once(": ")).collect()
 }
@@ -540,6 +548,7 @@ pub(super) mod tests {
                 },
                 "connection\nrefused".into(),
             )],
+            notes: Vec::new(),
         }
     }
 
@@ -554,6 +563,28 @@ pub(super) mod tests {
     #[test]
     fn message_has_subject_reason_and_trailers() {
         insta::assert_snapshot!(message(&entry(), &from()));
+    }
+
+    #[test]
+    fn a_target_note_joins_its_store_trailer() {
+        let mut e = entry();
+        let target = e.written[0].0.clone();
+        e.notes.push((
+            target,
+            "primary redis://10.0.0.7:6379; 2 of 2 replicas acknowledged".into(),
+        ));
+        let m = message(&e, &from());
+        assert!(
+            m.contains(
+                "\nStore: relay-redis redis://10.0.0.5:6379 v42 (primary redis://10.0.0.7:6379; 2 of 2 replicas \
+                 acknowledged)\n"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("\nStore-Failed: relay-redis redis://10.0.0.6:6379\n"),
+            "{m}"
+        );
     }
 
     #[test]

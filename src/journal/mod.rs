@@ -21,6 +21,7 @@
 //! go to the caller, which decides whether to print them.
 
 mod author;
+mod keys;
 mod layout;
 mod message;
 mod notes;
@@ -29,6 +30,7 @@ mod wal;
 mod worktree;
 mod writer;
 
+pub use keys::{check_key_names, KeyEntry, KeyIntent, LogEntry};
 pub use message::{Entry, Listed, Recorded};
 pub use notes::SyncNote;
 pub use wal::Intent;
@@ -90,6 +92,8 @@ pub struct Journal {
     author: Option<Identity>,
     /// Flag writes an interrupted relayctl started and did not record.
     interrupted: Vec<Intent>,
+    /// Plain Redis key writes an interrupted relayctl started and did not record.
+    key_interrupted: Vec<keys::KeyIntent>,
     recovery: Recovery,
     /// Sync notes set and not yet written out ([`Journal::set_notes`]).
     notes: Vec<(Oid, SyncNote)>,
@@ -137,6 +141,7 @@ impl Journal {
             dirty: false,
             author: Some(author),
             interrupted: Vec::new(),
+            key_interrupted: Vec::new(),
             recovery: Recovery::default(),
             notes: Vec::new(),
             notes_written: std::time::Instant::now(),
@@ -163,6 +168,7 @@ impl Journal {
             dirty: false,
             author: None,
             interrupted: Vec::new(),
+            key_interrupted: Vec::new(),
             recovery: Recovery::default(),
             notes: Vec::new(),
             notes_written: std::time::Instant::now(),
@@ -251,6 +257,11 @@ impl Journal {
             open: Vec::new(),
             uncommitted: Vec::new(),
             next: 0,
+            keys: keys::KeyLog {
+                interrupted: &mut self.key_interrupted,
+                open: Vec::new(),
+                uncommitted: Vec::new(),
+            },
         };
         let result = f(&mut writer);
         let flushed = writer.flush();
@@ -293,14 +304,23 @@ impl Journal {
         let mut leftover = wal::read(&path)?;
         self.recovery.wal = path;
         self.recovery.torn = leftover.torn;
-        if leftover.done.is_empty() && leftover.interrupted.is_empty() && leftover.torn == 0 {
+        let (key_done, key_interrupted) = (
+            std::mem::take(&mut leftover.key_done),
+            std::mem::take(&mut leftover.key_interrupted),
+        );
+        if leftover.done.is_empty()
+            && leftover.interrupted.is_empty()
+            && leftover.torn == 0
+            && key_done.is_empty()
+            && key_interrupted.is_empty()
+        {
             return Ok(());
         }
         // A crash between moving the branch and emptying the log leaves done lines that landed.
         let mut landed = std::collections::HashSet::new();
         let mut walk = self.repo.revwalk()?;
         walk.push_ref(&self.branch)?;
-        for oid in walk.take(leftover.done.len()) {
+        for oid in walk.take(leftover.done.len() + key_done.len()) {
             let c = self.repo.find_commit(oid?)?;
             landed.insert((c.message().unwrap_or("").to_owned(), c.time().seconds()));
         }
@@ -310,7 +330,14 @@ impl Journal {
         self.recovery.commits = leftover.done.len();
         self.interrupted = leftover.interrupted;
         let done = leftover.done;
-        self.write(|w| w.commit_recovered(done)).context(
+        let key_done = keys::not_landed(key_done, &landed);
+        self.recovery.commits += key_done.len();
+        self.key_interrupted = key_interrupted;
+        self.write(|w| {
+            let flags = w.commit_recovered(done);
+            flags.and(w.commit_recovered_keys(key_done))
+        })
+        .context(
             "the write-ahead log holds changes an earlier relayctl wrote to the stores, and they could \
              not be committed",
         )

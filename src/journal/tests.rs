@@ -2,6 +2,7 @@
 //! recovered, flushes, the lock.
 
 use super::message::tests::{entry, from};
+use super::writer::upsert;
 use super::*;
 use crate::flag::{Serve, StoreTarget, Variation};
 use anyhow::anyhow;
@@ -389,26 +390,6 @@ fn the_working_tree_catches_up_after_a_killed_run_and_a_deleted_file_comes_back(
     assert_eq!(j.close(), None);
     assert!(std::fs::read_to_string(&state).unwrap().contains("on = true"));
     assert!(path.join("README.md").exists());
-}
-
-/// Returns the tree `root` with `blob` at `path`, creating the intermediate trees.
-pub(super) fn upsert(repo: &Repository, root: Option<&git2::Tree>, path: &[&str], blob: Oid) -> Result<Oid> {
-    let mut tb = repo.treebuilder(root)?;
-    match path {
-        [file] => {
-            tb.insert(file, blob, 0o100644)?;
-        }
-        [dir, rest @ ..] => {
-            let sub = match root.and_then(|t| t.get_name(dir)) {
-                Some(entry) => Some(repo.find_tree(entry.id())?),
-                None => None,
-            };
-            let sub = upsert(repo, sub.as_ref(), rest, blob)?;
-            tb.insert(dir, sub, 0o040000)?;
-        }
-        [] => anyhow::bail!("empty path"),
-    }
-    Ok(tb.write()?)
 }
 
 mod fan_out;

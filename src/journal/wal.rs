@@ -52,6 +52,10 @@ pub(super) enum Record {
     Intent(Intent),
     /// The writes are done.
     Done(Done),
+    /// About to write a plain Redis key.
+    KeyIntent(super::keys::KeyIntent),
+    /// A key's writes are done.
+    KeyDone(super::keys::KeyDone),
 }
 
 /// What a log left behind by an earlier run holds.
@@ -62,6 +66,10 @@ pub(super) struct Leftover {
     pub interrupted: Vec<Intent>,
     /// Lines cut short by a kill mid-write.
     pub torn: usize,
+    /// Finished key writes that took on some target.
+    pub key_done: Vec<super::keys::KeyDone>,
+    /// Started key writes with no done line.
+    pub key_interrupted: Vec<super::keys::KeyIntent>,
 }
 
 /// The path of the log of the repository whose `.git` is `git_dir`.
@@ -88,18 +96,23 @@ pub(super) fn read(path: &Path) -> Result<Leftover> {
         .iter()
         .filter_map(|r| match r {
             Record::Done(d) => Some(d.key.clone()),
-            Record::Intent(_) => None,
+            Record::KeyDone(d) => Some(d.id.clone()),
+            Record::Intent(_) | Record::KeyIntent(_) => None,
         })
         .collect();
     let mut leftover = Leftover {
         done: Vec::new(),
         interrupted: Vec::new(),
         torn,
+        key_done: Vec::new(),
+        key_interrupted: Vec::new(),
     };
     for record in records {
         match record {
             Record::Intent(i) if !finished.contains(&i.key) => leftover.interrupted.push(i),
             Record::Done(d) if !d.entry.written.is_empty() => leftover.done.push(d),
+            Record::KeyIntent(i) if !finished.contains(&i.id) => leftover.key_interrupted.push(i),
+            Record::KeyDone(d) if !d.entry.written.is_empty() => leftover.key_done.push(d),
             _ => {}
         }
     }
@@ -110,7 +123,7 @@ pub(super) fn read(path: &Path) -> Result<Leftover> {
 /// unfinished ones, and a torn line counts as one too.
 pub(super) fn pending(path: &Path) -> usize {
     match read(path) {
-        Ok(l) => l.done.len() + l.interrupted.len() + l.torn,
+        Ok(l) => l.done.len() + l.interrupted.len() + l.torn + l.key_done.len() + l.key_interrupted.len(),
         Err(_) => {
             std::fs::read_to_string(path).map_or(0, |t| t.lines().filter(|l| !l.trim().is_empty()).count())
         }

@@ -32,8 +32,7 @@ pub struct Writer<'r> {
     pub(super) unflushed: usize,
     /// How many commits are written out together: [`FLUSH_EVERY`], doubled after each flush.
     pub(super) flush_at: usize,
-    /// The objects the commits held in memory wrote (blobs, trees, commits), and about how
-    /// many bytes of trees.
+    /// About how many bytes of objects the commits held in memory wrote.
     pub(super) written: layout::Written,
     pub(super) path: &'r Path,
     /// Intents of an earlier, interrupted run not yet finished: kept in the log across flushes.
@@ -43,6 +42,8 @@ pub struct Writer<'r> {
     /// Done lines whose commit could not be made: kept in the log across flushes.
     pub(super) uncommitted: Vec<Done>,
     pub(super) next: u64,
+    /// The plain Redis key records kept in the log (see [`super::keys`]).
+    pub(super) keys: super::keys::KeyLog<'r>,
 }
 
 impl Writer<'_> {
@@ -158,7 +159,6 @@ impl Writer<'_> {
             &mut self.written,
         )
         .with_context(context)?;
-        self.written.objects.push(blob);
         // The state file, the commit and its message, besides the trees counted by `put`.
         self.written.bytes += 1024;
         let tree = self.repo.find_tree(tree).with_context(context)?;
@@ -173,7 +173,6 @@ impl Writer<'_> {
                 &[&parent],
             )
             .with_context(context)?;
-        self.written.objects.push(self.tip);
         self.unflushed += 1;
         Ok(self.tip)
     }
@@ -183,7 +182,8 @@ impl Writer<'_> {
     pub(super) fn flush(&mut self) -> Result<()> {
         let context = || format!("writing commits to the journal {}", self.path.display());
         if self.unflushed > 0 {
-            write_pack(self.repo, self.odb, &self.written.objects).with_context(context)?;
+            let objects = new_objects(self.repo, self.tip, self.unflushed).with_context(context)?;
+            write_pack(self.repo, self.odb, &objects).with_context(context)?;
             self.mempack.reset().with_context(context)?;
             // libgit2 can report success for a pack it did not store (no pack directory): the
             // branch moves only to a commit that can be read back from disk.
@@ -210,9 +210,53 @@ impl Writer<'_> {
             .cloned()
             .map(Record::Intent)
             .chain(self.uncommitted.iter().cloned().map(Record::Done))
+            .chain(self.keys.records())
             .collect();
         self.wal.reset(&keep)
     }
+}
+
+/// The objects the newest `commits` commits up to `tip` added: each commit, and the trees and
+/// blobs its tree does not share with its parent's.
+fn new_objects(repo: &Repository, tip: Oid, commits: usize) -> Result<Vec<Oid>> {
+    let mut out = Vec::new();
+    let mut commit = repo.find_commit(tip)?;
+    for _ in 0..commits {
+        out.push(commit.id());
+        let parent = commit.parents().next();
+        let old = parent.as_ref().map(git2::Commit::tree).transpose()?;
+        added(repo, &commit.tree()?, old.as_ref(), &mut out)?;
+        match parent {
+            Some(p) => commit = p,
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Adds to `out` the tree `new` and whatever under it `old` (the same folder before) lacks.
+fn added(repo: &Repository, new: &git2::Tree, old: Option<&git2::Tree>, out: &mut Vec<Oid>) -> Result<()> {
+    if old.is_some_and(|o| o.id() == new.id()) {
+        return Ok(());
+    }
+    out.push(new.id());
+    for entry in new.iter() {
+        let before = old.and_then(|o| o.get_name(entry.name()?).map(|e| e.id()));
+        if before == Some(entry.id()) {
+            continue;
+        }
+        match entry.kind() {
+            Some(git2::ObjectType::Tree) => {
+                let old = match before {
+                    Some(id) => repo.find_tree(id).ok(),
+                    None => None,
+                };
+                added(repo, &repo.find_tree(entry.id())?, old.as_ref(), out)?;
+            }
+            _ => out.push(entry.id()),
+        }
+    }
+    Ok(())
 }
 
 /// Writes `objects` (held in memory) to the repository as one packfile. Only these: libgit2's
@@ -229,4 +273,24 @@ pub(super) fn write_pack(repo: &Repository, odb: &git2::Odb, objects: &[Oid]) ->
     writer.write_all(&pack)?;
     writer.commit()?;
     Ok(())
+}
+
+/// Returns the tree `root` with `blob` at `path`, creating the intermediate trees.
+pub(super) fn upsert(repo: &Repository, root: Option<&git2::Tree>, path: &[&str], blob: Oid) -> Result<Oid> {
+    let mut tb = repo.treebuilder(root)?;
+    match path {
+        [file] => {
+            tb.insert(file, blob, 0o100644)?;
+        }
+        [dir, rest @ ..] => {
+            let sub = match root.and_then(|t| t.get_name(dir)) {
+                Some(entry) => Some(repo.find_tree(entry.id())?),
+                None => None,
+            };
+            let sub = upsert(repo, sub.as_ref(), rest, blob)?;
+            tb.insert(dir, sub, 0o040000)?;
+        }
+        [] => anyhow::bail!("empty path"),
+    }
+    Ok(tb.write()?)
 }

@@ -13,6 +13,8 @@ pub(crate) mod dynamodb;
 pub(crate) mod file;
 mod listing;
 pub(crate) mod redis;
+pub(crate) mod redis_keys;
+mod redis_topology;
 
 pub use listing::Listing;
 
@@ -161,6 +163,15 @@ pub enum WriteError {
     Failed(#[from] anyhow::Error),
 }
 
+/// A write a target took: the version it now holds, and what the store adds about it (Redis: the
+/// primary written to, how many replicas acknowledged; a warning when some lag).
+#[derive(Debug, Default)]
+pub struct Written {
+    pub version: u64,
+    pub note: Option<String>,
+    pub warning: Option<String>,
+}
+
 /// The flags of one project/environment, which share a key prefix or a file.
 pub(crate) type Groups<'a> = BTreeMap<(&'a str, &'a str), Vec<&'a str>>;
 
@@ -262,11 +273,11 @@ impl Endpoint {
     }
 
     /// Writes `to` over the flag `id`, provided the store still holds version `expected`.
-    /// Returns the version written (`expected + 1`).
+    /// Returns the version written (`expected + 1`), with what the store says about the write.
     ///
     /// The backend performs the compare-and-swap; a re-run after a crash either finds the new
     /// version (the write happened: the next plan shows no change) or the old one (it did not).
-    pub async fn write(&self, id: &FlagId, expected: u64, to: &Targeting) -> Result<u64, WriteError> {
+    pub async fn write(&self, id: &FlagId, expected: u64, to: &Targeting) -> Result<Written, WriteError> {
         let rewrite = |raw: Option<&str>| -> Result<String, WriteError> {
             let found = match raw.map(StoredFlag::parse) {
                 None => "no such flag".to_owned(),
@@ -283,12 +294,24 @@ impl Endpoint {
             };
             Err(WriteError::Stale { expected, found })
         };
-        match &self.backend {
-            Backend::Redis(r) => r.compare_and_swap(id, &rewrite).await?,
-            Backend::DynamoDb(d) => d.compare_and_swap(id, &rewrite).await?,
-            Backend::File(f) => f.compare_and_swap(id, &rewrite).await?,
-        }
-        Ok(expected + 1)
+        let written = match &self.backend {
+            Backend::Redis(r) => {
+                r.compare_and_swap(id, &rewrite).await?;
+                r.replicated().await
+            }
+            Backend::DynamoDb(d) => {
+                d.compare_and_swap(id, &rewrite).await?;
+                Written::default()
+            }
+            Backend::File(f) => {
+                f.compare_and_swap(id, &rewrite).await?;
+                Written::default()
+            }
+        };
+        Ok(Written {
+            version: expected + 1,
+            ..written
+        })
     }
 
     /// How long [`Endpoint::read_back`] may take at most.
@@ -360,12 +383,8 @@ impl Stores {
             };
             match &s.kind {
                 StoreKind::Redis(c) => {
-                    for url in &c.urls {
-                        add(Backend::Redis(Box::new(redis::RedisEndpoint::new(
-                            url,
-                            c.prefix.clone(),
-                            redis_timeout,
-                        )?)));
+                    for endpoint in c.endpoints(redis_timeout)? {
+                        add(Backend::Redis(Box::new(endpoint)));
                     }
                 }
                 StoreKind::DynamoDb(c) => add(Backend::DynamoDb(Box::new(dynamodb::DynamoEndpoint::new(c)))),
@@ -507,7 +526,8 @@ mod tests {
         }
         assert_eq!(
             rt.block_on(stores.endpoints[0].write(&id, 4, &serving(1, "b")))
-                .unwrap(),
+                .unwrap()
+                .version,
             5
         );
     }

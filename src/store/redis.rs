@@ -13,11 +13,12 @@
 //! [`WriteError::Unknown`], for the caller to resolve with [`RedisEndpoint::read_back`], which
 //! uses a connection of its own.
 
+pub use super::redis_topology::Topology;
+use super::redis_topology::{Conn, Refusal, Server, REPLICA_WAIT};
 use super::{Groups, Held, Prefix, Raw, Rewrite, WriteError, CONNECT_TIMEOUT};
 use crate::flag::FlagId;
 use anyhow::{anyhow, Result};
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
+use redis::{ErrorKind, RedisError};
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -29,11 +30,13 @@ const MAX_ATTEMPTS: usize = 10;
 /// The prefix the SDKs and Relay use when none is configured (facts §1).
 const DEFAULT_PREFIX: &str = "launchdarkly";
 
-/// A `redis` store: its servers (each one an endpoint that receives every change) and prefix.
+/// A `redis` store: its servers (each one an endpoint that receives every change; or the
+/// Sentinels, or a cluster's seed nodes, as `topology` says) and prefix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub urls: Vec<String>,
     pub prefix: Prefix,
+    pub topology: Topology,
 }
 
 impl Config {
@@ -49,7 +52,37 @@ impl Config {
     }
 
     pub(super) fn identities(&self) -> Vec<String> {
-        self.urls.iter().map(|u| crate::redact::url(u)).collect()
+        match self.topology {
+            Topology::Nodes => self.urls.iter().map(|u| crate::redact::url(u)).collect(),
+            _ => self.endpoints(super::REQUEST_TIMEOUT).map_or_else(
+                |_| self.urls.iter().map(|u| crate::redact::url(u)).collect(),
+                |e| e.iter().map(RedisEndpoint::describe).collect(),
+            ),
+        }
+    }
+
+    /// The endpoints of this store: one per URL, or one for the Sentinels' primary or the cluster.
+    pub(super) fn endpoints(&self, timeout: Duration) -> Result<Vec<RedisEndpoint>> {
+        match self.topology {
+            Topology::Nodes => self
+                .urls
+                .iter()
+                .map(|url| {
+                    RedisEndpoint::with(
+                        std::slice::from_ref(url),
+                        &self.topology,
+                        self.prefix.clone(),
+                        timeout,
+                    )
+                })
+                .collect(),
+            _ => Ok(vec![RedisEndpoint::with(
+                &self.urls,
+                &self.topology,
+                self.prefix.clone(),
+                timeout,
+            )?]),
+        }
     }
 }
 
@@ -112,34 +145,38 @@ pub fn urls_from_hosts(hosts: &str) -> Result<Vec<String>, String> {
 }
 
 pub(super) struct RedisEndpoint {
-    client: redis::Client,
+    server: Server,
     shown: String,
     prefix: Prefix,
     /// How long the server may take to answer one request.
     timeout: Duration,
     /// One connection, used by one transaction at a time: WATCH state is per connection.
-    conn: Mutex<Option<MultiplexedConnection>>,
+    conn: Mutex<Option<Conn>>,
     /// Why the server did not answer (or could not be reached), once that happened: later requests in this run fail at once
     /// instead of each waiting the timeout out (1,000 flags would take hours).
     unreachable: OnceLock<String>,
+    /// Set once a write's replicas did not all acknowledge it in time: later writes of the run
+    /// do not wait for them again (each wait would take the whole bound).
+    lagging: OnceLock<()>,
 }
 
 impl RedisEndpoint {
-    pub(super) fn new(url: &str, prefix: Prefix, timeout: Duration) -> Result<Self> {
-        let shown = crate::redact::url(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            anyhow!(
-                "invalid Redis URL {shown}: {}",
-                e.detail().unwrap_or("cannot parse")
-            )
-        })?;
+    /// The endpoint of `urls` read as `topology` says (one URL for [`Topology::Nodes`]).
+    pub(super) fn with(
+        urls: &[String],
+        topology: &Topology,
+        prefix: Prefix,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let (server, shown) = Server::new(urls, topology)?;
         Ok(RedisEndpoint {
-            client,
+            server,
             shown,
             prefix,
             timeout,
             conn: Mutex::new(None),
             unreachable: OnceLock::new(),
+            lagging: OnceLock::new(),
         })
     }
 
@@ -175,37 +212,33 @@ impl RedisEndpoint {
         }
     }
 
-    /// A new connection, bounded by the timeouts; else why not, in a few words.
-    async fn connect(&self) -> Result<MultiplexedConnection, String> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(self.connect_timeout())
-            .set_response_timeout(self.timeout);
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| match e.is_timeout() {
-                true => format!("no answer within {}s", self.connect_timeout().as_secs()),
-                false => e.to_string(),
-            })
+    /// A new connection to the primary, bounded by the timeouts; else why not.
+    pub(super) async fn connect(&self) -> Result<Conn, Refusal> {
+        self.server.connect(self.connect_timeout(), self.timeout).await
     }
 
     /// Why [`RedisEndpoint::connect`] failed, as an error naming the server.
-    fn cannot_connect(&self, why: &str) -> anyhow::Error {
-        anyhow!(
-            "cannot connect to {}: {why}; check that it is up and reachable from here",
-            self.shown
-        )
+    pub(super) fn cannot_connect(&self, refusal: &Refusal) -> anyhow::Error {
+        match refusal {
+            Refusal::Unreachable(why) => anyhow!(
+                "cannot connect to {}: {why}; check that it is up and reachable from here",
+                self.shown
+            ),
+            Refusal::Wrong(why) => anyhow!("{}: {why}", self.shown),
+        }
     }
 
     /// The endpoint's connection, opened on first use. A server that cannot be reached is
     /// remembered as not answering.
-    async fn connection(&self) -> Result<tokio::sync::MutexGuard<'_, Option<MultiplexedConnection>>> {
+    pub(super) async fn connection(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Conn>>> {
         self.answering()?;
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
-            let conn = self.connect().await.map_err(|why| {
-                let _ = self.unreachable.set(format!("cannot connect: {why}"));
-                self.cannot_connect(&why)
+            let conn = self.connect().await.map_err(|refusal| {
+                if let Refusal::Unreachable(why) = &refusal {
+                    let _ = self.unreachable.set(format!("cannot connect: {why}"));
+                }
+                self.cannot_connect(&refusal)
             })?;
             *guard = Some(conn);
         }
@@ -214,7 +247,7 @@ impl RedisEndpoint {
 
     /// When `e` says the server did not answer (a timeout or a lost connection, not an error
     /// reply): remembers it for the rest of the run, drops the connection, and returns why.
-    fn unanswered(&self, conn: &mut Option<MultiplexedConnection>, e: &RedisError) -> Option<String> {
+    pub(super) fn unanswered(&self, conn: &mut Option<Conn>, e: &RedisError) -> Option<String> {
         // A reply that cannot be parsed leaves as little known as none at all.
         if !(e.is_io_error() || e.kind() == ErrorKind::ParseError) {
             return None;
@@ -263,7 +296,10 @@ impl RedisEndpoint {
     /// the reply to a write.
     pub(super) async fn read_back(&self, id: &FlagId) -> Result<Result<Vec<u8>, String>> {
         let hash = self.hash(&id.project, &id.environment);
-        let mut conn = self.connect().await.map_err(|why| self.cannot_connect(&why))?;
+        let mut conn = self
+            .connect()
+            .await
+            .map_err(|refusal| self.cannot_connect(&refusal))?;
         let value: Option<Vec<u8>> = redis::cmd("HGET")
             .arg(&hash)
             .arg(&id.flag)
@@ -344,11 +380,7 @@ impl RedisEndpoint {
 }
 
 /// WATCH the hash, then HGET the flag's current value.
-async fn watch_and_get(
-    conn: &mut MultiplexedConnection,
-    hash: &str,
-    flag: &str,
-) -> Result<Option<Vec<u8>>, RedisError> {
+async fn watch_and_get(conn: &mut Conn, hash: &str, flag: &str) -> Result<Option<Vec<u8>>, RedisError> {
     redis::cmd("WATCH").arg(hash).exec_async(conn).await?;
     redis::cmd("HGET").arg(hash).arg(flag).query_async(conn).await
 }
@@ -374,5 +406,61 @@ impl RedisEndpoint {
                 .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), Raw::from(Ok(v))))
                 .collect(),
         })
+    }
+}
+
+impl RedisEndpoint {
+    /// After a write: the primary written to (when Sentinels named it) and how many of its
+    /// replicas acknowledged the write within [`REPLICA_WAIT`] (Redis `WAIT`), as a note for
+    /// apply's output and the journal; and a warning when some lag. A lagging replica never
+    /// fails the write: the primary holds it.
+    pub(super) async fn replicated(&self) -> super::Written {
+        let mut guard = self.conn.lock().await;
+        let Some(conn) = guard.as_mut() else {
+            return super::Written::default();
+        };
+        let (primary, replicas) = (conn.primary.clone(), conn.replicas);
+        let mut notes: Vec<String> = primary.map(|p| format!("primary {p}")).into_iter().collect();
+        let mut warning = None;
+        let plural = |n: usize| if n == 1 { "replica" } else { "replicas" };
+        if replicas > 0 && self.lagging.get().is_some() {
+            notes.push(format!(
+                "{replicas} {} not waited for (they lagged earlier in this run)",
+                plural(replicas)
+            ));
+        } else if replicas > 0 {
+            // Within the request timeout, which bounds every reply.
+            let bound = REPLICA_WAIT.min(self.timeout / 2);
+            match conn.wait_for_replicas(bound).await {
+                Some(Ok(acked)) if acked >= replicas => {
+                    notes.push(format!("{acked} of {replicas} {} acknowledged", plural(replicas)))
+                }
+                Some(Ok(acked)) => {
+                    let _ = self.lagging.set(());
+                    notes.push(format!("{acked} of {replicas} {} acknowledged", plural(replicas)));
+                    warning = Some(format!(
+                        "only {acked} of the {replicas} {} of {} acknowledged within {}s: they lag behind the \
+                         primary, which holds the write (later writes of this run do not wait for them)",
+                        plural(replicas),
+                        self.shown,
+                        bound.as_secs_f32()
+                    ));
+                }
+                Some(Err(why)) => {
+                    let _ = self.lagging.set(());
+                    notes.push(format!("{replicas} {} not confirmed", plural(replicas)));
+                    warning = Some(format!(
+                        "waiting for the replicas of {} failed ({why}); the primary holds the write",
+                        self.shown
+                    ));
+                }
+                None => {}
+            }
+        }
+        super::Written {
+            note: (!notes.is_empty()).then(|| notes.join("; ")),
+            warning,
+            ..Default::default()
+        }
     }
 }

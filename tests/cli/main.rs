@@ -18,6 +18,8 @@
 //!   LaunchDarkly settings; `sync --wait` with LaunchDarkly coming up late.
 //! - `show_cmd`, `import_cmd`: what the stores hold now, and declaring it (the round trip).
 //! - `generated`: shell completions and the man page.
+//! - `plain_keys`: plain Redis keys (`redis-keys` stores) under plan, apply, the journal and log.
+//! - `topology`: Redis replicas, Sentinels failing over between plan and apply, a cluster.
 //!
 //! Snapshots (`snapshots/`) are whole CLI runs with ports, temp paths and commit ids redacted;
 //! accept changes deliberately: `INSTA_UPDATE=always cargo test --test cli`, then review the diff.
@@ -34,6 +36,7 @@ mod generated;
 mod import_cmd;
 mod integrity;
 mod interrupt;
+mod plain_keys;
 mod plan_apply;
 mod plan_cmd;
 mod secrets;
@@ -43,3 +46,4 @@ mod stored_bytes;
 mod sync;
 mod sync_faults;
 mod sync_wait;
+mod topology;

@@ -92,7 +92,7 @@ const SDK_INSTALL: &str = "pip install launchdarkly-server-sdk redis boto3";
 
 /// What the LaunchDarkly Python SDK serves for `flags` reading `redis` under [`PREFIX`].
 pub fn evaluate_redis(redis: &Redis, flags: &[&str]) -> Value {
-    let url = redis.url();
+    let url = redis.secret_url();
     let store = ["--store", "redis", "--url", &url, "--prefix", PREFIX];
     evaluate(&store, &[], flags)
 }

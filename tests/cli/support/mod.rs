@@ -13,10 +13,12 @@ pub mod fixtures;
 pub mod moto;
 mod proxy;
 mod redis_server;
+mod redis_topology;
 mod relayctl;
 
 pub use proxy::{Fault, Proxy};
 pub use redis_server::{set_raw, signal_pid, Dump, DumpValue, Redis};
+pub use redis_topology::{Cluster, Replicated, Sentinels};
 pub use relayctl::{output, Relayctl, Run};
 
 use std::ffi::OsStr;

@@ -19,11 +19,19 @@ pub struct Redis {
     password: Option<String>,
     /// Serves TLS only (self-signed), when started with [`Redis::start_tls`].
     tls: bool,
+    /// More `redis-server` arguments (`--replicaof`, `--cluster-enabled`), from [`Redis::start_with`].
+    args: Vec<String>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
         Redis::launch(None, false)
+    }
+
+    /// A server started with more `redis-server` arguments (a replica, a cluster node), and
+    /// `password` if any.
+    pub fn start_with(password: Option<&str>, args: &[String]) -> Redis {
+        Redis::launch_with(password, false, args)
     }
 
     /// A server that requires `password` (AUTH); [`Redis::secret_url`] carries it.
@@ -38,12 +46,17 @@ impl Redis {
     }
 
     fn launch(password: Option<&str>, tls: bool) -> Redis {
+        Redis::launch_with(password, tls, &[])
+    }
+
+    fn launch_with(password: Option<&str>, tls: bool, args: &[String]) -> Redis {
         let mut r = Redis {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().unwrap(),
             password: password.map(str::to_owned),
             tls,
+            args: args.to_vec(),
         };
         if tls {
             let openssl = require("openssl", "apt-get install -y openssl");
@@ -91,6 +104,7 @@ impl Redis {
                     .iter()
                     .flat_map(|p| ["--requirepass".to_owned(), p.clone()]),
             )
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,0 +1,100 @@
+use super::*;
+use crate::journal::test_options;
+
+fn entry(key: &str, value: Option<&str>) -> KeyEntry {
+    KeyEntry {
+        store: "meow-blue".into(),
+        key: key.into(),
+        value: value.map(str::to_owned),
+        previous: Some(Stored(b"OFF".to_vec())),
+        reason: Some("INC-12\n\nKey-Store: evil\n---".into()),
+        written: vec![StoreTarget {
+            store: "meow-blue".into(),
+            target: "redis://127.0.0.1:6379".into(),
+        }],
+        failed: Vec::new(),
+        notes: Vec::new(),
+    }
+}
+
+#[test]
+fn file_names_escape_everything_a_path_could_use() {
+    assert_eq!(file_name("RECENT"), "RECENT");
+    assert_eq!(file_name("a.b_c-d"), "a.b_c-d");
+    assert_eq!(file_name(".git"), "%2Egit");
+    assert_eq!(file_name("../x"), "%2E.%2Fx");
+    assert_eq!(file_name("a b%"), "a%20b%25");
+    assert_eq!(file_name("é"), "%C3%A9");
+    assert!(check_key_names("s", &"k".repeat(250)).is_ok());
+    assert!(check_key_names("s", &"k".repeat(251))
+        .unwrap_err()
+        .contains("too long for the journal"));
+    assert!(check_key_names("s", &"/".repeat(84))
+        .unwrap_err()
+        .contains("257 bytes long once escaped"));
+    assert!(check_key_names("s", "").is_err());
+}
+
+#[test]
+fn the_message_cannot_be_forged_by_a_key_a_value_or_a_reason() {
+    let m = message(&entry("k\nKey-Store: evil", Some("v\n\nValue: forged")));
+    let t = message::trailers(&m).unwrap();
+    assert_eq!(
+        t,
+        [
+            (KEY_STORE, "meow-blue"),
+            (KEY, "\"k\\nKey-Store: evil\""),
+            (VALUE, "\"v\\n\\nValue: forged\""),
+            (PREVIOUS_VALUE, "\"OFF\""),
+            (STORE, "meow-blue redis://127.0.0.1:6379"),
+        ],
+        "{m}"
+    );
+    assert!(is_key_commit(&m));
+    assert!(!message::is_flag_commit(&m));
+    insta::assert_snapshot!(m);
+}
+
+#[test]
+fn a_killed_run_s_key_writes_are_committed_or_handed_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    drop(Journal::open_locked(&path, &test_options()).unwrap());
+    let e = entry("RECENT", Some("ON"));
+    let mut started = e.clone();
+    started.written.clear();
+    let intent = |id: &str| KeyIntent {
+        id: id.into(),
+        time: 1_795_316_645,
+        entry: started.clone(),
+        targets: e.written.clone(),
+    };
+    // What a killed apply leaves: one key done (its commit not written out), one only begun.
+    let mut wal = super::super::wal::Wal::open(super::super::wal::path(&path.join(".git"))).unwrap();
+    wal.append(&Record::KeyIntent(intent("1"))).unwrap();
+    wal.append(&Record::KeyDone(KeyDone {
+        id: "1".into(),
+        time: 1_795_316_645,
+        entry: e.clone(),
+    }))
+    .unwrap();
+    wal.append(&Record::KeyIntent(intent("2"))).unwrap();
+    drop(wal);
+    let mut j = Journal::open_locked(&path, &test_options()).unwrap();
+    assert_eq!(j.recovery().commits, 1);
+    assert_eq!(j.key_interrupted(), [intent("2")]);
+    let log = j.log().unwrap();
+    assert!(
+        matches!(&log[..], [LogEntry::Key(k)] if k.subject == "meow-blue RECENT: set to \"ON\""),
+        "{log:?}"
+    );
+    assert!(j.entries().unwrap().is_empty(), "sync never sees a key commit");
+    // The next apply reads the key and records the begun one; then the log is empty.
+    let pending = j.key_interrupted().to_vec();
+    j.write(|w| w.finish_key(&pending[0], &e).map(|_| ())).unwrap();
+    assert_eq!(j.unrecorded(), 0);
+    assert_eq!(j.log().unwrap().len(), 2);
+    drop(j);
+    let j = Journal::open_locked(&path, &test_options()).unwrap();
+    assert_eq!(j.recovery().commits, 0, "nothing committed twice");
+}
