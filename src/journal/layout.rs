@@ -16,8 +16,10 @@ use crate::flag::FlagId;
 use anyhow::{bail, Result};
 use git2::{ObjectType, Oid, Repository, Tree};
 
-/// The most files an environment's folder holds flat. Chosen by measurement (the journal bench in
-/// `bench.rs`): a flat folder of this size costs a commit about what the fanned-out one does.
+/// The most files an environment's folder holds flat: the SPEC's path for every environment of
+/// up to 1,000 flags. Past it a flat commit rewrites 1,000+ entries where a fanned-out one
+/// rewrites about 256 + flags/256 (measured with the bench in `bench.rs`: 10,000 commits over
+/// 10,000 flags took 107 s flat, 6 s fanned out).
 pub(super) const FLAT_MAX: usize = 1000;
 
 const FILE: i32 = 0o100644;
