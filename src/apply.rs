@@ -1,8 +1,10 @@
 //! Executing a [`Plan`]: exactly the changes it holds, never a recomputed plan.
 //!
-//! Per flag, the targets are written concurrently, each with a compare-and-swap on the version
-//! the plan observed; then, if any target took the change, one journal commit records which
-//! did (and which failed). A failed target does not stop the other flags.
+//! Flags are handled in batches: the write-ahead log records the intents of the whole batch,
+//! then each endpoint takes the batch's writes in one batched call (the endpoints concurrently),
+//! each write a compare-and-swap on the version the plan observed; then, per flag in plan order,
+//! if any target took the change, one journal commit records which did (and which failed). A
+//! failed target or a stale flag does not stop the other flags.
 //!
 //! Re-running after a crash or a partial failure is safe: a target that took the change now holds
 //! the new version, so a fresh plan no longer lists it, and a saved plan refuses it as stale.
@@ -20,7 +22,7 @@
 use crate::flag::{FlagId, StoreTarget, Targeting};
 use crate::journal::{Entry, Intent, Writer};
 use crate::plan::{Change, Plan};
-use crate::store::{Lookup, Stores, WriteError, Written};
+use crate::store::{Endpoint, Lookup, Stores, WriteError, Written};
 use anyhow::{Context, Result};
 use futures::future::join_all;
 use std::time::Duration;
@@ -55,10 +57,14 @@ pub enum Event<'a> {
     Flag(&'a FlagOutcome),
 }
 
+/// Flags per batch: their intents are logged together before any of their writes, then each
+/// endpoint takes the batch's writes in one batched call (a few round trips, not a few per flag).
+const BATCH: usize = 256;
+
 /// Writes every change of `plan` and journals each changed flag. `on_event` is told about each
 /// flag as soon as it is done, and before a target that did not answer is read back, for
-/// progress output. An interruption (Ctrl-C) stops it between two flags: the outcomes returned
-/// are the flags that were handled.
+/// progress output. An interruption (Ctrl-C) stops it between two batches of flags: the outcomes
+/// returned are the flags that were handled.
 pub async fn apply(
     plan: &Plan,
     stores: &Stores,
@@ -78,19 +84,39 @@ pub async fn apply(
         journal.check(entry)?;
     }
     let mut outcomes = Vec::new();
-    for (changes, mut entry) in flags {
+    for batch in flags.chunks(BATCH) {
         if crate::interrupt::requested() {
             break;
         }
-        let first = changes[0];
+        apply_batch(batch, stores, journal, on_event, &mut outcomes).await?;
+    }
+    Ok(outcomes)
+}
+
+/// Logs the intents of every flag of `batch`, writes them all, reads back the targets that did
+/// not answer, and journals each flag in plan order.
+async fn apply_batch(
+    batch: &[(Vec<&Change>, Entry)],
+    stores: &Stores,
+    journal: &mut Writer<'_>,
+    on_event: &mut dyn FnMut(Event),
+    outcomes: &mut Vec<FlagOutcome>,
+) -> Result<()> {
+    let mut intents = Vec::new();
+    for (changes, entry) in batch {
         let targets = changes.iter().map(|c| (c.target.clone(), c.version)).collect();
-        let intent = journal.begin(&entry, &first.from, targets)?;
-        let results = join_all(changes.iter().map(|c| write(stores, c))).await;
+        intents.push(journal.begin(entry, &changes[0].from, targets)?);
+    }
+    let all: Vec<&Change> = batch.iter().flat_map(|(c, _)| c.iter().copied()).collect();
+    let mut results = write_all(stores, &all).await.into_iter();
+    let mut staged = Vec::new();
+    let mut unknown = Vec::new();
+    for (n, (changes, entry)) in batch.iter().enumerate() {
+        let mut entry = entry.clone();
         let mut stale = false;
-        let mut unknown = Vec::new();
         let mut warnings = Vec::new();
-        for (change, result) in changes.iter().zip(results) {
-            match result {
+        for change in changes {
+            match results.next().expect("one result per change") {
                 Ok(Written {
                     version,
                     note,
@@ -100,16 +126,29 @@ pub async fn apply(
                     entry.notes.extend(note.map(|n| (change.target.clone(), n)));
                     warnings.extend(warning.map(|w| (change.target.clone(), w)));
                 }
-                Err(WriteError::Unknown(e)) => unknown.push((*change, format!("{e:#}"))),
+                Err(WriteError::Unknown(e)) => unknown.push((n, *change, format!("{e:#}"))),
                 Err(e) => {
                     stale |= matches!(e, WriteError::Stale { .. });
                     entry.failed.push((change.target.clone(), format!("{e:#}")));
                 }
             }
         }
-        let unresolved = resolve(stores, &mut entry, unknown, on_event).await;
+        staged.push((entry, stale, Vec::new(), warnings));
+    }
+    let reads = read_back(stores, &unknown, on_event).await;
+    for ((n, change, why), read) in unknown.into_iter().zip(reads) {
+        let (entry, _, unresolved, _) = &mut staged[n];
+        if let Some(why) = settle(entry, change, why, read) {
+            unresolved.push((change, why));
+        }
+    }
+    for ((intent, (entry, stale, unresolved, warnings)), (changes, _)) in
+        intents.into_iter().zip(staged).zip(batch)
+    {
+        // Targets whose write stayed unknown are kept in the write-ahead log, relogged before the
+        // flag's done line, so no crash can leave them unrecorded; nothing else stays open.
+        let first = changes[0];
         if !unresolved.is_empty() {
-            // Logged before the flag's done line, so no crash can leave these targets unrecorded.
             let targets = unresolved.iter().map(|(c, _)| (c.target.clone(), c.version));
             let left = journal.begin(&intent.entry, &first.from, targets.collect())?;
             journal.leave_unfinished(left);
@@ -129,7 +168,7 @@ pub async fn apply(
         on_event(Event::Flag(&outcome));
         outcomes.push(outcome);
     }
-    Ok(outcomes)
+    Ok(())
 }
 
 /// The journal entry of the flag `id`, changed by `changes` (one per target), before any write.
@@ -202,17 +241,43 @@ pub async fn record_interrupted(
     Ok(out)
 }
 
-async fn write(stores: &Stores, change: &Change) -> Result<Written, WriteError> {
-    let target = &change.target;
-    let Some(endpoint) = stores.find(&change.id, target) else {
-        return Err(anyhow::anyhow!(
-            "the plan names store {:?} target {} which the overrides file no longer declares; make a new plan",
-            target.store,
-            target.target
-        )
-        .into());
-    };
-    endpoint.write(&change.id, change.version, &change.to).await
+/// Writes every change of `changes`, each endpoint's share in one batched call, the endpoints
+/// concurrently; one outcome per change, in order.
+async fn write_all(stores: &Stores, changes: &[&Change]) -> Vec<Result<Written, WriteError>> {
+    let mut results: Vec<Option<Result<Written, WriteError>>> = changes.iter().map(|_| None).collect();
+    let mut by_endpoint: Vec<(&Endpoint, Vec<usize>)> = Vec::new();
+    for (i, change) in changes.iter().enumerate() {
+        let target = &change.target;
+        let Some(endpoint) = stores.find(&change.id, target) else {
+            results[i] = Some(Err(anyhow::anyhow!(
+                "the plan names store {:?} target {} which the overrides file no longer declares; make a new plan",
+                target.store,
+                target.target
+            )
+            .into()));
+            continue;
+        };
+        match by_endpoint.iter_mut().find(|(e, _)| std::ptr::eq(*e, endpoint)) {
+            Some((_, at)) => at.push(i),
+            None => by_endpoint.push((endpoint, vec![i])),
+        }
+    }
+    let writes = by_endpoint.iter().map(|(endpoint, at)| async move {
+        let writes: Vec<_> = at
+            .iter()
+            .map(|&i| (&changes[i].id, changes[i].version, &changes[i].to))
+            .collect();
+        endpoint.write_batch(&writes).await
+    });
+    for ((_, at), done) in by_endpoint.iter().zip(join_all(writes).await) {
+        for (&i, result) in at.iter().zip(done) {
+            results[i] = Some(result);
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every change has an outcome"))
+        .collect()
 }
 
 /// Whether a target took the write of `to` over version `expected`: it holds the next version,
@@ -221,18 +286,15 @@ fn landed(lookup: &Lookup, expected: u64, to: &Targeting) -> bool {
     matches!(lookup, Lookup::Found(f) if f.version == expected + 1 && f.targeting_like(to) == *to)
 }
 
-/// Reads back every target in `unknown` (a write sent and never answered), concurrently, each
-/// bounded, and records each in `entry` as written or failed. Returns those that could not be
-/// read back either, with why.
-async fn resolve<'c>(
+/// Reads back every target in `unknown` (a write sent and never answered; with the index of its
+/// flag in the batch and why), concurrently, each bounded; one reading per target, in order.
+async fn read_back(
     stores: &Stores,
-    entry: &mut Entry,
-    unknown: Vec<(&'c Change, String)>,
+    unknown: &[(usize, &Change, String)],
     on_event: &mut dyn FnMut(Event),
-) -> Vec<(&'c Change, String)> {
+) -> Vec<Result<Lookup>> {
     let mut reads = Vec::new();
-    for (change, why) in &unknown {
-        let change: &'c Change = change;
+    for (_, change, why) in unknown {
         let endpoint = stores.find(&change.id, &change.target);
         on_event(Event::Unanswered {
             id: &change.id,
@@ -247,29 +309,32 @@ async fn resolve<'c>(
             }
         });
     }
-    let mut left = Vec::new();
-    for ((change, why), read) in unknown.into_iter().zip(join_all(reads).await) {
-        let target = change.target.clone();
-        match read {
-            Ok(lookup) if landed(&lookup, change.version, &entry.to) => {
-                entry.written.push((target, change.version + 1));
-            }
-            Ok(lookup) => {
-                let holds = match &lookup {
-                    Lookup::Found(f) if f.version == change.version => {
-                        format!("it still holds v{}", f.version)
-                    }
-                    Lookup::Found(f) => format!("it holds v{}, which is not this write", f.version),
-                    Lookup::Missing { .. } => "the flag is not there any more".to_owned(),
-                    Lookup::Invalid(_) => "it holds a value that is not a flag".to_owned(),
-                };
-                entry.failed.push((
-                    target,
-                    format!("{why}; read back, {holds}: the write did not land"),
-                ));
-            }
-            Err(e) => left.push((change, format!("{why}; reading it back failed too: {e:#}"))),
+    join_all(reads).await
+}
+
+/// Records in `entry` whether the write of `change` (unanswered: `why`) landed, as `read` shows;
+/// returns why not when the target could not be read back either.
+fn settle(entry: &mut Entry, change: &Change, why: String, read: Result<Lookup>) -> Option<String> {
+    let target = change.target.clone();
+    match read {
+        Ok(lookup) if landed(&lookup, change.version, &entry.to) => {
+            entry.written.push((target, change.version + 1));
         }
+        Ok(lookup) => {
+            let holds = match &lookup {
+                Lookup::Found(f) if f.version == change.version => {
+                    format!("it still holds v{}", f.version)
+                }
+                Lookup::Found(f) => format!("it holds v{}, which is not this write", f.version),
+                Lookup::Missing { .. } => "the flag is not there any more".to_owned(),
+                Lookup::Invalid(_) => "it holds a value that is not a flag".to_owned(),
+            };
+            entry.failed.push((
+                target,
+                format!("{why}; read back, {holds}: the write did not land"),
+            ));
+        }
+        Err(e) => return Some(format!("{why}; reading it back failed too: {e:#}")),
     }
-    left
+    None
 }

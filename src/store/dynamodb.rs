@@ -9,6 +9,7 @@
 //! backoff. A write is a consistent GetItem, the rewrite, and a PutItem conditioned on the
 //! `version` attribute just read: a writer racing in between (Relay, another relayctl) makes the
 //! put fail, the flag is read again and reported as a stale plan instead of being overwritten.
+//! The writes of a batch run a bounded number at a time, each with its own outcome.
 //! Nothing else is ever written: no other item, no segment, never the `$inited` marker.
 //!
 //! Region, credentials and endpoint come from the standard AWS configuration (environment,
@@ -44,6 +45,9 @@ const UNPROCESSED_ROUNDS: u32 = 8;
 const MAX_ATTEMPTS: u32 = 4;
 /// Conditional puts per flag before giving up while other writers keep changing it.
 const MAX_WRITE_ATTEMPTS: usize = 10;
+/// Flag writes (each a GetItem and a conditional PutItem) in flight at once, per table: the
+/// round trips of a batch overlap instead of adding up.
+pub(super) const WRITES_IN_FLIGHT: usize = 32;
 
 type Item = HashMap<String, AttributeValue>;
 

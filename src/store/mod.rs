@@ -22,6 +22,7 @@ use crate::flag::NotAFlag;
 use crate::flag::{FlagId, StoreTarget, StoredFlag, Targeting};
 use anyhow::{anyhow, Result};
 use futures::future::join_all;
+use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -277,41 +278,62 @@ impl Endpoint {
     ///
     /// The backend performs the compare-and-swap; a re-run after a crash either finds the new
     /// version (the write happened: the next plan shows no change) or the old one (it did not).
+    #[cfg(test)]
     pub async fn write(&self, id: &FlagId, expected: u64, to: &Targeting) -> Result<Written, WriteError> {
-        let rewrite = |raw: Option<&str>| -> Result<String, WriteError> {
-            let found = match raw.map(StoredFlag::parse) {
-                None => "no such flag".to_owned(),
-                Some(Err(e)) => format!("a value that is not a flag ({e})"),
-                Some(Ok(f)) if f.deleted => format!("a deleted tombstone at v{}", f.version),
-                Some(Ok(f)) if f.version != expected => format!("v{}", f.version),
-                Some(Ok(f)) => {
-                    unserved(&f, to).map_err(|e| WriteError::Failed(anyhow!(e)))?;
-                    return f.rewrite(to).map_err(|e| {
-                        anyhow!("the stored flag cannot be rewritten safely, so it was not written: {e}")
-                            .into()
-                    });
-                }
-            };
-            Err(WriteError::Stale { expected, found })
-        };
-        let written = match &self.backend {
+        self.write_batch(&[(id, expected, to)]).await.remove(0)
+    }
+
+    /// [`Endpoint::write`] of each `(flag, expected version, state)`, in as few round trips as the
+    /// backend allows; one outcome per write, in order. Each write is checked and swapped on its
+    /// own: one that is stale or fails leaves the others as they go.
+    pub async fn write_batch(
+        &self,
+        writes: &[(&FlagId, u64, &Targeting)],
+    ) -> Vec<Result<Written, WriteError>> {
+        let rewrites: Vec<_> = writes
+            .iter()
+            .map(|&(_, expected, to)| move |raw: Option<&str>| rewrite(raw, expected, to))
+            .collect();
+        let swaps: Vec<(&FlagId, Rewrite)> = writes
+            .iter()
+            .zip(&rewrites)
+            .map(|(&(id, _, _), r)| (id, r as Rewrite))
+            .collect();
+        // What the store adds about the batch's writes (Redis: replicas acknowledging, one WAIT
+        // for the whole batch): a note for each write, a warning once.
+        let mut added = Written::default();
+        let results = match &self.backend {
             Backend::Redis(r) => {
-                r.compare_and_swap(id, &rewrite).await?;
-                r.replicated().await
+                let results = r.compare_and_swap_batch(&swaps).await;
+                if results.iter().any(Result::is_ok) {
+                    added = r.replicated().await;
+                }
+                results
             }
             Backend::DynamoDb(d) => {
-                d.compare_and_swap(id, &rewrite).await?;
-                Written::default()
+                let swaps =
+                    futures::stream::iter(&swaps).map(|(id, rewrite)| d.compare_and_swap(id, *rewrite));
+                swaps.buffered(dynamodb::WRITES_IN_FLIGHT).collect().await
             }
             Backend::File(f) => {
-                f.compare_and_swap(id, &rewrite).await?;
-                Written::default()
+                let mut results = Vec::new();
+                for (id, rewrite) in &swaps {
+                    results.push(f.compare_and_swap(id, *rewrite).await);
+                }
+                results
             }
         };
-        Ok(Written {
-            version: expected + 1,
-            ..written
-        })
+        results
+            .into_iter()
+            .zip(writes)
+            .map(|(result, &(_, expected, _))| {
+                result.map(|()| Written {
+                    version: expected + 1,
+                    note: added.note.clone(),
+                    warning: added.warning.take(),
+                })
+            })
+            .collect()
     }
 
     /// How long [`Endpoint::read_back`] may take at most.
@@ -340,6 +362,24 @@ impl Endpoint {
             .await
             .map_err(|_| anyhow!("no answer within {}s", limit.as_secs()))?
     }
+}
+
+/// The rewrite of a flag stored as `raw` (None when absent) to `to`, provided it is at version
+/// `expected`: the new JSON, or why not (a stale plan, a flag that cannot be rewritten safely).
+fn rewrite(raw: Option<&str>, expected: u64, to: &Targeting) -> Result<String, WriteError> {
+    let found = match raw.map(StoredFlag::parse) {
+        None => "no such flag".to_owned(),
+        Some(Err(e)) => format!("a value that is not a flag ({e})"),
+        Some(Ok(f)) if f.deleted => format!("a deleted tombstone at v{}", f.version),
+        Some(Ok(f)) if f.version != expected => format!("v{}", f.version),
+        Some(Ok(f)) => {
+            unserved(&f, to).map_err(|e| WriteError::Failed(anyhow!(e)))?;
+            return f.rewrite(to).map_err(|e| {
+                anyhow!("the stored flag cannot be rewritten safely, so it was not written: {e}").into()
+            });
+        }
+    };
+    Err(WriteError::Stale { expected, found })
 }
 
 /// Refuses a state that serves a variation the flag does not have at that index: whatever a plan

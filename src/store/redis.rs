@@ -1,21 +1,24 @@
 //! The Redis layout of the LaunchDarkly SDKs and Relay (facts §1): the only file that knows it.
 //!
 //! Flags live in the hash `<prefix>:features`, one field per flag key holding the flag JSON.
-//! relayctl reads with one HMGET per hash, all pipelined in one round trip, and writes one flag
-//! at a time with the SDKs' own optimistic protocol: WATCH the hash, HGET, MULTI/HSET/EXEC, and
-//! retry when EXEC returns nil because another writer (Relay) touched the hash. It never deletes
-//! anything and never touches segments or `$inited`. Values are read as bytes: one that is not
-//! text is a problem of its flag, not of the read.
+//! relayctl reads with one HMGET per hash, all pipelined in one round trip, and writes a batch of
+//! flags in two round trips (see [`cas`]): one HMGET, then per flag a compare-and-set script that
+//! sets the field only if it still holds exactly the bytes read, retried when another writer
+//! (Relay) changed that flag in between. It never deletes anything and never touches segments or
+//! `$inited`. Values are read as bytes: one that is not text is a problem of its flag, not of the
+//! read.
 //!
 //! Every request is bounded by the endpoint's timeout. A server that does not answer (timeout,
 //! connection lost) is remembered for the rest of the run: later requests fail at once instead
-//! of each waiting the timeout out again. A write whose EXEC went out unanswered is
+//! of each waiting the timeout out again. A write whose script went out unanswered is
 //! [`WriteError::Unknown`], for the caller to resolve with [`RedisEndpoint::read_back`], which
 //! uses a connection of its own.
 
+mod cas;
+
 pub use super::redis_topology::Topology;
 use super::redis_topology::{Conn, Refusal, Server, REPLICA_WAIT};
-use super::{Groups, Held, Prefix, Raw, Rewrite, WriteError, CONNECT_TIMEOUT};
+use super::{Groups, Held, Prefix, Raw, CONNECT_TIMEOUT};
 use crate::flag::FlagId;
 use anyhow::{anyhow, Result};
 use redis::{ErrorKind, RedisError};
@@ -23,7 +26,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
-/// How often a write is retried when other writers keep changing the hash under it (the Python
+/// How often a write is retried when other writers keep changing the flag under it (the Python
 /// SDK uses the same bound).
 const MAX_ATTEMPTS: usize = 10;
 
@@ -150,7 +153,7 @@ pub(super) struct RedisEndpoint {
     prefix: Prefix,
     /// How long the server may take to answer one request.
     timeout: Duration,
-    /// One connection, used by one transaction at a time: WATCH state is per connection.
+    /// One connection, shared by every request (they are pipelined on it).
     conn: Mutex<Option<Conn>>,
     /// Why the server did not answer (or could not be reached), once that happened: later requests in this run fail at once
     /// instead of each waiting the timeout out (1,000 flags would take hours).
@@ -315,74 +318,6 @@ impl RedisEndpoint {
             })?;
         Ok(value.ok_or_else(|| format!("no field {:?} in hash {hash}", id.flag)))
     }
-
-    /// WATCH / HGET / MULTI HSET EXEC, retried while other writers change the hash. A request
-    /// that goes unanswered before EXEC wrote nothing ([`WriteError::Failed`]); once EXEC went
-    /// out, only reading the flag back can tell ([`WriteError::Unknown`]).
-    pub(super) async fn compare_and_swap(&self, id: &FlagId, rewrite: Rewrite<'_>) -> Result<(), WriteError> {
-        let hash = self.hash(&id.project, &id.environment);
-        let mut guard = self.connection().await?;
-        let context = || format!("writing {id} to {} (hash {hash})", self.shown);
-        for _ in 0..MAX_ATTEMPTS {
-            let conn = guard.as_mut().expect("connected");
-            let current = match watch_and_get(conn, &hash, &id.flag).await {
-                Ok(current) => current,
-                Err(e) => {
-                    let why = self.unanswered(&mut guard, &e).unwrap_or_else(|| e.to_string());
-                    return Err(anyhow!("{}: {why}; nothing was written", context()).into());
-                }
-            };
-            let json = match current.map(String::from_utf8).transpose() {
-                Ok(current) => rewrite(current.as_deref()),
-                Err(e) => Err(anyhow!(
-                    "{}: the stored value is not a flag relayctl can rewrite safely: {}; nothing was written",
-                    context(),
-                    crate::flag::NotAFlag::from(e)
-                )
-                .into()),
-            };
-            let json = match json {
-                Ok(json) => json,
-                Err(refused) => {
-                    // Nothing was written either way; an UNWATCH that fails only spoils the connection.
-                    if let Err(e) = redis::cmd("UNWATCH").exec_async(conn).await {
-                        if self.unanswered(&mut guard, &e).is_none() {
-                            *guard = None;
-                        }
-                    }
-                    return Err(refused);
-                }
-            };
-            let done: Option<(i64,)> = match redis::pipe()
-                .atomic()
-                .hset(&hash, &id.flag, json)
-                .query_async(conn)
-                .await
-            {
-                Ok(done) => done,
-                Err(e) => {
-                    return Err(match self.unanswered(&mut guard, &e) {
-                        Some(why) => WriteError::Unknown(anyhow!("{why} after the write (EXEC) was sent")),
-                        None => anyhow!(e).context(context()).into(),
-                    })
-                }
-            };
-            if done.is_some() {
-                return Ok(());
-            }
-        }
-        Err(anyhow!(
-            "{}: the hash changed during each of {MAX_ATTEMPTS} attempts (another writer, probably Relay, is busy); nothing was written, run apply again",
-            context()
-        )
-        .into())
-    }
-}
-
-/// WATCH the hash, then HGET the flag's current value.
-async fn watch_and_get(conn: &mut Conn, hash: &str, flag: &str) -> Result<Option<Vec<u8>>, RedisError> {
-    redis::cmd("WATCH").arg(hash).exec_async(conn).await?;
-    redis::cmd("HGET").arg(hash).arg(flag).query_async(conn).await
 }
 
 impl RedisEndpoint {

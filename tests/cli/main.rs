@@ -4,6 +4,7 @@
 //! - `plan_cmd`: plan output (snapshots), `--json`, `--detailed-exitcode`, stdout vs stderr.
 //! - `apply_cmd`, `plan_apply`: what apply writes and leaves alone, journal commits, saved and
 //!   stale plans, the confirmation prompt, fan-out.
+//! - `batch_writes`: apply's batched writes: a concurrent writer, a stale flag, a kill mid-batch.
 //! - `failures`: a store target down, an apply killed mid-way, concurrent applies, the lock.
 //! - `store_faults`: a Redis answering late, never, or going away (a fault-injecting proxy);
 //!   stored values that are not text.
@@ -28,6 +29,7 @@ mod support;
 
 mod apply_cmd;
 mod bad_input;
+mod batch_writes;
 mod conformance;
 mod dynamodb;
 mod failures;

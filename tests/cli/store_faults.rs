@@ -51,10 +51,10 @@ fn stores_of_last_commit(w: &Workspace) -> String {
 
 #[test]
 fn a_reply_later_than_the_timeout_is_resolved_by_reading_the_store() {
-    // Issue 8, item 3: the EXEC reply comes after relayctl's request timeout (12 s against the
+    // Issue 8, item 3: the write's reply comes after relayctl's request timeout (12 s against the
     // default 10 s in the report; 3 s against 1 s here). Redis took the write.
     let (r, proxy, w) = behind_proxy(&["alpha"], |p| {
-        p.fault("EXEC", 1, Fault::DelayReply(Duration::from_secs(3)))
+        p.fault("EVAL", 1, Fault::DelayReply(Duration::from_secs(3)))
     });
     let run = relayctl(&w, &["apply", "--auto-approve"]);
     assert_eq!(version(&r, "alpha"), 11, "Redis took the write");
@@ -91,9 +91,9 @@ fn run_plan(w: &Workspace) -> Run {
 }
 
 #[test]
-fn a_connection_lost_after_exec_is_resolved_as_written() {
-    // Redis executed the EXEC; the connection broke before its reply reached relayctl.
-    let (r, proxy, w) = behind_proxy(&["alpha"], |p| p.fault("EXEC", 1, Fault::CutAfter));
+fn a_connection_lost_after_the_write_is_resolved_as_written() {
+    // Redis ran the compare-and-set script; the connection broke before its reply reached relayctl.
+    let (r, proxy, w) = behind_proxy(&["alpha"], |p| p.fault("EVAL", 1, Fault::CutAfter));
     let run = relayctl(&w, &["apply", "--auto-approve"]);
     assert_eq!(version(&r, "alpha"), 11);
     assert_eq!(run.code, 0, "{}", run.all());
@@ -107,8 +107,8 @@ fn a_connection_lost_after_exec_is_resolved_as_written() {
 
 #[test]
 fn a_write_that_never_arrived_is_resolved_as_not_written() {
-    // The EXEC never reaches Redis and no reply comes: reading back shows the old version.
-    let (r, proxy, w) = behind_proxy(&["alpha"], |p| p.fault("EXEC", 1, Fault::Drop));
+    // The write never reaches Redis and no reply comes: reading back shows the old version.
+    let (r, proxy, w) = behind_proxy(&["alpha"], |p| p.fault("EVAL", 1, Fault::Drop));
     let run = relayctl(&w, &["apply", "--auto-approve"]);
     assert_eq!(version(&r, "alpha"), 10);
     assert_eq!(run.code, 1, "{}", run.all());
@@ -130,42 +130,64 @@ fn a_write_that_never_arrived_is_resolved_as_not_written() {
         "nothing left unresolved: {}",
         log.stderr
     );
-    // The next apply (the proxy forwards the second EXEC) converges.
+    // The next apply (the proxy forwards the second write) converges.
     let again = relayctl(&w, &["apply", "--auto-approve"]);
     assert_eq!(again.code, 0, "{}", again.all());
     assert_eq!(version(&r, "alpha"), 11);
     assert_eq!(w.journal_subjects(), ["default/production/alpha: turn off"]);
-    assert_eq!(proxy.count("EXEC"), 2);
+    assert_eq!(proxy.count("EVAL"), 2);
+}
+
+/// How many flags apply writes per batch (src/apply.rs `BATCH`): the faults below hit the second
+/// batch, so the first is known to be written whatever the timing.
+const BATCH: usize = 256;
+
+/// `n` flag names, `flag-000` on.
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("flag-{i:03}")).collect()
+}
+
+/// The journal subjects of `names` turned off, in order.
+fn turned_off(names: &[impl AsRef<str>]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| format!("default/production/{}: turn off", n.as_ref()))
+        .collect()
 }
 
 #[test]
 fn a_store_that_stops_answering_fails_its_other_writes_at_once_and_loses_nothing() {
-    // Issue 8, item 11: Redis takes flag-03's write and stops answering (as under SIGSTOP).
-    let names: Vec<String> = (1..=10).map(|i| format!("flag-{i:02}")).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let (r, proxy, w) = behind_proxy(&names, |p| p.fault("EXEC", 3, Fault::PauseAfter));
+    // Issue 8, item 11: Redis takes the first write of the second batch and stops answering (as
+    // under SIGSTOP). The whole second batch was sent: its outcome is unknown, and it cannot be
+    // read back; the third batch is not attempted.
+    let names = names(2 * BATCH + 40);
+    let (r, proxy, w) = behind_proxy(&names.iter().map(String::as_str).collect::<Vec<_>>(), |p| {
+        p.fault("EVAL", BATCH + 1, Fault::PauseAfter)
+    });
     let started = Instant::now();
     let run = relayctl(&w, &["apply", "--auto-approve"]);
     let took = started.elapsed();
     assert_eq!(run.code, 1, "{}", run.all());
-    // 1 s for the write, at most 1 + 1 s to read it back; a flag each would be 8 s and more.
+    // 1 s for the writes, at most 1 + 1 s to read them back; a flag each would be minutes.
     assert!(took < Duration::from_secs(8), "took {took:?}: {}", run.all());
     let target = format!("relay-redis {}", proxy.url());
+    for n in &names[BATCH..2 * BATCH] {
+        assert!(
+            run.stderr.contains(&format!(
+                "{target} did not answer the write of default/production/{n}"
+            )) && run.stderr.contains(&format!(
+                "default/production/{n}: whether it was written to {target} is unknown"
+            )),
+            "{n}: {}",
+            run.stderr
+        );
+    }
     assert!(
-        run.stderr.contains(&format!(
-            "{target} did not answer the write of default/production/flag-03"
-        )),
+        run.stderr.contains("the next `relayctl apply` reads it back"),
         "{}",
         run.stderr
     );
-    assert!(
-        run.stderr.contains(&format!(
-            "default/production/flag-03: whether it was written to {target} is unknown"
-        )) && run.stderr.contains("the next `relayctl apply` reads it back"),
-        "{}",
-        run.stderr
-    );
-    for n in &names[3..] {
+    for n in &names[2 * BATCH..] {
         assert!(
             run.stderr.contains(&format!(
                 "default/production/{n} NOT written to {target}: not attempted: {} did not answer earlier in this run",
@@ -176,36 +198,30 @@ fn a_store_that_stops_answering_fails_its_other_writes_at_once_and_loses_nothing
         );
     }
     assert!(
-        run.stderr.contains("1 target write(s) have an unknown outcome"),
+        run.stderr
+            .contains(&format!("{BATCH} target write(s) have an unknown outcome")),
         "{}",
         run.stderr
     );
-    assert_eq!(
-        w.journal_subjects(),
-        [
-            "default/production/flag-01: turn off",
-            "default/production/flag-02: turn off"
-        ]
-    );
+    assert_eq!(w.journal_subjects(), turned_off(&names[..BATCH]));
     let log = w.run(["log"]);
     assert!(log.stderr.contains("not in the journal yet"), "{}", log.stderr);
 
-    // Redis answers again: the next apply reads flag-03 back, records it, and does the rest.
+    // Redis answers again: the next apply reads the second batch back, records the write that
+    // landed, and does the rest.
     proxy.resume();
     let again = relayctl(&w, &["apply", "--auto-approve"]);
     assert_eq!(again.code, 0, "{}", again.all());
     assert!(
-        again.stderr.contains("default/production/flag-03: written to"),
+        again
+            .stderr
+            .contains(&format!("default/production/{}: written to", names[BATCH])),
         "{}",
         again.stderr
     );
-    let want: Vec<String> = names
-        .iter()
-        .map(|n| format!("default/production/{n}: turn off"))
-        .collect();
     assert_eq!(
         w.journal_subjects(),
-        want,
+        turned_off(&names),
         "one commit per flag, none lost, none twice"
     );
     assert!(names.iter().all(|n| version(&r, n) == 11));
@@ -215,14 +231,15 @@ fn a_store_that_stops_answering_fails_its_other_writes_at_once_and_loses_nothing
 
 #[test]
 fn a_redis_stopped_by_sigstop_mid_apply_is_waited_for_once_and_resolved_when_it_is_back() {
-    // The real thing: redis-server is stopped (SIGSTOP) just before flag-2's EXEC reaches it.
-    // The kernel keeps accepting connections and buffering commands; nothing answers.
-    let names = ["flag-1", "flag-2", "flag-3", "flag-4"];
+    // The real thing: redis-server is stopped (SIGSTOP) just before the first write of the second
+    // batch reaches it. The kernel keeps accepting connections and buffering commands; nothing
+    // answers.
+    let names = names(BATCH + 20);
     let r = Redis::start();
     let flags: Vec<_> = names.iter().map(|n| bool_flag(n, 10)).collect();
     r.seed(PREFIX, &flags);
     let pid = r.pid();
-    let proxy = Proxy::start(r.port).before("EXEC", 2, move || signal_pid(pid, "STOP"));
+    let proxy = Proxy::start(r.port).before("EVAL", BATCH + 1, move || signal_pid(pid, "STOP"));
     let w = Workspace::new(&overrides(&redis_store(&[proxy.url()]), &all_off(&names)));
     let started = Instant::now();
     let run = relayctl(&w, &["apply", "--auto-approve"]);
@@ -230,25 +247,22 @@ fn a_redis_stopped_by_sigstop_mid_apply_is_waited_for_once_and_resolved_when_it_
     r.signal("CONT");
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(took < Duration::from_secs(8), "took {took:?}: {}", run.all());
-    assert!(
-        run.stderr
-            .contains("default/production/flag-2: whether it was written to")
-            && run.stderr.contains("not attempted"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(w.journal_subjects(), ["default/production/flag-1: turn off"]);
+    for n in &names[BATCH..] {
+        assert!(
+            run.stderr
+                .contains(&format!("default/production/{n}: whether it was written to")),
+            "{n}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(w.journal_subjects(), turned_off(&names[..BATCH]));
 
-    // Once resumed, Redis runs the EXEC it had buffered; the next apply reads flag-2 back,
-    // records it, and writes the rest.
-    wait_for_version(&r, "flag-2", 11);
+    // Once resumed, Redis runs the writes it had buffered; the next apply reads them back and
+    // records them.
+    wait_for_version(&r, names.last().unwrap(), 11);
     let again = relayctl(&w, &["apply", "--auto-approve"]);
     assert_eq!(again.code, 0, "{}", again.all());
-    let want: Vec<String> = names
-        .iter()
-        .map(|n| format!("default/production/{n}: turn off"))
-        .collect();
-    assert_eq!(w.journal_subjects(), want);
+    assert_eq!(w.journal_subjects(), turned_off(&names));
     assert_eq!(run_plan(&w).code, 0);
 }
 
