@@ -224,15 +224,25 @@ impl Summary {
     pub fn add(&mut self, views: &[FlagView]) {
         for v in views {
             self.flags += 1;
-            self.disagreeing += usize::from(!v.agree);
-            self.declared += usize::from(v.declared);
-            self.not_in_state += usize::from(v.targets.iter().any(|t| {
-                matches!(
-                    t.declared,
-                    Some(Declared::Differs { .. } | Declared::Problem { .. })
-                )
-            }));
+            self.count(v.agree, v.declared, v.targets.iter().map(|t| &t.declared));
         }
+    }
+
+    /// Counts in one flag or key shown: whether its targets agree, whether it is declared,
+    /// and how each target compares with the declaration.
+    fn count<'a>(
+        &mut self,
+        agree: bool,
+        declared: bool,
+        judged: impl IntoIterator<Item = &'a Option<Declared>>,
+    ) {
+        self.disagreeing += usize::from(!agree);
+        self.declared += usize::from(declared);
+        self.not_in_state += usize::from(
+            judged
+                .into_iter()
+                .any(|d| matches!(d, Some(Declared::Differs { .. } | Declared::Problem { .. }))),
+        );
     }
 }
 
@@ -266,6 +276,13 @@ pub fn render_summary(s: &Summary) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Widths([usize; 7]);
 
+/// Widens the column `widths` to hold `cells`.
+fn fit(widths: &mut [usize], cells: &[String]) {
+    for (width, cell) in widths.iter_mut().zip(cells) {
+        *width = (*width).max(cell.chars().count());
+    }
+}
+
 /// The cells of one line (flag, state, off variation, fallthrough, version, target, declared
 /// state), unstyled, and the style of the declared state.
 fn cells(view: &FlagView, t: &TargetView) -> ([String; 7], Option<anstyle::Style>) {
@@ -295,7 +312,15 @@ fn cells(view: &FlagView, t: &TargetView) -> ([String; 7], Option<anstyle::Style
         State::Missing { .. } => ("missing".into(), String::new(), String::new(), String::new()),
         State::Invalid { .. } => ("invalid".into(), String::new(), String::new(), String::new()),
     };
-    let (declared, style) = match &t.declared {
+    let (declared, style) = declared_cell(t.declared.as_ref());
+    let target = t.target.to_string();
+    let cells = [id, state, off, fallthrough, version, target, declared];
+    (cells.map(|c| ui::printable(&c).into_owned()), style)
+}
+
+/// The last cell of a line (how a target compares with the declaration), unstyled, and its style.
+fn declared_cell(declared: Option<&Declared>) -> (String, Option<anstyle::Style>) {
+    match declared {
         None => ("not declared".to_owned(), None),
         Some(Declared::Matches) => ("declared, in state".to_owned(), None),
         Some(Declared::Differs { changes }) => (
@@ -303,10 +328,7 @@ fn cells(view: &FlagView, t: &TargetView) -> ([String; 7], Option<anstyle::Style
             Some(ui::CHANGE),
         ),
         Some(Declared::Problem { .. }) => ("declared, cannot be planned".to_owned(), Some(ui::ERROR)),
-    };
-    let target = t.target.to_string();
-    let cells = [id, state, off, fallthrough, version, target, declared];
-    (cells.map(|c| ui::printable(&c).into_owned()), style)
+    }
 }
 
 fn show_fallthrough(f: &Fallthrough) -> String {
@@ -343,12 +365,41 @@ pub fn widths(views: &[FlagView]) -> Widths {
     let mut w = Widths::default();
     for v in views {
         for t in &v.targets {
-            for (width, cell) in w.0.iter_mut().zip(cells(v, t).0) {
-                *width = (*width).max(cell.chars().count());
-            }
+            fit(&mut w.0, &cells(v, t).0);
         }
     }
     w
+}
+
+/// The mark that opens each line of a flag or key: `!` when its targets disagree.
+fn mark(agree: bool) -> String {
+    if agree {
+        " ".to_owned()
+    } else {
+        ui::paint(ui::WARNING, "!")
+    }
+}
+
+/// Writes one line's cells but its ending: `mark`, the cells padded to `w`, and the last
+/// (the declared state) in `style`.
+fn write_cells(
+    out: &mut String,
+    mark: &str,
+    cells: &[String],
+    style: Option<anstyle::Style>,
+    widths: &[usize],
+) {
+    let _ = write!(out, "{mark}");
+    let (last, padded) = cells.split_last().expect("cells");
+    for (cell, width) in padded.iter().zip(widths) {
+        let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
+        let _ = write!(out, " {cell}{pad} ");
+    }
+    let _ = write!(
+        out,
+        " {}",
+        style.map_or_else(|| last.clone(), |style| ui::paint(style, last))
+    );
 }
 
 /// One flag, one line per target: `!` when the targets disagree, the flag, on/off, the off
@@ -357,24 +408,10 @@ pub fn widths(views: &[FlagView]) -> Widths {
 /// Styled for a terminal; printing through `anstream` drops the styles where colour is off.
 pub fn render_flag(view: &FlagView, w: &Widths) -> String {
     let mut out = String::new();
-    let mark = if view.agree {
-        " ".to_owned()
-    } else {
-        ui::paint(ui::WARNING, "!")
-    };
+    let mark = mark(view.agree);
     for t in &view.targets {
         let (cells, style) = cells(view, t);
-        let _ = write!(out, "{mark}");
-        let (last, padded) = cells.split_last().expect("cells");
-        for (cell, width) in padded.iter().zip(w.0) {
-            let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
-            let _ = write!(out, " {cell}{pad} ");
-        }
-        let _ = write!(
-            out,
-            " {}",
-            style.map_or_else(|| last.clone(), |style| ui::paint(style, last))
-        );
+        write_cells(&mut out, &mark, &cells, style, &w.0);
         match (&t.state, &t.declared) {
             (State::Invalid { why }, _) => {
                 let _ = write!(out, "  (not a flag: {})", ui::printable(why));

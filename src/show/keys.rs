@@ -7,7 +7,7 @@
 //! agree. Key names and values are hostile text: shown quoted with escapes
 //! ([`crate::keys::show_key`], [`crate::keys::show_held`]) and through [`ui::printable`].
 
-use super::{Declared, Summary};
+use super::{declared_cell, fit, mark, write_cells, Declared, Summary};
 use crate::desired::DeclaredKey;
 use crate::flag::StoreTarget;
 use crate::keys::{self, show_held, show_key, show_to, Stored};
@@ -118,14 +118,7 @@ impl Summary {
     pub fn add_keys(&mut self, views: &[KeyView]) {
         for v in views {
             self.keys += 1;
-            self.disagreeing += usize::from(!v.agree);
-            self.declared += usize::from(v.declared);
-            self.not_in_state += usize::from(v.targets.iter().any(|t| {
-                matches!(
-                    t.declared,
-                    Some(Declared::Differs { .. } | Declared::Problem { .. })
-                )
-            }));
+            self.count(v.agree, v.declared, v.targets.iter().map(|t| &t.declared));
         }
     }
 }
@@ -143,15 +136,7 @@ fn cells(view: &KeyView, t: &KeyTargetView) -> ([String; 4], Option<anstyle::Sty
         KeyState::Absent => show_held(None),
         KeyState::OtherType { kind } => format!("(a Redis {kind}, not a string)"),
     };
-    let (declared, style) = match &t.declared {
-        None => ("not declared".to_owned(), None),
-        Some(Declared::Matches) => ("declared, in state".to_owned(), None),
-        Some(Declared::Differs { changes }) => (
-            format!("declared, differs: {}", changes.join(", ")),
-            Some(ui::CHANGE),
-        ),
-        Some(Declared::Problem { .. }) => ("declared, cannot be planned".to_owned(), Some(ui::ERROR)),
-    };
+    let (declared, style) = declared_cell(t.declared.as_ref());
     let cells = [id, value, t.target.to_string(), declared];
     (cells.map(|c| ui::printable(&c).into_owned()), style)
 }
@@ -161,9 +146,7 @@ pub fn widths(views: &[KeyView]) -> KeyWidths {
     let mut w = KeyWidths::default();
     for v in views {
         for t in &v.targets {
-            for (width, cell) in w.0.iter_mut().zip(cells(v, t).0) {
-                *width = (*width).max(cell.chars().count());
-            }
+            fit(&mut w.0, &cells(v, t).0);
         }
     }
     w
@@ -174,24 +157,10 @@ pub fn widths(views: &[KeyView]) -> KeyWidths {
 /// target, then the declared state (and why, when it cannot be planned).
 pub fn render_key(view: &KeyView, w: &KeyWidths) -> String {
     let mut out = String::new();
-    let mark = if view.agree {
-        " ".to_owned()
-    } else {
-        ui::paint(ui::WARNING, "!")
-    };
+    let mark = mark(view.agree);
     for t in &view.targets {
         let (cells, style) = cells(view, t);
-        let _ = write!(out, "{mark}");
-        let (last, padded) = cells.split_last().expect("cells");
-        for (cell, width) in padded.iter().zip(w.0) {
-            let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
-            let _ = write!(out, " {cell}{pad} ");
-        }
-        let _ = write!(
-            out,
-            " {}",
-            style.map_or_else(|| last.clone(), |style| ui::paint(style, last))
-        );
+        write_cells(&mut out, &mark, &cells, style, &w.0);
         if let Some(Declared::Problem { problem }) = &t.declared {
             let _ = write!(out, "  ({})", ui::printable(problem));
         }
