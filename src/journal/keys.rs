@@ -11,7 +11,7 @@
 //! key commit. Free text (reason, names, values) is written as flag commits write theirs
 //! ([`message::body`], [`message::field`]), so it can never be read back as a trailer.
 
-use super::message::{self, Listed};
+use super::message::{self, Listed, STORE};
 use super::wal::Record;
 use super::writer::{upsert, Writer};
 use super::{abbreviate, now, Journal, FLUSH_EVERY};
@@ -160,57 +160,31 @@ const KEY_STORE: &str = "Key-Store";
 const KEY: &str = "Key";
 const VALUE: &str = "Value";
 const PREVIOUS_VALUE: &str = "Previous-Value";
-const STORE: &str = "Store";
-const STORE_FAILED: &str = "Store-Failed";
 
-/// The commit message of a key change: subject, reason, failures, then the trailers.
+/// The commit message of a key change: subject, reason, failures, then the trailers, written
+/// by the one writer of commit messages ([`message::compose`]).
 pub(super) fn message(entry: &KeyEntry) -> String {
     let what = match &entry.value {
         Some(v) => format!("set to {}", show_to(Some(v))),
         None => "delete".to_owned(),
     };
     let subject = format!("{} {}: {what}", entry.store, show_key(&entry.key));
-    let mut m = format!("{}\n\n", message::field(&subject));
-    if let Some(reason) = entry
-        .reason
-        .as_deref()
-        .map(message::body)
-        .filter(|r| !r.is_empty())
-    {
-        m += &reason;
-        m += "\n\n";
-    }
-    if !entry.failed.is_empty() {
-        m += message::NOT_WRITTEN;
-        m += "\n";
-        for (t, why) in &entry.failed {
-            m += &format!("- {}: {}\n", message::field(&t.to_string()), message::field(why));
-        }
-        m += "\n";
-    }
-    let mut trailer = |key: &str, value: &str| m += &format!("{key}: {}\n", message::field(value));
-    trailer(KEY_STORE, &entry.store);
-    trailer(KEY, &show_key(&entry.key));
-    trailer(VALUE, &show_to(entry.value.as_deref()));
-    trailer(
-        PREVIOUS_VALUE,
-        &show_held(entry.previous.as_ref().map(|p| p.0.as_slice())),
-    );
+    let previous = entry.previous.as_ref().map(|p| p.0.as_slice());
+    let mut trailers = vec![
+        (KEY_STORE, entry.store.clone()),
+        (KEY, show_key(&entry.key)),
+        (VALUE, show_to(entry.value.as_deref())),
+        (PREVIOUS_VALUE, show_held(previous)),
+    ];
     for t in &entry.written {
-        match entry.note(t) {
-            Some(note) => trailer(STORE, &format!("{t} ({note})")),
-            None => trailer(STORE, &t.to_string()),
-        }
+        trailers.push((STORE, message::with_note(t.to_string(), entry.note(t))));
     }
-    for (t, _) in &entry.failed {
-        trailer(STORE_FAILED, &t.to_string());
-    }
-    m
+    message::compose(&subject, entry.reason.as_deref(), &entry.failed, trailers)
 }
 
 /// Whether `message` is a key commit's: its trailers start with `Key-Store:`.
 fn is_key_commit(message: &str) -> bool {
-    message::trailers(message).is_some_and(|t| t.first().is_some_and(|(k, _)| *k == KEY_STORE))
+    message::trailers_start_with(message, KEY_STORE)
 }
 
 impl Writer<'_> {
@@ -388,15 +362,10 @@ impl Journal {
             if !is_key_commit(commit.message().unwrap_or("")) {
                 continue;
             }
-            let author = commit.author();
             out.push(LogEntry::Key(KeyRecorded {
                 short: abbreviate(&odb, oid),
                 time: commit.time().seconds(),
-                author: format!(
-                    "{} <{}>",
-                    author.name().unwrap_or(""),
-                    author.email().unwrap_or("")
-                ),
+                author: message::author(&commit),
                 subject: commit.summary().unwrap_or("").to_owned(),
             }));
         }

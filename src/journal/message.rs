@@ -142,7 +142,7 @@ const PREVIOUS_ON: &str = "Previous-On";
 const BASE_VERSION: &str = "Base-Version";
 const OFF_VARIATION: &str = "Off-Variation";
 const FALLTHROUGH: &str = "Fallthrough";
-const STORE: &str = "Store";
+pub(super) const STORE: &str = "Store";
 const STORE_FAILED: &str = "Store-Failed";
 pub(super) const NOT_WRITTEN: &str =
     "Not written (apply failed there; run `relayctl plan` to see what is left):";
@@ -150,42 +150,67 @@ pub(super) const NOT_WRITTEN: &str =
 /// The commit message of `entry`, a change from `from`: subject, reason, failures, then the
 /// trailers as the last paragraph.
 pub(super) fn message(entry: &Entry, from: &Targeting) -> String {
-    let mut m = format!("{}\n\n", field(&format!("{}: {}", entry.id, entry.summary(from))));
-    if let Some(reason) = entry.reason.as_deref().map(body).filter(|r| !r.is_empty()) {
+    let id = &entry.id;
+    let mut trailers: Vec<(&str, String)> = vec![
+        (PROJECT, id.project.clone()),
+        (ENVIRONMENT, id.environment.clone()),
+        (FLAG, id.flag.clone()),
+        (ON, entry.to.on.to_string()),
+        (PREVIOUS_ON, from.on.to_string()),
+        (BASE_VERSION, entry.base_version.to_string()),
+    ];
+    if let Some(v) = entry.to.off_variation.as_ref().and_then(Serve::variation) {
+        trailers.push((OFF_VARIATION, v.index.to_string()));
+    }
+    if let Some(v) = entry.to.fallthrough.as_ref().and_then(Serve::variation) {
+        trailers.push((FALLTHROUGH, v.index.to_string()));
+    }
+    for (t, version) in &entry.written {
+        let note = entry
+            .notes
+            .iter()
+            .find(|(n, _)| n == t)
+            .map(|(_, note)| note.as_str());
+        trailers.push((STORE, with_note(format!("{t} v{version}"), note)));
+    }
+    let subject = format!("{id}: {}", entry.summary(from));
+    compose(&subject, entry.reason.as_deref(), &entry.failed, trailers)
+}
+
+/// A `Store:` trailer's value: the target, then what it said about the write, if anything.
+pub(super) fn with_note(target: String, note: Option<&str>) -> String {
+    match note {
+        Some(note) => format!("{target} ({note})"),
+        None => target,
+    }
+}
+
+/// The one writer of every commit message, flag or key: the subject; the free text (the
+/// reason, then each failed target and why) written so that it can never be read as a
+/// trailer ([`body`], [`field`]); then `trailers` and one `Store-Failed:` per failed target as
+/// the last paragraph, each value on one line.
+pub(super) fn compose(
+    subject: &str,
+    reason: Option<&str>,
+    failed: &[(StoreTarget, String)],
+    trailers: Vec<(&str, String)>,
+) -> String {
+    let mut m = format!("{}\n\n", field(subject));
+    if let Some(reason) = reason.map(body).filter(|r| !r.is_empty()) {
         m += &reason;
         m += "\n\n";
     }
-    if !entry.failed.is_empty() {
+    if !failed.is_empty() {
         m += NOT_WRITTEN;
         m += "\n";
-        for (t, why) in &entry.failed {
+        for (t, why) in failed {
             m += &format!("- {}: {}\n", field(&t.to_string()), field(why));
         }
         m += "\n";
     }
-    let id = &entry.id;
-    let mut trailer =
-        |key: &str, value: &dyn std::fmt::Display| m += &format!("{key}: {}\n", field(&value.to_string()));
-    trailer(PROJECT, &id.project);
-    trailer(ENVIRONMENT, &id.environment);
-    trailer(FLAG, &id.flag);
-    trailer(ON, &entry.to.on);
-    trailer(PREVIOUS_ON, &from.on);
-    trailer(BASE_VERSION, &entry.base_version);
-    if let Some(v) = entry.to.off_variation.as_ref().and_then(Serve::variation) {
-        trailer(OFF_VARIATION, &v.index);
-    }
-    if let Some(v) = entry.to.fallthrough.as_ref().and_then(Serve::variation) {
-        trailer(FALLTHROUGH, &v.index);
-    }
-    for (t, version) in &entry.written {
-        match entry.notes.iter().find(|(n, _)| n == t) {
-            Some((_, note)) => trailer(STORE, &format!("{t} v{version} ({note})")),
-            None => trailer(STORE, &format!("{t} v{version}")),
-        }
-    }
-    for (t, _) in &entry.failed {
-        trailer(STORE_FAILED, t);
+    let failed = failed.iter().map(|(t, _)| (STORE_FAILED, t.to_string()));
+    for (key, value) in trailers.into_iter().chain(failed) {
+        m += &format!("{key}: {}\n", field(&value));
     }
     m
 }
@@ -236,7 +261,23 @@ pub(super) fn trailers(message: &str) -> Option<Vec<(&str, &str)>> {
 
 /// Whether `message` is a flag commit's: its trailers start with `Project:`.
 pub(super) fn is_flag_commit(message: &str) -> bool {
-    trailers(message).is_some_and(|t| t.first().is_some_and(|(k, _)| *k == PROJECT))
+    trailers_start_with(message, PROJECT)
+}
+
+/// Whether the trailers of `message`, read by relayctl's one rule ([`trailers`]), start with
+/// `key`: how a flag commit (`Project:`) and a key commit (`Key-Store:`) are told apart.
+pub(super) fn trailers_start_with(message: &str, key: &str) -> bool {
+    trailers(message).is_some_and(|t| t.first().is_some_and(|(k, _)| *k == key))
+}
+
+/// A commit's author as `relayctl log` shows it: `Name <email>`.
+pub(super) fn author(commit: &git2::Commit) -> String {
+    let author = commit.author();
+    format!(
+        "{} <{}>",
+        author.name().unwrap_or(""),
+        author.email().unwrap_or("")
+    )
 }
 
 /// Checks that `entry` can be committed: each part of its state file's path is a name a git
@@ -412,15 +453,10 @@ fn head(odb: &git2::Odb, commit: &git2::Commit, note: Option<SyncNote>) -> Resul
             .transpose()
     };
     let (off_index, ft_index) = (index(OFF_VARIATION)?, index(FALLTHROUGH)?);
-    let author = commit.author();
     let listed = Listed {
         oid: commit.id(),
         time: commit.time().seconds(),
-        author: format!(
-            "{} <{}>",
-            author.name().unwrap_or(""),
-            author.email().unwrap_or("")
-        ),
+        author: author(commit),
         subject: commit.summary().unwrap_or("").to_owned(),
         note,
         short,
