@@ -4,6 +4,10 @@
 //!
 //! A key commit's state file lives under [`FOLDER`] (`_keys/<store>/<key>.toml`): a project
 //! key cannot start with `_`, so it never meets a flag's `<project>/<environment>/<flag>.toml`.
+//! Key commits take the flag commits' one path ([`Writer::commit_state`]): the same packfiles
+//! and flushes, and the same layout ([`super::layout`]), so a store folder of more than
+//! [`super::layout::FLAT_MAX`] keys fans out into `_keys/<store>/<xx>/<key>.toml` as an
+//! environment's folder does.
 //! Store and key names are escaped into file names ([`file_name`]: every byte but letters,
 //! digits, `_`, `-` and a `.` not first becomes `%XX`); a key whose escaped name is too long for a
 //! file is refused when the overrides file is read ([`check_key_names`]). The trailers start with
@@ -13,8 +17,8 @@
 
 use super::message::{self, Listed, STORE};
 use super::wal::Record;
-use super::writer::{upsert, Writer};
-use super::{abbreviate, now, Journal, FLUSH_EVERY};
+use super::writer::Writer;
+use super::{abbreviate, now, Journal};
 use crate::flag::StoreTarget;
 use crate::keys::{show_held, show_key, show_to, Stored};
 use anyhow::{Context, Result};
@@ -127,13 +131,11 @@ pub fn check_key_names(store: &str, key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Where the state file of a key lives in the journal's tree.
-fn state_path(entry: &KeyEntry) -> [String; 3] {
-    [
-        FOLDER.to_owned(),
-        file_name(&entry.store),
-        file_name(&entry.key) + ".toml",
-    ]
+/// Where the state file of a key lives in the journal's tree: its store's folder, and the name
+/// it is filed under (`<name>.toml`, laid out by [`super::layout`]).
+fn state_place(entry: &KeyEntry) -> ([String; 2], String) {
+    let folders = [FOLDER.to_owned(), file_name(&entry.store)];
+    (folders, file_name(&entry.key))
 }
 
 /// The state file: the key's declared state after the change, exactly (TOML strings).
@@ -276,9 +278,7 @@ impl Writer<'_> {
                 return Err(e);
             }
         };
-        if self.unflushed >= FLUSH_EVERY {
-            self.flush()?;
-        }
+        self.flush_if_due()?;
         Ok(oid)
     }
 
@@ -292,28 +292,9 @@ impl Writer<'_> {
             )
         };
         self.check_key(entry)?;
-        let sig = self.author.signature(&git2::Time::new(time, 0))?;
-        let parent = self.repo.find_commit(self.tip).with_context(context)?;
-        let blob = self
-            .repo
-            .blob(state_file(entry).as_bytes())
-            .with_context(context)?;
-        let path = state_path(entry);
-        let path: Vec<&str> = path.iter().map(String::as_str).collect();
-        let tree = upsert(
-            self.repo,
-            Some(&parent.tree().with_context(context)?),
-            &path,
-            blob,
-        )
-        .with_context(context)?;
-        let tree = self.repo.find_tree(tree).with_context(context)?;
-        self.tip = self
-            .repo
-            .commit(None, &sig, &sig, &message(entry), &tree, &[&parent])
-            .with_context(context)?;
-        self.unflushed += 1;
-        Ok(self.tip)
+        let ([top, folder], name) = state_place(entry);
+        let place = ([top.as_str(), folder.as_str()], name.as_str());
+        self.commit_state(time, place, &state_file(entry), &message(entry), context)
     }
 }
 

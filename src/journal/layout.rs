@@ -11,6 +11,8 @@
 //! so `git log -p -- '*/<flag>.toml'` still finds it. A folder is fanned out when it holds a
 //! folder; readers look in both places, so journals written flat keep reading, and a flat folder
 //! larger than the threshold (written before the fan-out existed) fans out on its next commit.
+//! A plain Redis key store's folder (`_keys/<store>/<key>.toml`, see [`super::keys`]) is laid
+//! out by the same rule, the bucket taken from the key's escaped file name.
 
 use crate::flag::FlagId;
 use anyhow::{bail, Result};
@@ -38,18 +40,28 @@ pub(super) fn file_name(flag: &str) -> String {
 
 /// The blob of the state file of `id` in `root`, in either layout.
 pub(super) fn find(repo: &Repository, root: &Tree, id: &FlagId) -> Result<Option<Oid>> {
-    let at: std::path::PathBuf = [&id.project, &id.environment].iter().collect();
+    find_in(repo, root, [&id.project, &id.environment], &id.flag)
+}
+
+/// The blob of the state file `name` in the folder `top/folder` of `root`, in either layout.
+pub(super) fn find_in(
+    repo: &Repository,
+    root: &Tree,
+    [top, folder]: [&str; 2],
+    name: &str,
+) -> Result<Option<Oid>> {
+    let at: std::path::PathBuf = [top, folder].iter().collect();
     let env = match root.get_path(&at) {
         Ok(e) if e.kind() == Some(ObjectType::Tree) => repo.find_tree(e.id())?,
         Ok(_) => return Ok(None),
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let file = file_name(&id.flag);
+    let file = file_name(name);
     if let Some(entry) = env.get_name(&file) {
         return Ok(Some(entry.id()));
     }
-    let Some(sub) = subtree(repo, Some(&env), &bucket(&id.flag))? else {
+    let Some(sub) = subtree(repo, Some(&env), &bucket(name))? else {
         return Ok(None);
     };
     Ok(sub.get_name(&file).map(|e| e.id()))
@@ -61,21 +73,23 @@ pub(super) struct Written {
     pub bytes: usize,
 }
 
-/// Returns the tree `root` with `blob` as the state file of `id`, in the layout its environment's
-/// folder has (fanning the folder out when this file takes it past [`FLAT_MAX`]).
+/// Returns the tree `root` with `blob` as the state file `name` (`<name>.toml`) in the folder
+/// `top/folder` (a flag's `<project>/<environment>`, a key's `_keys/<store>`), in the layout
+/// that folder has (fanning it out when this file takes it past [`FLAT_MAX`]).
 /// Adds the trees it writes to `written`.
 pub(super) fn put(
     repo: &Repository,
     root: &Tree,
-    id: &FlagId,
+    [top, folder]: [&str; 2],
+    name: &str,
     blob: Oid,
     written: &mut Written,
 ) -> Result<Oid> {
-    let project = subtree(repo, Some(root), &id.project)?;
-    let env = subtree(repo, project.as_ref(), &id.environment)?;
-    let env = put_in_env(repo, env.as_ref(), &id.flag, blob, written)?;
-    let project = insert(repo, project.as_ref(), &id.environment, env, FOLDER, written)?;
-    insert(repo, Some(root), &id.project, project, FOLDER, written)
+    let outer = subtree(repo, Some(root), top)?;
+    let inner = subtree(repo, outer.as_ref(), folder)?;
+    let inner = put_in_env(repo, inner.as_ref(), name, blob, written)?;
+    let outer = insert(repo, outer.as_ref(), folder, inner, FOLDER, written)?;
+    insert(repo, Some(root), top, outer, FOLDER, written)
 }
 
 /// The folder `name` in `tree`, if any.

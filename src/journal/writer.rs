@@ -127,7 +127,7 @@ impl Writer<'_> {
     }
 
     /// Commits `done` (in memory); if that fails, keeps it for the log. Writes the commits out
-    /// once [`Writer::flush_at`] (or [`FLUSH_BYTES`]) are held.
+    /// once they are due ([`Writer::flush_if_due`]).
     fn commit_or_keep(&mut self, done: Done) -> Result<Oid> {
         let oid = match self.commit(&done.entry, &done.from, done.time) {
             Ok(oid) => oid,
@@ -136,43 +136,53 @@ impl Writer<'_> {
                 return Err(e);
             }
         };
+        self.flush_if_due()?;
+        Ok(oid)
+    }
+
+    /// Writes the commits held in memory out once [`Writer::flush_at`] (or [`FLUSH_BYTES`])
+    /// are held: the one rule for flag and key commits alike.
+    pub(super) fn flush_if_due(&mut self) -> Result<()> {
         if self.unflushed >= self.flush_at || self.written.bytes >= FLUSH_BYTES {
             self.flush()?;
         }
-        Ok(oid)
+        Ok(())
     }
 
     fn commit(&mut self, entry: &Entry, from: &Targeting, time: i64) -> Result<Oid> {
         let context = || format!("committing {} to the journal {}", entry.id, self.path.display());
         message::check(entry).with_context(context)?;
+        let id = &entry.id;
+        let state = message::state_file(entry);
+        let message = message::message(entry, from);
+        let folders = [id.project.as_str(), id.environment.as_str()];
+        self.commit_state(time, (folders, &id.flag), &state, &message, context)
+    }
+
+    /// Commits (in memory, written out with a later flush) the state file `state`, put at
+    /// `place` (its folder, and the name it is filed under) by [`layout::put`], with `message`:
+    /// the one commit path of flag and key commits.
+    pub(super) fn commit_state(
+        &mut self,
+        time: i64,
+        (folders, name): ([&str; 2], &str),
+        state: &str,
+        message: &str,
+        context: impl Fn() -> String,
+    ) -> Result<Oid> {
         let sig = self.author.signature(&git2::Time::new(time, 0))?;
-        let parent = self.repo.find_commit(self.tip).with_context(context)?;
-        let blob = self
-            .repo
-            .blob(message::state_file(entry).as_bytes())
-            .with_context(context)?;
-        let tree = layout::put(
-            self.repo,
-            &parent.tree().with_context(context)?,
-            &entry.id,
-            blob,
-            &mut self.written,
-        )
-        .with_context(context)?;
+        let parent = self.repo.find_commit(self.tip).with_context(&context)?;
+        let blob = self.repo.blob(state.as_bytes()).with_context(&context)?;
+        let root = parent.tree().with_context(&context)?;
+        let tree =
+            layout::put(self.repo, &root, folders, name, blob, &mut self.written).with_context(&context)?;
         // The state file, the commit and its message, besides the trees counted by `put`.
         self.written.bytes += 1024;
-        let tree = self.repo.find_tree(tree).with_context(context)?;
+        let tree = self.repo.find_tree(tree).with_context(&context)?;
         self.tip = self
             .repo
-            .commit(
-                None,
-                &sig,
-                &sig,
-                &message::message(entry, from),
-                &tree,
-                &[&parent],
-            )
-            .with_context(context)?;
+            .commit(None, &sig, &sig, message, &tree, &[&parent])
+            .with_context(&context)?;
         self.unflushed += 1;
         Ok(self.tip)
     }
@@ -275,7 +285,9 @@ pub(super) fn write_pack(repo: &Repository, odb: &git2::Odb, objects: &[Oid]) ->
     Ok(())
 }
 
-/// Returns the tree `root` with `blob` at `path`, creating the intermediate trees.
+/// Returns the tree `root` with `blob` at `path`, creating the intermediate trees (tests lay
+/// out journals of earlier layouts with it).
+#[cfg(test)]
 pub(super) fn upsert(repo: &Repository, root: Option<&git2::Tree>, path: &[&str], blob: Oid) -> Result<Oid> {
     let mut tb = repo.treebuilder(root)?;
     match path {

@@ -98,3 +98,80 @@ fn a_killed_run_s_key_writes_are_committed_or_handed_back() {
     let j = Journal::open_locked(&path, &test_options()).unwrap();
     assert_eq!(j.recovery().commits, 0, "nothing committed twice");
 }
+
+/// The state file of `key` of the store `meow-blue` in the branch's tree, found by the layout's
+/// reader in either layout.
+fn key_state(j: &Journal, key: &str) -> Option<String> {
+    let tree = j.repo.head().unwrap().peel_to_tree().unwrap();
+    let store = file_name("meow-blue");
+    let blob = super::super::layout::find_in(&j.repo, &tree, [FOLDER, &store], &file_name(key)).unwrap()?;
+    let blob = j.repo.find_blob(blob).unwrap();
+    Some(String::from_utf8(blob.content().to_vec()).unwrap())
+}
+
+/// The names in the store folder `_keys/meow-blue` of the branch's tree, and whether each is a
+/// folder.
+fn store_folder(j: &Journal) -> Vec<(String, bool)> {
+    let tree = j.repo.head().unwrap().peel_to_tree().unwrap();
+    let folder = tree.get_path(std::path::Path::new("_keys/meow-blue")).unwrap();
+    let folder = j.repo.find_tree(folder.id()).unwrap();
+    folder
+        .iter()
+        .map(|e| {
+            (
+                e.name().unwrap().to_owned(),
+                e.kind() == Some(git2::ObjectType::Tree),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_key_store_folder_past_the_threshold_fans_out_and_both_layouts_read_back() {
+    use super::super::layout::FLAT_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let mut j = Journal::open_locked(&path, &test_options()).unwrap();
+    let key = |i: usize| {
+        if i == 7 {
+            "k/../x 7".to_owned()
+        } else {
+            format!("key-{i:05}")
+        }
+    };
+    let commit = |w: &mut Writer, i: usize| {
+        let e = entry(&key(i), Some(&format!("v{i}")));
+        let intent = w.begin_key(&e, e.written.clone())?;
+        w.finish_key(&intent, &e).map(drop)
+    };
+    j.write(|w| (0..FLAT_MAX).try_for_each(|i| commit(w, i))).unwrap();
+    let flat = store_folder(&j);
+    assert_eq!(flat.len(), FLAT_MAX);
+    assert!(flat.iter().all(|(n, folder)| n.ends_with(".toml") && !folder));
+    assert!(
+        flat.iter().any(|(n, _)| n == "k%2F..%2Fx%207.toml"),
+        "the escaped name, flat"
+    );
+    for i in [0, 7, FLAT_MAX - 1] {
+        let state = key_state(&j, &key(i)).unwrap_or_else(|| panic!("key {i}, flat"));
+        assert!(state.contains(&format!("value = \"v{i}\"")), "{state}");
+    }
+
+    // The crossing commit: the folder fans out into buckets of the escaped names.
+    j.write(|w| commit(w, FLAT_MAX)).unwrap();
+    let fanned = store_folder(&j);
+    assert!(
+        fanned.len() <= 256 && fanned.iter().all(|(_, folder)| *folder),
+        "{fanned:?}"
+    );
+    for i in (0..=FLAT_MAX).step_by(97).chain([7, FLAT_MAX]) {
+        let state = key_state(&j, &key(i)).unwrap_or_else(|| panic!("key {i}, fanned out"));
+        assert!(state.contains(&format!("value = \"v{i}\"")), "{state}");
+    }
+    assert!(key_state(&j, "never-written").is_none());
+    assert_eq!(
+        j.log().unwrap().len(),
+        FLAT_MAX + 1,
+        "every key commit is in the log"
+    );
+}
