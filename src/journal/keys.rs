@@ -22,7 +22,7 @@ use super::{abbreviate, now, Journal};
 use crate::flag::StoreTarget;
 use crate::keys::{show_held, show_key, show_to, Stored};
 use anyhow::{Context, Result};
-use git2::{Oid, Sort};
+use git2::Oid;
 use serde::{Deserialize, Serialize};
 
 /// The tree folder of key commits.
@@ -321,36 +321,24 @@ impl Journal {
         &self.key_interrupted
     }
 
-    /// Every flag and key commit of the journal's branch, newest first.
+    /// Every flag and key commit of the journal's branch, newest first, in one walk of the
+    /// branch ([`Journal::walk`]); flag commits with their sync note, and all read from the
+    /// commit messages alone, never their trees.
     pub fn log(&self) -> Result<Vec<LogEntry>> {
-        let context = || format!("reading the journal {}", self.path.display());
-        let mut flags = self.list()?.into_iter().peekable();
-        let mut walk = self.repo.revwalk().with_context(context)?;
-        if walk.push_ref(&self.branch).is_err() {
-            return Ok(Vec::new());
-        }
-        walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)
-            .with_context(context)?;
-        let odb = self.repo.odb().with_context(context)?;
-        let mut out = Vec::new();
-        for oid in walk {
-            let oid = oid.with_context(context)?;
-            if flags.peek().is_some_and(|f| f.oid == oid) {
-                out.extend(flags.next().map(LogEntry::Flag));
-                continue;
+        self.walk(|_, odb, commit, note| {
+            if let Some(flag) = message::list(odb, commit, note)? {
+                return Ok(Some(LogEntry::Flag(flag)));
             }
-            let commit = self.repo.find_commit(oid).with_context(context)?;
             if !is_key_commit(commit.message().unwrap_or("")) {
-                continue;
+                return Ok(None);
             }
-            out.push(LogEntry::Key(KeyRecorded {
-                short: abbreviate(&odb, oid),
+            Ok(Some(LogEntry::Key(KeyRecorded {
+                short: abbreviate(odb, commit.id()),
                 time: commit.time().seconds(),
-                author: message::author(&commit),
+                author: message::author(commit),
                 subject: commit.summary().unwrap_or("").to_owned(),
-            }));
-        }
-        Ok(out)
+            })))
+        })
     }
 }
 

@@ -31,7 +31,9 @@ mod worktree;
 mod writer;
 
 pub use keys::{check_key_names, KeyEntry, KeyIntent, LogEntry};
-pub use message::{Entry, Listed, Recorded};
+#[cfg(test)]
+pub use message::Listed;
+pub use message::{Entry, Recorded};
 pub use notes::SyncNote;
 pub use wal::Intent;
 pub use writer::Writer;
@@ -365,14 +367,8 @@ impl Journal {
         self.walk(message::read)
     }
 
-    /// Every flag commit of the journal's branch, newest first, with its sync note, as `relayctl
-    /// log` lists it: read from the commit messages alone, never their trees.
-    pub fn list(&self) -> Result<Vec<Listed>> {
-        self.walk(|_, odb, commit, note| message::list(odb, commit, note))
-    }
-
     /// `read` of every commit of the branch, newest first, given its sync note; keeps the `Some`s.
-    fn walk<T>(
+    pub(super) fn walk<T>(
         &self,
         read: impl Fn(&Repository, &git2::Odb, &git2::Commit, Option<SyncNote>) -> Result<Option<T>>,
     ) -> Result<Vec<T>> {
