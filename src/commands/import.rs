@@ -103,19 +103,26 @@ fn declarations(
             }
         }
     }
-    if !problems.is_empty() {
-        bail!(
-            "cannot import {} flag(s), so nothing was imported:\n  {}",
-            problems.len(),
-            // What the stores hold is quoted in here: nothing of it reaches the terminal raw.
-            problems
-                .iter()
-                .map(|p| ui::printable(p))
-                .collect::<Vec<_>>()
-                .join("\n  ")
-        );
-    }
+    refuse(&problems, "flag(s)")?;
     Ok(declarations)
+}
+
+/// Fails when any of `what` (`flag(s)`, `key(s)`) cannot be imported, listing why for each, so
+/// that nothing is imported.
+fn refuse(problems: &[String], what: &str) -> Result<()> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "cannot import {} {what}, so nothing was imported:\n  {}",
+        problems.len(),
+        // What the stores hold is quoted in here: nothing of it reaches the terminal raw.
+        problems
+            .iter()
+            .map(|p| ui::printable(p))
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    );
 }
 
 /// Writes `text` to stdout; a reader that closed the pipe early is no error.

@@ -75,17 +75,7 @@ pub(super) fn run(
             }
         }
     }
-    if !problems.is_empty() {
-        bail!(
-            "cannot import {} key(s), so nothing was imported:\n  {}",
-            problems.len(),
-            problems
-                .iter()
-                .map(|p| ui::printable(p))
-                .collect::<Vec<_>>()
-                .join("\n  ")
-        );
-    }
+    super::refuse(&problems, "key(s)")?;
     super::print(&out)?;
     settings.status("Paste these under the [keys.<store>] table named above them; `relayctl plan` then shows no change for them.");
     Ok(Exit::Success)
