@@ -207,15 +207,7 @@ impl Redis {
     /// Stores `flags` in `<prefix>:features` and sets `$inited`, as Relay's full init does.
     pub fn seed(&self, prefix: &str, flags: &[Value]) {
         let mut c = self.conn();
-        for f in flags {
-            let key = f["key"].as_str().unwrap();
-            redis::cmd("HSET")
-                .arg(format!("{prefix}:features"))
-                .arg(key)
-                .arg(f.to_string())
-                .exec(&mut c)
-                .unwrap();
-        }
+        seed_flags(&mut c, prefix, flags);
         redis::cmd("SET")
             .arg(format!("{prefix}:$inited"))
             .arg("")
@@ -225,12 +217,7 @@ impl Redis {
 
     /// The stored JSON of `flag` under `prefix`, if any.
     pub fn flag(&self, prefix: &str, flag: &str) -> Option<Value> {
-        let raw: Option<String> = redis::cmd("HGET")
-            .arg(format!("{prefix}:features"))
-            .arg(flag)
-            .query(&mut self.conn())
-            .unwrap();
-        raw.map(|r| serde_json::from_str(&r).unwrap())
+        read_flag(&mut self.conn(), prefix, flag)
     }
 
     /// Every field of the hash as raw strings (to compare "untouched" byte for byte).
@@ -248,12 +235,35 @@ impl Drop for Redis {
 /// [`Redis::set_raw`] on the server at `url`, from anywhere (a `Proxy` hook owns no [`Redis`]).
 pub fn set_raw(url: &str, prefix: &str, flag: &str, raw: &str) {
     let mut conn = redis::Client::open(url).and_then(|c| c.get_connection()).unwrap();
+    set_flag(&mut conn, prefix, flag, raw);
+}
+
+/// Sets the field `flag` of `<prefix>:features` to `raw` through `c` (a server's connection or a
+/// cluster's).
+fn set_flag(c: &mut impl redis::ConnectionLike, prefix: &str, flag: &str, raw: &str) {
     redis::cmd("HSET")
         .arg(format!("{prefix}:features"))
         .arg(flag)
         .arg(raw)
-        .exec(&mut conn)
+        .exec(c)
         .unwrap();
+}
+
+/// Stores `flags` in `<prefix>:features` through `c`.
+pub(super) fn seed_flags(c: &mut impl redis::ConnectionLike, prefix: &str, flags: &[Value]) {
+    for f in flags {
+        set_flag(c, prefix, f["key"].as_str().unwrap(), &f.to_string());
+    }
+}
+
+/// The stored JSON of `flag` under `prefix`, if any, read through `c`.
+pub(super) fn read_flag(c: &mut impl redis::ConnectionLike, prefix: &str, flag: &str) -> Option<Value> {
+    let raw: Option<String> = redis::cmd("HGET")
+        .arg(format!("{prefix}:features"))
+        .arg(flag)
+        .query(c)
+        .unwrap();
+    raw.map(|r| serde_json::from_str(&r).unwrap())
 }
 
 /// Sends `signal` (`"STOP"`, `"CONT"`) to process `pid` with `kill`.

@@ -2,7 +2,7 @@
 //! primary with replicas ([`Replicated`]), the same watched by three Sentinels ([`Sentinels`]),
 //! and a three-primary cluster ([`Cluster`]). Every wait is bounded and says what it waits for.
 
-use super::{free_port, require, stdout_of, wait_for, Redis};
+use super::{free_port, redis_server, require, stdout_of, wait_for, Redis};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -300,15 +300,7 @@ impl Cluster {
 
     /// Stores `flags` in `<prefix>:features` wherever the cluster keeps that key.
     pub fn seed(&self, prefix: &str, flags: &[Value]) {
-        let mut c = self.conn();
-        for f in flags {
-            redis::cmd("HSET")
-                .arg(format!("{prefix}:features"))
-                .arg(f["key"].as_str().unwrap())
-                .arg(f.to_string())
-                .exec(&mut c)
-                .unwrap();
-        }
+        redis_server::seed_flags(&mut self.conn(), prefix, flags);
     }
 
     /// The cluster slot of `key`.
@@ -322,11 +314,6 @@ impl Cluster {
 
     /// The stored JSON of `flag` under `prefix`, if any.
     pub fn flag(&self, prefix: &str, flag: &str) -> Option<Value> {
-        let raw: Option<String> = redis::cmd("HGET")
-            .arg(format!("{prefix}:features"))
-            .arg(flag)
-            .query(&mut self.conn())
-            .unwrap();
-        raw.map(|r| serde_json::from_str(&r).unwrap())
+        redis_server::read_flag(&mut self.conn(), prefix, flag)
     }
 }
