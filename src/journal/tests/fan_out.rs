@@ -25,6 +25,18 @@ fn env_folder(j: &Journal) -> Vec<(String, Option<git2::ObjectType>)> {
         .collect()
 }
 
+/// What `git -C path args...` prints; it must succeed.
+fn git(path: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn flag(i: usize) -> Entry {
     let mut e = entry();
     e.id.flag = format!("flag-{i:05}");
@@ -83,16 +95,7 @@ fn a_folder_crossing_the_threshold_fans_out_and_every_state_reads_back() {
 
     // git shows the crossing as renames, and every change with the flag key in its path.
     assert_eq!(j.close(), None);
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&path)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let git = |args: &[&str]| git(&path, args);
     let crossing = git(&["show", "-M", "--format=", "--name-status", "HEAD~1"]);
     assert_eq!(
         crossing.lines().filter(|l| l.starts_with('R')).count(),
@@ -193,16 +196,7 @@ fn sync_notes_fan_out_and_git_notes_reads_every_one() {
     let tree = notes.peel_to_tree().unwrap();
     assert!(tree.iter().all(|e| e.name().unwrap().len() == 2), "fanned out");
     drop((tree, notes));
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&path)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let git = |args: &[&str]| git(&path, args);
     assert_eq!(
         git(&["notes", "--ref", "relayctl-sync", "list"]).lines().count(),
         300
