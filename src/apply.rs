@@ -14,7 +14,8 @@
 //! the first store write ([`Writer::check`]), so no flag is written that cannot be journaled.
 //!
 //! A write whose outcome is unknown (sent, and no answer came) is resolved the same way, at once:
-//! the target is read back, and the write counts as done if it now holds the planned version + 1
+//! the target is read back (a batch's unanswered writes to one target together, in one bounded
+//! read, announced once), and the write counts as done if it now holds the planned version + 1
 //! with the planned state. A target that cannot be read back either stays an unfinished intent in
 //! the journal's write-ahead log, for the next apply to resolve; it is never reported as written
 //! or as not written on a guess.
