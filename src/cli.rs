@@ -121,8 +121,9 @@ fn duration(text: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// What to show: every flag of an environment, or one flag. Default: every environment the
-    /// overrides file names.
+    /// What to show: every flag of an environment, or one flag; a redis-keys store's declared
+    /// keys (STORE or _keys/STORE), or one key (_keys/STORE/KEY). Default: every environment the
+    /// overrides file names, and every store's declared keys.
     #[arg(value_name = "PROJECT/ENV[/FLAG]")]
     pub selectors: Vec<String>,
     /// Print one JSON document.
@@ -132,7 +133,7 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The flags whose current state to declare.
+    /// The flags whose current state to declare (or plain Redis keys, as _keys/STORE/KEY).
     #[arg(value_name = "PROJECT/ENV/FLAG", required = true)]
     pub flags: Vec<String>,
     /// Add the declarations to the overrides file, keeping its comments and formatting.

@@ -8,6 +8,8 @@
 //! one flag), so `show` and `plan` can never disagree about it. Flag keys come from the stores and
 //! are hostile: a key that is not a LaunchDarkly key is shown quoted and escaped, never raw.
 
+pub mod keys;
+
 use crate::desired::Override;
 use crate::flag::{is_key, FlagId, Serve, StoreTarget, Variation, Weighted};
 use crate::store::{Listing, Lookup, Observed};
@@ -209,6 +211,8 @@ fn view(id: FlagId, lookups: Vec<(StoreTarget, Lookup)>, declared: Option<&Overr
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
     pub flags: usize,
+    /// Plain Redis keys ([`keys::KeyView`]).
+    pub keys: usize,
     pub disagreeing: usize,
     pub declared: usize,
     /// Declared flags that some target does not hold in the declared state.
@@ -235,6 +239,9 @@ impl Summary {
 /// The closing status line (for stderr).
 pub fn render_summary(s: &Summary) -> String {
     let mut out = format!("Shown: {} flag(s)", s.flags);
+    if s.keys > 0 {
+        let _ = write!(out, " and {} key(s)", s.keys);
+    }
     if s.disagreeing > 0 {
         let _ = write!(
             out,

@@ -24,6 +24,10 @@ use std::time::{Instant, SystemTime};
 
 /// How many flags are worked on at once. Requests for one flag are always sequential.
 const CONCURRENCY: usize = 8;
+
+/// How long sync waits for a flag to finish before it writes out the notes it holds.
+const NOTES_IDLE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// How many times one flag is re-read and re-decided after a concurrent change (409, failed test).
 const REDECIDE: usize = 3;
 
@@ -386,12 +390,12 @@ fn note_for(outcome: &Outcome, at: SystemTime) -> Option<SyncNote> {
 }
 
 /// Replays the unsynced commits of `journal` onto LaunchDarkly, calling `report` as each flag
-/// finishes (after its notes are written).
+/// finishes (after its notes are set).
 ///
-/// Idempotent: each flag's notes are written as soon as its request succeeds, oldest commit
-/// first, so a sync killed at any point and run again skips what is noted `synced`, finds any
-/// flag whose PATCH landed but was not noted already in its target state (noting it without a
-/// second PATCH), and finishes the rest. `--dry-run` sends GETs only and writes no note.
+/// Idempotent: each flag's notes are set as soon as its request succeeds, oldest commit first,
+/// and written out within a second (at once when the sync waits), so a sync killed at any point
+/// and run again skips what is noted `synced`, finds any flag whose PATCH landed but was not
+/// noted already in its target state (noting it without a second PATCH), and finishes the rest. `--dry-run` sends GETs only and writes no note.
 /// Stops early, leaving the rest pending, when the token is refused or LaunchDarkly redirects
 /// (`Err`), when LaunchDarkly stays unavailable ([`Summary::unavailable`]), or on Ctrl-C/SIGTERM
 /// ([`Summary::interrupted`]): flags in flight finish, no new one starts.
@@ -424,9 +428,20 @@ pub async fn sync(
     }))
     .buffer_unordered(CONCURRENCY);
     let mut summary = Summary::default();
-    while let Some(first) = results.next().await {
-        // Flags that finished together share one notes commit; each note is still written as
-        // soon as its flag's request is answered, before any further request is awaited.
+    loop {
+        // Notes are held in memory while flags keep finishing, and written out (one notes commit,
+        // one packfile) at least every second and whenever no flag finishes for NOTES_IDLE.
+        let next = match journal.notes_held() {
+            true => match tokio::time::timeout(NOTES_IDLE, results.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    journal.write_notes()?;
+                    continue;
+                }
+            },
+            false => results.next().await,
+        };
+        let Some(first) = next else { break };
         let mut done = vec![first];
         while let Some(Some(more)) = futures::FutureExt::now_or_never(results.next()) {
             done.push(more);
@@ -448,6 +463,9 @@ pub async fn sync(
         }
     }
     drop(results);
+    let started = std::time::Instant::now();
+    journal.write_notes()?;
+    summary.noting += started.elapsed();
     stop.finish(&mut summary)?;
     Ok(summary)
 }

@@ -6,6 +6,8 @@
 //! written. `--write` checks that the edited file is a valid overrides file before it replaces
 //! the old one (a temporary file renamed over it), so a failure leaves the file as it was.
 
+mod keys;
+
 use super::load;
 use super::show::parse_selector;
 use crate::exit::Exit;
@@ -23,6 +25,9 @@ use tokio::runtime::Runtime;
 /// Prints the declarations (or adds them to the overrides file with `write`).
 pub fn run(settings: &Settings, rt: &Runtime, flags: &[String], write: bool) -> Result<Exit> {
     let (config, stores) = load(settings)?;
+    if keys::named(flags) {
+        return keys::run(settings, rt, &config, flags, write);
+    }
     let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for raw in flags {
         let s = parse_selector(raw)?;

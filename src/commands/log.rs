@@ -66,30 +66,17 @@ fn render(entries: &[LogEntry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flag::{FlagId, Targeting};
-    use crate::journal::{Recorded, SyncNote};
+    use crate::journal::{Listed, SyncNote};
 
     fn recorded(short: &str, flag: &str, note: Option<SyncNote>) -> LogEntry {
-        LogEntry::Flag(Box::new(Recorded {
+        LogEntry::Flag(Listed {
             oid: git2::Oid::zero(),
             short: short.into(),
             time: 1_795_316_645,
             author: "Test Operator <op@example.com>".into(),
             subject: format!("default/production/{flag}: turn off"),
-            reason: None,
-            id: FlagId {
-                project: "default".into(),
-                environment: "production".into(),
-                flag: flag.into(),
-            },
-            to: Targeting {
-                on: false,
-                off_variation: None,
-                fallthrough: None,
-            },
-            base_version: 41,
             note,
-        }))
+        })
     }
 
     #[test]

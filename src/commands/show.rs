@@ -1,17 +1,22 @@
 //! `relayctl show [PROJECT/ENV[/FLAG]]... [--json]`: what the stores hold now, by value, and
-//! whether it is the declared state. Reads only; safe to run at any time.
+//! whether it is the declared state. Reads only; safe to run at any time. Plain Redis keys
+//! (selected as `STORE` or `_keys/STORE[/KEY]`) follow the flags: [`keys`].
 //!
 //! Each environment is read from every target at once, then its lines are streamed to stdout as
 //! they are rendered. A target that cannot be read, an environment no target holds, a flag no
 //! target holds: each is an error naming it and where it was looked for, reported after what
 //! could be shown (exit 1).
 
+pub(super) mod keys;
+
 use super::load;
 use crate::desired::Config;
 use crate::exit::Exit;
 use crate::flag::is_key;
 use crate::settings::Settings;
+use crate::show::keys::KeyView;
 use crate::show::{self, FlagView, State, Summary};
+use crate::store::redis_keys::KeyStores;
 use crate::store::{Listing, Stores};
 use crate::ui;
 use anyhow::{anyhow, bail, Result};
@@ -84,7 +89,7 @@ fn named_environments(settings: &Settings, config: &crate::desired::Config) -> R
     for store in &config.stores {
         envs.extend(store.environments());
     }
-    if envs.is_empty() {
+    if envs.is_empty() && config.keys.is_empty() {
         bail!(
             "the overrides file {} names no project/environment (no [overrides.<project>.<environment>] \
              table, no [store.prefixes] entry), so there is nothing to show by default: name one, e.g. \
@@ -95,18 +100,25 @@ fn named_environments(settings: &Settings, config: &crate::desired::Config) -> R
     Ok(envs.into_iter().map(|e| (e, None)).collect())
 }
 
-/// Shows the selected flags (human or `--json`); exit 1 when something could not be shown.
+/// Shows the selected flags and keys (human or `--json`); exit 1 when something could not be
+/// shown.
 pub fn run(settings: &Settings, rt: &Runtime, selectors: &[String], json: bool) -> Result<Exit> {
     let (config, stores) = load(settings)?;
-    let groups = if selectors.is_empty() {
-        named_environments(settings, &config)?
-    } else {
-        group(
-            &selectors
-                .iter()
-                .map(|s| parse_selector(s))
-                .collect::<Result<Vec<_>>>()?,
+    let (groups, key_groups) = if selectors.is_empty() {
+        (
+            named_environments(settings, &config)?,
+            keys::declared_stores(&config),
         )
+    } else {
+        let names: Vec<&str> = config.key_stores.iter().map(|s| s.name.as_str()).collect();
+        let (mut flags, mut selected) = (Vec::new(), Vec::new());
+        for raw in selectors {
+            match keys::parse(raw, &names)? {
+                Some(key) => selected.push(key),
+                None => flags.push(parse_selector(raw)?),
+            }
+        }
+        (group(&flags), keys::group(selected))
     };
     let mut out = Out::new();
     if json {
@@ -127,10 +139,26 @@ pub fn run(settings: &Settings, rt: &Runtime, selectors: &[String], json: bool) 
         out.flags(&views, json, &mut first)?;
     }
     if json {
+        out.write(show::keys::JSON_KEYS)?;
+    }
+    let key_stores = KeyStores::open(&config.key_stores, settings.redis_timeout)?;
+    let mut first = true;
+    for (store, only) in &key_groups {
+        let views = keys::store_views(
+            settings,
+            rt,
+            (&key_stores, &config),
+            (store, only.as_deref()),
+            &mut errors,
+        );
+        summary.add_keys(&views);
+        out.keys(&views, json, &mut first)?;
+    }
+    if json {
         out.write(show::JSON_CLOSE)?;
     }
     out.finish()?;
-    if !json && (summary.flags > 0 || errors.is_empty()) {
+    if !json && (summary.flags + summary.keys > 0 || errors.is_empty()) {
         settings.status(show::render_summary(&summary).trim_end());
     }
     conclude(&errors)
@@ -280,6 +308,23 @@ impl Out {
             let widths = show::widths(views);
             for v in views {
                 self.write(&show::render_flag(v, &widths))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams the key `views` of one store, as [`Out::flags`] does flags.
+    fn keys(&mut self, views: &[KeyView], json: bool, first: &mut bool) -> Result<()> {
+        if json {
+            for v in views {
+                self.write(if *first { "" } else { show::JSON_SEPARATOR })?;
+                self.write(&show::keys::to_json(v))?;
+                *first = false;
+            }
+        } else {
+            let widths = show::keys::widths(views);
+            for v in views {
+                self.write(&show::keys::render_key(v, &widths))?;
             }
         }
         Ok(())

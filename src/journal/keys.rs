@@ -11,7 +11,7 @@
 //! key commit. Free text (reason, names, values) is written as flag commits write theirs
 //! ([`message::body`], [`message::field`]), so it can never be read back as a trailer.
 
-use super::message::{self, Recorded};
+use super::message::{self, Listed};
 use super::wal::Record;
 use super::writer::{upsert, Writer};
 use super::{abbreviate, now, Journal, FLUSH_EVERY};
@@ -355,7 +355,7 @@ pub struct KeyRecorded {
 /// One line of `relayctl log`: a flag commit (synced or pending) or a key commit (local only).
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogEntry {
-    Flag(Box<Recorded>),
+    Flag(Listed),
     Key(KeyRecorded),
 }
 
@@ -369,7 +369,7 @@ impl Journal {
     /// Every flag and key commit of the journal's branch, newest first.
     pub fn log(&self) -> Result<Vec<LogEntry>> {
         let context = || format!("reading the journal {}", self.path.display());
-        let mut flags = self.entries()?.into_iter().peekable();
+        let mut flags = self.list()?.into_iter().peekable();
         let mut walk = self.repo.revwalk().with_context(context)?;
         if walk.push_ref(&self.branch).is_err() {
             return Ok(Vec::new());
@@ -381,7 +381,7 @@ impl Journal {
         for oid in walk {
             let oid = oid.with_context(context)?;
             if flags.peek().is_some_and(|f| f.oid == oid) {
-                out.extend(flags.next().map(|r| LogEntry::Flag(Box::new(r))));
+                out.extend(flags.next().map(LogEntry::Flag));
                 continue;
             }
             let commit = self.repo.find_commit(oid).with_context(context)?;

@@ -17,6 +17,7 @@
 //! lines. So git and relayctl read the same, real trailers, and the reason is read back from the
 //! state file, exactly as declared.
 
+use super::layout;
 use super::notes::SyncNote;
 use crate::flag::{FlagId, Serve, StoreTarget, Targeting, Variation};
 use anyhow::{anyhow, Context, Result};
@@ -92,11 +93,44 @@ impl Recorded {
     }
 
     /// The sync status as `relayctl log` shows it: the note's first line, or `pending`.
+    #[cfg(test)]
     pub fn status(&self) -> String {
-        match &self.note {
-            Some(n) => n.to_string().lines().next().unwrap_or("pending").to_owned(),
-            None => "pending".to_owned(),
-        }
+        status(self.note.as_ref())
+    }
+}
+
+/// A journal commit as `relayctl log` lists it: what its message and sync note say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub oid: Oid,
+    /// The abbreviated commit id.
+    pub short: String,
+    /// Commit time, seconds since the epoch.
+    pub time: i64,
+    /// `Name <email>`.
+    pub author: String,
+    pub subject: String,
+    /// The sync note, if any.
+    pub note: Option<SyncNote>,
+}
+
+impl Listed {
+    /// Whether sync has finished with this commit (a `synced` note).
+    pub fn is_synced(&self) -> bool {
+        self.note.as_ref().is_some_and(SyncNote::is_synced)
+    }
+
+    /// The sync status: the note's first line, or `pending`.
+    pub fn status(&self) -> String {
+        status(self.note.as_ref())
+    }
+}
+
+/// A sync status as `relayctl log` shows it: the note's first line, or `pending`.
+fn status(note: Option<&SyncNote>) -> String {
+    match note {
+        Some(n) => n.to_string().lines().next().unwrap_or("pending").to_owned(),
+        None => "pending".to_owned(),
     }
 }
 
@@ -333,20 +367,23 @@ fn legacy_value(state: &str, key: &str) -> Option<Value> {
     })
 }
 
-/// Reads back a journal commit; `None` for commits that are not flag changes (the initial one).
-pub(super) fn read(
-    repo: &Repository,
-    commit: &git2::Commit,
-    note: Option<SyncNote>,
-) -> Result<Option<Recorded>> {
-    let message = commit.message().unwrap_or("");
-    let Some(trailers) = trailers(message) else {
+/// What a flag commit's message says, read without its tree.
+struct Head {
+    listed: Listed,
+    id: FlagId,
+    on: bool,
+    base_version: u64,
+    off_index: Option<usize>,
+    ft_index: Option<usize>,
+}
+
+/// Reads the message and trailers of a journal commit; `None` for commits that are not flag
+/// changes (the initial one).
+fn head(odb: &git2::Odb, commit: &git2::Commit, note: Option<SyncNote>) -> Result<Option<Head>> {
+    let Some(trailers) = trailers(commit.message().unwrap_or("")) else {
         return Ok(None);
     };
-    let odb = repo
-        .odb()
-        .with_context(|| format!("reading journal commit {}", commit.id()))?;
-    let short = super::abbreviate(&odb, commit.id());
+    let short = super::abbreviate(odb, commit.id());
     let get = |key: &str| -> Result<Option<String>> {
         let mut values = trailers
             .iter()
@@ -375,11 +412,60 @@ pub(super) fn read(
             .transpose()
     };
     let (off_index, ft_index) = (index(OFF_VARIATION)?, index(FALLTHROUGH)?);
+    let author = commit.author();
+    let listed = Listed {
+        oid: commit.id(),
+        time: commit.time().seconds(),
+        author: format!(
+            "{} <{}>",
+            author.name().unwrap_or(""),
+            author.email().unwrap_or("")
+        ),
+        subject: commit.summary().unwrap_or("").to_owned(),
+        note,
+        short,
+    };
     let id = FlagId {
         project,
         environment,
         flag,
     };
+    Ok(Some(Head {
+        listed,
+        id,
+        on,
+        base_version,
+        off_index,
+        ft_index,
+    }))
+}
+
+/// A journal commit as `relayctl log` lists it, read from its message alone (never its tree);
+/// `None` for commits that are not flag changes.
+pub(super) fn list(odb: &git2::Odb, commit: &git2::Commit, note: Option<SyncNote>) -> Result<Option<Listed>> {
+    Ok(head(odb, commit, note)?.map(|h| h.listed))
+}
+
+/// Reads back a journal commit, with the state its tree records; `None` for commits that are
+/// not flag changes (the initial one).
+pub(super) fn read(
+    repo: &Repository,
+    odb: &git2::Odb,
+    commit: &git2::Commit,
+    note: Option<SyncNote>,
+) -> Result<Option<Recorded>> {
+    let Some(Head {
+        listed,
+        id,
+        on,
+        base_version,
+        off_index,
+        ft_index,
+    }) = head(odb, commit, note)?
+    else {
+        return Ok(None);
+    };
+    let short = &listed.short;
     let needs_values = off_index.is_some() || ft_index.is_some();
     let state = match state_of(repo, commit, &id) {
         Ok(text) => read_state(&text)
@@ -389,7 +475,6 @@ pub(super) fn read(
         }
         Err(_) => State::default(),
     };
-    let (off_value, ft_value) = (state.off_variation, state.fallthrough);
     let slot = |index: Option<usize>, value: Option<Value>, what: &str| -> Result<Option<Serve>> {
         match (index, value) {
             (Some(index), Some(value)) => Ok(Some(Serve::Variation(Variation { index, value }))),
@@ -401,32 +486,28 @@ pub(super) fn read(
     };
     let to = Targeting {
         on,
-        off_variation: slot(off_index, off_value, "an off")?,
-        fallthrough: slot(ft_index, ft_value, "a fallthrough")?,
+        off_variation: slot(off_index, state.off_variation, "an off")?,
+        fallthrough: slot(ft_index, state.fallthrough, "a fallthrough")?,
     };
-    let author = commit.author();
     Ok(Some(Recorded {
-        oid: commit.id(),
-        short,
-        time: commit.time().seconds(),
-        author: format!(
-            "{} <{}>",
-            author.name().unwrap_or(""),
-            author.email().unwrap_or("")
-        ),
-        subject: commit.summary().unwrap_or("").to_owned(),
+        oid: listed.oid,
+        time: listed.time,
+        author: listed.author,
+        subject: listed.subject,
         reason: state.reason,
         id,
         to,
         base_version,
-        note,
+        note: listed.note,
+        short: listed.short,
     }))
 }
 
+/// The text of the state file of `id` in `commit`'s tree, in either layout ([`layout`]).
 fn state_of(repo: &Repository, commit: &git2::Commit, id: &FlagId) -> Result<String> {
-    let path: std::path::PathBuf = state_path(id).iter().collect();
-    let entry = commit.tree()?.get_path(&path)?;
-    let blob = repo.find_blob(entry.id())?;
+    let blob = layout::find(repo, &commit.tree()?, id)?
+        .with_context(|| format!("{} is not in the commit's tree", layout::file_name(&id.flag)))?;
+    let blob = repo.find_blob(blob)?;
     Ok(String::from_utf8_lossy(blob.content()).into_owned())
 }
 

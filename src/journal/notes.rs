@@ -130,45 +130,124 @@ pub(super) fn read_all(repo: &Repository) -> Result<HashMap<Oid, SyncNote>> {
     Ok(out)
 }
 
-/// Sets (replacing) the notes of several commits in one notes commit, without rewriting the
-/// notes tree once per commit.
+/// How many notes a level of the notes tree holds before it fans out into `ab/` folders, as
+/// git's own notes do at scale (git reads any fan-out, so `git notes show` finds every note).
+const FAN_OUT_AT: usize = 256;
+
+/// Sets (replacing) the notes of several commits in one notes commit, written as one packfile
+/// (built in memory, as the journal's commits are), rewriting only the notes tree's folders the
+/// notes land in.
 pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncNote)]) -> Result<()> {
     if notes.is_empty() {
         return Ok(());
     }
+    // A handle of its own, so that everything written goes to the in-memory backend.
+    let repo = Repository::open(repo.path())?;
+    let odb = repo.odb()?;
+    let mempack = odb.add_new_mempack_backend(1000)?;
     let parent = match repo.find_reference(NOTES_REF) {
         Ok(r) => Some(r.peel_to_commit().context("reading the sync notes' history")?),
         Err(_) => None,
     };
     let tree = parent.as_ref().map(git2::Commit::tree).transpose()?;
-    // A notes tree that git fanned out (`ab/cdef...`) needs libgit2's placement of each note.
-    let fanned_out = tree
-        .as_ref()
-        .is_some_and(|t| t.iter().any(|e| e.name().is_some_and(|n| n.len() < 40)));
-    if notes.len() < 2 || fanned_out {
-        for (oid, note) in notes {
-            repo.note(sig, sig, Some(NOTES_REF), *oid, &note.to_string(), true)
-                .with_context(|| format!("writing the sync note on journal commit {oid}"))?;
-        }
-        return Ok(());
-    }
-    let mut tb = repo.treebuilder(tree.as_ref())?;
+    let mut placed = Vec::new();
+    let mut objects = Vec::new();
     for (oid, note) in notes {
         let blob = repo.blob(note.to_string().as_bytes())?;
-        tb.insert(oid.to_string(), blob, 0o100644)?;
+        placed.push((oid.to_string(), blob));
+        objects.push(blob);
     }
-    let tree = repo.find_tree(tb.write()?)?;
+    let tree = put(&repo, tree.as_ref(), 0, placed, &mut objects)?;
     let parents: Vec<&git2::Commit> = parent.iter().collect();
-    repo.commit(
-        Some(NOTES_REF),
-        sig,
-        sig,
-        "Notes added by relayctl sync",
-        &tree,
-        &parents,
-    )
-    .with_context(|| format!("writing {} sync notes", notes.len()))?;
+    let commit = repo
+        .commit(
+            None,
+            sig,
+            sig,
+            "Notes added by relayctl sync",
+            &repo.find_tree(tree)?,
+            &parents,
+        )
+        .with_context(|| format!("writing {} sync notes", notes.len()))?;
+    objects.push(commit);
+    super::writer::write_pack(&repo, &odb, &objects)?;
+    mempack.reset()?;
+    let _ = odb.refresh();
+    anyhow::ensure!(
+        odb.exists(commit),
+        "the packfile of the sync notes was not stored (is {} missing or unwritable?)",
+        repo.path().join("objects/pack").display()
+    );
+    repo.reference(NOTES_REF, commit, true, "relayctl sync")?;
     Ok(())
+}
+
+/// Returns the notes (sub)tree `tree`, whose names continue ids after their first `2 * depth`
+/// hex digits, with each `(id, blob)` of `notes` set: replaced where the id's note already is,
+/// else in the `ab/` folder of a level that is fanned out, else at this level, which fans out
+/// once it holds more than [`FAN_OUT_AT`].
+/// Adds the trees it writes to `objects`.
+fn put(
+    repo: &Repository,
+    tree: Option<&git2::Tree>,
+    depth: usize,
+    notes: Vec<(String, Oid)>,
+    objects: &mut Vec<Oid>,
+) -> Result<Oid> {
+    let mut tb = repo.treebuilder(tree)?;
+    let fanned_out = tree.is_some_and(|t| t.iter().any(|e| e.kind() == Some(git2::ObjectType::Tree)));
+    let mut deeper: std::collections::BTreeMap<String, Vec<(String, Oid)>> = Default::default();
+    for (id, blob) in notes {
+        let rest = &id[2 * depth..];
+        if tree.is_some_and(|t| t.get_name(rest).is_some()) || !fanned_out {
+            tb.insert(rest, blob, 0o100644)?;
+        } else {
+            deeper.entry(rest[..2].to_owned()).or_default().push((id, blob));
+        }
+    }
+    for (name, notes) in deeper {
+        let sub = match tree.and_then(|t| t.get_name(&name)) {
+            Some(e) => Some(repo.find_tree(e.id())?),
+            None => None,
+        };
+        let sub = put(repo, sub.as_ref(), depth + 1, notes, objects)?;
+        tb.insert(name, sub, 0o040000)?;
+    }
+    let written = tb.write()?;
+    if fanned_out || tb.len() <= FAN_OUT_AT {
+        objects.push(written);
+        return Ok(written);
+    }
+    fan_out(repo, &repo.find_tree(written)?, objects)
+}
+
+/// The flat notes (sub)tree `tree` moved into `ab/` folders.
+fn fan_out(repo: &Repository, tree: &git2::Tree, objects: &mut Vec<Oid>) -> Result<Oid> {
+    let mut folders: std::collections::BTreeMap<String, git2::TreeBuilder> = Default::default();
+    let mut top = repo.treebuilder(None)?;
+    for e in tree.iter() {
+        let name = e.name().unwrap_or_default();
+        match name.get(..2) {
+            Some(folder) if name.len() > 2 => {
+                let tb = match folders.entry(folder.to_owned()) {
+                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => v.insert(repo.treebuilder(None)?),
+                };
+                tb.insert(&name[2..], e.id(), e.filemode())?;
+            }
+            _ => {
+                top.insert(name, e.id(), e.filemode())?;
+            }
+        }
+    }
+    for (name, tb) in folders {
+        let folder = tb.write()?;
+        objects.push(folder);
+        top.insert(name, folder, 0o040000)?;
+    }
+    let top = top.write()?;
+    objects.push(top);
+    Ok(top)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde_json::json;
 use std::time::UNIX_EPOCH;
 
 /// What apply does for one flag whose writes all succeed.
-fn record(w: &mut Writer<'_>, e: &Entry) -> Result<String> {
+pub(super) fn record(w: &mut Writer<'_>, e: &Entry) -> Result<String> {
     let mut started = e.clone();
     started.written.clear();
     started.failed.clear();
@@ -27,7 +27,7 @@ fn wal_lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-fn open(path: &Path) -> Journal {
+pub(super) fn open(path: &Path) -> Journal {
     Journal::open_locked(path, &test_options()).unwrap()
 }
 
@@ -391,3 +391,5 @@ fn the_working_tree_catches_up_after_a_killed_run_and_a_deleted_file_comes_back(
     assert!(std::fs::read_to_string(&state).unwrap().contains("on = true"));
     assert!(path.join("README.md").exists());
 }
+
+mod fan_out;

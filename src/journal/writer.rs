@@ -1,8 +1,8 @@
 //! Appending commits to the journal, behind its write-ahead log (see [`super::wal`]).
 //!
 //! Commits are built in memory (libgit2's mempack) and written as one packfile every
-//! [`FLUSH_EVERY`] commits and at the end; only once the objects are found on disk does the
-//! branch move. A write-ahead-log record leaves the log only when what it stands for is in the
+//! [`super::FLUSH_EVERY`] commits (twice as many each time after, or [`FLUSH_BYTES`]) and at
+//! the end; only once the objects are found on disk does the branch move. A write-ahead-log record leaves the log only when what it stands for is in the
 //! branch's history: a commit that cannot be made keeps its done line, a flag whose done line
 //! could not be logged keeps its intent, and a flush that fails leaves the log as it was, so the
 //! next relayctl commits them (or keeps refusing, saying why). What a commit needs from the
@@ -12,7 +12,7 @@
 use super::author::Identity;
 use super::message::{self, Entry};
 use super::wal::{self, Done, Intent, Record};
-use super::{abbreviate, now, FLUSH_EVERY};
+use super::{abbreviate, layout, now, FLUSH_BYTES, FLUSH_MOST};
 use crate::flag::{StoreTarget, Targeting};
 use anyhow::{bail, Context, Result};
 use git2::{Oid, Repository};
@@ -30,6 +30,10 @@ pub struct Writer<'r> {
     pub(super) branch: String,
     pub(super) tip: Oid,
     pub(super) unflushed: usize,
+    /// How many commits are written out together: [`FLUSH_EVERY`], doubled after each flush.
+    pub(super) flush_at: usize,
+    /// About how many bytes of objects the commits held in memory wrote.
+    pub(super) written: layout::Written,
     pub(super) path: &'r Path,
     /// Intents of an earlier, interrupted run not yet finished: kept in the log across flushes.
     pub(super) interrupted: &'r mut Vec<Intent>,
@@ -123,7 +127,7 @@ impl Writer<'_> {
     }
 
     /// Commits `done` (in memory); if that fails, keeps it for the log. Writes the commits out
-    /// once [`FLUSH_EVERY`] are held.
+    /// once [`Writer::flush_at`] (or [`FLUSH_BYTES`]) are held.
     fn commit_or_keep(&mut self, done: Done) -> Result<Oid> {
         let oid = match self.commit(&done.entry, &done.from, done.time) {
             Ok(oid) => oid,
@@ -132,7 +136,7 @@ impl Writer<'_> {
                 return Err(e);
             }
         };
-        if self.unflushed >= FLUSH_EVERY {
+        if self.unflushed >= self.flush_at || self.written.bytes >= FLUSH_BYTES {
             self.flush()?;
         }
         Ok(oid)
@@ -147,15 +151,16 @@ impl Writer<'_> {
             .repo
             .blob(message::state_file(entry).as_bytes())
             .with_context(context)?;
-        let path = message::state_path(&entry.id);
-        let path: Vec<&str> = path.iter().map(String::as_str).collect();
-        let tree = upsert(
+        let tree = layout::put(
             self.repo,
-            Some(&parent.tree().with_context(context)?),
-            &path,
+            &parent.tree().with_context(context)?,
+            &entry.id,
             blob,
+            &mut self.written,
         )
         .with_context(context)?;
+        // The state file, the commit and its message, besides the trees counted by `put`.
+        self.written.bytes += 1024;
         let tree = self.repo.find_tree(tree).with_context(context)?;
         self.tip = self
             .repo
@@ -177,11 +182,8 @@ impl Writer<'_> {
     pub(super) fn flush(&mut self) -> Result<()> {
         let context = || format!("writing commits to the journal {}", self.path.display());
         if self.unflushed > 0 {
-            let mut pack = git2::Buf::new();
-            self.mempack.dump(self.repo, &mut pack).with_context(context)?;
-            let mut writer = self.odb.packwriter().with_context(context)?;
-            writer.write_all(&pack).with_context(context)?;
-            writer.commit().with_context(context)?;
+            let objects = new_objects(self.repo, self.tip, self.unflushed).with_context(context)?;
+            write_pack(self.repo, self.odb, &objects).with_context(context)?;
             self.mempack.reset().with_context(context)?;
             // libgit2 can report success for a pack it did not store (no pack directory): the
             // branch moves only to a commit that can be read back from disk.
@@ -198,6 +200,8 @@ impl Writer<'_> {
                 .reference(&self.branch, self.tip, true, "relayctl")
                 .with_context(context)?;
             self.unflushed = 0;
+            self.flush_at = (self.flush_at * 2).min(FLUSH_MOST);
+            self.written = layout::Written::default();
         }
         let keep: Vec<Record> = self
             .interrupted
@@ -210,6 +214,65 @@ impl Writer<'_> {
             .collect();
         self.wal.reset(&keep)
     }
+}
+
+/// The objects the newest `commits` commits up to `tip` added: each commit, and the trees and
+/// blobs its tree does not share with its parent's.
+fn new_objects(repo: &Repository, tip: Oid, commits: usize) -> Result<Vec<Oid>> {
+    let mut out = Vec::new();
+    let mut commit = repo.find_commit(tip)?;
+    for _ in 0..commits {
+        out.push(commit.id());
+        let parent = commit.parents().next();
+        let old = parent.as_ref().map(git2::Commit::tree).transpose()?;
+        added(repo, &commit.tree()?, old.as_ref(), &mut out)?;
+        match parent {
+            Some(p) => commit = p,
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Adds to `out` the tree `new` and whatever under it `old` (the same folder before) lacks.
+fn added(repo: &Repository, new: &git2::Tree, old: Option<&git2::Tree>, out: &mut Vec<Oid>) -> Result<()> {
+    if old.is_some_and(|o| o.id() == new.id()) {
+        return Ok(());
+    }
+    out.push(new.id());
+    for entry in new.iter() {
+        let before = old.and_then(|o| o.get_name(entry.name()?).map(|e| e.id()));
+        if before == Some(entry.id()) {
+            continue;
+        }
+        match entry.kind() {
+            Some(git2::ObjectType::Tree) => {
+                let old = match before {
+                    Some(id) => repo.find_tree(id).ok(),
+                    None => None,
+                };
+                added(repo, &repo.find_tree(entry.id())?, old.as_ref(), out)?;
+            }
+            _ => out.push(entry.id()),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `objects` (held in memory) to the repository as one packfile. Only these: libgit2's
+/// own mempack dump packs every commit's whole tree, each flush again, which makes a journal's
+/// packs grow with the square of its flags.
+pub(super) fn write_pack(repo: &Repository, odb: &git2::Odb, objects: &[Oid]) -> Result<()> {
+    let mut builder = repo.packbuilder()?;
+    for oid in objects {
+        builder.insert_object(*oid, None)?;
+    }
+    let mut pack = git2::Buf::new();
+    builder.write_buf(&mut pack)?;
+    let mut writer = odb.packwriter()?;
+    writer.write_all(&pack)?;
+    writer.commit()?;
+    Ok(())
 }
 
 /// Returns the tree `root` with `blob` at `path`, creating the intermediate trees.
@@ -227,7 +290,7 @@ pub(super) fn upsert(repo: &Repository, root: Option<&git2::Tree>, path: &[&str]
             let sub = upsert(repo, sub.as_ref(), rest, blob)?;
             tb.insert(dir, sub, 0o040000)?;
         }
-        [] => bail!("empty path"),
+        [] => anyhow::bail!("empty path"),
     }
     Ok(tb.write()?)
 }

@@ -17,7 +17,7 @@ use futures::future::join_all;
 use std::fmt::Write as _;
 
 /// How many keys go into one pipeline per target.
-pub(super) const BATCH: usize = 256;
+pub(crate) const BATCH: usize = 256;
 
 /// What happened to one key.
 #[derive(Debug)]

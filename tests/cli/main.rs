@@ -17,7 +17,8 @@
 //! - `sync`, `sync_faults`, `sync_wait`: sync, verify and log against the fake LaunchDarkly; a
 //!   LaunchDarkly that misbehaves (rate limits, slow or unapplied answers, redirects) and bad
 //!   LaunchDarkly settings; `sync --wait` with LaunchDarkly coming up late.
-//! - `show_cmd`, `import_cmd`: what the stores hold now, and declaring it (the round trip).
+//! - `show_cmd`, `import_cmd`: what the stores hold now, and declaring it (the round trip);
+//!   `show_keys`: show for plain Redis keys.
 //! - `generated`: shell completions and the man page.
 //! - `plain_keys`: plain Redis keys (`redis-keys` stores) under plan, apply, the journal and log.
 //! - `topology`: Redis replicas, Sentinels failing over between plan and apply, a cluster.
@@ -43,6 +44,7 @@ mod plan_apply;
 mod plan_cmd;
 mod secrets;
 mod show_cmd;
+mod show_keys;
 mod store_faults;
 mod stored_bytes;
 mod sync;

@@ -1,0 +1,167 @@
+//! `relayctl import _keys/STORE/KEY...`: the `[keys.<store>]` declarations of plain Redis keys'
+//! current values, printed ready to paste (`KEY = "value"`). Read through the keys' own reader,
+//! every target of the store; all or nothing, like flags: a key that is absent, not a string,
+//! not UTF-8 text, or held differently by the targets is an error naming it, and then nothing
+//! is printed. `--write` does not add keys (yet).
+
+use crate::commands::show::keys::parse;
+use crate::desired::Config;
+use crate::exit::Exit;
+use crate::keys::{show_held, show_key};
+use crate::settings::Settings;
+use crate::store::redis_keys::{Held, KeyStores};
+use crate::ui;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use tokio::runtime::Runtime;
+
+/// Whether `args` name plain keys (`_keys/...`) rather than flags.
+pub(super) fn named(args: &[String]) -> bool {
+    args.iter().any(|a| a.starts_with("_keys/"))
+}
+
+/// Prints the declarations of the keys `args` name.
+pub(super) fn run(
+    settings: &Settings,
+    rt: &Runtime,
+    config: &Config,
+    args: &[String],
+    write: bool,
+) -> Result<Exit> {
+    let names: Vec<&str> = config.key_stores.iter().map(|s| s.name.as_str()).collect();
+    let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for raw in args {
+        match parse(raw, &names)? {
+            Some((store, Some(key))) => {
+                let keys = wanted.entry(store).or_default();
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            Some((store, None)) => bail!(
+                "{raw:?} names no key: import takes _keys/STORE/KEY, e.g. _keys/{store}/RECENT (`relayctl show \
+                 _keys/{store}` shows the declared keys)"
+            ),
+            None => bail!("{raw:?} is a flag, and the other arguments plain keys: import flags and keys in separate runs"),
+        }
+    }
+    if write {
+        bail!(
+            "--write does not add plain keys yet: run the same import without --write and paste what it prints \
+             under the [keys.<store>] table it names"
+        );
+    }
+    let stores = KeyStores::open(&config.key_stores, settings.redis_timeout)?;
+    let (mut out, mut problems) = (String::new(), Vec::new());
+    for (store, keys) in &wanted {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut held: Vec<Vec<(String, Held)>> = vec![Vec::new(); keys.len()];
+        for e in stores.endpoints().iter().filter(|e| e.store() == store) {
+            let read = rt
+                .block_on(e.read(&keys))
+                .with_context(|| format!("cannot read the keys of {}; nothing was imported", e.target()))?;
+            for (h, r) in held.iter_mut().zip(read) {
+                h.push((e.target().to_string(), r));
+            }
+        }
+        let _ = writeln!(out, "# under [keys.{}]", toml_key(store));
+        for (key, held) in keys.iter().zip(held) {
+            match value(&held) {
+                Ok(v) => {
+                    let _ = writeln!(out, "{} = {}", toml_key(key), toml_string(v));
+                }
+                Err(why) => problems.push(format!("{store} {}: {why}", show_key(key))),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "cannot import {} key(s), so nothing was imported:\n  {}",
+            problems.len(),
+            problems
+                .iter()
+                .map(|p| ui::printable(p))
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
+    super::print(&out)?;
+    settings.status("Paste these under the [keys.<store>] table named above them; `relayctl plan` then shows no change for them.");
+    Ok(Exit::Success)
+}
+
+/// The one string every target holds, or why there is none to declare.
+fn value(held: &[(String, Held)]) -> Result<&str, String> {
+    let what = |h: &Held| match h {
+        Held::Other(kind) => format!("a Redis {kind}"),
+        Held::Absent => "(absent)".to_owned(),
+        Held::Value(v) => show_held(Some(v)),
+    };
+    if held.windows(2).any(|w| w[0].1 != w[1].1) {
+        let each: Vec<String> = held
+            .iter()
+            .map(|(t, h)| format!("{t} holds {}", what(h)))
+            .collect();
+        return Err(format!(
+            "the targets disagree ({}): make them agree first",
+            each.join(", ")
+        ));
+    }
+    match held.first().map(|(_, h)| h) {
+        Some(Held::Value(v)) => std::str::from_utf8(v)
+            .map_err(|_| format!("it holds {}, bytes that are not UTF-8 text, which TOML cannot hold", what(&held[0].1))),
+        Some(Held::Absent) | None => Err(
+            "no target holds this key: nothing to import (declare { absent = true } by hand if it must not exist)".into(),
+        ),
+        Some(other) => Err(format!("it holds {}, not a string; relayctl manages string keys only", what(other))),
+    }
+}
+
+/// A TOML key: bare when it can be, else a quoted string.
+fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    match bare {
+        true => key.to_owned(),
+        false => toml_string(key),
+    }
+}
+
+/// A TOML basic string whose every control or invisible bidirectional character is a `\u`
+/// escape, so the printed declaration is safe on a terminal and reads back as the same text.
+fn toml_string(text: &str) -> String {
+    let mut out = String::from('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if ui::printable(c.encode_utf8(&mut [0; 4])) != c.to_string() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_text_reads_back_as_the_same_text_and_prints_safely() {
+        let hostile = "a\"b\\c\nd\u{1b}[2J\u{202e}\u{9b}é";
+        let line = format!("{} = {}", toml_key(hostile), toml_string(hostile));
+        assert!(!line.contains('\u{1b}') && !line.contains('\u{202e}') && !line.contains('\u{9b}'));
+        let back: toml::Table = line.parse().unwrap();
+        assert_eq!(back[hostile].as_str(), Some(hostile));
+        assert_eq!(toml_key("RECENT"), "RECENT");
+        assert_eq!(toml_key("meow:x"), "\"meow:x\"");
+    }
+}

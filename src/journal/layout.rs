@@ -1,0 +1,171 @@
+//! Where a flag's state file lives in the journal's tree, and putting one there.
+//!
+//! An environment's folder is flat, `<project>/<environment>/<flag>.toml` (SPEC §2), while it
+//! holds at most [`FLAT_MAX`] files. Past that, every commit would rewrite a tree of thousands of
+//! entries (a journal commit's cost would grow with the flags already held), so the folder fans
+//! out as git's own notes do at scale: `<project>/<environment>/<xx>/<flag>.toml`, where `xx` is
+//! [`bucket`] of the flag key, the first two hex digits of the key's git blob id
+//! (`printf %s "$flag" | git hash-object --stdin | cut -c1-2`), 256 folders at most. The
+//! commit that crosses the threshold moves the folder's files (git shows renames); later commits
+//! rewrite only the 256-entry folder and the flag's own bucket. The flag key stays in the path,
+//! so `git log -p -- '*/<flag>.toml'` still finds it. A folder is fanned out when it holds a
+//! folder; readers look in both places, so journals written flat keep reading, and a flat folder
+//! larger than the threshold (written before the fan-out existed) fans out on its next commit.
+
+use crate::flag::FlagId;
+use anyhow::{bail, Result};
+use git2::{ObjectType, Oid, Repository, Tree};
+
+/// The most files an environment's folder holds flat: the SPEC's path for every environment of
+/// up to 1,000 flags. Past it a flat commit rewrites 1,000+ entries where a fanned-out one
+/// rewrites about 256 + flags/256 (measured with the bench in `bench.rs`: 10,000 commits over
+/// 10,000 flags took 107 s flat, 6 s fanned out).
+pub(super) const FLAT_MAX: usize = 1000;
+
+const FILE: i32 = 0o100644;
+const FOLDER: i32 = 0o040000;
+
+/// The fan-out folder of a flag key: the first two hex digits of the key's git blob id.
+pub(super) fn bucket(flag: &str) -> String {
+    let id = Oid::hash_object(ObjectType::Blob, flag.as_bytes()).expect("hashing in memory");
+    id.to_string()[..2].to_owned()
+}
+
+/// The state file's name in its environment's folder.
+pub(super) fn file_name(flag: &str) -> String {
+    format!("{flag}.toml")
+}
+
+/// The blob of the state file of `id` in `root`, in either layout.
+pub(super) fn find(repo: &Repository, root: &Tree, id: &FlagId) -> Result<Option<Oid>> {
+    let at: std::path::PathBuf = [&id.project, &id.environment].iter().collect();
+    let env = match root.get_path(&at) {
+        Ok(e) if e.kind() == Some(ObjectType::Tree) => repo.find_tree(e.id())?,
+        Ok(_) => return Ok(None),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let file = file_name(&id.flag);
+    if let Some(entry) = env.get_name(&file) {
+        return Ok(Some(entry.id()));
+    }
+    let Some(sub) = subtree(repo, Some(&env), &bucket(&id.flag))? else {
+        return Ok(None);
+    };
+    Ok(sub.get_name(&file).map(|e| e.id()))
+}
+
+/// About how many bytes of trees a commit wrote.
+#[derive(Default)]
+pub(super) struct Written {
+    pub bytes: usize,
+}
+
+/// Returns the tree `root` with `blob` as the state file of `id`, in the layout its environment's
+/// folder has (fanning the folder out when this file takes it past [`FLAT_MAX`]).
+/// Adds the trees it writes to `written`.
+pub(super) fn put(
+    repo: &Repository,
+    root: &Tree,
+    id: &FlagId,
+    blob: Oid,
+    written: &mut Written,
+) -> Result<Oid> {
+    let project = subtree(repo, Some(root), &id.project)?;
+    let env = subtree(repo, project.as_ref(), &id.environment)?;
+    let env = put_in_env(repo, env.as_ref(), &id.flag, blob, written)?;
+    let project = insert(repo, project.as_ref(), &id.environment, env, FOLDER, written)?;
+    insert(repo, Some(root), &id.project, project, FOLDER, written)
+}
+
+/// The folder `name` in `tree`, if any.
+fn subtree<'r>(repo: &'r Repository, tree: Option<&Tree>, name: &str) -> Result<Option<Tree<'r>>> {
+    match tree.and_then(|t| t.get_name(name)) {
+        Some(e) if e.kind() == Some(ObjectType::Tree) => Ok(Some(repo.find_tree(e.id())?)),
+        Some(_) => bail!("{name} is a file in the journal's tree, where relayctl keeps a folder"),
+        None => Ok(None),
+    }
+}
+
+/// Writes `tree` (or a new tree) with `name` set to `id`; adds it to `written`.
+fn insert(
+    repo: &Repository,
+    tree: Option<&Tree>,
+    name: &str,
+    id: Oid,
+    mode: i32,
+    written: &mut Written,
+) -> Result<Oid> {
+    let mut tb = repo.treebuilder(tree)?;
+    tb.insert(name, id, mode)?;
+    write(tb, written)
+}
+
+/// Writes `tb`, adding an estimate of its size to `written` (an entry is its mode, name
+/// and 20-byte id: about 40 bytes).
+fn write(tb: git2::TreeBuilder, written: &mut Written) -> Result<Oid> {
+    let oid = tb.write()?;
+    written.bytes += tb.len() * 40;
+    Ok(oid)
+}
+
+/// The environment's folder `env` with `blob` as the state file of `flag`.
+fn put_in_env(
+    repo: &Repository,
+    env: Option<&Tree>,
+    flag: &str,
+    blob: Oid,
+    written: &mut Written,
+) -> Result<Oid> {
+    let file = file_name(flag);
+    let fanned_out = env.is_some_and(|t| t.iter().any(|e| e.kind() == Some(ObjectType::Tree)));
+    if fanned_out {
+        let name = bucket(flag);
+        let sub = subtree(repo, env, &name)?;
+        let sub = insert(repo, sub.as_ref(), &file, blob, FILE, written)?;
+        return insert(repo, env, &name, sub, FOLDER, written);
+    }
+    let held = env.map_or(0, Tree::len);
+    let adds = env.is_none_or(|t| t.get_name(&file).is_none());
+    if held + usize::from(adds) <= FLAT_MAX {
+        return insert(repo, env, &file, blob, FILE, written);
+    }
+    fan_out(repo, env, &file, blob, written)
+}
+
+/// The flat folder `env` fanned out into bucket folders, with `blob` as `file`.
+fn fan_out(
+    repo: &Repository,
+    env: Option<&Tree>,
+    file: &str,
+    blob: Oid,
+    written: &mut Written,
+) -> Result<Oid> {
+    let mut buckets: std::collections::BTreeMap<String, Vec<(String, Oid, i32)>> = Default::default();
+    let held = env.into_iter().flat_map(Tree::iter);
+    for e in held {
+        let name = e.name().unwrap_or_default().to_owned();
+        if name == file {
+            continue;
+        }
+        let key = name.strip_suffix(".toml").unwrap_or(&name);
+        buckets
+            .entry(bucket(key))
+            .or_default()
+            .push((name.clone(), e.id(), e.filemode()));
+    }
+    let key = file.strip_suffix(".toml").unwrap_or(file);
+    buckets
+        .entry(bucket(key))
+        .or_default()
+        .push((file.to_owned(), blob, FILE));
+    let mut top = repo.treebuilder(None)?;
+    for (name, files) in buckets {
+        let mut tb = repo.treebuilder(None)?;
+        for (file, id, mode) in files {
+            tb.insert(file, id, mode)?;
+        }
+        top.insert(name, write(tb, written)?, FOLDER)?;
+    }
+    write(top, written)
+}
