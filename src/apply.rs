@@ -14,7 +14,8 @@
 //! the first store write ([`Writer::check`]), so no flag is written that cannot be journaled.
 //!
 //! A write whose outcome is unknown (sent, and no answer came) is resolved the same way, at once:
-//! the target is read back, and the write counts as done if it now holds the planned version + 1
+//! the target is read back (a batch's unanswered writes to one target together, in one bounded
+//! read, announced once), and the write counts as done if it now holds the planned version + 1
 //! with the planned state. A target that cannot be read back either stays an unfinished intent in
 //! the journal's write-ahead log, for the next apply to resolve; it is never reported as written
 //! or as not written on a guess.
@@ -45,11 +46,12 @@ pub struct FlagOutcome {
 /// What [`apply`] tells its caller as it goes, for progress output.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// `target` did not answer the write of `id` (`why`); it is being read back, for at most
-    /// `within`, to learn whether the write landed.
+    /// `target` did not answer the writes of `flags` (`why`, the first one's reason); they are
+    /// being read back, all in one read bounded by `within`, to learn whether each landed. Said
+    /// once per target and batch.
     Unanswered {
-        id: &'a FlagId,
         target: &'a StoreTarget,
+        flags: &'a [&'a FlagId],
         why: &'a str,
         within: Duration,
     },
@@ -286,30 +288,61 @@ fn landed(lookup: &Lookup, expected: u64, to: &Targeting) -> bool {
     matches!(lookup, Lookup::Found(f) if f.version == expected + 1 && f.targeting_like(to) == *to)
 }
 
-/// Reads back every target in `unknown` (a write sent and never answered; with the index of its
-/// flag in the batch and why), concurrently, each bounded; one reading per target, in order.
+/// Reads back the writes in `unknown` (sent and never answered; with the index of its flag in
+/// the batch and why): per endpoint and target, all its flags in one bounded read (one new
+/// connection for Redis), announced once; the targets concurrently. One reading per write, in
+/// order.
 async fn read_back(
     stores: &Stores,
     unknown: &[(usize, &Change, String)],
     on_event: &mut dyn FnMut(Event),
 ) -> Vec<Result<Lookup>> {
-    let mut reads = Vec::new();
-    for (_, change, why) in unknown {
+    let mut groups: Vec<(Option<&Endpoint>, &StoreTarget, Vec<usize>)> = Vec::new();
+    for (i, (_, change, _)) in unknown.iter().enumerate() {
         let endpoint = stores.find(&change.id, &change.target);
+        let same = |(e, t, _): &&mut (Option<&Endpoint>, &StoreTarget, Vec<usize>)| {
+            *t == &change.target && e.zip(endpoint).is_none_or(|(a, b)| std::ptr::eq(a, b))
+        };
+        match groups.iter_mut().find(same) {
+            Some((_, _, at)) => at.push(i),
+            None => groups.push((endpoint, &change.target, vec![i])),
+        }
+    }
+    let mut reads = Vec::new();
+    for (endpoint, target, at) in &groups {
+        let ids: Vec<FlagId> = at.iter().map(|&i| unknown[i].1.id.clone()).collect();
+        let shown: Vec<&FlagId> = ids.iter().collect();
         on_event(Event::Unanswered {
-            id: &change.id,
-            target: &change.target,
-            why,
-            within: endpoint.map_or(Duration::ZERO, |e| e.read_back_limit()),
+            target,
+            flags: &shown,
+            why: &unknown[at[0]].2,
+            within: endpoint.map_or(Duration::ZERO, Endpoint::read_back_limit),
         });
         reads.push(async move {
             match endpoint {
-                Some(e) => e.read_back(&change.id).await,
+                Some(e) => e.read_back(&ids).await,
                 None => Err(anyhow::anyhow!("the overrides file no longer declares it")),
             }
         });
     }
-    join_all(reads).await
+    let mut out: Vec<Option<Result<Lookup>>> = unknown.iter().map(|_| None).collect();
+    for ((_, _, at), read) in groups.iter().zip(join_all(reads).await) {
+        match read {
+            Ok(lookups) => {
+                for (&i, lookup) in at.iter().zip(lookups) {
+                    out[i] = Some(Ok(lookup));
+                }
+            }
+            Err(e) => {
+                for &i in at {
+                    out[i] = Some(Err(anyhow::anyhow!("{e:#}")));
+                }
+            }
+        }
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("the store returned no reading for it"))))
+        .collect()
 }
 
 /// Records in `entry` whether the write of `change` (unanswered: `why`) landed, as `read` shows;

@@ -335,20 +335,28 @@ fn render_outcome(width: usize, o: &FlagOutcome) -> (String, String) {
     (out, err)
 }
 
-/// The wait after a target did not answer a write, said before it starts.
+/// The wait after a target did not answer the writes of a batch, said once before it starts.
 fn render_unanswered(event: &Event) -> String {
     let Event::Unanswered {
-        id,
         target,
+        flags,
         why,
         within,
     } = event
     else {
         return String::new();
     };
+    let (writes, them, they) = match flags {
+        [id] => (format!("the write of {id}"), "it", "it was"),
+        _ => (
+            format!("the writes of {} flags", flags.len()),
+            "them",
+            "they were",
+        ),
+    };
     format!(
-        "{} {target} did not answer the write of {id} ({why}); its other writes in this run fail at once. \
-         Reading it back on a new connection (at most {}s) to learn whether it was written...\n",
+        "{} {target} did not answer {writes} ({why}); its other writes in this run fail at once. \
+         Reading {them} back on a new connection (at most {}s) to learn whether {they} written...\n",
         ui::paint(ui::WARNING, "warning:"),
         within.as_secs()
     )

@@ -245,6 +245,11 @@ impl Endpoint {
 
     /// Reads every flag of `flags` from this endpoint, in as few round trips as the backend allows.
     async fn read(&self, flags: &[FlagId]) -> Result<Vec<Lookup>> {
+        self.read_on(flags, false).await
+    }
+
+    /// [`Endpoint::read`], on a new connection when `fresh` and the backend keeps one.
+    async fn read_on(&self, flags: &[FlagId], fresh: bool) -> Result<Vec<Lookup>> {
         let mut groups: Groups = BTreeMap::new();
         let mut positions: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
         for (i, id) in flags.iter().enumerate() {
@@ -253,6 +258,7 @@ impl Endpoint {
             positions.entry(group).or_default().push(i);
         }
         let found: Held = match &self.backend {
+            Backend::Redis(r) if fresh => r.read_back(&groups).await?,
             Backend::Redis(r) => r.read(&groups).await?,
             Backend::DynamoDb(d) => d.read(&groups).await?,
             Backend::File(f) => f.read(&groups).await?,
@@ -344,21 +350,12 @@ impl Endpoint {
         }
     }
 
-    /// Reads the flag `id` again, within [`Endpoint::read_back_limit`], on a connection of its
-    /// own where the backend keeps one (the write's may still wait for a reply): how apply
-    /// resolves a write whose outcome is unknown.
-    pub async fn read_back(&self, id: &FlagId) -> Result<Lookup> {
+    /// Reads the flags of `flags` again, all in one bounded read ([`Endpoint::read_back_limit`]):
+    /// for Redis one pipeline on a new connection (the writes' may still wait for replies), for
+    /// DynamoDB batched gets: how apply resolves the writes of a batch whose outcome is unknown.
+    pub async fn read_back(&self, flags: &[FlagId]) -> Result<Vec<Lookup>> {
         let limit = self.read_back_limit();
-        let read = async {
-            match &self.backend {
-                Backend::Redis(r) => Ok(Raw::from(r.read_back(id).await?).into()),
-                Backend::DynamoDb(_) | Backend::File(_) => {
-                    let mut found = self.read(std::slice::from_ref(id)).await?;
-                    Ok(found.remove(0))
-                }
-            }
-        };
-        tokio::time::timeout(limit, read)
+        tokio::time::timeout(limit, self.read_on(flags, true))
             .await
             .map_err(|_| anyhow!("no answer within {}s", limit.as_secs()))?
     }

@@ -19,7 +19,6 @@ mod cas;
 pub use super::redis_topology::Topology;
 use super::redis_topology::{Conn, Refusal, Server, REPLICA_WAIT};
 use super::{Groups, Held, Prefix, Raw, CONNECT_TIMEOUT};
-use crate::flag::FlagId;
 use anyhow::{anyhow, Result};
 use redis::{ErrorKind, RedisError};
 use std::sync::OnceLock;
@@ -267,45 +266,26 @@ impl RedisEndpoint {
     /// Raw value per flag of each group: one HMGET per hash, all in one round trip.
     pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Held> {
         let mut guard = self.connection().await?;
-        let mut pipe = redis::pipe();
-        let hashes: Vec<String> = groups.keys().map(|(p, e)| self.hash(p, e)).collect();
-        for (hash, flags) in hashes.iter().zip(groups.values()) {
-            pipe.cmd("HMGET").arg(hash).arg(flags);
-        }
+        let (pipe, hashes) = self.hmget(groups);
         let conn = guard.as_mut().expect("connected");
-        let replies: Vec<Vec<Option<Vec<u8>>>> = match pipe.query_async(conn).await {
-            Ok(replies) => replies,
+        match pipe.query_async(conn).await {
+            Ok(replies) => Ok(held(groups, &hashes, replies)),
             Err(e) => {
                 let why = self.unanswered(&mut guard, &e).unwrap_or_else(|| e.to_string());
-                return Err(anyhow!("reading {}: {why}", self.shown));
+                Err(anyhow!("reading {}: {why}", self.shown))
             }
-        };
-        Ok(groups
-            .values()
-            .zip(hashes.iter().zip(replies))
-            .map(|(flags, (hash, values))| {
-                flags
-                    .iter()
-                    .zip(values)
-                    .map(|(flag, value)| {
-                        Raw::from(value.ok_or_else(|| format!("no field {flag:?} in hash {hash}")))
-                    })
-                    .collect()
-            })
-            .collect())
+        }
     }
 
-    /// One flag's raw value, on a new connection: the endpoint's own may still be waiting for
-    /// the reply to a write.
-    pub(super) async fn read_back(&self, id: &FlagId) -> Result<Result<Vec<u8>, String>> {
-        let hash = self.hash(&id.project, &id.environment);
+    /// [`RedisEndpoint::read`] on a new connection, the same one round trip: the endpoint's own
+    /// connection may still be waiting for the replies to writes.
+    pub(super) async fn read_back(&self, groups: &Groups<'_>) -> Result<Held> {
         let mut conn = self
             .connect()
             .await
             .map_err(|refusal| self.cannot_connect(&refusal))?;
-        let value: Option<Vec<u8>> = redis::cmd("HGET")
-            .arg(&hash)
-            .arg(&id.flag)
+        let (pipe, hashes) = self.hmget(groups);
+        let replies = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| match e.is_timeout() {
@@ -316,8 +296,35 @@ impl RedisEndpoint {
                 ),
                 false => anyhow!("reading {}: {e}", self.shown),
             })?;
-        Ok(value.ok_or_else(|| format!("no field {:?} in hash {hash}", id.flag)))
+        Ok(held(groups, &hashes, replies))
     }
+
+    /// One HMGET per group's hash, in one pipeline; with the hashes, in the groups' order.
+    fn hmget(&self, groups: &Groups<'_>) -> (redis::Pipeline, Vec<String>) {
+        let mut pipe = redis::pipe();
+        let hashes: Vec<String> = groups.keys().map(|(p, e)| self.hash(p, e)).collect();
+        for (hash, flags) in hashes.iter().zip(groups.values()) {
+            pipe.cmd("HMGET").arg(hash).arg(flags);
+        }
+        (pipe, hashes)
+    }
+}
+
+/// The raw value per flag of each group, from the replies to [`RedisEndpoint::hmget`].
+fn held(groups: &Groups<'_>, hashes: &[String], replies: Vec<Vec<Option<Vec<u8>>>>) -> Held {
+    groups
+        .values()
+        .zip(hashes.iter().zip(replies))
+        .map(|(flags, (hash, values))| {
+            flags
+                .iter()
+                .zip(values)
+                .map(|(flag, value)| {
+                    Raw::from(value.ok_or_else(|| format!("no field {flag:?} in hash {hash}")))
+                })
+                .collect()
+        })
+        .collect()
 }
 
 impl RedisEndpoint {

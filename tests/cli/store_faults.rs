@@ -171,11 +171,19 @@ fn a_store_that_stops_answering_fails_its_other_writes_at_once_and_loses_nothing
     // 1 s for the writes, at most 1 + 1 s to read them back; a flag each would be minutes.
     assert!(took < Duration::from_secs(8), "took {took:?}: {}", run.all());
     let target = format!("relay-redis {}", proxy.url());
+    // The wait is said once, for the whole batch: the target, how many flags, the bound.
+    let waits = unanswered_lines(&run.stderr);
+    assert_eq!(waits.len(), 1, "{}", run.stderr);
+    assert!(
+        waits[0].starts_with(&format!(
+            "warning: {target} did not answer the writes of {BATCH} flags (no reply within {TIMEOUT}s"
+        )) && waits[0].contains("Reading them back on a new connection (at most 2s)"),
+        "{}",
+        waits[0]
+    );
     for n in &names[BATCH..2 * BATCH] {
         assert!(
             run.stderr.contains(&format!(
-                "{target} did not answer the write of default/production/{n}"
-            )) && run.stderr.contains(&format!(
                 "default/production/{n}: whether it was written to {target} is unknown"
             )),
             "{n}: {}",
@@ -263,6 +271,133 @@ fn a_redis_stopped_by_sigstop_mid_apply_is_waited_for_once_and_resolved_when_it_
     let again = relayctl(&w, &["apply", "--auto-approve"]);
     assert_eq!(again.code, 0, "{}", again.all());
     assert_eq!(w.journal_subjects(), turned_off(&names));
+    assert_eq!(run_plan(&w).code, 0);
+}
+
+/// The lines of `stderr` announcing a read-back of writes a target did not answer.
+fn unanswered_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(" did not answer the write"))
+        .collect()
+}
+
+/// The connections `proxy` accepted after the one that carried the first compare-and-set
+/// (EVAL), each with the commands sent on it.
+fn connections_after_the_writes(proxy: &Proxy) -> Vec<Vec<String>> {
+    let log = proxy.log();
+    let (writes, _) = log
+        .iter()
+        .find(|(_, c)| c == "EVAL")
+        .expect("the writes went through the proxy");
+    (writes + 1..=proxy.connections())
+        .map(|n| {
+            log.iter()
+                .filter(|(at, _)| *at == n)
+                .map(|(_, c)| c.clone())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_whose_replies_are_late_is_read_back_in_one_pipeline_on_one_connection() {
+    // Every reply of the batch's writes comes after the timeout; Redis took them all. They are
+    // read back together: one warning, one new connection, one HMGET, no read per flag.
+    let names = names(40);
+    let (r, proxy, w) = behind_proxy(&names.iter().map(String::as_str).collect::<Vec<_>>(), |p| {
+        p.fault("EVAL", 1, Fault::DelayReply(Duration::from_secs(3)))
+    });
+    let run = relayctl(&w, &["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let target = format!("relay-redis {}", proxy.url());
+    let waits = unanswered_lines(&run.stderr);
+    assert_eq!(waits.len(), 1, "{}", run.stderr);
+    assert!(
+        waits[0].starts_with(&format!(
+            "warning: {target} did not answer the writes of 40 flags (no reply within {TIMEOUT}s"
+        )) && waits[0].contains("(at most 2s)"),
+        "{}",
+        waits[0]
+    );
+    let after = connections_after_the_writes(&proxy);
+    assert_eq!(after.len(), 1, "one read-back connection: {after:?}");
+    let reads = |name: &str| after[0].iter().filter(|c| *c == name).count();
+    assert_eq!((reads("HMGET"), reads("HGET")), (1, 0), "{after:?}");
+    assert!(names.iter().all(|n| version(&r, n) == 11));
+    assert_eq!(w.journal_subjects(), turned_off(&names));
+    assert!(w.run(["log"]).stderr.is_empty());
+    assert_eq!(run_plan(&w).code, 0);
+}
+
+#[test]
+fn redis_targets_stopped_mid_batch_are_each_read_back_once_and_resolved_later() {
+    // Two Redis targets of one store stop answering (as under SIGSTOP) at the fifth write of the
+    // batch. Each is announced once, with its count and bound, and gets one read-back connection
+    // attempt; every flag stays an unfinished intent for the next apply.
+    let names = names(40);
+    let flags: Vec<_> = names.iter().map(|n| bool_flag(n, 10)).collect();
+    let servers = [Redis::start(), Redis::start()];
+    let proxies: Vec<Proxy> = servers
+        .iter()
+        .map(|r| {
+            r.seed(PREFIX, &flags);
+            Proxy::start(r.port).fault("EVAL", 5, Fault::PauseAfter)
+        })
+        .collect();
+    let urls: Vec<String> = proxies.iter().map(Proxy::url).collect();
+    let w = Workspace::new(&overrides(&redis_store(&urls), &all_off(&names)));
+    let run = relayctl(&w, &["apply", "--auto-approve"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let waits = unanswered_lines(&run.stderr);
+    assert_eq!(waits.len(), 2, "one per target: {}", run.stderr);
+    for proxy in &proxies {
+        let target = format!("relay-redis {}", proxy.url());
+        let said: Vec<_> = waits
+            .iter()
+            .filter(|l| l.contains(&format!("{target} ")))
+            .collect();
+        assert_eq!(said.len(), 1, "{}", run.stderr);
+        assert!(
+            said[0].starts_with(&format!("warning: {target} did not answer the writes of ")),
+            "{}",
+            said[0]
+        );
+        assert!(said[0].contains(" flags (no reply within 1s") && said[0].contains("(at most 2s)"));
+        // The count said is the writes left unknown (the first four replies may slip through).
+        let unknown = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains(&format!(": whether it was written to {target} is unknown")))
+            .count();
+        assert!(
+            said[0].contains(&format!("did not answer the writes of {unknown} flags")),
+            "{unknown}: {}",
+            said[0]
+        );
+        let after = connections_after_the_writes(proxy);
+        assert_eq!(after.len(), 1, "one read-back connection attempt: {after:?}");
+        assert!(!after[0].iter().any(|c| c == "HGET"), "{after:?}");
+        for n in &names[4..] {
+            assert!(
+                run.stderr.contains(&format!(
+                    "default/production/{n}: whether it was written to {target} is unknown"
+                )),
+                "{n}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert!(w.run(["log"]).stderr.contains("not in the journal yet"));
+
+    for proxy in &proxies {
+        proxy.resume();
+    }
+    let again = relayctl(&w, &["apply", "--auto-approve"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(w.journal_subjects(), turned_off(&names));
+    assert!(servers.iter().all(|r| names.iter().all(|n| version(r, n) == 11)));
+    assert!(w.run(["log"]).stderr.is_empty());
     assert_eq!(run_plan(&w).code, 0);
 }
 

@@ -52,6 +52,10 @@ struct Rule {
 struct State {
     /// Commands seen, forwarded or not, by upper-case name.
     counts: HashMap<String, usize>,
+    /// Connections accepted so far; each is numbered by its order (1-based).
+    connections: usize,
+    /// Every command seen, forwarded or not, in order: its connection's number and its name.
+    log: Vec<(usize, String)>,
     rules: Vec<Rule>,
     /// Nothing is forwarded while set ([`Fault::PauseAfter`], [`Proxy::pause`]).
     paused: bool,
@@ -176,6 +180,17 @@ impl Proxy {
             .unwrap_or(0)
     }
 
+    /// How many connections clients opened (accepted, whether or not forwarded).
+    pub fn connections(&self) -> usize {
+        self.shared.lock().connections
+    }
+
+    /// Every command clients sent (forwarded or not), in order: the number of its connection
+    /// (1-based, in the order they were opened) and its upper-case name.
+    pub fn log(&self) -> Vec<(usize, String)> {
+        self.shared.lock().log.clone()
+    }
+
     /// The proxy's URL, to put in the overrides file.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
@@ -200,8 +215,10 @@ type ReplyFaults = Arc<Mutex<BTreeMap<usize, Fault>>>;
 
 /// Connects `client` to the upstream server and forwards both ways on two threads.
 fn serve(shared: &Arc<Shared>, client: TcpStream) {
-    let server = {
+    let (server, number) = {
         let mut state = shared.lock();
+        state.connections += 1;
+        let number = state.connections;
         let server = match state.down {
             true => None,
             false => TcpStream::connect(("127.0.0.1", shared.upstream)).ok(),
@@ -212,18 +229,24 @@ fn serve(shared: &Arc<Shared>, client: TcpStream) {
         };
         state.sockets.push(client.try_clone().unwrap());
         state.sockets.push(server.try_clone().unwrap());
-        server
+        (server, number)
     };
     let faults: ReplyFaults = Arc::default();
     let (to_client, from_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     let (s, f) = (shared.clone(), faults.clone());
     std::thread::spawn(move || replies(&s, from_server, to_client, &f));
     let s = shared.clone();
-    std::thread::spawn(move || commands(&s, client, server, &faults));
+    std::thread::spawn(move || commands(&s, number, client, server, &faults));
 }
 
 /// Client to server, command by command, applying the rules.
-fn commands(shared: &Shared, mut client: TcpStream, mut server: TcpStream, faults: &ReplyFaults) {
+fn commands(
+    shared: &Shared,
+    number: usize,
+    mut client: TcpStream,
+    mut server: TcpStream,
+    faults: &ReplyFaults,
+) {
     let mut pending = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut forwarded = 0usize;
@@ -238,7 +261,7 @@ fn commands(shared: &Shared, mut client: TcpStream, mut server: TcpStream, fault
         pending.extend_from_slice(&buf[..n]);
         while let Some(len) = resp_len(&pending) {
             let command: Vec<u8> = pending.drain(..len).collect();
-            let fault = decide(shared, &command_name(&command));
+            let fault = decide(shared, number, &command_name(&command));
             let mut pause = false;
             match fault {
                 Some(Fault::Drop) => continue,
@@ -273,9 +296,10 @@ fn commands(shared: &Shared, mut client: TcpStream, mut server: TcpStream, fault
 
 /// Counts `name`, runs the hooks due for it (outside the lock: a hook may take its time), and
 /// returns the fault due for it, if any.
-fn decide(shared: &Shared, name: &str) -> Option<Fault> {
+fn decide(shared: &Shared, connection: usize, name: &str) -> Option<Fault> {
     let (hooks, fault) = {
         let mut state = shared.lock();
+        state.log.push((connection, name.to_owned()));
         let count = state.counts.entry(name.to_owned()).or_default();
         *count += 1;
         let count = *count;
