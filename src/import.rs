@@ -162,8 +162,9 @@ fn toml_value(value: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// `s` as a one-line TOML basic string: quotes, backslashes and control characters escaped.
-fn basic_string(s: &str) -> String {
+/// `s` as a one-line TOML basic string that is safe to print: quotes, backslashes, control
+/// characters and bidirectional or invisible marks escaped ([`crate::ui::unsafe_char`]).
+pub(crate) fn basic_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -173,7 +174,7 @@ fn basic_string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() => {
+            c if crate::ui::unsafe_char(c) => {
                 let _ = write!(out, "\\u{:04X}", c as u32);
             }
             c => out.push(c),
@@ -337,6 +338,16 @@ mod tests {
             "{src}\n{plan:?}"
         );
         assert_eq!(plan.unchanged, flags.len(), "{src}");
+    }
+
+    #[test]
+    fn strings_print_safely_and_read_back_as_the_same_text() {
+        let hostile = "a\"b\\c\nd\re\u{1b}[2J\u{202e}\u{2066}\u{9b}\u{200f}é";
+        let quoted = basic_string(hostile);
+        assert!(!quoted.chars().any(crate::ui::unsafe_char), "{quoted}");
+        assert!(quoted.contains("\\r") && quoted.contains("\\u202E"), "{quoted}");
+        let back: toml::Table = format!("v = {quoted}").parse().unwrap();
+        assert_eq!(back["v"].as_str(), Some(hostile));
     }
 
     #[test]

@@ -60,14 +60,16 @@ pub fn progress(quiet: bool, len: usize, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Whether `c` must not reach a terminal raw: a control character, or a bidirectional or
+/// invisible formatting mark that can make text read as something else.
+pub fn unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// `text` safe to print on a terminal: control characters (C0, DEL, C1) and the invisible
 /// bidirectional controls that could move or hide what a line shows are replaced by `\u{..}`
 /// escapes. For text that comes from a store (flag keys, variation values).
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
     if !text.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
     }

@@ -7,10 +7,10 @@
 use crate::commands::show::keys::parse;
 use crate::desired::Config;
 use crate::exit::Exit;
+use crate::import::basic_string;
 use crate::keys::{show_held, show_key};
 use crate::settings::Settings;
 use crate::store::redis_keys::{Held, KeyStores};
-use crate::ui;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -69,7 +69,7 @@ pub(super) fn run(
         for (key, held) in keys.iter().zip(held) {
             match value(&held) {
                 Ok(v) => {
-                    let _ = writeln!(out, "{} = {}", toml_key(key), toml_string(v));
+                    let _ = writeln!(out, "{} = {}", toml_key(key), basic_string(v));
                 }
                 Err(why) => problems.push(format!("{store} {}: {why}", show_key(key))),
             }
@@ -116,28 +116,8 @@ fn toml_key(key: &str) -> String {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     match bare {
         true => key.to_owned(),
-        false => toml_string(key),
+        false => basic_string(key),
     }
-}
-
-/// A TOML basic string whose every control or invisible bidirectional character is a `\u`
-/// escape, so the printed declaration is safe on a terminal and reads back as the same text.
-fn toml_string(text: &str) -> String {
-    let mut out = String::from('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if ui::printable(c.encode_utf8(&mut [0; 4])) != c.to_string() => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -147,7 +127,7 @@ mod tests {
     #[test]
     fn toml_text_reads_back_as_the_same_text_and_prints_safely() {
         let hostile = "a\"b\\c\nd\u{1b}[2J\u{202e}\u{9b}é";
-        let line = format!("{} = {}", toml_key(hostile), toml_string(hostile));
+        let line = format!("{} = {}", toml_key(hostile), basic_string(hostile));
         assert!(!line.contains('\u{1b}') && !line.contains('\u{202e}') && !line.contains('\u{9b}'));
         let back: toml::Table = line.parse().unwrap();
         assert_eq!(back[hostile].as_str(), Some(hostile));
