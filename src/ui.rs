@@ -19,6 +19,27 @@ pub fn paint(style: Style, text: &str) -> String {
     format!("{style}{text}{style:#}")
 }
 
+/// The warning apply prints once per target before reading back `writes` (e.g. "the writes of
+/// 3 flags") that the target did not answer; `one` when it is a single write.
+pub fn read_back_warning(
+    target: &dyn std::fmt::Display,
+    writes: &str,
+    one: bool,
+    why: &str,
+    within: std::time::Duration,
+) -> String {
+    let (them, they) = match one {
+        true => ("it", "it was"),
+        false => ("them", "they were"),
+    };
+    format!(
+        "{} {target} did not answer {writes} ({why}); its other writes in this run fail at once. \
+         Reading {them} back on a new connection (at most {}s) to learn whether {they} written...\n",
+        paint(WARNING, "warning:"),
+        within.as_secs()
+    )
+}
+
 /// `text` without its styles, as a pipe receives it.
 #[cfg(test)]
 pub fn plain(text: &str) -> String {

@@ -346,18 +346,9 @@ fn render_unanswered(event: &Event) -> String {
     else {
         return String::new();
     };
-    let (writes, them, they) = match flags {
-        [id] => (format!("the write of {id}"), "it", "it was"),
-        _ => (
-            format!("the writes of {} flags", flags.len()),
-            "them",
-            "they were",
-        ),
+    let writes = match flags {
+        [id] => format!("the write of {id}"),
+        _ => format!("the writes of {} flags", flags.len()),
     };
-    format!(
-        "{} {target} did not answer {writes} ({why}); its other writes in this run fail at once. \
-         Reading {them} back on a new connection (at most {}s) to learn whether {they} written...\n",
-        ui::paint(ui::WARNING, "warning:"),
-        within.as_secs()
-    )
+    ui::read_back_warning(target, &writes, flags.len() == 1, why, *within)
 }

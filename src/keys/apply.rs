@@ -351,11 +351,12 @@ pub fn render_notice(event: &KeyEvent) -> String {
     else {
         return String::new();
     };
-    format!(
-        "{} {target} did not answer the writes of {keys} key(s) ({why}); its other writes in this run fail at \
-         once. Reading them back on a new connection (at most {}s) to learn whether they were written...\n",
-        crate::ui::paint(crate::ui::WARNING, "warning:"),
-        within.as_secs()
+    crate::ui::read_back_warning(
+        target,
+        &format!("the writes of {keys} key(s)"),
+        false,
+        why,
+        *within,
     )
 }
 
