@@ -25,6 +25,7 @@ mod keys;
 mod layout;
 mod message;
 mod notes;
+mod pack;
 mod repo;
 mod wal;
 mod worktree;

@@ -1,6 +1,7 @@
 //! Sync status: git notes under [`NOTES_REF`], one per journal commit, so marking a commit
 //! synced never rewrites history. The only file that knows the notes' text ([`SyncNote`]).
 
+use super::pack::ToPack;
 use anyhow::{Context, Result};
 use git2::{Oid, Repository, Signature};
 use std::collections::HashMap;
@@ -170,6 +171,7 @@ pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncN
         )
         .with_context(|| format!("writing {} sync notes", notes.len()))?;
     objects.push(commit);
+    let objects: Vec<_> = objects.into_iter().map(|id| ToPack { id, base: None }).collect();
     super::writer::write_pack(&repo, &odb, &objects)?;
     mempack.reset()?;
     let _ = odb.refresh();

@@ -182,17 +182,41 @@ fn many_commits_span_several_flushes() {
     let path = dir.path().join("journal");
     let mut j = open(&path);
     let n = FLUSH_EVERY * 2 + 3;
-    j.write(|w| {
-        for i in 0..n {
-            let mut e = entry();
-            e.id.flag = format!("flag-{i}");
-            record(w, &e)?;
-        }
-        Ok(())
-    })
-    .unwrap();
-    assert_eq!(j.entries().unwrap().len(), n);
+    // Every flag changed twice, the second time in a later packfile than the first for some
+    // and in the same one for others: trees and state files stored as deltas of both kinds.
+    for round in ["first", "second"] {
+        j.write(|w| {
+            for i in 0..n {
+                let mut e = entry();
+                e.id.flag = format!("flag-{i}");
+                e.reason = Some(format!("{round} change"));
+                record(w, &e)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    assert_eq!(j.entries().unwrap().len(), 2 * n);
     assert_eq!(j.close(), None, "the working tree is brought up to date");
+    // git itself reads every object back and finds each id matches what it holds.
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["fsck", "--full", "--strict", "--no-progress"]);
+    let bucket = super::layout::bucket("flag-7");
+    let state = git(&["show", &format!("HEAD:default/production/{bucket}/flag-7.toml")]);
+    assert!(state.contains("second change"), "{state}");
     // Past FLAT_MAX flags the environment's folder has fanned out (journal/layout.rs).
     let last = format!("flag-{}", n - 1);
     assert!(path

@@ -11,12 +11,12 @@
 
 use super::author::Identity;
 use super::message::{self, Entry};
+use super::pack::{self, ToPack};
 use super::wal::{self, Done, Intent, Record};
 use super::{abbreviate, layout, now, FLUSH_BYTES, FLUSH_MOST};
 use crate::flag::{StoreTarget, Targeting};
 use anyhow::{bail, Context, Result};
 use git2::{Oid, Repository};
-use std::io::Write;
 use std::path::Path;
 
 /// Appends commits to the journal; see [`super::Journal::write`].
@@ -226,30 +226,38 @@ impl Writer<'_> {
     }
 }
 
-/// The objects the newest `commits` commits up to `tip` added: each commit, and the trees and
-/// blobs its tree does not share with its parent's.
-fn new_objects(repo: &Repository, tip: Oid, commits: usize) -> Result<Vec<Oid>> {
-    let mut out = Vec::new();
+/// The objects the newest `commits` commits up to `tip` added, oldest commit first: each
+/// commit, and the trees and blobs its tree does not share with its parent's, each with what it
+/// replaces there (the base [`pack::write`] stores it as a delta of).
+fn new_objects(repo: &Repository, tip: Oid, commits: usize) -> Result<Vec<ToPack>> {
+    let mut per_commit = Vec::with_capacity(commits);
     let mut commit = repo.find_commit(tip)?;
     for _ in 0..commits {
-        out.push(commit.id());
+        let mut out = vec![ToPack {
+            id: commit.id(),
+            base: None,
+        }];
         let parent = commit.parents().next();
         let old = parent.as_ref().map(git2::Commit::tree).transpose()?;
         added(repo, &commit.tree()?, old.as_ref(), &mut out)?;
+        per_commit.push(out);
         match parent {
             Some(p) => commit = p,
             None => break,
         }
     }
-    Ok(out)
+    Ok(per_commit.into_iter().rev().flatten().collect())
 }
 
 /// Adds to `out` the tree `new` and whatever under it `old` (the same folder before) lacks.
-fn added(repo: &Repository, new: &git2::Tree, old: Option<&git2::Tree>, out: &mut Vec<Oid>) -> Result<()> {
+fn added(repo: &Repository, new: &git2::Tree, old: Option<&git2::Tree>, out: &mut Vec<ToPack>) -> Result<()> {
     if old.is_some_and(|o| o.id() == new.id()) {
         return Ok(());
     }
-    out.push(new.id());
+    out.push(ToPack {
+        id: new.id(),
+        base: old.map(git2::Tree::id),
+    });
     for entry in new.iter() {
         let before = old.and_then(|o| o.get_name(entry.name()?).map(|e| e.id()));
         if before == Some(entry.id()) {
@@ -263,7 +271,10 @@ fn added(repo: &Repository, new: &git2::Tree, old: Option<&git2::Tree>, out: &mu
                 };
                 added(repo, &repo.find_tree(entry.id())?, old.as_ref(), out)?;
             }
-            _ => out.push(entry.id()),
+            _ => out.push(ToPack {
+                id: entry.id(),
+                base: before,
+            }),
         }
     }
     Ok(())
@@ -272,16 +283,8 @@ fn added(repo: &Repository, new: &git2::Tree, old: Option<&git2::Tree>, out: &mu
 /// Writes `objects` (held in memory) to the repository as one packfile. Only these: libgit2's
 /// own mempack dump packs every commit's whole tree, each flush again, which makes a journal's
 /// packs grow with the square of its flags.
-pub(super) fn write_pack(repo: &Repository, odb: &git2::Odb, objects: &[Oid]) -> Result<()> {
-    let mut builder = repo.packbuilder()?;
-    for oid in objects {
-        builder.insert_object(*oid, None)?;
-    }
-    let mut pack = git2::Buf::new();
-    builder.write_buf(&mut pack)?;
-    let mut writer = odb.packwriter()?;
-    writer.write_all(&pack)?;
-    writer.commit()?;
+pub(super) fn write_pack(repo: &Repository, odb: &git2::Odb, objects: &[ToPack]) -> Result<()> {
+    pack::write(odb, &repo.path().join("objects").join("pack"), objects)?;
     Ok(())
 }
 
