@@ -255,7 +255,7 @@ impl Writer<'_> {
             return Ok(None);
         }
         let oid = self.commit_key_or_keep(done)?;
-        Ok(Some(abbreviate(self.odb, oid)))
+        Ok(Some(self.abbreviate(oid)))
     }
 
     /// Commits the key changes a killed relayctl logged as done, in order.
@@ -333,7 +333,7 @@ impl Journal {
                 return Ok(None);
             }
             Ok(Some(LogEntry::Key(KeyRecorded {
-                short: abbreviate(odb, commit.id()),
+                short: abbreviate(&[odb], commit.id()),
                 time: commit.time().seconds(),
                 author: message::author(commit),
                 subject: commit.summary().unwrap_or("").to_owned(),

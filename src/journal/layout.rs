@@ -15,8 +15,8 @@
 //! out by the same rule, the bucket taken from the key's escaped file name.
 
 use crate::flag::FlagId;
-use anyhow::{bail, Result};
-use git2::{ObjectType, Oid, Repository, Tree};
+use anyhow::{bail, ensure, Result};
+use git2::{ObjectType, Odb, Oid, Repository, Tree};
 
 /// The most files an environment's folder holds flat: the SPEC's path for every environment of
 /// up to 256 flags (git notes fan out at the same size). Past it a flat commit rewrites every
@@ -62,7 +62,7 @@ pub(super) fn find_in(
     if let Some(entry) = env.get_name(&file) {
         return Ok(Some(entry.id()));
     }
-    let Some(sub) = subtree(repo, Some(&env), &bucket(name))? else {
+    let Some(sub) = subtree((repo, None), Some(&env), &bucket(name))? else {
         return Ok(None);
     };
     Ok(sub.get_name(&file).map(|e| e.id()))
@@ -74,29 +74,57 @@ pub(super) struct Written {
     pub bytes: usize,
 }
 
+/// A repository commits are built in, and the journal on disk to copy from what it lacks (see
+/// [`super::writer::Memory`]); readers of the journal itself pass `None`.
+pub(super) type Building<'a, 'r> = (&'r Repository, Option<&'a Odb<'a>>);
+
+/// The tree `id` of `repo`, copied in from the journal's objects `from` when `repo` lacks it.
+pub(super) fn tree<'r>(repo: &'r Repository, from: &Odb, id: Oid) -> Result<Tree<'r>> {
+    match repo.find_tree(id) {
+        Ok(tree) => Ok(tree),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+            copy(from, repo, id)?;
+            Ok(repo.find_tree(id)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Copies the object `id` from the object database `from` into `to`.
+pub(super) fn copy(from: &Odb, to: &Repository, id: Oid) -> Result<()> {
+    let object = from.read(id)?;
+    let copied = to.odb()?.write(object.kind(), object.data())?;
+    ensure!(copied == id, "the journal's object {id} reads back as {copied}");
+    Ok(())
+}
+
 /// Returns the tree `root` with `blob` as the state file `name` (`<name>.toml`) in the folder
 /// `top/folder` (a flag's `<project>/<environment>`, a key's `_keys/<store>`), in the layout
-/// that folder has (fanning it out when this file takes it past [`FLAT_MAX`]).
-/// Adds the trees it writes to `written`.
+/// that folder has (fanning it out when this file takes it past [`FLAT_MAX`]), written to
+/// `repo` (whose folders may be copied in from `from`). Adds the trees it writes to `written`.
 pub(super) fn put(
-    repo: &Repository,
+    (repo, from): (&Repository, &Odb),
     root: &Tree,
     [top, folder]: [&str; 2],
     name: &str,
     blob: Oid,
     written: &mut Written,
 ) -> Result<Oid> {
-    let outer = subtree(repo, Some(root), top)?;
-    let inner = subtree(repo, outer.as_ref(), folder)?;
-    let inner = put_in_env(repo, inner.as_ref(), name, blob, written)?;
+    let at = (repo, Some(from));
+    let outer = subtree(at, Some(root), top)?;
+    let inner = subtree(at, outer.as_ref(), folder)?;
+    let inner = put_in_env(at, inner.as_ref(), name, blob, written)?;
     let outer = insert(repo, outer.as_ref(), folder, inner, FOLDER, written)?;
     insert(repo, Some(root), top, outer, FOLDER, written)
 }
 
 /// The folder `name` in `tree`, if any.
-fn subtree<'r>(repo: &'r Repository, tree: Option<&Tree>, name: &str) -> Result<Option<Tree<'r>>> {
+fn subtree<'r>((repo, from): Building<'_, 'r>, tree: Option<&Tree>, name: &str) -> Result<Option<Tree<'r>>> {
     match tree.and_then(|t| t.get_name(name)) {
-        Some(e) if e.kind() == Some(ObjectType::Tree) => Ok(Some(repo.find_tree(e.id())?)),
+        Some(e) if e.kind() == Some(ObjectType::Tree) => match from {
+            Some(from) => Ok(Some(self::tree(repo, from, e.id())?)),
+            None => Ok(Some(repo.find_tree(e.id())?)),
+        },
         Some(_) => bail!("{name} is a file in the journal's tree, where relayctl keeps a folder"),
         None => Ok(None),
     }
@@ -125,18 +153,13 @@ fn write(tb: git2::TreeBuilder, written: &mut Written) -> Result<Oid> {
 }
 
 /// The environment's folder `env` with `blob` as the state file of `flag`.
-fn put_in_env(
-    repo: &Repository,
-    env: Option<&Tree>,
-    flag: &str,
-    blob: Oid,
-    written: &mut Written,
-) -> Result<Oid> {
+fn put_in_env(at: Building, env: Option<&Tree>, flag: &str, blob: Oid, written: &mut Written) -> Result<Oid> {
+    let repo = at.0;
     let file = file_name(flag);
     let fanned_out = env.is_some_and(|t| t.iter().any(|e| e.kind() == Some(ObjectType::Tree)));
     if fanned_out {
         let name = bucket(flag);
-        let sub = subtree(repo, env, &name)?;
+        let sub = subtree(at, env, &name)?;
         let sub = insert(repo, sub.as_ref(), &file, blob, FILE, written)?;
         return insert(repo, env, &name, sub, FOLDER, written);
     }
@@ -145,12 +168,12 @@ fn put_in_env(
     if held + usize::from(adds) <= FLAT_MAX {
         return insert(repo, env, &file, blob, FILE, written);
     }
-    fan_out(repo, env, &file, blob, written)
+    fan_out(at, env, &file, blob, written)
 }
 
 /// The flat folder `env` fanned out into bucket folders, with `blob` as `file`.
 fn fan_out(
-    repo: &Repository,
+    (repo, from): Building,
     env: Option<&Tree>,
     file: &str,
     blob: Oid,
@@ -162,6 +185,12 @@ fn fan_out(
         let name = e.name().unwrap_or_default().to_owned();
         if name == file {
             continue;
+        }
+        // libgit2 checks that what goes into a folder exists where the folder is written.
+        if let Some(from) = from {
+            if !repo.odb()?.exists(e.id()) {
+                copy(from, repo, e.id())?;
+            }
         }
         let key = name.strip_suffix(".toml").unwrap_or(&name);
         buckets

@@ -424,7 +424,7 @@ fn head(odb: &git2::Odb, commit: &git2::Commit, note: Option<SyncNote>) -> Resul
     let Some(trailers) = trailers(commit.message().unwrap_or("")) else {
         return Ok(None);
     };
-    let short = super::abbreviate(odb, commit.id());
+    let short = super::abbreviate(&[odb], commit.id());
     let get = |key: &str| -> Result<Option<String>> {
         let mut values = trailers
             .iter()

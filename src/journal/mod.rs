@@ -245,10 +245,11 @@ impl Journal {
         // (log, sync, verify, recovery) keep the check.
         git2::opts::strict_hash_verification(false);
         let _verify_again = VerifyHashesAgain;
-        // A handle of its own, so the in-memory object backend lives exactly as long as the writer.
         let repo = Repository::open(&self.path).with_context(context)?;
         let odb = repo.odb().with_context(context)?;
-        let mempack = odb.add_new_mempack_backend(1000).with_context(context)?;
+        let memory = Repository::from_odb(git2::Odb::new().with_context(context)?).with_context(context)?;
+        let memory_odb = memory.odb().with_context(context)?;
+        let mempack = memory_odb.add_new_mempack_backend(1).with_context(context)?;
         let tip = repo
             .find_reference(&self.branch)
             .and_then(|r| r.peel_to_commit())
@@ -262,7 +263,11 @@ impl Journal {
         let mut writer = Writer {
             repo: &repo,
             odb: &odb,
-            mempack: &mempack,
+            memory: writer::Memory {
+                repo: &memory,
+                odb: &memory_odb,
+                mempack: &mempack,
+            },
             wal,
             author,
             branch: self.branch.clone(),
@@ -469,16 +474,17 @@ impl Drop for Journal {
 }
 
 /// The abbreviated id of `oid`, as `git log --format=%h` shows it: the shortest prefix of at
-/// least 7 hex digits that names no other object in `odb`. The one rule for every short id
+/// least 7 hex digits that names no other object in any of `odbs`. The one rule for every short id
 /// relayctl prints or sends.
-fn abbreviate(odb: &git2::Odb, oid: Oid) -> String {
+fn abbreviate(odbs: &[&git2::Odb], oid: Oid) -> String {
     let hex = oid.to_string();
     for len in 7..hex.len() {
-        let unique = match Oid::from_str(&hex[..len]).and_then(|p| odb.exists_prefix(p, len)) {
-            Ok(found) => found == oid,
-            Err(e) => e.code() == git2::ErrorCode::NotFound,
-        };
-        if unique {
+        let names_only_it =
+            |odb: &&git2::Odb| match Oid::from_str(&hex[..len]).and_then(|p| odb.exists_prefix(p, len)) {
+                Ok(found) => found == oid,
+                Err(e) => e.code() == git2::ErrorCode::NotFound,
+            };
+        if odbs.iter().all(names_only_it) {
             return hex[..len].to_owned();
         }
     }

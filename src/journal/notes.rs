@@ -172,7 +172,7 @@ pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncN
         .with_context(|| format!("writing {} sync notes", notes.len()))?;
     objects.push(commit);
     let objects: Vec<_> = objects.into_iter().map(|id| ToPack { id, base: None }).collect();
-    super::writer::write_pack(&repo, &odb, &objects)?;
+    super::writer::write_pack(&repo, &[&odb], &objects)?;
     mempack.reset()?;
     let _ = odb.refresh();
     anyhow::ensure!(

@@ -38,25 +38,24 @@ struct Placed {
     depth: u32,
 }
 
-/// Writes `objects` (read from `odb`) to `pack_dir` as one packfile and its index; an object
-/// listed twice is written once. Returns the pack's name (`pack-<sha1>`).
-pub(super) fn write(odb: &Odb, pack_dir: &Path, objects: &[ToPack]) -> Result<String> {
+/// Writes `objects` (read from the first of `sources` that has each) to `pack_dir` as one
+/// packfile and its index; an object listed twice is written once. Returns the pack's name
+/// (`pack-<sha1>`).
+pub(super) fn write(sources: &[&Odb], pack_dir: &Path, objects: &[ToPack]) -> Result<String> {
     let mut pack = Vec::with_capacity(objects.len() * 128 + 32);
     pack.extend_from_slice(b"PACK");
     pack.extend_from_slice(&2u32.to_be_bytes());
     pack.extend_from_slice(&0u32.to_be_bytes()); // the count, set below
     let mut placed: HashMap<Oid, Placed> = HashMap::with_capacity(objects.len());
-    let mut zlib = Compress::new(Compression::default(), true);
+    let mut zlib = Compress::new(Compression::fast(), true);
     for object in objects {
         if placed.contains_key(&object.id) {
             continue;
         }
-        let read = odb
-            .read(object.id)
-            .with_context(|| format!("reading the new object {}", object.id))?;
+        let read = read(sources, object.id)?;
         let data = read.data();
         let start = pack.len() as u64;
-        let depth = match as_delta(odb, object.base, data, &placed) {
+        let depth = match as_delta(sources, object.base, data, &placed) {
             Some((base, delta)) => {
                 entry_header(&mut pack, OFS_DELTA, delta.len());
                 offset_back(&mut pack, start - base.offset);
@@ -93,16 +92,31 @@ pub(super) fn write(odb: &Odb, pack_dir: &Path, objects: &[ToPack]) -> Result<St
 /// The delta of `data` against `base` when `base` is an earlier entry of this pack whose chain
 /// is short enough, and the delta is worth it.
 fn as_delta<'p>(
-    odb: &Odb,
+    sources: &[&Odb],
     base: Option<Oid>,
     data: &[u8],
     placed: &'p HashMap<Oid, Placed>,
 ) -> Option<(&'p Placed, Vec<u8>)> {
     let id = base?;
     let at = placed.get(&id).filter(|p| p.depth < MAX_DEPTH)?;
-    let base = odb.read(id).ok()?;
+    let base = read(sources, id).ok()?;
     let delta = delta(base.data(), data);
     (delta.len() < data.len() / 2).then_some((at, delta))
+}
+
+/// The object `id` from the first of `sources` that has it.
+fn read<'o>(sources: &[&'o Odb], id: Oid) -> Result<git2::OdbObject<'o>> {
+    let mut last = None;
+    for odb in sources {
+        match odb.read(id) {
+            Ok(object) => return Ok(object),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "reading the new object {id}: {}",
+        last.map_or_else(String::new, |e| e.message().to_owned())
+    ))
 }
 
 /// A git delta that rebuilds `target` from `base`: their common beginning and end copied from

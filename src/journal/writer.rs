@@ -1,9 +1,10 @@
 //! Appending commits to the journal, behind its write-ahead log (see [`super::wal`]).
 //!
-//! Commits are built in memory (libgit2's mempack) and written as one packfile every
+//! Commits are built in a repository of their own whose objects live in memory only
+//! ([`Memory`]), and written to the journal as one packfile ([`super::pack`]) every
 //! [`super::FLUSH_EVERY`] commits (twice as many each time after, or [`FLUSH_BYTES`]) and at
-//! the end; only once the objects are found on disk does the branch move. A write-ahead-log record leaves the log only when what it stands for is in the
-//! branch's history: a commit that cannot be made keeps its done line, a flag whose done line
+//! the end; only once the objects are found on disk does the branch move. A write-ahead-log
+//! record leaves the log only when what it stands for is in the branch's history: a commit that cannot be made keeps its done line, a flag whose done line
 //! could not be logged keeps its intent, and a flush that fails leaves the log as it was, so the
 //! next relayctl commits them (or keeps refusing, saying why). What a commit needs from the
 //! entry itself (names git can store as paths) is checked by [`Writer::check`] before the first
@@ -21,9 +22,11 @@ use std::path::Path;
 
 /// Appends commits to the journal; see [`super::Journal::write`].
 pub struct Writer<'r> {
+    /// The journal on disk, and its objects.
     pub(super) repo: &'r Repository,
     pub(super) odb: &'r git2::Odb<'r>,
-    pub(super) mempack: &'r git2::Mempack<'r>,
+    /// Where commits are built before they are written to the journal.
+    pub(super) memory: Memory<'r>,
     pub(super) wal: wal::Wal,
     pub(super) author: Identity,
     /// The journal's branch (`refs/heads/...`).
@@ -44,6 +47,18 @@ pub struct Writer<'r> {
     pub(super) next: u64,
     /// The plain Redis key records kept in the log (see [`super::keys`]).
     pub(super) keys: super::keys::KeyLog<'r>,
+}
+
+/// The repository commits are built in: its object database holds libgit2's in-memory backend
+/// and nothing else. libgit2 rescans the pack directory of the database it writes an object to
+/// whenever that object is not there yet (every new object: about six rescans per commit, a
+/// quarter of apply's time at 20,000 changes in the journal's own database); here there is
+/// nothing to rescan. What a new commit builds on (the tip, the folders it changes) is copied in
+/// from the journal on first use, and the memory is emptied at each flush.
+pub(super) struct Memory<'r> {
+    pub repo: &'r Repository,
+    pub odb: &'r git2::Odb<'r>,
+    pub mempack: &'r git2::Mempack<'r>,
 }
 
 impl Writer<'_> {
@@ -110,7 +125,7 @@ impl Writer<'_> {
             return Ok(None);
         }
         let oid = self.commit_or_keep(done)?;
-        Ok(Some(abbreviate(self.odb, oid)))
+        Ok(Some(self.abbreviate(oid)))
     }
 
     /// Commits what a killed relayctl logged as done, in order. Whatever cannot be committed
@@ -171,16 +186,22 @@ impl Writer<'_> {
         context: impl Fn() -> String,
     ) -> Result<Oid> {
         let sig = self.author.signature(&git2::Time::new(time, 0))?;
-        let parent = self.repo.find_commit(self.tip).with_context(&context)?;
-        let blob = self.repo.blob(state.as_bytes()).with_context(&context)?;
-        let root = parent.tree().with_context(&context)?;
-        let tree =
-            layout::put(self.repo, &root, folders, name, blob, &mut self.written).with_context(&context)?;
+        let memory = self.memory.repo;
+        let parent = match memory.find_commit(self.tip) {
+            Ok(parent) => parent,
+            Err(_) => {
+                layout::copy(self.odb, memory, self.tip).with_context(&context)?;
+                memory.find_commit(self.tip).with_context(&context)?
+            }
+        };
+        let blob = memory.blob(state.as_bytes()).with_context(&context)?;
+        let root = layout::tree(memory, self.odb, parent.tree_id()).with_context(&context)?;
+        let tree = layout::put((memory, self.odb), &root, folders, name, blob, &mut self.written)
+            .with_context(&context)?;
         // The state file, the commit and its message, besides the trees counted by `put`.
         self.written.bytes += 1024;
-        let tree = self.repo.find_tree(tree).with_context(&context)?;
-        self.tip = self
-            .repo
+        let tree = memory.find_tree(tree).with_context(&context)?;
+        self.tip = memory
             .commit(None, &sig, &sig, message, &tree, &[&parent])
             .with_context(&context)?;
         self.unflushed += 1;
@@ -192,9 +213,9 @@ impl Writer<'_> {
     pub(super) fn flush(&mut self) -> Result<()> {
         let context = || format!("writing commits to the journal {}", self.path.display());
         if self.unflushed > 0 {
-            let objects = new_objects(self.repo, self.tip, self.unflushed).with_context(context)?;
-            write_pack(self.repo, self.odb, &objects).with_context(context)?;
-            self.mempack.reset().with_context(context)?;
+            let objects = new_objects(self.memory.repo, self.tip, self.unflushed).with_context(context)?;
+            write_pack(self.repo, &[self.memory.odb, self.odb], &objects).with_context(context)?;
+            self.memory.mempack.reset().with_context(context)?;
             // libgit2 can report success for a pack it did not store (no pack directory): the
             // branch moves only to a commit that can be read back from disk.
             let _ = self.odb.refresh();
@@ -223,6 +244,11 @@ impl Writer<'_> {
             .chain(self.keys.records())
             .collect();
         self.wal.reset(&keep)
+    }
+
+    /// The abbreviated id of `oid`, unique among the objects on disk and in memory.
+    pub(super) fn abbreviate(&self, oid: Oid) -> String {
+        abbreviate(&[self.memory.odb, self.odb], oid)
     }
 }
 
@@ -280,11 +306,11 @@ fn added(repo: &Repository, new: &git2::Tree, old: Option<&git2::Tree>, out: &mu
     Ok(())
 }
 
-/// Writes `objects` (held in memory) to the repository as one packfile. Only these: libgit2's
-/// own mempack dump packs every commit's whole tree, each flush again, which makes a journal's
-/// packs grow with the square of its flags.
-pub(super) fn write_pack(repo: &Repository, odb: &git2::Odb, objects: &[ToPack]) -> Result<()> {
-    pack::write(odb, &repo.path().join("objects").join("pack"), objects)?;
+/// Writes `objects` (read from the first of `sources` that has each) to the repository as one
+/// packfile. Only these: libgit2's own mempack dump packs every commit's whole tree, each flush
+/// again, which makes a journal's packs grow with the square of its flags.
+pub(super) fn write_pack(repo: &Repository, sources: &[&git2::Odb], objects: &[ToPack]) -> Result<()> {
+    pack::write(sources, &repo.path().join("objects").join("pack"), objects)?;
     Ok(())
 }
 
