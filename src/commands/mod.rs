@@ -122,6 +122,12 @@ fn open_journal(settings: &Settings, path: &Path) -> Result<Journal> {
             path.display()
         ));
     }
+    if let Some(lock) = &recovery.released_lock {
+        settings.status(format!(
+            "Removed {}, which a relayctl interrupted while moving that ref left behind.",
+            lock.display()
+        ));
+    }
     if recovery.torn > 0 {
         settings.status(format!(
             "{} {} line(s) of the journal's write-ahead log {} were cut short by an interruption and \

@@ -130,7 +130,9 @@ fn subtree<'r>((repo, from): Building<'_, 'r>, tree: Option<&Tree>, name: &str) 
     }
 }
 
-/// Writes `tree` (or a new tree) with `name` set to `id`; adds it to `written`.
+/// Writes `tree` (or a new tree) with `name` set to `id`; adds it to `written`. The tree's
+/// bytes are edited in place rather than rebuilt through libgit2's tree builder, which parses and
+/// sorts every entry again (a fifth of apply's time at 20,000 changes).
 fn insert(
     repo: &Repository,
     tree: Option<&Tree>,
@@ -139,9 +141,67 @@ fn insert(
     mode: i32,
     written: &mut Written,
 ) -> Result<Oid> {
-    let mut tb = repo.treebuilder(tree)?;
-    tb.insert(name, id, mode)?;
-    write(tb, written)
+    let odb = repo.odb()?;
+    let raw = match tree {
+        Some(tree) => set_entry(odb.read(tree.id())?.data(), name, mode, id)?,
+        None => set_entry(&[], name, mode, id)?,
+    };
+    written.bytes += raw.len();
+    Ok(odb.write(ObjectType::Tree, &raw)?)
+}
+
+/// The raw tree `raw` with the entry `name` set to `mode` and `id` (replacing any entry of that
+/// name), in git's order: names compared as bytes, a folder's as if it ended in `/`.
+pub(super) fn set_entry(raw: &[u8], name: &str, mode: i32, id: Oid) -> Result<Vec<u8>> {
+    let folder = mode == FOLDER;
+    let mut new = Vec::with_capacity(name.len() + 28);
+    new.extend_from_slice(if folder { b"40000 " } else { b"100644 " });
+    new.extend_from_slice(name.as_bytes());
+    new.push(0);
+    new.extend_from_slice(id.as_bytes());
+    let mut out = Vec::with_capacity(raw.len() + new.len());
+    let mut placed = false;
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let (Some(space), Some(nul)) = (
+            rest.iter().position(|&b| b == b' '),
+            rest.iter().position(|&b| b == 0),
+        ) else {
+            bail!("a folder of the journal is not a valid git tree");
+        };
+        let end = nul + 1 + 20;
+        if space > nul || rest.len() < end {
+            bail!("a folder of the journal is not a valid git tree");
+        }
+        let (entry, after) = rest.split_at(end);
+        rest = after;
+        let entry_name = &entry[space + 1..nul];
+        if entry_name == name.as_bytes() {
+            continue;
+        }
+        if !placed && git_order(name.as_bytes(), folder, entry_name, &entry[..space] == b"40000").is_lt() {
+            out.extend_from_slice(&new);
+            placed = true;
+        }
+        out.extend_from_slice(entry);
+    }
+    if !placed {
+        out.extend_from_slice(&new);
+    }
+    Ok(out)
+}
+
+/// git's order of tree entries (`base_name_compare`).
+fn git_order(a: &[u8], a_folder: bool, b: &[u8], b_folder: bool) -> std::cmp::Ordering {
+    let common = a.len().min(b.len());
+    a[..common].cmp(&b[..common]).then_with(|| {
+        let next = |name: &[u8], folder: bool| match name.get(common) {
+            Some(&c) => c,
+            None if folder => b'/',
+            None => 0,
+        };
+        next(a, a_folder).cmp(&next(b, b_folder))
+    })
 }
 
 /// Writes `tb`, adding an estimate of its size to `written` (an entry is its mode, name
@@ -212,4 +272,42 @@ fn fan_out(
         top.insert(name, write(tb, written)?, FOLDER)?;
     }
     write(top, written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Editing a tree's bytes gives the tree libgit2's builder writes, in git's order, whatever
+    /// the names (prefixes of each other, folders beside files of the same stem, replacements).
+    #[test]
+    fn set_entry_writes_the_tree_libgit2_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let blob = repo.blob(b"state").unwrap();
+        let other = repo.blob(b"other").unwrap();
+        let folder = repo.treebuilder(None).unwrap().write().unwrap();
+        let names = [
+            ("a.toml", FILE, blob),
+            ("a", FOLDER, folder),
+            ("a-b.toml", FILE, blob),
+            ("a.b", FOLDER, folder),
+            ("ab", FILE, blob),
+            ("a.toml", FILE, other),
+            ("0f", FOLDER, folder),
+            ("Z", FILE, blob),
+            ("a", FOLDER, folder),
+            ("é.toml", FILE, other),
+            ("a0", FILE, blob),
+        ];
+        let (mut raw, mut tb) = (Vec::new(), repo.treebuilder(None).unwrap());
+        for (name, mode, id) in names {
+            raw = set_entry(&raw, name, mode, id).unwrap();
+            tb.insert(name, id, mode).unwrap();
+            let expected = repo.find_object(tb.write().unwrap(), None).unwrap();
+            let odb = repo.odb().unwrap();
+            assert_eq!(odb.read(expected.id()).unwrap().data(), &raw[..], "after {name}");
+        }
+        assert!(set_entry(b"100644 broken", "x", FILE, blob).is_err());
+    }
 }

@@ -91,6 +91,8 @@ pub struct Recovery {
     pub torn: usize,
     /// The write-ahead log.
     pub wal: PathBuf,
+    /// A ref's lock file that a relayctl killed while moving the ref left, now removed.
+    pub released_lock: Option<PathBuf>,
 }
 
 /// An open journal repository, holding its lock while it exists (when opened for writing).
@@ -140,7 +142,7 @@ impl Journal {
             true => branch,
             false => repo::branch(&repo, path, &found)?,
         };
-        repo::check_lock_files(&repo, path, &branch)?;
+        let released = repo::check_lock_files(&repo, path, &branch)?;
         if !found.marked {
             repo::mark(&repo, &branch.name)
                 .with_context(|| format!("marking {} as relayctl's journal", path.display()))?;
@@ -154,7 +156,10 @@ impl Journal {
             author: Some(author),
             interrupted: Vec::new(),
             key_interrupted: Vec::new(),
-            recovery: Recovery::default(),
+            recovery: Recovery {
+                released_lock: released,
+                ..Recovery::default()
+            },
             notes: Vec::new(),
             notes_written: std::time::Instant::now(),
         };

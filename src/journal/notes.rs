@@ -180,7 +180,7 @@ pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncN
         "the packfile of the sync notes was not stored (is {} missing or unwritable?)",
         repo.path().join("objects/pack").display()
     );
-    repo.reference(NOTES_REF, commit, true, "relayctl sync")?;
+    super::repo::move_ref(&repo, NOTES_REF, commit, "relayctl sync")?;
     Ok(())
 }
 

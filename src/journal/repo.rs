@@ -323,10 +323,53 @@ fn newest_tip(repo: &Repository) -> Option<Oid> {
         .map(|(_, oid)| oid)
 }
 
+/// The file relayctl keeps while it moves one of its refs (the branch, the sync notes), naming
+/// the lock file libgit2 takes for it. A relayctl killed in that moment leaves that lock file
+/// behind, which would otherwise stop every later run as if a git command held it; the marker
+/// tells the next relayctl (which holds the journal lock, so the one that left it is gone) that
+/// the lock file is its own to remove.
+const MOVING_REF: &str = "relayctl-moving-ref";
+
+/// Points the ref `name` at `to`, under the marker [`MOVING_REF`].
+pub(super) fn move_ref(repo: &Repository, name: &str, to: Oid, log: &str) -> Result<()> {
+    let marker = repo.path().join(MOVING_REF);
+    std::fs::write(&marker, format!("{name}.lock\n"))
+        .with_context(|| format!("writing {}", marker.display()))?;
+    let moved = repo.reference(name, to, true, log);
+    let _ = std::fs::remove_file(&marker);
+    moved.with_context(|| format!("moving {name} to {to}"))?;
+    Ok(())
+}
+
+/// Removes the lock file a relayctl killed while moving a ref left (see [`MOVING_REF`]); call
+/// under the journal lock. Returns the lock file removed, if any.
+fn release_own_lock(git_dir: &Path) -> Result<Option<PathBuf>> {
+    let marker = git_dir.join(MOVING_REF);
+    let named = match std::fs::read_to_string(&marker) {
+        Ok(named) => named,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", marker.display())),
+    };
+    let named = named.trim();
+    let ours = named.starts_with("refs/") && named.ends_with(".lock") && !named.contains("..");
+    let lock = git_dir.join(named);
+    let released = match ours && lock.is_file() {
+        true => {
+            std::fs::remove_file(&lock).with_context(|| format!("removing {}", lock.display()))?;
+            Some(lock)
+        }
+        false => None,
+    };
+    std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    Ok(released)
+}
+
 /// Refuses when git left a lock file that a commit, the branch update or the working tree
-/// update would need: found before any store write rather than after.
-pub(super) fn check_lock_files(repo: &Repository, path: &Path, branch: &Branch) -> Result<()> {
+/// update would need: found before any store write rather than after. A ref's lock file that a
+/// killed relayctl left is removed instead, and returned.
+pub(super) fn check_lock_files(repo: &Repository, path: &Path, branch: &Branch) -> Result<Option<PathBuf>> {
     let git_dir = repo.path();
+    let released = release_own_lock(git_dir)?;
     let names = [
         "index.lock".to_owned(),
         "HEAD.lock".to_owned(),
@@ -348,7 +391,7 @@ pub(super) fn check_lock_files(repo: &Repository, path: &Path, branch: &Branch) 
             );
         }
     }
-    Ok(())
+    Ok(released)
 }
 
 /// `word` as one shell word, quoted only when it needs to be.

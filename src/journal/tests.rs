@@ -421,3 +421,35 @@ fn the_working_tree_catches_up_after_a_killed_run_and_a_deleted_file_comes_back(
 }
 
 mod fan_out;
+
+#[test]
+fn a_ref_lock_left_by_a_killed_relayctl_is_removed_and_one_left_by_git_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    drop(open(&path));
+    let git_dir = path.join(".git");
+    let lock = git_dir.join(format!("{}.lock", notes::NOTES_REF));
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+
+    // As a relayctl killed between taking the notes ref's lock and renaming it leaves it.
+    std::fs::write(&lock, "").unwrap();
+    std::fs::write(
+        git_dir.join("relayctl-moving-ref"),
+        format!("{}.lock\n", notes::NOTES_REF),
+    )
+    .unwrap();
+    let j = open(&path);
+    assert_eq!(j.recovery().released_lock.as_deref(), Some(lock.as_path()));
+    assert!(!lock.exists());
+    assert!(!git_dir.join("relayctl-moving-ref").exists());
+    drop(j);
+
+    // The same lock file without relayctl's marker is git's: refused, left in place.
+    std::fs::write(&lock, "").unwrap();
+    let err = Journal::open_locked(&path, &test_options())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("locked by git"), "{err}");
+    assert!(lock.exists());
+}

@@ -227,9 +227,7 @@ impl Writer<'_> {
                     self.repo.path().join("objects/pack").display()
                 );
             }
-            self.repo
-                .reference(&self.branch, self.tip, true, "relayctl")
-                .with_context(context)?;
+            super::repo::move_ref(self.repo, &self.branch, self.tip, "relayctl").with_context(context)?;
             self.unflushed = 0;
             self.flush_at = (self.flush_at * 2).min(FLUSH_MOST);
             self.written = layout::Written::default();
