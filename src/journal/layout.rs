@@ -14,6 +14,7 @@
 //! A plain Redis key store's folder (`_keys/<store>/<key>.toml`, see [`super::keys`]) is laid
 //! out by the same rule, the bucket taken from the key's escaped file name.
 
+use super::pack::ToPack;
 use crate::flag::FlagId;
 use anyhow::{bail, ensure, Result};
 use git2::{ObjectType, Odb, Oid, Repository, Tree};
@@ -68,9 +69,11 @@ pub(super) fn find_in(
     Ok(sub.get_name(&file).map(|e| e.id()))
 }
 
-/// About how many bytes of trees a commit wrote.
+/// What the commits held in memory wrote: the objects to pack, each with what it replaces (the
+/// base [`super::pack::write`] stores it as a delta of), and about how many bytes they hold.
 #[derive(Default)]
 pub(super) struct Written {
+    pub objects: Vec<ToPack>,
     pub bytes: usize,
 }
 
@@ -141,13 +144,22 @@ fn insert(
     mode: i32,
     written: &mut Written,
 ) -> Result<Oid> {
+    if mode == FILE {
+        let base = tree.and_then(|t| t.get_name(name)).map(|e| e.id());
+        written.objects.push(ToPack { id, base });
+    }
     let odb = repo.odb()?;
     let raw = match tree {
         Some(tree) => set_entry(odb.read(tree.id())?.data(), name, mode, id)?,
         None => set_entry(&[], name, mode, id)?,
     };
     written.bytes += raw.len();
-    Ok(odb.write(ObjectType::Tree, &raw)?)
+    let new = odb.write(ObjectType::Tree, &raw)?;
+    written.objects.push(ToPack {
+        id: new,
+        base: tree.map(Tree::id),
+    });
+    Ok(new)
 }
 
 /// The raw tree `raw` with the entry `name` set to `mode` and `id` (replacing any entry of that
@@ -204,11 +216,12 @@ fn git_order(a: &[u8], a_folder: bool, b: &[u8], b_folder: bool) -> std::cmp::Or
     })
 }
 
-/// Writes `tb`, adding an estimate of its size to `written` (an entry is its mode, name
+/// Writes `tb`, adding it to `written` with an estimate of its size (an entry is its mode, name
 /// and 20-byte id: about 40 bytes).
 fn write(tb: git2::TreeBuilder, written: &mut Written) -> Result<Oid> {
     let oid = tb.write()?;
     written.bytes += tb.len() * 40;
+    written.objects.push(ToPack { id: oid, base: None });
     Ok(oid)
 }
 
@@ -259,6 +272,8 @@ fn fan_out(
             .push((name.clone(), e.id(), e.filemode()));
     }
     let key = file.strip_suffix(".toml").unwrap_or(file);
+    let base = env.and_then(|t| t.get_name(file)).map(|e| e.id());
+    written.objects.push(ToPack { id: blob, base });
     buckets
         .entry(bucket(key))
         .or_default()

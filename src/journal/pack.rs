@@ -214,8 +214,17 @@ fn type_code(kind: ObjectType) -> Result<u8> {
     })
 }
 
+/// Objects smaller than this go into the pack as zlib streams of stored (uncompressed) blocks:
+/// resetting the compressor clears 64 KiB of tables, which cost more than compressing a delta of
+/// a few dozen bytes (mostly object ids, which do not compress) saves.
+const STORE_BELOW: usize = 512;
+
 /// Appends `data` zlib-compressed to `out`, reusing `zlib`'s buffers.
 fn deflate(zlib: &mut Compress, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    if data.len() < STORE_BELOW {
+        stored(data, out);
+        return Ok(());
+    }
     zlib.reset();
     let start = zlib.total_in();
     loop {
@@ -225,6 +234,38 @@ fn deflate(zlib: &mut Compress, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Appends `data` as a zlib stream of stored blocks (RFC 1950, RFC 1951 §3.2.4).
+fn stored(data: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0x78, 0x01]);
+    let mut blocks = data.chunks(0xffff).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[0x01, 0x00, 0x00, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        out.push(u8::from(blocks.peek().is_none()));
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(&adler32(data).to_be_bytes());
+}
+
+fn adler32(data: &[u8]) -> u32 {
+    const MOD: u32 = 65521;
+    let (mut a, mut b) = (1u32, 0u32);
+    // 5552 bytes at most between reductions keep b below 2^32 (zlib's NMAX).
+    for chunk in data.chunks(5552) {
+        for &byte in chunk {
+            a += u32::from(byte);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
 }
 
 /// The index (version 2) of a pack whose checksum is `checksum`.
@@ -361,6 +402,21 @@ mod tests {
             assert_eq!(patch(base, &delta(base, target)), target);
         }
         assert!(delta(&long, &changed).len() < 400);
+    }
+
+    #[test]
+    fn stored_zlib_streams_inflate_to_their_data() {
+        use std::io::Read;
+        for len in [0usize, 1, 100, 511, 0xffff, 0x1_0000, 200_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let mut stream = Vec::new();
+            stored(&data, &mut stream);
+            let mut back = Vec::new();
+            flate2::read::ZlibDecoder::new(&stream[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "{len} bytes");
+        }
     }
 
     #[test]

@@ -204,6 +204,10 @@ impl Writer<'_> {
         self.tip = memory
             .commit(None, &sig, &sig, message, &tree, &[&parent])
             .with_context(&context)?;
+        self.written.objects.push(ToPack {
+            id: self.tip,
+            base: None,
+        });
         self.unflushed += 1;
         Ok(self.tip)
     }
@@ -213,8 +217,8 @@ impl Writer<'_> {
     pub(super) fn flush(&mut self) -> Result<()> {
         let context = || format!("writing commits to the journal {}", self.path.display());
         if self.unflushed > 0 {
-            let objects = new_objects(self.memory.repo, self.tip, self.unflushed).with_context(context)?;
-            write_pack(self.repo, &[self.memory.odb, self.odb], &objects).with_context(context)?;
+            let objects = &self.written.objects;
+            write_pack(self.repo, &[self.memory.odb, self.odb], objects).with_context(context)?;
             self.memory.mempack.reset().with_context(context)?;
             // libgit2 can report success for a pack it did not store (no pack directory): the
             // branch moves only to a commit that can be read back from disk.
@@ -248,60 +252,6 @@ impl Writer<'_> {
     pub(super) fn abbreviate(&self, oid: Oid) -> String {
         abbreviate(&[self.memory.odb, self.odb], oid)
     }
-}
-
-/// The objects the newest `commits` commits up to `tip` added, oldest commit first: each
-/// commit, and the trees and blobs its tree does not share with its parent's, each with what it
-/// replaces there (the base [`pack::write`] stores it as a delta of).
-fn new_objects(repo: &Repository, tip: Oid, commits: usize) -> Result<Vec<ToPack>> {
-    let mut per_commit = Vec::with_capacity(commits);
-    let mut commit = repo.find_commit(tip)?;
-    for _ in 0..commits {
-        let mut out = vec![ToPack {
-            id: commit.id(),
-            base: None,
-        }];
-        let parent = commit.parents().next();
-        let old = parent.as_ref().map(git2::Commit::tree).transpose()?;
-        added(repo, &commit.tree()?, old.as_ref(), &mut out)?;
-        per_commit.push(out);
-        match parent {
-            Some(p) => commit = p,
-            None => break,
-        }
-    }
-    Ok(per_commit.into_iter().rev().flatten().collect())
-}
-
-/// Adds to `out` the tree `new` and whatever under it `old` (the same folder before) lacks.
-fn added(repo: &Repository, new: &git2::Tree, old: Option<&git2::Tree>, out: &mut Vec<ToPack>) -> Result<()> {
-    if old.is_some_and(|o| o.id() == new.id()) {
-        return Ok(());
-    }
-    out.push(ToPack {
-        id: new.id(),
-        base: old.map(git2::Tree::id),
-    });
-    for entry in new.iter() {
-        let before = old.and_then(|o| o.get_name(entry.name()?).map(|e| e.id()));
-        if before == Some(entry.id()) {
-            continue;
-        }
-        match entry.kind() {
-            Some(git2::ObjectType::Tree) => {
-                let old = match before {
-                    Some(id) => repo.find_tree(id).ok(),
-                    None => None,
-                };
-                added(repo, &repo.find_tree(entry.id())?, old.as_ref(), out)?;
-            }
-            _ => out.push(ToPack {
-                id: entry.id(),
-                base: before,
-            }),
-        }
-    }
-    Ok(())
 }
 
 /// Writes `objects` (read from the first of `sources` that has each) to the repository as one
