@@ -55,7 +55,7 @@ pub(super) fn write(sources: &[&Odb], pack_dir: &Path, objects: &[ToPack]) -> Re
         let read = read(sources, object.id)?;
         let data = read.data();
         let start = pack.len() as u64;
-        let depth = match as_delta(sources, object.base, data, &placed) {
+        let depth = match as_delta(sources, object.base, &read, &placed) {
             Some((base, delta)) => {
                 entry_header(&mut pack, OFS_DELTA, delta.len());
                 offset_back(&mut pack, start - base.offset);
@@ -89,19 +89,20 @@ pub(super) fn write(sources: &[&Odb], pack_dir: &Path, objects: &[ToPack]) -> Re
     Ok(name)
 }
 
-/// The delta of `data` against `base` when `base` is an earlier entry of this pack whose chain
-/// is short enough, and the delta is worth it.
+/// The delta of `object` against `base` when `base` is an earlier entry of this pack of the same
+/// type (a delta's object takes its base's type) whose chain is short enough, and the delta is
+/// worth it.
 fn as_delta<'p>(
     sources: &[&Odb],
     base: Option<Oid>,
-    data: &[u8],
+    object: &git2::OdbObject,
     placed: &'p HashMap<Oid, Placed>,
 ) -> Option<(&'p Placed, Vec<u8>)> {
     let id = base?;
     let at = placed.get(&id).filter(|p| p.depth < MAX_DEPTH)?;
-    let base = read(sources, id).ok()?;
-    let delta = delta(base.data(), data);
-    (delta.len() < data.len() / 2).then_some((at, delta))
+    let base = read(sources, id).ok().filter(|b| b.kind() == object.kind())?;
+    let delta = delta(base.data(), object.data());
+    (delta.len() < object.data().len() / 2).then_some((at, delta))
 }
 
 /// The object `id` from the first of `sources` that has it.
