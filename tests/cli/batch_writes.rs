@@ -5,7 +5,7 @@
 //! of a batch (a server that stops answering mid-batch) is in `store_faults`.
 
 use crate::support::fixtures::{all_off, bool_flag, overrides, redis_store, PREFIX};
-use crate::support::{set_raw, signal_pid, wait_for, Proxy, Redis, Workspace};
+use crate::support::{git, set_raw, signal_pid, wait_for, Proxy, Redis, Workspace};
 use serde_json::json;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -154,4 +154,10 @@ fn a_kill_in_the_middle_of_a_batch_loses_nothing_and_doubles_nothing() {
         "one commit per flag: none lost, none twice"
     );
     assert!(w.run(["log"]).stderr.is_empty(), "nothing left unrecorded");
+    // The packfiles and indexes relayctl wrote itself, across the kill: git reads every object
+    // back and finds each id matches what it holds.
+    git(
+        &w.path("journal"),
+        &["fsck", "--full", "--strict", "--no-progress"],
+    );
 }
