@@ -109,6 +109,7 @@ async fn apply_batch(
         let targets = changes.iter().map(|c| (c.target.clone(), c.version)).collect();
         intents.push(journal.begin(entry, &changes[0].from, targets)?);
     }
+    journal.sync_log()?;
     let all: Vec<&Change> = batch.iter().flat_map(|(c, _)| c.iter().copied()).collect();
     let mut results = write_all(stores, &all).await.into_iter();
     let mut staged = Vec::new();

@@ -86,6 +86,7 @@ pub(super) fn write(sources: &[&Odb], pack_dir: &Path, objects: &[ToPack]) -> Re
     let name = format!("pack-{}", hex(&checksum));
     store(pack_dir, &format!("{name}.pack"), &pack)?;
     store(pack_dir, &format!("{name}.idx"), &index)?;
+    super::repo::sync_dir(pack_dir)?;
     Ok(name)
 }
 
@@ -314,7 +315,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Writes `bytes` to `dir/name` read-only, as git does: under a temporary name first, so no
-/// reader ever sees half a file.
+/// reader ever sees half a file, and on disk before it gets its name (the branch moves to what
+/// the pack holds only after, so a power cut never leaves it pointing at objects not on disk).
 fn store(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let context = || format!("writing {}", dir.join(name).display());
     let mut file = tempfile::Builder::new()
@@ -328,6 +330,7 @@ fn store(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
         let readonly = std::fs::Permissions::from_mode(0o444);
         file.as_file().set_permissions(readonly).with_context(context)?;
     }
+    file.as_file().sync_all().with_context(context)?;
     file.persist(dir.join(name))
         .map_err(|e| e.error)
         .with_context(context)?;

@@ -330,7 +330,8 @@ fn newest_tip(repo: &Repository) -> Option<Oid> {
 /// the lock file is its own to remove.
 const MOVING_REF: &str = "relayctl-moving-ref";
 
-/// Points the ref `name` at `to`, under the marker [`MOVING_REF`].
+/// Points the ref `name` at `to`, under the marker [`MOVING_REF`], and saves it to disk (the
+/// write-ahead log lets go of the commits it now reaches right after).
 pub(super) fn move_ref(repo: &Repository, name: &str, to: Oid, log: &str) -> Result<()> {
     let marker = repo.path().join(MOVING_REF);
     std::fs::write(&marker, format!("{name}.lock\n"))
@@ -338,7 +339,16 @@ pub(super) fn move_ref(repo: &Repository, name: &str, to: Oid, log: &str) -> Res
     let moved = repo.reference(name, to, true, log);
     let _ = std::fs::remove_file(&marker);
     moved.with_context(|| format!("moving {name} to {to}"))?;
-    Ok(())
+    let file = repo.path().join(name);
+    let saved = File::open(&file).and_then(|f| f.sync_all());
+    saved.with_context(|| format!("saving {} to disk", file.display()))?;
+    sync_dir(file.parent().unwrap_or(repo.path()))
+}
+
+/// Saves the names of the files in `dir` (renames, creations) to disk.
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
+    let saved = File::open(dir).and_then(|d| d.sync_all());
+    saved.with_context(|| format!("saving {} to disk", dir.display()))
 }
 
 /// Removes the lock file a relayctl killed while moving a ref left (see [`MOVING_REF`]); call

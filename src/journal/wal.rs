@@ -5,7 +5,9 @@
 //! Commits are built in memory and written out in batches; the log is what makes that safe. If
 //! relayctl is killed, the next one that locks the journal commits the done lines that did not
 //! land, and keeps the intents without a done line: only the stores can tell whether those writes
-//! happened (`apply` reads them before doing anything else).
+//! happened (`apply` reads them before doing anything else). Intents are saved to disk
+//! ([`Wal::sync`]) before their store writes, so a power cut loses at most done lines, which
+//! come back the same way.
 //!
 //! A record leaves the log only once what it stands for is in the journal's history: emptying
 //! the log after a flush keeps every intent still open and every done line whose commit was not
@@ -157,6 +159,16 @@ impl Wal {
         })
     }
 
+    /// Makes what was appended so far survive a power cut, not only a killed process.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().with_context(|| {
+            format!(
+                "saving the journal's write-ahead log {} to disk",
+                self.path.display()
+            )
+        })
+    }
+
     /// Replaces the log's content with `keep` (what is not in the journal's history yet), in
     /// one rename: until it lands, the old log, which holds all of `keep` and more, stays whole.
     pub fn reset(&mut self, keep: &[Record]) -> Result<()> {
@@ -168,6 +180,9 @@ impl Wal {
             .with_context(context)?;
         let text: String = keep.iter().map(line).collect();
         tmp.write_all(text.as_bytes()).with_context(context)?;
+        // On disk before it replaces the old log: a power cut must not leave an empty log where
+        // unfinished intents were.
+        tmp.as_file().sync_data().with_context(context)?;
         tmp.persist(&self.path)
             .map_err(|e| e.error)
             .with_context(context)?;

@@ -98,6 +98,13 @@ impl Writer<'_> {
         Ok(intent)
     }
 
+    /// Makes the intents logged so far survive a power cut: call once a batch's intents are
+    /// logged ([`Writer::begin`]), before its store writes. (Done lines need not be: an intent
+    /// without one is resolved by reading the stores, as after a kill.)
+    pub fn sync_log(&self) -> Result<()> {
+        self.wal.sync()
+    }
+
     /// Leaves `intent` (from [`Writer::begin`]) unfinished on purpose: its outcome is unknown (a
     /// store that stopped answering), so it stays in the write-ahead log across flushes, for the
     /// next apply to resolve by reading the stores, as after a kill ([`super::Journal::interrupted`]).

@@ -96,6 +96,7 @@ pub async fn apply(
             let targets = k.changes.iter().map(|c| c.target.clone()).collect();
             intents.push(journal.begin_key(&k.entry, targets)?);
         }
+        journal.sync_log()?;
         write_batch(stores, &mut batch, on_event).await;
         for (k, intent) in batch.into_iter().zip(intents) {
             let unresolved = k.unresolved;
