@@ -113,6 +113,8 @@ def run(args, cwd, binary=BIN):
     cmd = [binary] + args
     if GNU_TIME:
         cmd = [GNU_TIME, "-f", "%M", "-o", rss_file] + cmd
+    # Earlier rows' files still being written back would otherwise slow this one's disk.
+    os.sync()
     start = time.perf_counter()
     p = subprocess.run(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - start
