@@ -104,7 +104,7 @@ pub(super) fn copy(from: &Odb, to: &Repository, id: Oid) -> Result<()> {
 /// Returns the tree `root` with `blob` as the state file `name` (`<name>.toml`) in the folder
 /// `top/folder` (a flag's `<project>/<environment>`, a key's `_keys/<store>`), in the layout
 /// that folder has (fanning it out when this file takes it past [`FLAT_MAX`]), written to
-/// `repo` (whose folders may be copied in from `from`). Adds the trees it writes to `written`.
+/// `repo` (whose folders may be copied in from `from`). Adds what it writes to `written`.
 pub(super) fn put(
     (repo, from): (&Repository, &Odb),
     root: &Tree,

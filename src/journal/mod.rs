@@ -252,6 +252,7 @@ impl Journal {
         let _verify_again = VerifyHashesAgain;
         let repo = Repository::open(&self.path).with_context(context)?;
         let odb = repo.odb().with_context(context)?;
+        // Commits are built apart from the journal, in objects held in memory ([`writer::Memory`]).
         let memory = Repository::from_odb(git2::Odb::new().with_context(context)?).with_context(context)?;
         let memory_odb = memory.odb().with_context(context)?;
         let mempack = memory_odb.add_new_mempack_backend(1).with_context(context)?;

@@ -4,11 +4,11 @@
 //! ([`Memory`]), and written to the journal as one packfile ([`super::pack`]) every
 //! [`super::FLUSH_EVERY`] commits (twice as many each time after, or [`FLUSH_BYTES`]) and at
 //! the end; only once the objects are found on disk does the branch move. A write-ahead-log
-//! record leaves the log only when what it stands for is in the branch's history: a commit that cannot be made keeps its done line, a flag whose done line
-//! could not be logged keeps its intent, and a flush that fails leaves the log as it was, so the
-//! next relayctl commits them (or keeps refusing, saying why). What a commit needs from the
-//! entry itself (names git can store as paths) is checked by [`Writer::check`] before the first
-//! store write.
+//! record leaves the log only when what it stands for is in the branch's history: a commit that
+//! cannot be made keeps its done line, a flag whose done line could not be logged keeps its
+//! intent, and a flush that fails leaves the log as it was, so the next relayctl commits them
+//! (or keeps refusing, saying why). What a commit needs from the entry itself (names git can
+//! store as paths) is checked by [`Writer::check`] before the first store write.
 
 use super::author::Identity;
 use super::message::{self, Entry};
@@ -194,13 +194,10 @@ impl Writer<'_> {
     ) -> Result<Oid> {
         let sig = self.author.signature(&git2::Time::new(time, 0))?;
         let memory = self.memory.repo;
-        let parent = match memory.find_commit(self.tip) {
-            Ok(parent) => parent,
-            Err(_) => {
-                layout::copy(self.odb, memory, self.tip).with_context(&context)?;
-                memory.find_commit(self.tip).with_context(&context)?
-            }
-        };
+        if !self.memory.odb.exists(self.tip) {
+            layout::copy(self.odb, memory, self.tip).with_context(&context)?;
+        }
+        let parent = memory.find_commit(self.tip).with_context(&context)?;
         let blob = memory.blob(state.as_bytes()).with_context(&context)?;
         let root = layout::tree(memory, self.odb, parent.tree_id()).with_context(&context)?;
         let tree = layout::put((memory, self.odb), &root, folders, name, blob, &mut self.written)
@@ -227,8 +224,7 @@ impl Writer<'_> {
             let objects = &self.written.objects;
             write_pack(self.repo, &[self.memory.odb, self.odb], objects).with_context(context)?;
             self.memory.mempack.reset().with_context(context)?;
-            // libgit2 can report success for a pack it did not store (no pack directory): the
-            // branch moves only to a commit that can be read back from disk.
+            // The branch moves only to a commit that can be read back from disk.
             let _ = self.odb.refresh();
             if !self.odb.exists(self.tip) {
                 bail!(
