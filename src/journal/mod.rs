@@ -134,14 +134,11 @@ impl Journal {
     /// detached HEAD, a lost branch and a lock file git left.
     pub fn open_locked(path: &Path, options: &Options) -> Result<Journal> {
         let (repo, found) = repo::open_or_init(path)?;
-        let branch = repo::branch(&repo, path, &found)?;
         let author = Identity::resolve(&repo, options.author)?;
         let lock = repo::lock(&repo, path, options)?;
-        // Checked again under the lock: another relayctl may have just created the branch.
-        let branch = match branch.born {
-            true => branch,
-            false => repo::branch(&repo, path, &found)?,
-        };
+        // Only under the lock: another relayctl may be creating the branch (its first commit
+        // written, the branch not yet) until it lets go.
+        let branch = repo::branch(&repo, path, &found)?;
         let released = repo::check_lock_files(&repo, path, &branch)?;
         if !found.marked {
             repo::mark(&repo, &branch.name)
