@@ -453,3 +453,28 @@ fn a_ref_lock_left_by_a_killed_relayctl_is_removed_and_one_left_by_git_is_refuse
     assert!(err.contains("locked by git"), "{err}");
     assert!(lock.exists());
 }
+
+#[test]
+fn a_working_tree_with_no_record_of_its_last_update_is_checked_whole_and_updated() {
+    // As an earlier relayctl left it: no record of the commit the working tree was updated to.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let mut j = open(&path);
+    j.write(|w| record(w, &entry())).unwrap();
+    assert_eq!(j.close(), None);
+    let checked_out = path.join(".git/relayctl-checked-out");
+    assert!(checked_out.exists());
+    std::fs::remove_file(&checked_out).unwrap();
+    let mut j = open(&path);
+    let mut on = entry();
+    on.to.on = true;
+    j.write(|w| record(w, &on)).unwrap();
+    assert_eq!(j.close(), None);
+    let state = std::fs::read_to_string(path.join("default/production/new-checkout.toml")).unwrap();
+    assert!(state.contains("on = true"), "{state}");
+    let head = Repository::open(&path).unwrap().head().unwrap().target().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&checked_out).unwrap().trim(),
+        head.to_string()
+    );
+}

@@ -429,6 +429,38 @@ fn a_repository_whose_history_is_not_a_journal_is_refused() {
 }
 
 #[test]
+fn an_edit_to_a_file_the_run_does_not_change_is_kept_and_the_rest_updated() {
+    let w = file_workspace(
+        &["flag-1", "flag-2"],
+        "http://127.0.0.1:9",
+        "flag-1 = false\nflag-2 = false\n",
+    );
+    assert_eq!(w.run(["apply", "--auto-approve"]).code, 0);
+    let state = "journal/default/production/flag-1.toml";
+    let edited = w.read(state) + "# someone's note\n";
+    w.write(state, &edited);
+    std::fs::remove_file(w.path("journal/README.md")).unwrap();
+    declare(&w, "flag-1 = false\nflag-2 = true\n");
+    let run = w.run(["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(!run.stderr.contains("working tree"), "{}", run.stderr);
+    assert_eq!(w.read(state), edited, "the edit is kept");
+    assert!(w
+        .read("journal/default/production/flag-2.toml")
+        .contains("on = true"));
+    assert!(
+        w.path("journal/README.md").exists(),
+        "a tracked file deleted by hand is restored"
+    );
+    let status = git(&w.path("journal"), &["status", "--porcelain"]);
+    assert_eq!(
+        status.trim(),
+        "M default/production/flag-1.toml",
+        "only the edit differs"
+    );
+}
+
+#[test]
 fn edits_in_the_journals_working_tree_are_never_overwritten() {
     let w = file_workspace(&["flag-1", "flag-2"], "http://127.0.0.1:9", "flag-1 = false\n");
     assert_eq!(w.run(["apply", "--auto-approve"]).code, 0);
