@@ -270,6 +270,34 @@ fn a_sync_killed_midway_resumes_without_sending_anything_twice() {
 }
 
 #[test]
+fn a_notes_ref_lock_left_by_a_killed_sync_is_removed_by_the_next_one() {
+    // A sync killed while moving its notes ref leaves git's lock file and relayctl's marker.
+    let keys: Vec<String> = (0..3).map(|i| format!("flag-{i}")).collect();
+    let s = Setup::turned_off(&keys);
+    let git_dir = s.w.path("journal/.git");
+    let lock = git_dir.join("refs/notes/relayctl-sync.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, "").unwrap();
+    std::fs::write(
+        git_dir.join("relayctl-moving-ref"),
+        "refs/notes/relayctl-sync.lock\n",
+    )
+    .unwrap();
+    let (_, stderr) = output(&s.w.cmd(["sync"]).token().assert().success());
+    assert!(
+        stderr.contains("Removed") && stderr.contains("relayctl-sync.lock"),
+        "{stderr}"
+    );
+    assert!(!lock.exists());
+    assert!(
+        s.notes().iter().all(|(_, n)| n.starts_with("synced")),
+        "{:?}",
+        s.notes()
+    );
+    assert_eq!(s.notes().len(), 3);
+}
+
+#[test]
 fn rate_limits_are_waited_out_with_either_header() {
     let s = Setup::new(&[("a", 41, true)]);
     s.apply("a = false\n");
