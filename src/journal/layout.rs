@@ -246,7 +246,7 @@ fn put_in_env(at: Building, env: Option<&Tree>, flag: &str, blob: Oid, written: 
 
 /// The flat folder `env` fanned out into bucket folders, with `blob` as `file`.
 fn fan_out(
-    (repo, from): Building,
+    (repo, _): Building,
     env: Option<&Tree>,
     file: &str,
     blob: Oid,
@@ -258,12 +258,6 @@ fn fan_out(
         let name = e.name().unwrap_or_default().to_owned();
         if name == file {
             continue;
-        }
-        // libgit2 checks that what goes into a folder exists where the folder is written.
-        if let Some(from) = from {
-            if !repo.odb()?.exists(e.id()) {
-                copy(from, repo, e.id())?;
-            }
         }
         let key = name.strip_suffix(".toml").unwrap_or(&name);
         buckets

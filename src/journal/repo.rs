@@ -63,12 +63,21 @@ fn tune() -> Result<()> {
     // libgit2 caches only objects under 4 KiB by default, so the tree of an environment with many
     // flags would be read back from disk and inflated for every commit.
     // SAFETY: this only sets a global size limit; relayctl opens its one journal from one thread.
+    // libgit2 keeps every packfile it has read from open, with no limit by default; a journal
+    // gains a packfile or a few per apply, so reading a long-lived one (`log`, sync) ran out of
+    // file descriptors (1,024 per process is common) and failed as "object not found". It closes
+    // the least recently used past this many.
+    // SAFETY: as above.
     unsafe {
         git2::opts::set_cache_object_limit(ObjectType::Tree, 16 << 20)?;
         git2::opts::set_cache_object_limit(ObjectType::Commit, 1 << 20)?;
+        git2::opts::set_mwindow_file_limit(OPEN_PACKS)?;
     }
     Ok(())
 }
+
+/// The most packfiles libgit2 keeps open at once (see [`tune`]).
+const OPEN_PACKS: usize = 64;
 
 /// Opens the journal at `path` if there is one; refuses a repository that is not a journal.
 pub(super) fn open_existing(path: &Path) -> Result<Option<(Repository, Found)>> {

@@ -429,6 +429,30 @@ fn a_repository_whose_history_is_not_a_journal_is_refused() {
 }
 
 #[test]
+fn a_journal_of_more_packfiles_than_open_files_allowed_is_still_read_and_written() {
+    // Each apply adds a packfile; a journal used for long has more of them than a process may
+    // hold open (libgit2 kept every one it read from open, and `log` failed as "object not
+    // found" once the limit was reached).
+    let w = file_workspace(&["flag-1"], "http://127.0.0.1:9", "flag-1 = false\n");
+    for i in 0..110 {
+        declare(&w, &format!("flag-1 = {}\n", i % 2 == 1));
+        assert_eq!(w.run(["apply", "--auto-approve", "--quiet"]).code, 0);
+    }
+    let packs = std::fs::read_dir(w.path("journal/.git/objects/pack"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("pack".as_ref()))
+        .count();
+    assert!(packs > 100, "{packs} packfiles");
+    let log = w.cmd(["log"]).open_files(96).run();
+    assert_eq!(log.code, 0, "{}", log.all());
+    assert_eq!(log.stdout.lines().count(), 110, "{}", log.stdout);
+    declare(&w, "flag-1 = false\n");
+    let run = w.cmd(["apply", "--auto-approve"]).open_files(96).run();
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(w.journal_subjects().len(), 111);
+}
+
+#[test]
 fn an_edit_to_a_file_the_run_does_not_change_is_kept_and_the_rest_updated() {
     let w = file_workspace(
         &["flag-1", "flag-2"],

@@ -30,6 +30,7 @@ pub struct Relayctl<'w> {
     timeout: Option<Duration>,
     terminal: bool,
     stdout_to: Option<PathBuf>,
+    open_files: Option<u32>,
 }
 
 impl<'w> Relayctl<'w> {
@@ -43,6 +44,7 @@ impl<'w> Relayctl<'w> {
             timeout: None,
             terminal: false,
             stdout_to: None,
+            open_files: None,
         }
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
@@ -96,6 +98,12 @@ impl<'w> Relayctl<'w> {
     /// Fails the run if it takes longer than `limit` ([`Relayctl::run`], [`Relayctl::assert`]).
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
+        self
+    }
+
+    /// Runs with at most `n` open files (`ulimit -n`), as a tight service account would.
+    pub fn open_files(mut self, n: u32) -> Self {
+        self.open_files = Some(n);
         self
     }
 
@@ -176,7 +184,14 @@ impl<'w> Relayctl<'w> {
                 self.stdout_to.is_none(),
                 "stdout_to goes with on_terminal(); without a terminal, give .spawn() a File"
             );
-            let mut cmd = Command::new(BIN);
+            let mut cmd = match self.open_files {
+                Some(n) => {
+                    let mut sh = Command::new("sh");
+                    sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+                    sh
+                }
+                None => Command::new(BIN),
+            };
             cmd.args(&self.args);
             cmd
         };
