@@ -37,43 +37,45 @@ struct Concern {
 /// Updates the working tree of `repo` (the journal at `path`) to its branch. Returns a warning
 /// to show when it was left as it is.
 pub(super) fn update(repo: &Repository, path: &Path) -> Option<String> {
-    let result = (|| -> Result<Option<Vec<PathBuf>>> {
-        let Some(workdir) = repo.workdir() else {
-            return Ok(Some(Vec::new()));
-        };
-        let head = repo.head()?.peel_to_commit()?;
-        let concerns = match last_update(repo) {
-            Some(before) => concerns(repo, workdir, &before, &head.tree()?)?,
-            None => everything(repo, &head.tree()?)?,
-        };
-        let foreign = foreign(repo, workdir, &concerns)?;
-        if !foreign.is_empty() {
-            return Ok(Some(foreign));
-        }
-        if !concerns.is_empty() {
-            let mut checkout = CheckoutBuilder::new();
-            // No filters: the state files are written as committed (loading .gitattributes for
-            // each of 20,000 new files was a tenth of the checkout).
-            checkout
-                .force()
-                .disable_filters(true)
-                .disable_pathspec_match(true);
-            for file in concerns.keys() {
-                checkout.path(file);
-            }
-            repo.checkout_head(Some(&mut checkout))?;
-        }
-        let record = repo.path().join(CHECKED_OUT);
-        std::fs::write(&record, format!("{}\n", head.id()))
-            .with_context(|| format!("writing {}", record.display()))?;
-        Ok(None)
-    })();
-    match result {
-        Ok(None) => None,
-        Ok(Some(foreign)) if foreign.is_empty() => None,
-        Ok(Some(foreign)) => Some(left_alone(path, &foreign)),
+    match try_update(repo) {
+        Ok(foreign) if foreign.is_empty() => None,
+        Ok(foreign) => Some(left_alone(path, &foreign)),
         Err(e) => Some(not_updated(path, &format!("{e:#}"))),
     }
+}
+
+/// Updates the working tree unless files it would update hold changes relayctl did not make;
+/// returns those files.
+fn try_update(repo: &Repository) -> Result<Vec<PathBuf>> {
+    let Some(workdir) = repo.workdir() else {
+        return Ok(Vec::new());
+    };
+    let head = repo.head()?.peel_to_commit()?;
+    let concerns = match last_update(repo) {
+        Some(before) => concerns(repo, workdir, &before, &head.tree()?)?,
+        None => everything(repo, &head.tree()?)?,
+    };
+    let foreign = foreign(repo, workdir, &concerns)?;
+    if !foreign.is_empty() {
+        return Ok(foreign);
+    }
+    if !concerns.is_empty() {
+        let mut checkout = CheckoutBuilder::new();
+        // No filters: the state files are written as committed (loading .gitattributes for each
+        // of 20,000 new files was a tenth of the checkout).
+        checkout
+            .force()
+            .disable_filters(true)
+            .disable_pathspec_match(true);
+        for file in concerns.keys() {
+            checkout.path(file);
+        }
+        repo.checkout_head(Some(&mut checkout))?;
+    }
+    let record = repo.path().join(CHECKED_OUT);
+    std::fs::write(&record, format!("{}\n", head.id()))
+        .with_context(|| format!("writing {}", record.display()))?;
+    Ok(Vec::new())
 }
 
 /// The tree of the commit the working tree was last brought up to date with, if recorded.
