@@ -243,8 +243,10 @@ fn record_interrupted(
     stores: &Stores,
     key_stores: &KeyStores,
 ) -> Result<()> {
-    // A journal that cannot be opened is reported by the locked open of the apply itself.
-    if !matches!(Journal::open_existing(&config.journal), Ok(Some(j)) if j.unrecorded() > 0) {
+    // A journal that cannot be opened is reported by the locked open of the apply itself. One
+    // whose working tree is behind its branch is brought up to date when it closes.
+    let due = |j: &Journal| j.unrecorded() > 0 || j.working_tree_behind();
+    if !matches!(Journal::open_existing(&config.journal), Ok(Some(j)) if due(&j)) {
         return Ok(());
     }
     let mut journal = open_journal(settings, &config.journal)?;

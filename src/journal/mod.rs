@@ -458,11 +458,21 @@ impl Journal {
                  LaunchDarkly already in each flag's state and sends nothing twice)"
             )
         });
-        notes.or_else(|| self.checkout())
+        notes.or_else(|| self.checkout(true))
     }
 
-    fn checkout(&mut self) -> Option<String> {
-        if std::mem::take(&mut self.dirty) {
+    /// Whether the working tree is behind the branch (a relayctl killed before it updated the
+    /// tree, say): a locked open brings it up to date when it closes, even with nothing written.
+    pub fn working_tree_behind(&self) -> bool {
+        worktree::behind(&self.repo)
+    }
+
+    /// Updates the working tree when this run committed, or (`behind_too`, under the lock) when
+    /// it is behind the branch.
+    fn checkout(&mut self, behind_too: bool) -> Option<String> {
+        let written = std::mem::take(&mut self.dirty);
+        let behind = behind_too && self._lock.is_some() && worktree::behind(&self.repo);
+        if written || behind {
             return worktree::update(&self.repo, &self.path);
         }
         None
@@ -472,7 +482,7 @@ impl Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         let _ = self.write_notes();
-        let _ = self.checkout();
+        let _ = self.checkout(false);
     }
 }
 

@@ -478,3 +478,48 @@ fn a_working_tree_with_no_record_of_its_last_update_is_checked_whole_and_updated
         head.to_string()
     );
 }
+
+#[test]
+fn a_state_file_cut_short_by_a_killed_update_is_relayctls_not_someone_elses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let mut j = open(&path);
+    j.write(|w| record(w, &entry())).unwrap();
+    assert_eq!(j.close(), None);
+    let state = path.join("default/production/new-checkout.toml");
+    for cut in [0, 20] {
+        // Committed, then killed while libgit2 was writing the new version in place.
+        let mut j = open(&path);
+        let mut changed = entry();
+        changed.to.on = cut == 0;
+        j.write(|w| record(w, &changed)).unwrap();
+        j.dirty = false;
+        let repo = Repository::open(&path).unwrap();
+        let head = repo.head().unwrap().peel_to_tree().unwrap();
+        let new = repo
+            .find_blob(
+                head.get_path(Path::new("default/production/new-checkout.toml"))
+                    .unwrap()
+                    .id(),
+            )
+            .unwrap();
+        std::fs::write(&state, &new.content()[..cut]).unwrap();
+        drop(j);
+        let mut j = open(&path);
+        j.dirty = true;
+        assert_eq!(j.close(), None, "cut to {cut} bytes");
+        assert_eq!(std::fs::read(&state).unwrap(), new.content());
+    }
+    // Anything else there is someone's: left alone, and said.
+    let mut j = open(&path);
+    let mut on = entry();
+    on.to.on = true;
+    j.write(|w| record(w, &on)).unwrap();
+    j.dirty = false;
+    std::fs::write(&state, "on = maybe\n").unwrap();
+    drop(j);
+    let mut j = open(&path);
+    j.dirty = true;
+    assert!(j.close().unwrap().contains("changes relayctl did not make"));
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "on = maybe\n");
+}

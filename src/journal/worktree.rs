@@ -51,31 +51,53 @@ fn try_update(repo: &Repository) -> Result<Vec<PathBuf>> {
         return Ok(Vec::new());
     };
     let head = repo.head()?.peel_to_commit()?;
-    let concerns = match last_update(repo) {
-        Some(before) => concerns(repo, workdir, &before, &head.tree()?)?,
+    let last = last_update(repo);
+    let concerns = match &last {
+        Some(before) => concerns(repo, workdir, before, &head.tree()?)?,
         None => everything(repo, &head.tree()?)?,
     };
     let foreign = foreign(repo, workdir, &concerns)?;
     if !foreign.is_empty() {
         return Ok(foreign);
     }
-    if !concerns.is_empty() {
-        let mut checkout = CheckoutBuilder::new();
-        // No filters: the state files are written as committed (loading .gitattributes for each
-        // of 20,000 new files was a tenth of the checkout).
-        checkout
-            .force()
-            .disable_filters(true)
-            .disable_pathspec_match(true);
-        for file in concerns.keys() {
-            checkout.path(file);
+    let mut checkout = CheckoutBuilder::new();
+    // No filters: the state files are written as committed (loading .gitattributes for each of
+    // 20,000 new files was a tenth of the checkout).
+    checkout.force().disable_filters(true);
+    match last {
+        // Only what changed since the last update, which left the index matching its commit.
+        Some(_) if concerns.is_empty() => {}
+        Some(_) => {
+            checkout.disable_pathspec_match(true);
+            for file in concerns.keys() {
+                checkout.path(file);
+            }
+            repo.checkout_head(Some(&mut checkout))?;
         }
-        repo.checkout_head(Some(&mut checkout))?;
+        // All of it: the index may hold anything (a run killed mid-update, an earlier relayctl),
+        // and every file that differs was checked above.
+        None => repo.checkout_head(Some(&mut checkout))?,
     }
     let record = repo.path().join(CHECKED_OUT);
     std::fs::write(&record, format!("{}\n", head.id()))
         .with_context(|| format!("writing {}", record.display()))?;
     Ok(Vec::new())
+}
+
+/// Whether the working tree was last brought up to date with a commit other than the branch's
+/// newest (or that is not recorded): a run killed before it updated the tree, or one that had to
+/// leave it as it was.
+pub(super) fn behind(repo: &Repository) -> bool {
+    if repo.workdir().is_none() {
+        return false;
+    }
+    let recorded = std::fs::read_to_string(repo.path().join(CHECKED_OUT)).ok();
+    let head = repo.head().ok().and_then(|h| h.target());
+    match (recorded, head) {
+        (_, None) => false,
+        (Some(text), Some(head)) => text.trim() != head.to_string(),
+        (None, Some(_)) => true,
+    }
 }
 
 /// The tree of the commit the working tree was last brought up to date with, if recorded.
@@ -169,8 +191,17 @@ fn foreign(repo: &Repository, workdir: &Path, concerns: &BTreeMap<PathBuf, Conce
             foreign.push(file.clone());
             continue;
         }
-        let held = Oid::hash_file(ObjectType::Blob, &at)?;
-        if Some(held) != concern.before && Some(held) != concern.after {
+        let bytes = std::fs::read(&at).with_context(|| format!("reading {}", at.display()))?;
+        let held = Oid::hash_object(ObjectType::Blob, &bytes)?;
+        if Some(held) == concern.before || Some(held) == concern.after {
+            continue;
+        }
+        // Cut short: libgit2 writes a file in place, so a relayctl killed while updating the tree
+        // leaves it empty or holding the start of the version it was writing.
+        let cut_short = |version: Option<Oid>| {
+            version.is_some_and(|id| repo.find_blob(id).is_ok_and(|b| b.content().starts_with(&bytes)))
+        };
+        if !cut_short(concern.after) && !cut_short(concern.before) {
             unknown.push((file, held));
         }
     }
