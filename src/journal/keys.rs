@@ -83,15 +83,21 @@ pub(super) struct KeyLog<'r> {
     pub open: Vec<KeyIntent>,
     /// Done lines whose commit could not be made.
     pub uncommitted: Vec<KeyDone>,
+    /// Done lines of a killed relayctl still to commit, kept until each is in the history.
+    pub recovering: std::collections::VecDeque<KeyDone>,
 }
 
 impl KeyLog<'_> {
     /// The records to keep in the log.
     pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
         let intents = self.interrupted.iter().chain(&self.open).cloned();
-        intents
-            .map(Record::KeyIntent)
-            .chain(self.uncommitted.iter().cloned().map(Record::KeyDone))
+        intents.map(Record::KeyIntent).chain(
+            self.uncommitted
+                .iter()
+                .chain(&self.recovering)
+                .cloned()
+                .map(Record::KeyDone),
+        )
     }
 }
 
@@ -258,14 +264,10 @@ impl Writer<'_> {
         Ok(Some(self.abbreviate(oid)))
     }
 
-    /// Commits the key changes a killed relayctl logged as done, in order.
-    pub(super) fn commit_recovered_keys(&mut self, done: Vec<KeyDone>) -> Result<()> {
-        let mut rest = done.into_iter();
-        while let Some(d) = rest.next() {
-            if let Err(e) = self.commit_key_or_keep(d) {
-                self.keys.uncommitted.extend(rest);
-                return Err(e);
-            }
+    /// Commits the key changes a killed relayctl logged as done (`keys.recovering`), in order.
+    pub(super) fn commit_recovered_keys(&mut self) -> Result<()> {
+        while let Some(d) = self.keys.recovering.pop_front() {
+            self.commit_key_or_keep(d)?;
         }
         Ok(())
     }

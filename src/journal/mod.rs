@@ -282,11 +282,13 @@ impl Journal {
             interrupted: &mut self.interrupted,
             open: Vec::new(),
             uncommitted: Vec::new(),
+            recovering: Default::default(),
             next: 0,
             keys: keys::KeyLog {
                 interrupted: &mut self.key_interrupted,
                 open: Vec::new(),
                 uncommitted: Vec::new(),
+                recovering: Default::default(),
             },
         };
         let result = f(&mut writer);
@@ -359,9 +361,13 @@ impl Journal {
         let key_done = keys::not_landed(key_done, &landed);
         self.recovery.commits += key_done.len();
         self.key_interrupted = key_interrupted;
+        // Both registered before either is committed: the flushes that committing causes must
+        // keep in the log every done line not in the history yet.
         self.write(|w| {
-            let flags = w.commit_recovered(done);
-            flags.and(w.commit_recovered_keys(key_done))
+            w.recovering = done.into();
+            w.keys.recovering = key_done.into();
+            let flags = w.commit_recovered();
+            flags.and(w.commit_recovered_keys())
         })
         .context(
             "the write-ahead log holds changes an earlier relayctl wrote to the stores, and they could \

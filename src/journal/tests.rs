@@ -395,32 +395,8 @@ fn journals_are_marked_and_an_earlier_relayctls_is_marked_when_first_locked() {
     assert_eq!(std::fs::read_to_string(theirs.join("notes.txt")).unwrap(), "mine");
 }
 
-#[test]
-fn the_working_tree_catches_up_after_a_killed_run_and_a_deleted_file_comes_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("journal");
-    let mut j = open(&path);
-    j.write(|w| record(w, &entry())).unwrap();
-    assert_eq!(j.close(), None);
-    let state = path.join("default/production/new-checkout.toml");
-    let before = std::fs::read_to_string(&state).unwrap();
-    // A run killed after its commits landed, before it updated the working tree.
-    let mut j = open(&path);
-    let mut on = entry();
-    on.to.on = true;
-    j.write(|w| record(w, &on)).unwrap();
-    j.dirty = false;
-    drop(j);
-    assert_eq!(std::fs::read_to_string(&state).unwrap(), before);
-    std::fs::remove_file(path.join("README.md")).unwrap();
-    let mut j = open(&path);
-    j.dirty = true;
-    assert_eq!(j.close(), None);
-    assert!(std::fs::read_to_string(&state).unwrap().contains("on = true"));
-    assert!(path.join("README.md").exists());
-}
-
 mod fan_out;
+mod worktree;
 
 #[test]
 fn a_ref_lock_left_by_a_killed_relayctl_is_removed_and_one_left_by_git_is_refused() {
@@ -455,71 +431,34 @@ fn a_ref_lock_left_by_a_killed_relayctl_is_removed_and_one_left_by_git_is_refuse
 }
 
 #[test]
-fn a_working_tree_with_no_record_of_its_last_update_is_checked_whole_and_updated() {
-    // As an earlier relayctl left it: no record of the commit the working tree was updated to.
+fn done_lines_being_recovered_stay_in_the_log_across_the_flushes_recovery_causes() {
+    // Recovering more done lines than one packfile holds flushes midway; a kill right after must
+    // find every line not yet in the history still in the log.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal");
     let mut j = open(&path);
-    j.write(|w| record(w, &entry())).unwrap();
-    assert_eq!(j.close(), None);
-    let checked_out = path.join(".git/relayctl-checked-out");
-    assert!(checked_out.exists());
-    std::fs::remove_file(&checked_out).unwrap();
-    let mut j = open(&path);
-    let mut on = entry();
-    on.to.on = true;
-    j.write(|w| record(w, &on)).unwrap();
-    assert_eq!(j.close(), None);
-    let state = std::fs::read_to_string(path.join("default/production/new-checkout.toml")).unwrap();
-    assert!(state.contains("on = true"), "{state}");
-    let head = Repository::open(&path).unwrap().head().unwrap().target().unwrap();
-    assert_eq!(
-        std::fs::read_to_string(&checked_out).unwrap().trim(),
-        head.to_string()
-    );
-}
-
-#[test]
-fn a_state_file_cut_short_by_a_killed_update_is_relayctls_not_someone_elses() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("journal");
-    let mut j = open(&path);
-    j.write(|w| record(w, &entry())).unwrap();
-    assert_eq!(j.close(), None);
-    let state = path.join("default/production/new-checkout.toml");
-    for cut in [0, 20] {
-        // Committed, then killed while libgit2 was writing the new version in place.
-        let mut j = open(&path);
-        let mut changed = entry();
-        changed.to.on = cut == 0;
-        j.write(|w| record(w, &changed)).unwrap();
-        j.dirty = false;
-        let repo = Repository::open(&path).unwrap();
-        let head = repo.head().unwrap().peel_to_tree().unwrap();
-        let new = repo
-            .find_blob(
-                head.get_path(Path::new("default/production/new-checkout.toml"))
-                    .unwrap()
-                    .id(),
-            )
-            .unwrap();
-        std::fs::write(&state, &new.content()[..cut]).unwrap();
-        drop(j);
-        let mut j = open(&path);
-        j.dirty = true;
-        assert_eq!(j.close(), None, "cut to {cut} bytes");
-        assert_eq!(std::fs::read(&state).unwrap(), new.content());
+    let pending: Vec<wal::Done> = (0..3)
+        .map(|i| {
+            let mut e = entry();
+            e.id.flag = format!("pending-{i}");
+            wal::Done {
+                key: format!("k{i}"),
+                time: 1_795_316_645,
+                from: from(),
+                entry: e,
+            }
+        })
+        .collect();
+    let log = j
+        .write(|w| {
+            w.recovering = pending.clone().into();
+            w.flush()?;
+            let log = wal_lines(&path).join("\n");
+            w.recovering.clear();
+            Ok(log)
+        })
+        .unwrap();
+    for d in &pending {
+        assert!(log.contains(&d.entry.id.flag), "{} kept: {log}", d.entry.id.flag);
     }
-    // Anything else there is someone's: left alone, and said.
-    let mut j = open(&path);
-    let mut on = entry();
-    on.to.on = true;
-    j.write(|w| record(w, &on)).unwrap();
-    j.dirty = false;
-    std::fs::write(&state, "on = maybe\n").unwrap();
-    drop(j);
-    let mut j = open(&path);
-    j.dirty = true;
-    assert!(j.close().unwrap().contains("changes relayctl did not make"));
-    assert_eq!(std::fs::read_to_string(&state).unwrap(), "on = maybe\n");
 }

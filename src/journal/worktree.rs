@@ -64,6 +64,7 @@ fn try_update(repo: &Repository) -> Result<Vec<PathBuf>> {
     // No filters: the state files are written as committed (loading .gitattributes for each of
     // 20,000 new files was a tenth of the checkout).
     checkout.force().disable_filters(true);
+    let tree = head.tree()?;
     match last {
         // Only what changed since the last update, which left the index matching its commit.
         Some(_) if concerns.is_empty() => {}
@@ -73,15 +74,44 @@ fn try_update(repo: &Repository) -> Result<Vec<PathBuf>> {
                 checkout.path(file);
             }
             repo.checkout_head(Some(&mut checkout))?;
+            index_to(repo, &tree, concerns.keys())?;
         }
         // All of it: the index may hold anything (a run killed mid-update, an earlier relayctl),
-        // and every file that differs was checked above.
-        None => repo.checkout_head(Some(&mut checkout))?,
+        // so it is set to the branch first; every file that differs was checked above.
+        None => {
+            let mut index = repo.index()?;
+            index.read_tree(&tree)?;
+            index.write()?;
+            repo.checkout_head(Some(&mut checkout))?;
+        }
     }
     let record = repo.path().join(CHECKED_OUT);
     std::fs::write(&record, format!("{}\n", head.id()))
         .with_context(|| format!("writing {}", record.display()))?;
     Ok(Vec::new())
+}
+
+/// Makes the index name the branch's version (`tree`) of each of `files`. libgit2's checkout
+/// leaves the entry of a file that already held that version as it was, which is stale when a
+/// relayctl killed while updating the tree wrote the file but not the index.
+fn index_to<'a>(repo: &Repository, tree: &Tree, files: impl Iterator<Item = &'a PathBuf>) -> Result<()> {
+    let mut index = repo.index()?;
+    let mut stale = false;
+    for file in files {
+        let want = tree.get_path(file).ok().map(|e| e.id());
+        if want == index.get_path(file, 0).map(|e| e.id) {
+            continue;
+        }
+        stale = true;
+        match want {
+            Some(_) => index.add_path(file)?,
+            None => index.remove_path(file)?,
+        }
+    }
+    if stale {
+        index.write()?;
+    }
+    Ok(())
 }
 
 /// Whether the working tree was last brought up to date with a commit other than the branch's

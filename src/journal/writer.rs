@@ -44,6 +44,9 @@ pub struct Writer<'r> {
     pub(super) open: Vec<Intent>,
     /// Done lines whose commit could not be made: kept in the log across flushes.
     pub(super) uncommitted: Vec<Done>,
+    /// Done lines of a killed relayctl still to commit ([`Writer::commit_recovered`]): kept in
+    /// the log across the flushes their own commits cause, until each is in the history.
+    pub(super) recovering: std::collections::VecDeque<Done>,
     pub(super) next: u64,
     /// The plain Redis key records kept in the log (see [`super::keys`]).
     pub(super) keys: super::keys::KeyLog<'r>,
@@ -135,15 +138,11 @@ impl Writer<'_> {
         Ok(Some(self.abbreviate(oid)))
     }
 
-    /// Commits what a killed relayctl logged as done, in order. Whatever cannot be committed
-    /// stays in the log.
-    pub(super) fn commit_recovered(&mut self, done: Vec<Done>) -> Result<()> {
-        let mut rest = done.into_iter();
-        while let Some(d) = rest.next() {
-            if let Err(e) = self.commit_or_keep(d) {
-                self.uncommitted.extend(rest);
-                return Err(e);
-            }
+    /// Commits what a killed relayctl logged as done ([`Writer::recovering`]), in order.
+    /// Whatever cannot be committed stays in the log.
+    pub(super) fn commit_recovered(&mut self) -> Result<()> {
+        while let Some(d) = self.recovering.pop_front() {
+            self.commit_or_keep(d)?;
         }
         Ok(())
     }
@@ -245,7 +244,13 @@ impl Writer<'_> {
             .chain(&self.open)
             .cloned()
             .map(Record::Intent)
-            .chain(self.uncommitted.iter().cloned().map(Record::Done))
+            .chain(
+                self.uncommitted
+                    .iter()
+                    .chain(&self.recovering)
+                    .cloned()
+                    .map(Record::Done),
+            )
             .chain(self.keys.records())
             .collect();
         self.wal.reset(&keep)
