@@ -6,8 +6,10 @@
 //! (it records that commit in [`CHECKED_OUT`]), and tracked files someone deleted. So the update
 //! costs what the run changed, not what the journal holds (an apply of 10 changes on a journal
 //! of 20,000 flags spent a second checking every file before). A file to update counts as
-//! relayctl's when it is missing or holds a version of itself that the journal's history
-//! committed (left by an earlier run, or by one that was killed before it updated the tree).
+//! relayctl's when it is missing, holds a version of itself that the journal's history committed
+//! (left by an earlier run, or by one that was killed before it updated the tree), or holds the
+//! start of the version the update was writing when a relayctl was killed (libgit2 writes files
+//! in place). Any run that locks the journal finishes a tree left behind.
 //! Anything else (an edit, something put where the journal keeps a file) means someone is
 //! working there: the tree is left exactly as it is, and the caller is told which files and what
 //! to do. Files the branch does not track are never touched, nor are files the update does not
