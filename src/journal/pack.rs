@@ -83,7 +83,7 @@ pub(super) fn write(sources: &[&Odb], pack_dir: &Path, objects: &[ToPack]) -> Re
     let checksum: [u8; 20] = Sha1::digest(&pack).into();
     pack.extend_from_slice(&checksum);
     let index = index(&placed, &checksum);
-    let name = format!("pack-{}", hex(&checksum));
+    let name = format!("pack-{}", Oid::from_bytes(&checksum)?);
     store(pack_dir, &format!("{name}.pack"), &pack)?;
     store(pack_dir, &format!("{name}.idx"), &index)?;
     super::repo::sync_dir(pack_dir)?;
@@ -308,10 +308,6 @@ fn index(placed: &HashMap<Oid, Placed>, checksum: &[u8; 20]) -> Vec<u8> {
     let own: [u8; 20] = Sha1::digest(&out).into();
     out.extend_from_slice(&own);
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes `bytes` to `dir/name` read-only, as git does: under a temporary name first, so no

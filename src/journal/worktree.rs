@@ -53,10 +53,11 @@ fn try_update(repo: &Repository) -> Result<Vec<PathBuf>> {
         return Ok(Vec::new());
     };
     let head = repo.head()?.peel_to_commit()?;
+    let tree = head.tree()?;
     let last = last_update(repo);
     let concerns = match &last {
-        Some(before) => concerns(repo, workdir, before, &head.tree()?)?,
-        None => everything(repo, &head.tree()?)?,
+        Some(before) => concerns(repo, workdir, before, &tree)?,
+        None => everything(repo, &tree)?,
     };
     let foreign = foreign(repo, workdir, &concerns)?;
     if !foreign.is_empty() {
@@ -66,7 +67,6 @@ fn try_update(repo: &Repository) -> Result<Vec<PathBuf>> {
     // No filters: the state files are written as committed (loading .gitattributes for each of
     // 20,000 new files was a tenth of the checkout).
     checkout.force().disable_filters(true);
-    let tree = head.tree()?;
     match last {
         // Only what changed since the last update, which left the index matching its commit.
         Some(_) if concerns.is_empty() => {}
@@ -123,20 +123,21 @@ pub(super) fn behind(repo: &Repository) -> bool {
     if repo.workdir().is_none() {
         return false;
     }
-    let recorded = std::fs::read_to_string(repo.path().join(CHECKED_OUT)).ok();
-    let head = repo.head().ok().and_then(|h| h.target());
-    match (recorded, head) {
-        (_, None) => false,
-        (Some(text), Some(head)) => text.trim() != head.to_string(),
-        (None, Some(_)) => true,
+    match repo.head().ok().and_then(|h| h.target()) {
+        Some(head) => recorded(repo) != Some(head),
+        None => false,
     }
+}
+
+/// The commit the working tree was last brought up to date with ([`CHECKED_OUT`]), if recorded.
+fn recorded(repo: &Repository) -> Option<Oid> {
+    let text = std::fs::read_to_string(repo.path().join(CHECKED_OUT)).ok()?;
+    Oid::from_str(text.trim()).ok()
 }
 
 /// The tree of the commit the working tree was last brought up to date with, if recorded.
 fn last_update(repo: &Repository) -> Option<Tree<'_>> {
-    let text = std::fs::read_to_string(repo.path().join(CHECKED_OUT)).ok()?;
-    let oid = Oid::from_str(text.trim()).ok()?;
-    repo.find_commit(oid).ok()?.tree().ok()
+    repo.find_commit(recorded(repo)?).ok()?.tree().ok()
 }
 
 /// The files that changed between `before` (the last update) and `after` (the branch now), and
