@@ -1,37 +1,43 @@
-//! Executing a [`Plan`]: exactly the changes it holds, never a recomputed plan.
+//! Executing a plan: exactly the changes it holds, never a recomputed plan, for any kind of item
+//! ([`Applicable`]: planned, stored and journaled), flags and plain keys through the same code.
 //!
-//! Flags are handled in batches: the write-ahead log records the intents of the whole batch,
-//! then each endpoint takes the batch's writes in one batched call (the endpoints concurrently),
-//! each write a compare-and-swap on the version the plan observed; then, per flag in plan order,
-//! if any target took the change, one journal commit records which did (and which failed). A
-//! failed target or a stale flag does not stop the other flags.
+//! Items are handled in batches: the write-ahead log records the intents of the whole batch (and
+//! makes them survive a power cut), then each endpoint takes the batch's writes in one batched
+//! call (the endpoints concurrently), each write a compare-and-set on what the plan observed;
+//! then, per item in plan order, if any target took the change, one journal commit records
+//! which did (and which failed). A failed target or a stale item does not stop the others.
 //!
 //! Re-running after a crash or a partial failure is safe: a target that took the change now holds
-//! the new version, so a fresh plan no longer lists it, and a saved plan refuses it as stale.
-//! A crash between a flag's store writes and its journal commit loses nothing: the journal logs
+//! it, so a fresh plan no longer lists it, and a saved plan's compare-and-set refuses it as stale.
+//! A crash between an item's store writes and its journal commit loses nothing: the journal logs
 //! the intent first, and the next apply reads the stores to record what the killed one wrote
-//! ([`record_interrupted`]). What the journal needs from every flag's commit is checked before
-//! the first store write ([`Writer::check`]), so no flag is written that cannot be journaled.
+//! ([`record_interrupted`]). What the journal needs from every item's commit is checked before
+//! the first store write ([`Writer::check`]), so no item is written that cannot be journaled.
 //!
 //! A write whose outcome is unknown (sent, and no answer came) is resolved the same way, at once:
 //! the target is read back (a batch's unanswered writes to one target together, in one bounded
-//! read, announced once), and the write counts as done if it now holds the planned version + 1
-//! with the planned state. A target that cannot be read back either stays an unfinished intent in
+//! read, announced once), and the write counts as done if the target now holds what it wrote
+//! ([`Kind::landed`]). A target that cannot be read back either stays an unfinished intent in
 //! the journal's write-ahead log, for the next apply to resolve; it is never reported as written
 //! or as not written on a guess.
 
-use crate::flag::{FlagId, StoreTarget, Targeting};
-use crate::journal::{Entry, Intent, Writer};
-use crate::plan::{Change, Plan};
-use crate::store::{Endpoint, Lookup, Stores, WriteError, Written};
-use anyhow::{Context, Result};
+use crate::journal::{Entry, Intent, Journaled, Writer};
+use crate::kind::{Kind, StoreTarget};
+use crate::plan::{Part, Plannable};
+use crate::store::{self, Endpoint, Storable, Stores, WriteError, Written};
+use anyhow::{anyhow, bail, Context, Result};
 use futures::future::join_all;
 use std::time::Duration;
 
-/// What happened to one flag.
+/// A kind of item apply can write: planned, kept in stores and recorded in the journal.
+pub trait Applicable: Plannable + Storable + Journaled {}
+
+impl<K: Plannable + Storable + Journaled> Applicable for K {}
+
+/// What happened to one item.
 #[derive(Debug)]
-pub struct FlagOutcome {
-    pub entry: Entry,
+pub struct Outcome<K: Kind> {
+    pub entry: Entry<K>,
     /// The journal commit's abbreviated id, when at least one target was written.
     pub commit: Option<String>,
     /// Whether any failure was a stale plan.
@@ -45,48 +51,51 @@ pub struct FlagOutcome {
 
 /// What [`apply`] tells its caller as it goes, for progress output.
 #[derive(Debug)]
-pub enum Event<'a> {
-    /// `target` did not answer the writes of `flags` (`why`, the first one's reason); they are
+pub enum Event<'a, K: Kind> {
+    /// `target` did not answer the writes of `ids` (`why`, the first one's reason); they are
     /// being read back, all in one read bounded by `within`, to learn whether each landed. Said
     /// once per target and batch.
     Unanswered {
         target: &'a StoreTarget,
-        flags: &'a [&'a FlagId],
+        ids: &'a [&'a K::Id],
         why: &'a str,
         within: Duration,
     },
-    /// A flag is done.
-    Flag(&'a FlagOutcome),
+    /// An item is done.
+    Done(&'a Outcome<K>),
 }
 
-/// Flags per batch: their intents are logged together before any of their writes, then each
-/// endpoint takes the batch's writes in one batched call (a few round trips, not a few per flag).
+/// Items per batch: their intents are logged together before any of their writes, then each
+/// endpoint takes the batch's writes in one batched call (a few round trips, not a few per item).
 const BATCH: usize = 256;
 
-/// Writes every change of `plan` and journals each changed flag. `on_event` is told about each
-/// flag as soon as it is done, and before a target that did not answer is read back, for
-/// progress output. An interruption (Ctrl-C) stops it between two batches of flags: the outcomes
-/// returned are the flags that were handled.
-pub async fn apply(
-    plan: &Plan,
+/// One item of a batch: its changes (one per target) and what its commit records.
+type Item<'p, K> = (Vec<&'p <K as Kind>::Change>, <K as Kind>::Record);
+
+/// Writes every change of `part` and journals each changed item. `on_event` is told about each
+/// item as soon as it is done, and before a target that did not answer is read back, for
+/// progress output. An interruption (Ctrl-C) stops it between two batches: the outcomes
+/// returned are the items that were handled.
+pub async fn apply<K: Applicable>(
+    part: &Part<K>,
     stores: &Stores,
     journal: &mut Writer<'_>,
-    on_event: &mut dyn FnMut(Event),
-) -> Result<Vec<FlagOutcome>> {
-    refuse_empty_reasons(plan)?;
-    let flags: Vec<(Vec<&Change>, Entry)> = plan
-        .by_flag()
+    on_event: &mut dyn FnMut(Event<K>),
+) -> Result<Vec<Outcome<K>>> {
+    refuse_empty_reasons(part)?;
+    let items: Vec<Item<K>> = part
+        .by_item()
         .into_iter()
-        .map(|(id, changes)| {
-            let entry = entry(id, &changes);
-            (changes, entry)
+        .map(|changes| {
+            let record = K::record(&changes);
+            (changes, record)
         })
         .collect();
-    for (_, entry) in &flags {
-        journal.check(entry)?;
+    for (_, record) in &items {
+        journal.check::<K>(record)?;
     }
     let mut outcomes = Vec::new();
-    for batch in flags.chunks(BATCH) {
+    for batch in items.chunks(BATCH) {
         if crate::interrupt::requested() {
             break;
         }
@@ -95,111 +104,105 @@ pub async fn apply(
     Ok(outcomes)
 }
 
-/// Logs the intents of every flag of `batch`, writes them all, reads back the targets that did
-/// not answer, and journals each flag in plan order.
-async fn apply_batch(
-    batch: &[(Vec<&Change>, Entry)],
+/// An item of a batch, between its writes and its commit.
+struct Staged<'p, K: Kind> {
+    entry: Entry<K>,
+    stale: bool,
+    /// Writes whose outcome stayed unknown, with why.
+    unresolved: Vec<(&'p K::Change, String)>,
+    warnings: Vec<(StoreTarget, String)>,
+}
+
+/// Logs the intents of every item of `batch`, writes them all, reads back the targets that did
+/// not answer, and journals each item in plan order.
+async fn apply_batch<K: Applicable>(
+    batch: &[Item<'_, K>],
     stores: &Stores,
     journal: &mut Writer<'_>,
-    on_event: &mut dyn FnMut(Event),
-    outcomes: &mut Vec<FlagOutcome>,
+    on_event: &mut dyn FnMut(Event<K>),
+    outcomes: &mut Vec<Outcome<K>>,
 ) -> Result<()> {
     let mut intents = Vec::new();
-    for (changes, entry) in batch {
-        let targets = changes.iter().map(|c| (c.target.clone(), c.version)).collect();
-        intents.push(journal.begin(entry, &changes[0].from, targets)?);
+    for (changes, record) in batch {
+        intents.push(journal.begin::<K>(record, planned::<K>(changes.iter().copied()))?);
     }
     journal.sync_log()?;
-    let all: Vec<&Change> = batch.iter().flat_map(|(c, _)| c.iter().copied()).collect();
-    let mut results = write_all(stores, &all).await.into_iter();
+    let all: Vec<&K::Change> = batch.iter().flat_map(|(c, _)| c.iter().copied()).collect();
+    let mut results = write_all::<K>(stores, &all).await.into_iter();
     let mut staged = Vec::new();
     let mut unknown = Vec::new();
-    for (n, (changes, entry)) in batch.iter().enumerate() {
-        let mut entry = entry.clone();
-        let mut stale = false;
-        let mut warnings = Vec::new();
-        for change in changes {
+    for (n, (changes, record)) in batch.iter().enumerate() {
+        let mut item = Staged {
+            entry: Entry::new(record.clone()),
+            stale: false,
+            unresolved: Vec::new(),
+            warnings: Vec::new(),
+        };
+        for &change in changes {
+            let target = K::target(change).clone();
             match results.next().expect("one result per change") {
-                Ok(Written {
-                    version,
-                    note,
-                    warning,
-                }) => {
-                    entry.written.push((change.target.clone(), version));
-                    entry.notes.extend(note.map(|n| (change.target.clone(), n)));
-                    warnings.extend(warning.map(|w| (change.target.clone(), w)));
+                Ok(Written { note, warning }) => {
+                    item.entry
+                        .written
+                        .push((target.clone(), K::next(K::expected(change))));
+                    item.entry.notes.extend(note.map(|n| (target.clone(), n)));
+                    item.warnings.extend(warning.map(|w| (target, w)));
                 }
-                Err(WriteError::Unknown(e)) => unknown.push((n, *change, format!("{e:#}"))),
+                Err(WriteError::Unknown(e)) => unknown.push((n, change, format!("{e:#}"))),
                 Err(e) => {
-                    stale |= matches!(e, WriteError::Stale { .. });
-                    entry.failed.push((change.target.clone(), format!("{e:#}")));
+                    item.stale |= matches!(e, WriteError::Stale(_));
+                    item.entry.failed.push((target, format!("{e:#}")));
                 }
             }
         }
-        staged.push((entry, stale, Vec::new(), warnings));
+        staged.push(item);
     }
-    let reads = read_back(stores, &unknown, on_event).await;
+    let reads = read_back::<K>(stores, &unknown, on_event).await;
     for ((n, change, why), read) in unknown.into_iter().zip(reads) {
-        let (entry, _, unresolved, _) = &mut staged[n];
-        if let Some(why) = settle(entry, change, why, read) {
-            unresolved.push((change, why));
+        let item = &mut staged[n];
+        if let Some(why) = settle::<K>(&mut item.entry, change, why, read) {
+            item.unresolved.push((change, why));
         }
     }
-    for ((intent, (entry, stale, unresolved, warnings)), (changes, _)) in
-        intents.into_iter().zip(staged).zip(batch)
-    {
+    for (intent, item) in intents.into_iter().zip(staged) {
         // Targets whose write stayed unknown are kept in the write-ahead log, relogged before the
-        // flag's done line, so no crash can leave them unrecorded; nothing else stays open.
-        let first = changes[0];
-        if !unresolved.is_empty() {
-            let targets = unresolved.iter().map(|(c, _)| (c.target.clone(), c.version));
-            let left = journal.begin(&intent.entry, &first.from, targets.collect())?;
+        // item's done line, so no crash can leave them unrecorded; nothing else stays open.
+        if !item.unresolved.is_empty() {
+            let targets = planned::<K>(item.unresolved.iter().map(|(c, _)| *c));
+            let left = journal.begin::<K>(&intent.entry.record, targets)?;
             journal.leave_unfinished(left);
         }
-        let commit = journal.finish(&intent, &entry)?;
-        let unresolved = unresolved
-            .into_iter()
-            .map(|(c, why)| (c.target.clone(), why))
-            .collect();
-        let outcome = FlagOutcome {
-            entry,
+        let commit = journal.finish(&intent, &item.entry)?;
+        let unresolved = item.unresolved.into_iter();
+        let outcome = Outcome {
+            entry: item.entry,
             commit,
-            stale,
-            unresolved,
-            warnings,
+            stale: item.stale,
+            unresolved: unresolved.map(|(c, why)| (K::target(c).clone(), why)).collect(),
+            warnings: item.warnings,
         };
-        on_event(Event::Flag(&outcome));
+        on_event(Event::Done(&outcome));
         outcomes.push(outcome);
     }
     Ok(())
 }
 
-/// The journal entry of the flag `id`, changed by `changes` (one per target), before any write.
-fn entry(id: &FlagId, changes: &[&Change]) -> Entry {
-    let first = changes[0];
-    Entry {
-        id: id.clone(),
-        to: first.to.clone(),
-        previous_on: first.from.on,
-        base_version: changes.iter().map(|c| c.version).max().unwrap_or(0),
-        reason: first.reason.clone(),
-        written: Vec::new(),
-        failed: Vec::new(),
-        notes: Vec::new(),
-    }
+/// The targets of `changes`, each with the version its write expects to replace.
+fn planned<'c, K: Kind>(changes: impl Iterator<Item = &'c K::Change>) -> Vec<(StoreTarget, K::Version)> {
+    changes.map(|c| (K::target(c).clone(), K::expected(c))).collect()
 }
 
-/// Refuses, before anything is written, a plan that would write a flag whose declared reason is
-/// empty (`reason = ""`, the placeholder `relayctl import` leaves): every change says why.
-pub fn refuse_empty_reasons(plan: &Plan) -> Result<()> {
-    let empty: Vec<String> = plan
-        .by_flag()
+/// Refuses, before anything is written, a plan that would write an item whose declared reason
+/// is empty (`reason = ""`, the placeholder `relayctl import` leaves): every change says why.
+pub fn refuse_empty_reasons<K: Kind>(part: &Part<K>) -> Result<()> {
+    let empty: Vec<String> = part
+        .by_item()
         .into_iter()
-        .filter(|(_, changes)| changes.iter().any(|c| c.reason.as_deref() == Some("")))
-        .map(|(id, _)| id.to_string())
+        .filter(|changes| changes.iter().any(|c| K::reason(c) == Some("")))
+        .map(|changes| K::id(changes[0]).to_string())
         .collect();
     if !empty.is_empty() {
-        anyhow::bail!(
+        bail!(
             "not applying: the reason of {} is empty (reason = \"\"); say why in the overrides file, then plan \
              and apply again. Nothing was written",
             empty.join(", ")
@@ -208,29 +211,49 @@ pub fn refuse_empty_reasons(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Records the flag writes an interrupted apply started and did not record, after reading the
-/// stores: a target took a write if it now holds the version after the planned one, with the
-/// planned state. Returns what was recorded, per flag.
-pub async fn record_interrupted(
+/// Records the writes of kind `K` an interrupted apply started and did not record, after reading
+/// the stores: a target took a write if it now holds what the write wrote ([`Kind::landed`]).
+/// Refuses, naming it, an intent whose target the overrides file no longer declares: only that
+/// store can tell, and relayctl does not guess. Returns what was recorded, per item.
+pub async fn record_interrupted<K: Applicable>(
     stores: &Stores,
     journal: &mut Writer<'_>,
-    intents: &[Intent],
-) -> Result<Vec<Entry>> {
-    let ids: Vec<FlagId> = intents.iter().map(|i| i.entry.id.clone()).collect();
-    let observed = stores.read(&ids).await.context(
-        "an earlier apply (interrupted, or stopped by a store that did not answer) left flag writes \
-         whose outcome only the stores can tell, and they cannot be read now; run apply again once \
-         the stores answer",
-    )?;
+    intents: &[Intent<K>],
+) -> Result<Vec<Entry<K>>> {
+    let mut pairs = Vec::new();
+    for intent in intents {
+        let id = K::record_id(&intent.entry.record);
+        for (target, _) in &intent.targets {
+            if stores.find::<K>(&id, target).is_none() {
+                bail!(
+                    "an earlier apply left a write of {} {id} to {target} unrecorded, and the overrides file no \
+                     longer declares that target; declare it again so relayctl can read it",
+                    K::NOUN
+                );
+            }
+            pairs.push((id.clone(), target.clone()));
+        }
+    }
+    let (observed, unreadable) = stores.read_named::<K>(&pairs).await;
+    if !unreadable.is_empty() {
+        return Err(anyhow!("cannot read {}", unreadable.join("; and "))).context(format!(
+            "an earlier apply (interrupted, or stopped by a store that did not answer) left {} writes whose \
+             outcome only the stores can tell, and they cannot be read now; run apply again once the stores \
+             answer",
+            K::NOUN
+        ));
+    }
     let mut out = Vec::new();
     for intent in intents {
         let mut entry = intent.entry.clone();
-        let readings = observed.get(&entry.id).map(Vec::as_slice).unwrap_or_default();
+        let readings = observed.get(&K::record_id(&entry.record));
         for (target, expected) in &intent.targets {
-            let found = readings.iter().find(|(t, _)| t == target).map(|(_, l)| l);
-            match found {
-                Some(lookup) if landed(lookup, *expected, &entry.to) => {
-                    entry.written.push((target.clone(), expected + 1));
+            let held = readings
+                .and_then(|r| r.iter().find(|(t, _)| t == target))
+                .map(|(_, h)| h);
+            match held {
+                Some(held) if K::landed(&entry.record, *expected, held) => {
+                    entry.written.push((target.clone(), K::next(*expected)));
                 }
                 _ => entry.failed.push((
                     target.clone(),
@@ -246,13 +269,13 @@ pub async fn record_interrupted(
 
 /// Writes every change of `changes`, each endpoint's share in one batched call, the endpoints
 /// concurrently; one outcome per change, in order.
-async fn write_all(stores: &Stores, changes: &[&Change]) -> Vec<Result<Written, WriteError>> {
+async fn write_all<K: Storable>(stores: &Stores, changes: &[&K::Change]) -> Vec<Result<Written, WriteError>> {
     let mut results: Vec<Option<Result<Written, WriteError>>> = changes.iter().map(|_| None).collect();
-    let mut by_endpoint: Vec<(&Endpoint, Vec<usize>)> = Vec::new();
+    let mut by_endpoint: Vec<(&K::Endpoint, Vec<usize>)> = Vec::new();
     for (i, change) in changes.iter().enumerate() {
-        let target = &change.target;
-        let Some(endpoint) = stores.find(&change.id, target) else {
-            results[i] = Some(Err(anyhow::anyhow!(
+        let target = K::target(change);
+        let Some(endpoint) = stores.find::<K>(&K::id(change), target) else {
+            results[i] = Some(Err(anyhow!(
                 "the plan names store {:?} target {} which the overrides file no longer declares; make a new plan",
                 target.store,
                 target.target
@@ -266,11 +289,8 @@ async fn write_all(stores: &Stores, changes: &[&Change]) -> Vec<Result<Written, 
         }
     }
     let writes = by_endpoint.iter().map(|(endpoint, at)| async move {
-        let writes: Vec<_> = at
-            .iter()
-            .map(|&i| (&changes[i].id, changes[i].version, &changes[i].to))
-            .collect();
-        endpoint.write_batch(&writes).await
+        let mine: Vec<&K::Change> = at.iter().map(|&i| changes[i]).collect();
+        endpoint.write(&mine).await
     });
     for ((_, at), done) in by_endpoint.iter().zip(join_all(writes).await) {
         for (&i, result) in at.iter().zip(done) {
@@ -283,92 +303,153 @@ async fn write_all(stores: &Stores, changes: &[&Change]) -> Vec<Result<Written, 
         .collect()
 }
 
-/// Whether a target took the write of `to` over version `expected`: it holds the next version,
-/// with the planned state.
-fn landed(lookup: &Lookup, expected: u64, to: &Targeting) -> bool {
-    matches!(lookup, Lookup::Found(f) if f.version == expected + 1 && f.targeting_like(to) == *to)
-}
+/// The unanswered writes to one target: its endpoint (if still declared), and their indexes.
+type Group<'s, K> = (Option<&'s <K as Storable>::Endpoint>, &'s StoreTarget, Vec<usize>);
 
-/// Reads back the writes in `unknown` (sent and never answered; with the index of its flag in
-/// the batch and why): per endpoint and target, all its flags in one bounded read (one new
-/// connection for Redis), announced once; the targets concurrently. One reading per write, in
-/// order.
-async fn read_back(
+/// A write whose outcome is unknown: the index of its item in the batch, the change, and why.
+type Unknown<'p, K> = (usize, &'p <K as Kind>::Change, String);
+
+/// Reads back the writes in `unknown` (sent and never answered): per endpoint and target, all
+/// its items in one bounded read (one new connection for Redis), announced once; the targets
+/// concurrently. One reading per write, in order.
+async fn read_back<K: Storable>(
     stores: &Stores,
-    unknown: &[(usize, &Change, String)],
-    on_event: &mut dyn FnMut(Event),
-) -> Vec<Result<Lookup>> {
-    let mut groups: Vec<(Option<&Endpoint>, &StoreTarget, Vec<usize>)> = Vec::new();
+    unknown: &[Unknown<'_, K>],
+    on_event: &mut dyn FnMut(Event<K>),
+) -> Vec<Result<K::Held>> {
+    let mut groups: Vec<Group<K>> = Vec::new();
     for (i, (_, change, _)) in unknown.iter().enumerate() {
-        let endpoint = stores.find(&change.id, &change.target);
-        let same = |(e, t, _): &&mut (Option<&Endpoint>, &StoreTarget, Vec<usize>)| {
-            *t == &change.target && e.zip(endpoint).is_none_or(|(a, b)| std::ptr::eq(a, b))
+        let (id, target) = (K::id(change), K::target(change));
+        let endpoint = stores.find::<K>(&id, target);
+        let same = |(e, t, _): &&mut Group<K>| {
+            *t == target && e.zip(endpoint).is_none_or(|(a, b)| std::ptr::eq(a, b))
         };
         match groups.iter_mut().find(same) {
             Some((_, _, at)) => at.push(i),
-            None => groups.push((endpoint, &change.target, vec![i])),
+            None => groups.push((endpoint, target, vec![i])),
         }
     }
     let mut reads = Vec::new();
     for (endpoint, target, at) in &groups {
-        let ids: Vec<FlagId> = at.iter().map(|&i| unknown[i].1.id.clone()).collect();
-        let shown: Vec<&FlagId> = ids.iter().collect();
+        let ids: Vec<K::Id> = at.iter().map(|&i| K::id(unknown[i].1)).collect();
+        let shown: Vec<&K::Id> = ids.iter().collect();
         on_event(Event::Unanswered {
             target,
-            flags: &shown,
+            ids: &shown,
             why: &unknown[at[0]].2,
-            within: endpoint.map_or(Duration::ZERO, Endpoint::read_back_limit),
+            within: endpoint.map_or(Duration::ZERO, |e| e.read_back_limit()),
         });
         reads.push(async move {
+            let ids: Vec<&K::Id> = ids.iter().collect();
             match endpoint {
-                Some(e) => e.read_back(&ids).await,
-                None => Err(anyhow::anyhow!("the overrides file no longer declares it")),
+                Some(e) => store::read_back::<K>(e, &ids).await,
+                None => Err(anyhow!("the overrides file no longer declares it")),
             }
         });
     }
-    let mut out: Vec<Option<Result<Lookup>>> = unknown.iter().map(|_| None).collect();
+    let mut out: Vec<Option<Result<K::Held>>> = unknown.iter().map(|_| None).collect();
     for ((_, _, at), read) in groups.iter().zip(join_all(reads).await) {
         match read {
-            Ok(lookups) => {
-                for (&i, lookup) in at.iter().zip(lookups) {
-                    out[i] = Some(Ok(lookup));
+            Ok(held) => {
+                for (&i, held) in at.iter().zip(held) {
+                    out[i] = Some(Ok(held));
                 }
             }
             Err(e) => {
                 for &i in at {
-                    out[i] = Some(Err(anyhow::anyhow!("{e:#}")));
+                    out[i] = Some(Err(anyhow!("{e:#}")));
                 }
             }
         }
     }
     out.into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("the store returned no reading for it"))))
+        .map(|r| r.unwrap_or_else(|| Err(anyhow!("the store returned no reading for it"))))
         .collect()
 }
 
 /// Records in `entry` whether the write of `change` (unanswered: `why`) landed, as `read` shows;
 /// returns why not when the target could not be read back either.
-fn settle(entry: &mut Entry, change: &Change, why: String, read: Result<Lookup>) -> Option<String> {
-    let target = change.target.clone();
+fn settle<K: Kind>(
+    entry: &mut Entry<K>,
+    change: &K::Change,
+    why: String,
+    read: Result<K::Held>,
+) -> Option<String> {
+    let (target, expected) = (K::target(change).clone(), K::expected(change));
     match read {
-        Ok(lookup) if landed(&lookup, change.version, &entry.to) => {
-            entry.written.push((target, change.version + 1));
+        Ok(held) if K::landed(&entry.record, expected, &held) => {
+            entry.written.push((target, K::next(expected)));
         }
-        Ok(lookup) => {
-            let holds = match &lookup {
-                Lookup::Found(f) if f.version == change.version => {
-                    format!("it still holds v{}", f.version)
-                }
-                Lookup::Found(f) => format!("it holds v{}, which is not this write", f.version),
-                Lookup::Missing { .. } => "the flag is not there any more".to_owned(),
-                Lookup::Invalid(_) => "it holds a value that is not a flag".to_owned(),
-            };
-            entry.failed.push((
-                target,
-                format!("{why}; read back, {holds}: the write did not land"),
-            ));
-        }
+        Ok(held) => entry.failed.push((
+            target,
+            format!(
+                "{why}; read back, {}: the write did not land",
+                K::holds(expected, &held)
+            ),
+        )),
         Err(e) => return Some(format!("{why}; reading it back failed too: {e:#}")),
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{parse, ConfigEnv};
+    use crate::flag::Flag;
+    use crate::journal::{corrupt_packs, test_options, Journal};
+    use std::path::Path;
+
+    /// A packfile that does not check out is caught before the branch moves to the commits it
+    /// holds: the apply fails, saying so; the write-ahead log keeps what was written to the store;
+    /// the next run commits it, once, and git finds the journal whole.
+    #[test]
+    fn a_corrupted_pack_is_refused_and_what_it_held_is_committed_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags =
+            r#"{"flags": {"f": {"key": "f", "on": true, "variations": [true, false], "version": 4}}}"#;
+        std::fs::write(dir.path().join("flags.json"), flags).unwrap();
+        let src = "[[store]]\ntype = \"file\"\npath = \"flags.json\"\n[overrides.p.e]\nf = { on = false, reason = \"INC-1\" }\n";
+        let config = parse(&dir.path().join("overrides.toml"), src, &ConfigEnv::default()).unwrap();
+        let stores = Stores::open(&config.stores, &[], store::REQUEST_TIMEOUT).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ids = [config.overrides[0].id.clone()];
+        let observed = rt.block_on(stores.read::<Flag>(&ids)).unwrap();
+        let plan = crate::plan::plan::<Flag>(&config.overrides, &observed);
+        let path = dir.path().join("journal");
+        let mut journal = Journal::open_locked(&path, &test_options()).unwrap();
+
+        corrupt_packs(true);
+        let applied = journal.write(|w| rt.block_on(apply(&plan.flags, &stores, w, &mut |_| {})));
+        corrupt_packs(false);
+        let e = format!("{:#}", applied.unwrap_err());
+        assert!(e.contains("does not check out"), "{e}");
+        assert!(e.contains("relayctl-wal.jsonl keeps the 1 change(s)"), "{e}");
+        let stored = std::fs::read_to_string(dir.path().join("flags.json")).unwrap();
+        assert!(
+            stored.contains("\"version\": 5"),
+            "the store was written: {stored}"
+        );
+        assert!(journal.entries().unwrap().is_empty(), "the branch did not move");
+        drop(journal);
+
+        let journal = Journal::open_locked(&path, &test_options()).unwrap();
+        assert_eq!(journal.recovery().commits, 1);
+        let entries = journal.entries().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].reason.as_deref(), Some("INC-1"));
+        drop(journal);
+        fsck(&path);
+    }
+
+    fn fsck(path: &Path) {
+        let out = std::process::Command::new("git")
+            .args(["-C", &path.to_string_lossy(), "fsck", "--full", "--strict"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
 }

@@ -13,8 +13,9 @@
 //! Pure: text in, text out (toml_edit keeps the file's comments and formatting). The command
 //! reads the stores and writes the file.
 
-use crate::flag::{find_variation, FlagId, Serve, StoreTarget, StoredFlag, Variation, VariationRef};
-use crate::store::Lookup;
+use crate::flag::Lookup;
+use crate::flag::{find_variation, FlagId, Serve, StoredFlag, Variation, VariationRef};
+use crate::kind::StoreTarget;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use toml_edit::{DocumentMut, Item, Key, Table};
@@ -332,9 +333,9 @@ mod tests {
             .iter()
             .map(|f| (id(f["key"].as_str().unwrap()), vec![(target(5), found(f))]))
             .collect();
-        let plan = crate::plan::plan(&config.overrides, &observed);
+        let plan = crate::plan::plan::<crate::flag::Flag>(&config.overrides, &observed);
         assert!(
-            plan.changes.is_empty() && plan.problems.is_empty(),
+            plan.flags.changes.is_empty() && plan.problems() == 0,
             "{src}\n{plan:?}"
         );
         assert_eq!(plan.unchanged, flags.len(), "{src}");

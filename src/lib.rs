@@ -25,12 +25,15 @@ mod import;
 mod interrupt;
 mod journal;
 mod json_text;
-mod keys;
+mod key;
+mod kind;
 mod launchdarkly;
+mod names;
 mod plan;
 #[cfg(test)]
 mod proptests;
 mod redact;
+mod select;
 mod settings;
 mod show;
 mod store;

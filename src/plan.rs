@@ -1,66 +1,142 @@
-//! The planner: a pure function from desired state and observed store contents to a [`Plan`].
+//! The planner: a pure function from desired state and observed store contents to a [`Plan`],
+//! written once for every kind of item ([`Plannable`]: flags in [`flags`], plain keys in
+//! [`keys`]).
 //!
 //! No I/O, no clock: the same inputs give the same plan, in `BTreeMap` order, so it is tested with
 //! tables and snapshotted. A plan is a value: `plan --out` saves it as JSON and `apply` executes
-//! exactly that value, checking per target that the store still holds the version planned against.
+//! exactly that value, checking per target that the store still holds what was planned against.
 //! A saved plan is only a file, so before it is applied [`check_saved`] holds it against the
 //! overrides file and what the stores hold now.
 
-use crate::desired::{self, Override};
-use crate::flag::{find_variation, FlagId, Serve, StoreTarget, Targeting, Variation, VariationRef};
-use crate::store::{Lookup, Observed};
+mod flags;
+mod keys;
+
+use crate::flag::{Flag, FlagChange};
+use crate::key::{Key, KeyChange};
+use crate::kind::{Kind, Observed, StoreTarget};
 use crate::ui;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
 /// The version of the plan JSON (`plan --json`, `plan --out`).
 pub const FORMAT_VERSION: u32 = 1;
 
-/// One flag on one target that must change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    #[serde(flatten)]
-    pub id: FlagId,
-    #[serde(flatten)]
-    pub target: StoreTarget,
-    /// The flag version observed in the store; apply refuses if it moved.
-    pub version: u64,
-    pub from: Targeting,
-    pub to: Targeting,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+/// A kind of item the planner plans: how it is declared and compared with what a target holds.
+pub trait Plannable: Kind {
+    /// One declaration of the overrides file.
+    type Declared;
+    fn declared_id(d: &Self::Declared) -> Self::Id;
+    fn declared_reason(d: &Self::Declared) -> Option<&str>;
+    /// The change (and a warning) that makes a target holding `held` hold `d`, `None` when it
+    /// already does, or why it cannot be planned.
+    #[allow(clippy::type_complexity)]
+    fn plan_target(
+        d: &Self::Declared,
+        target: &StoreTarget,
+        held: &Self::Held,
+    ) -> Result<Option<(Self::Change, Option<String>)>, String>;
+    /// How a saved change differs from what the overrides file declares for its item.
+    fn declared_problems(d: &Self::Declared, c: &Self::Change) -> Vec<String>;
+    /// How a saved change differs from what its target holds now, where that is still what the
+    /// plan was made against (otherwise the write refuses it as stale).
+    fn stored_problems(c: &Self::Change, held: &Self::Held) -> Vec<String>;
+    /// Why an id a plan file names is not one the overrides file could declare, if so.
+    fn id_problem(id: &Self::Id) -> Option<String>;
+    /// A change as a line of the plan, in columns (the last one not padded).
+    fn row(c: &Self::Change) -> Vec<String>;
+    /// This kind's part of a plan.
+    fn part(plan: &Plan) -> &Part<Self>;
+    fn part_mut(plan: &mut Plan) -> &mut Part<Self>;
 }
 
-/// A declared flag that cannot be planned on a target.
+/// A declared item that cannot be planned on a target.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    pub id: FlagId,
+pub struct Problem<K: Kind> {
+    pub id: K::Id,
     pub target: StoreTarget,
     pub message: String,
 }
 
+/// One kind's part of a plan: its changes, and the declared items that cannot be planned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part<K: Kind> {
+    pub changes: Vec<K::Change>,
+    /// With any, nothing may be applied.
+    pub problems: Vec<Problem<K>>,
+}
+
+impl<K: Kind> Default for Part<K> {
+    fn default() -> Self {
+        Part {
+            changes: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+}
+
+impl<K: Kind> Part<K> {
+    /// The changes grouped per item, in item order: one journal commit each.
+    pub fn by_item(&self) -> Vec<Vec<&K::Change>> {
+        let mut out: BTreeMap<K::Id, Vec<&K::Change>> = BTreeMap::new();
+        for c in &self.changes {
+            out.entry(K::id(c)).or_default().push(c);
+        }
+        out.into_values().collect()
+    }
+}
+
 /// The changes that make the stores match the overrides file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "File", into = "File")]
 pub struct Plan {
-    pub format_version: u32,
-    pub changes: Vec<Change>,
-    /// Flag/target pairs that already match.
+    pub flags: Part<Flag>,
+    /// Plain Redis keys (`[keys.<store>]`), applied after the flags.
+    pub keys: Part<Key>,
+    /// Item/target pairs that already match.
     pub unchanged: usize,
-    /// Flags that cannot be planned: with any, nothing may be applied.
-    #[serde(skip)]
-    pub problems: Vec<Problem>,
     /// Things the operator should know before applying.
-    #[serde(skip)]
     pub warnings: Vec<String>,
-    /// Plain Redis keys that must change (`[keys.<store>]`), applied after the flags.
+}
+
+/// A plan as JSON: what `plan --json` prints and `plan --out` saves.
+#[derive(Clone, Serialize, Deserialize)]
+struct File {
+    format_version: u32,
+    changes: Vec<FlagChange>,
+    unchanged: usize,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub keys: Vec<crate::keys::KeyChange>,
-    /// Declared keys that cannot be planned, one message each: with any, nothing may be applied.
-    #[serde(skip)]
-    pub key_problems: Vec<String>,
+    keys: Vec<KeyChange>,
+}
+
+impl From<File> for Plan {
+    fn from(f: File) -> Plan {
+        Plan {
+            flags: Part {
+                changes: f.changes,
+                problems: Vec::new(),
+            },
+            keys: Part {
+                changes: f.keys,
+                problems: Vec::new(),
+            },
+            unchanged: f.unchanged,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl From<Plan> for File {
+    fn from(p: Plan) -> File {
+        File {
+            format_version: FORMAT_VERSION,
+            changes: p.flags.changes,
+            unchanged: p.unchanged,
+            keys: p.keys.changes,
+        }
+    }
 }
 
 impl Plan {
@@ -68,16 +144,17 @@ impl Plan {
     pub fn load(path: &Path) -> Result<Plan> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the plan file {}", path.display()))?;
-        let plan: Plan = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a plan saved by `relayctl plan --out`", path.display()))?;
-        if plan.format_version != FORMAT_VERSION {
+        let not_a_plan = || format!("{} is not a plan saved by `relayctl plan --out`", path.display());
+        let version: serde_json::Value = serde_json::from_str(&text).with_context(not_a_plan)?;
+        let version = version["format_version"].as_u64();
+        if version.is_some_and(|v| v != u64::from(FORMAT_VERSION)) {
             bail!(
                 "the plan file {} has format_version {}, this relayctl reads {FORMAT_VERSION}; make a new plan with this version",
                 path.display(),
-                plan.format_version,
+                version.unwrap_or_default(),
             );
         }
-        Ok(plan)
+        serde_json::from_str(&text).with_context(not_a_plan)
     }
 
     /// The plan as JSON, as `--json` prints it and `--out` saves it.
@@ -91,275 +168,139 @@ impl Plan {
             .with_context(|| format!("saving the plan to {}", path.display()))
     }
 
-    /// The changes grouped per flag, in flag order: one journal commit each.
-    pub fn by_flag(&self) -> BTreeMap<&FlagId, Vec<&Change>> {
-        let mut out: BTreeMap<&FlagId, Vec<&Change>> = BTreeMap::new();
-        for c in &self.changes {
-            out.entry(&c.id).or_default().push(c);
-        }
-        out
+    /// Whether the plan changes anything, a flag or a key.
+    pub fn has_changes(&self) -> bool {
+        !self.flags.changes.is_empty() || !self.keys.changes.is_empty()
     }
-}
 
-/// Plans `desired` against `observed`.
-pub fn plan(desired: &[Override], observed: &Observed) -> Plan {
-    let mut plan = Plan {
-        format_version: FORMAT_VERSION,
-        changes: Vec::new(),
-        unchanged: 0,
-        problems: Vec::new(),
-        warnings: Vec::new(),
-        keys: Vec::new(),
-        key_problems: Vec::new(),
-    };
-    for o in desired {
-        if o.reason.as_deref() == Some("") {
-            plan.warnings.push(format!(
-                "{} has an empty reason: say why before you apply (apply refuses to write it until then).",
-                o.id
-            ));
-        }
-        for (target, lookup) in observed.get(&o.id).into_iter().flatten() {
-            match plan_target(o, target, lookup) {
-                Ok(None) => plan.unchanged += 1,
-                Ok(Some((change, warning))) => {
-                    plan.changes.push(change);
-                    plan.warnings.extend(warning);
+    /// How many item/target pairs cannot be planned.
+    pub fn problems(&self) -> usize {
+        self.flags.problems.len() + self.keys.problems.len()
+    }
+
+    /// Plans the items `declared` of kind `K` against what `observed` says their targets hold.
+    pub fn add<K: Plannable>(&mut self, declared: &[K::Declared], observed: &Observed<K>) {
+        for d in declared {
+            let id = K::declared_id(d);
+            if K::declared_reason(d) == Some("") {
+                self.warnings.push(format!(
+                    "{id} has an empty reason: say why before you apply (apply refuses to write it until then)."
+                ));
+            }
+            for (target, held) in observed.get(&id).into_iter().flatten() {
+                match K::plan_target(d, target, held) {
+                    Ok(None) => self.unchanged += 1,
+                    Ok(Some((change, warning))) => {
+                        K::part_mut(self).changes.push(change);
+                        self.warnings.extend(warning);
+                    }
+                    Err(message) => K::part_mut(self).problems.push(Problem {
+                        id: id.clone(),
+                        target: target.clone(),
+                        message,
+                    }),
                 }
-                Err(message) => plan.problems.push(Problem {
-                    id: o.id.clone(),
-                    target: target.clone(),
-                    message,
-                }),
             }
         }
     }
+}
+
+/// The plan of the items `declared` of one kind against `observed`.
+pub fn plan<K: Plannable>(declared: &[K::Declared], observed: &Observed<K>) -> Plan {
+    let mut plan = Plan::default();
+    plan.add::<K>(declared, observed);
     plan
 }
 
-/// The change (and a warning) that makes `target` hold `o`, `None` when it already does, or why
-/// it cannot be planned.
-fn plan_target(
-    o: &Override,
-    target: &StoreTarget,
-    lookup: &Lookup,
-) -> Result<Option<(Change, Option<String>)>, String> {
-    let flag = match lookup {
-        Lookup::Found(f) if f.deleted => {
-            return Err(format!(
-                "the flag is deleted in the store (a tombstone at version {}); relayctl does not \
-                 resurrect deleted flags: remove it from the overrides file",
-                f.version
-            ))
-        }
-        Lookup::Found(f) => f,
-        Lookup::Missing { place } => {
-            return Err(format!(
-                "the flag is not in the store ({place}); check the flag key and the store's prefix"
-            ))
-        }
-        Lookup::Invalid(e) => {
-            return Err(format!(
-                "the stored value is not a flag relayctl can rewrite safely: {e}"
-            ))
-        }
-    };
-    let resolve = |slot: &str, r: &Option<VariationRef>| -> Result<Option<Serve>, String> {
-        let Some(r) = r else { return Ok(None) };
-        find_variation(r, flag.variations())
-            .map(|v| Some(Serve::Variation(v)))
-            .map_err(|e| format!("{slot} {r}: {e}"))
-    };
-    let to = Targeting {
-        on: o.on,
-        off_variation: resolve("off_variation", &o.off_variation)?,
-        fallthrough: resolve("fallthrough", &o.fallthrough)?,
-    };
-    let from = flag.targeting_like(&to);
-    if from == to {
-        return Ok(None);
-    }
-    flag.next_version()
-        .map_err(|e| format!("the stored value is not a flag relayctl can rewrite safely: {e}"))?;
-    let serves_off = to.off_variation.as_ref().unwrap_or(flag.off_variation());
-    let warning = (!to.on && *serves_off == Serve::Unset).then(|| {
-        format!(
-            "{} has no off variation in {target}: once off, SDKs serve the application's \
-             fallback value, not a flag variation. Set off_variation to choose one.",
-            o.id
-        )
-    });
-    let change = Change {
-        id: o.id.clone(),
-        target: target.clone(),
-        version: flag.version,
-        from,
-        to,
-        reason: o.reason.clone(),
-    };
-    Ok(Some((change, warning)))
-}
-
 /// What a saved plan's target holds now, for [`check_saved`].
-#[derive(Debug, Clone, Copy)]
-pub enum TargetNow<'a> {
+#[derive(Debug)]
+pub enum TargetNow<'a, H> {
     /// What the store holds.
-    Read(&'a Lookup),
-    /// Declared, but it could not be read: its write fails, or the store's own check refuses a
-    /// variation it does not have.
+    Read(&'a H),
+    /// Declared, but it could not be read: its write fails, or the store's own check refuses
+    /// what it does not hold.
     Unreadable,
-    /// Not a target the overrides file declares for the flag.
+    /// Not a target the overrides file declares for the item.
     Undeclared,
 }
 
-/// Checks a saved plan against the overrides file (`desired`) and the stores (`now`): every
-/// change names a declared flag (a valid key) with the state and reason declared, and a declared
-/// store target, once; where the store still holds the version planned against, every variation
-/// the plan serves is there at its index, serving the value the plan recorded, and `from` is
-/// what the store holds. A target that moved since is left to the write, which refuses it as a
+// Only a reference: copied whatever `H` is (a derive would ask `H: Copy`).
+impl<H> Clone for TargetNow<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H> Copy for TargetNow<'_, H> {}
+
+/// Checks a saved plan's changes of kind `K` against the overrides file (`declared`) and the
+/// stores (`now`): every change names a declared item with the state and reason declared, and a
+/// declared store target, once; and where the target still holds what was planned against, it
+/// is what the plan says (each variation the plan serves there at its index, serving the value
+/// the plan recorded). A target that moved since is left to the write, which refuses it as a
 /// stale plan. Returns one message per bad change, naming it; empty when the plan is sound.
-pub fn check_saved<'a>(
+pub fn check_saved<'a, K: Plannable>(
     saved: &Plan,
-    desired: &[Override],
-    now: impl Fn(&Change) -> TargetNow<'a>,
-) -> Vec<String> {
-    let mut seen = std::collections::BTreeSet::new();
+    declared: &[K::Declared],
+    now: impl Fn(&K::Change) -> TargetNow<'a, K::Held>,
+) -> Vec<String>
+where
+    K::Held: 'a,
+{
+    let mut seen = BTreeSet::new();
     let mut out = Vec::new();
-    for c in &saved.changes {
+    for c in &K::part(saved).changes {
+        let (id, target) = (K::id(c), K::target(c));
         let mut problems = Vec::new();
-        if !seen.insert((&c.id, &c.target)) {
+        if !seen.insert((id.clone(), target.clone())) {
             problems.push("the plan lists it more than once".to_owned());
         }
-        match (desired::check_id(&c.id), desired.iter().find(|o| o.id == c.id)) {
-            (Err(e), _) => problems.push(e),
-            (Ok(()), None) => problems.push("the overrides file does not declare this flag".to_owned()),
-            (Ok(()), Some(o)) => {
-                problems.extend(declared_problems(o, c));
+        match (
+            K::id_problem(&id),
+            declared.iter().find(|d| K::declared_id(d) == id),
+        ) {
+            (Some(e), _) => problems.push(e),
+            (None, None) => problems.push(format!("the overrides file does not declare this {}", K::NOUN)),
+            (None, Some(d)) => {
+                problems.extend(K::declared_problems(d, c));
+                if K::declared_reason(d) != K::reason(c) {
+                    problems.push("its reason is not the one the overrides file gives".to_owned());
+                }
                 match now(c) {
                     TargetNow::Undeclared => problems.push(format!(
-                        "the plan names store {:?} target {}, which the overrides file does not declare for this flag",
-                        c.target.store, c.target.target
+                        "the plan names store {:?} target {}, which the overrides file does not declare for this {}",
+                        target.store,
+                        target.target,
+                        K::NOUN
                     )),
-                    TargetNow::Read(Lookup::Found(flag)) if !flag.deleted && flag.version == c.version => {
-                        problems.extend(stored_problems(flag, c));
-                    }
-                    TargetNow::Read(_) | TargetNow::Unreadable => {}
+                    TargetNow::Read(held) => problems.extend(K::stored_problems(c, held)),
+                    TargetNow::Unreadable => {}
                 }
             }
         }
         if !problems.is_empty() {
-            out.push(format!("{} in {}: {}", c.id, c.target, problems.join("; ")));
+            out.push(format!("{id} in {target}: {}", problems.join("; ")));
         }
     }
     out
 }
 
-/// How a change differs from what the overrides file declares for its flag.
-fn declared_problems(o: &Override, c: &Change) -> Vec<String> {
-    let mut problems = Vec::new();
-    if c.to.on != o.on {
-        problems.push(format!(
-            "the plan sets on = {}, but the overrides file declares on = {}",
-            c.to.on, o.on
-        ));
-    }
-    for (slot, declared, planned) in [
-        ("off_variation", &o.off_variation, &c.to.off_variation),
-        ("fallthrough", &o.fallthrough, &c.to.fallthrough),
-    ] {
-        let same = match (declared, planned) {
-            (None, None) => true,
-            (Some(VariationRef::Index(i)), Some(Serve::Variation(v))) => v.index == *i,
-            (Some(r @ VariationRef::Value(_)), Some(Serve::Variation(v))) => {
-                find_variation(r, std::slice::from_ref(&v.value)).is_ok()
-            }
-            _ => false,
-        };
-        if !same {
-            let declared = declared.as_ref().map_or("none".to_owned(), ToString::to_string);
-            problems.push(format!(
-                "the plan's {slot} is not the one the overrides file declares ({declared})"
-            ));
-        }
-    }
-    if c.reason != o.reason {
-        problems.push("its reason is not the one the overrides file gives".to_owned());
-    }
-    problems
-}
-
-/// How a change differs from the flag the store holds at the version it was planned against.
-fn stored_problems(flag: &crate::flag::StoredFlag, c: &Change) -> Vec<String> {
-    let mut problems = Vec::new();
-    let variations = flag.variations();
-    let slots = [
-        ("off_variation", &c.to.off_variation),
-        ("fallthrough", &c.to.fallthrough),
-    ];
-    for (slot, planned) in slots {
-        let Some(Serve::Variation(v)) = planned else {
-            continue;
-        };
-        match variations.get(v.index) {
-            None => problems.push(format!(
-                "{slot} index {} does not exist: the flag has {} variation(s)",
-                v.index,
-                variations.len()
-            )),
-            Some(value) if !serves(v, variations) => problems.push(format!(
-                "{slot} index {} serves {value}, not {} as the plan says",
-                v.index, v.value
-            )),
-            Some(_) => {}
-        }
-    }
-    if flag.targeting_like(&c.to) != c.from {
-        problems.push("the state the plan says it changes from is not what the store holds".to_owned());
-    }
-    problems
-}
-
-/// Whether `v` is at its index among `variations`, serving its value.
-fn serves(v: &Variation, variations: &[serde_json::Value]) -> bool {
-    matches!(v.locate(variations), Ok(found) if found.index == v.index)
-}
-
-/// Renders the plan for people: one line per flag and target, then the summary.
+/// Renders the plan for people: one line per item and target, then the summary.
 /// Styled for a terminal; printing through `anstream` drops the styles where colour is off.
 pub fn render(plan: &Plan) -> String {
-    let mut out = String::new();
-    let rows: Vec<(String, String, String)> = plan
-        .changes
-        .iter()
-        .map(|c| {
-            (
-                c.id.to_string(),
-                c.from.differences(&c.to).join(", "),
-                format!("{} ({})", c.target, version(c.version)),
-            )
-        })
-        .collect();
-    let w_id = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    let w_diff = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
-    for (id, diff, target) in &rows {
-        let _ = writeln!(
-            out,
-            "  {} {id:<w_id$}   {diff:<w_diff$}   {target}",
-            ui::paint(ui::CHANGE, "~")
-        );
-    }
-    out += &crate::keys::render_rows(&plan.keys);
+    let mut out = rows::<Flag>(plan);
+    out += &rows::<Key>(plan);
     let _ = write!(
         out,
         "Plan: {} to change, {} unchanged",
-        plan.changes.len() + plan.keys.len(),
+        plan.flags.changes.len() + plan.keys.changes.len(),
         plan.unchanged
     );
-    if !plan.problems.is_empty() || !plan.key_problems.is_empty() {
+    if plan.problems() > 0 {
         let _ = write!(
             out,
             ", {} {}",
-            plan.problems.len() + plan.key_problems.len(),
+            plan.problems(),
             ui::paint(ui::ERROR, "cannot be planned")
         );
     }
@@ -367,21 +308,39 @@ pub fn render(plan: &Plan) -> String {
     out
 }
 
+/// The lines of one kind's changes, their columns aligned.
+fn rows<K: Plannable>(plan: &Plan) -> String {
+    let rows: Vec<Vec<String>> = K::part(plan).changes.iter().map(K::row).collect();
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let _ = write!(out, "  {}", ui::paint(ui::CHANGE, "~"));
+        for (i, cell) in row.iter().enumerate() {
+            match i + 1 == columns {
+                true => {
+                    let _ = writeln!(out, " {cell}");
+                }
+                false => {
+                    let _ = write!(out, " {cell:<w$}  ", w = widths[i]);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Renders the problems and warnings, the plan's diagnostics (for stderr).
 pub fn render_diagnostics(plan: &Plan) -> String {
     let mut out = String::new();
-    for p in &plan.problems {
-        let _ = writeln!(
-            out,
-            "{} {} in {}: {}",
-            ui::paint(ui::ERROR, "error:"),
-            p.id,
-            p.target,
-            p.message
-        );
+    let error = ui::paint(ui::ERROR, "error:");
+    for p in &plan.flags.problems {
+        let _ = writeln!(out, "{error} {} in {}: {}", p.id, p.target, p.message);
     }
-    for p in &plan.key_problems {
-        let _ = writeln!(out, "{} {p}", ui::paint(ui::ERROR, "error:"));
+    for p in &plan.keys.problems {
+        let _ = writeln!(out, "{error} {} in {}: {}", p.id, p.target, p.message);
     }
     for w in &plan.warnings {
         let _ = writeln!(out, "{} {w}", ui::paint(ui::WARNING, "warning:"));
@@ -389,14 +348,11 @@ pub fn render_diagnostics(plan: &Plan) -> String {
     out
 }
 
-fn version(v: u64) -> String {
-    format!("v{v}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flag::{StoredFlag, Variation};
+    use crate::desired::Override;
+    use crate::flag::{FlagId, Lookup, Serve, StoredFlag, Targeting, Variation, VariationRef};
     use serde_json::{json, Value};
 
     fn id(flag: &str) -> FlagId {
@@ -429,8 +385,8 @@ mod tests {
     }
 
     fn run(o: Override, lookup: Lookup) -> Plan {
-        let observed = Observed::from([(o.id.clone(), vec![(target(), lookup)])]);
-        plan(&[o], &observed)
+        let observed = Observed::<Flag>::from([(o.id.clone(), vec![(target(), lookup)])]);
+        plan::<Flag>(&[o], &observed)
     }
 
     fn var(i: usize, v: Value) -> Option<Serve> {
@@ -493,20 +449,25 @@ mod tests {
         ];
         for c in cases {
             let p = run(c.o, c.lookup);
-            let got: Vec<_> = p.changes.iter().map(|c| (c.from.clone(), c.to.clone())).collect();
+            let got: Vec<_> = p
+                .flags
+                .changes
+                .iter()
+                .map(|c| (c.from.clone(), c.to.clone()))
+                .collect();
             assert_eq!(got, c.changes, "{}", c.name);
             assert_eq!(p.unchanged, c.unchanged, "{}", c.name);
             match c.problem {
                 Some(want) => {
-                    assert_eq!(p.problems.len(), 1, "{}", c.name);
+                    assert_eq!(p.flags.problems.len(), 1, "{}", c.name);
                     assert!(
-                        p.problems[0].message.contains(want),
+                        p.flags.problems[0].message.contains(want),
                         "{}: {}",
                         c.name,
-                        p.problems[0].message
+                        p.flags.problems[0].message
                     );
                 }
-                None => assert!(p.problems.is_empty(), "{}: {:?}", c.name, p.problems),
+                None => assert!(p.flags.problems.is_empty(), "{}: {:?}", c.name, p.flags.problems),
             }
         }
     }
@@ -516,8 +477,8 @@ mod tests {
         let mut o = ov("f", false, None, None);
         o.reason = Some("INC-1".into());
         let p = run(o, found(AB(true)));
-        assert_eq!(p.changes[0].version, 7);
-        assert_eq!(p.changes[0].reason.as_deref(), Some("INC-1"));
+        assert_eq!(p.flags.changes[0].version, 7);
+        assert_eq!(p.flags.changes[0].reason.as_deref(), Some("INC-1"));
     }
 
     #[test]
@@ -526,7 +487,7 @@ mod tests {
             ov("f", false, None, None),
             found(json!({"key": "f", "on": true, "variations": [true, false], "version": 1})),
         );
-        assert_eq!(p.changes.len(), 1);
+        assert_eq!(p.flags.changes.len(), 1);
         assert!(p.warnings[0].contains("has no off variation"), "{:?}", p.warnings);
         let p = run(ov("f", false, None, None), found(AB(true)));
         assert!(p.warnings.is_empty());
@@ -537,7 +498,11 @@ mod tests {
         let mut o = ov("f", false, None, None);
         o.reason = Some(String::new());
         let p = run(o.clone(), found(AB(true)));
-        assert_eq!(p.changes.len(), 1, "an empty reason is planned like any other");
+        assert_eq!(
+            p.flags.changes.len(),
+            1,
+            "an empty reason is planned like any other"
+        );
         assert_eq!(
             p.warnings,
             ["default/production/f has an empty reason: say why before you apply (apply refuses to write it until then)."]
@@ -575,8 +540,10 @@ mod tests {
         };
         let stored = found(AB(true));
         let good = run(declared.clone(), stored.clone());
-        assert_eq!(good.changes.len(), 1);
-        let check = |p: &Plan, now: TargetNow| check_saved(p, std::slice::from_ref(&declared), |_| now);
+        assert_eq!(good.flags.changes.len(), 1);
+        let check = |p: &Plan, now: TargetNow<Lookup>| {
+            check_saved::<Flag>(p, std::slice::from_ref(&declared), |_| now)
+        };
         assert!(check(&good, TargetNow::Read(&stored)).is_empty());
         let moved = found(json!({"key": "f", "variations": ["x"], "version": 8}));
         assert!(
@@ -585,8 +552,8 @@ mod tests {
         );
         assert!(check(&good, TargetNow::Unreadable).is_empty());
 
-        type Edit = fn(&mut Change);
-        let cases: [(&str, Edit, TargetNow, &str); 9] = [
+        type Edit = fn(&mut FlagChange);
+        let cases: [(&str, Edit, TargetNow<Lookup>, &str); 9] = [
             ("index out of range", |c| set_off(c, 99, json!("a")), TargetNow::Read(&stored), "off_variation index 99 does not exist: the flag has 3 variation(s)"),
             ("index serving another value", |c| set_off(c, 1, json!("a")), TargetNow::Read(&stored), "off_variation index 1 serves \"b\", not \"a\" as the plan says"),
             ("another value than declared", |c| set_off(c, 1, json!("b")), TargetNow::Unreadable, "the plan's off_variation is not the one the overrides file declares (\"a\")"),
@@ -599,7 +566,7 @@ mod tests {
         ];
         for (name, edit, now, want) in cases {
             let mut p = good.clone();
-            edit(&mut p.changes[0]);
+            edit(&mut p.flags.changes[0]);
             let problems = check(&p, now);
             assert_eq!(problems.len(), 1, "{name}: {problems:?}");
             assert!(
@@ -613,12 +580,12 @@ mod tests {
             ("not a key", |c| c.id.flag = "a/b".into(), "flag key \"a/b\" is not a LaunchDarkly key"),
         ] {
             let mut p = good.clone();
-            edit(&mut p.changes[0]);
+            edit(&mut p.flags.changes[0]);
             assert_eq!(check(&p, TargetNow::Read(&stored)).len(), 1, "{name}");
             assert!(check(&p, TargetNow::Read(&stored))[0].contains(want), "{name}");
         }
         let mut twice = good.clone();
-        twice.changes.push(good.changes[0].clone());
+        twice.flags.changes.push(good.flags.changes[0].clone());
         let problems = check(&twice, TargetNow::Read(&stored));
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
@@ -627,7 +594,7 @@ mod tests {
         );
     }
 
-    fn set_off(c: &mut Change, index: usize, value: Value) {
+    fn set_off(c: &mut FlagChange, index: usize, value: Value) {
         c.to.off_variation = var(index, value);
     }
 
@@ -635,11 +602,11 @@ mod tests {
     fn renders_one_line_per_flag_and_target() {
         let o1 = ov("new-checkout", false, None, None);
         let o2 = ov("pricing-page", false, Some(VariationRef::Value(json!("a"))), None);
-        let observed = Observed::from([
+        let observed = Observed::<Flag>::from([
             (o1.id.clone(), vec![(target(), found(AB(true)))]),
             (o2.id.clone(), vec![(target(), found(AB(false)))]),
         ]);
-        let text = ui::plain(&render(&plan(&[o1, o2], &observed)));
+        let text = ui::plain(&render(&plan::<Flag>(&[o1, o2], &observed)));
         insta::assert_snapshot!(text);
     }
 }

@@ -11,8 +11,11 @@
 pub mod keys;
 
 use crate::desired::Override;
-use crate::flag::{is_key, FlagId, Serve, StoreTarget, Variation, Weighted};
-use crate::store::{Listing, Lookup, Observed};
+use crate::flag::{is_key, FlagId, Serve, Variation, Weighted};
+use crate::flag::{Flag, Lookup};
+use crate::kind::Observed;
+use crate::kind::StoreTarget;
+use crate::store::Listing;
 use crate::ui;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -170,8 +173,8 @@ fn view(id: FlagId, lookups: Vec<(StoreTarget, Lookup)>, declared: Option<&Overr
     let judged: Vec<Option<Declared>> = match declared {
         None => vec![None; targets.len()],
         Some(o) => {
-            let observed = Observed::from([(id.clone(), lookups)]);
-            let plan = crate::plan::plan(std::slice::from_ref(o), &observed);
+            let observed = Observed::<Flag>::from([(id.clone(), lookups)]);
+            let plan = crate::plan::plan::<Flag>(std::slice::from_ref(o), &observed).flags;
             targets
                 .iter()
                 .map(|t| {

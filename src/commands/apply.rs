@@ -1,15 +1,19 @@
-//! `relayctl apply [PLAN_FILE]`: write the changes, one journal commit per changed flag.
+//! `relayctl apply [PLAN_FILE]`: write the changes, one journal commit per changed flag or key.
+//!
+//! Flags, then plain keys, go through the one apply engine ([`crate::apply`]); this file reads
+//! the plan (saved, or made and confirmed here), renders what happened to each item as it
+//! happens, and concludes with one status line or one error per kind.
 
 use super::{check, close_journal, load, make_plan, open_journal};
-use crate::apply::{self, Event, FlagOutcome};
+use crate::apply::{self, Applicable, Event, Outcome};
 use crate::desired::Config;
 use crate::exit::Exit;
-use crate::flag::{FlagId, StoreTarget};
+use crate::flag::{Flag, FlagRecord};
 use crate::journal::{Entry, Journal};
-use crate::keys;
-use crate::plan::{self, Change, Plan, TargetNow};
+use crate::key::{show_to, Key, KeyRecord};
+use crate::kind::{Kind, StoreTarget};
+use crate::plan::{self, Part, Plan, TargetNow};
 use crate::settings::Settings;
-use crate::store::redis_keys::KeyStores;
 use crate::store::Stores;
 use crate::ui;
 use anyhow::{anyhow, bail, Context, Result};
@@ -17,29 +21,84 @@ use std::fmt::Write as _;
 use std::path::Path;
 use tokio::runtime::Runtime;
 
+/// How apply shows the items of a kind, and what it says once they are all written.
+trait Shown: Applicable {
+    /// How an outcome line names the item (a flag's key; a key with the value written).
+    fn label(record: &Self::Record) -> String;
+    /// How an outcome line names the target written.
+    fn shown_target(target: &StoreTarget) -> String;
+    /// The items `declared` in the overrides file.
+    fn declared(config: &Config) -> &[Self::Declared];
+    /// The status once every item was written everywhere.
+    fn applied(settings: &Settings, config: &Config, changed: usize, committed: usize);
+}
+
+impl Shown for Flag {
+    fn label(record: &FlagRecord) -> String {
+        record.id.to_string()
+    }
+
+    fn shown_target(target: &StoreTarget) -> String {
+        target.to_string()
+    }
+
+    fn declared(config: &Config) -> &[crate::desired::Override] {
+        &config.overrides
+    }
+
+    fn applied(settings: &Settings, config: &Config, changed: usize, committed: usize) {
+        settings.status(format!(
+            "Apply complete: {changed} flag(s) changed, {committed} journal commit(s) in {}. Run `relayctl sync` \
+             once LaunchDarkly is reachable.",
+            config.journal.display()
+        ));
+        settings.status(
+            "Services see it when their cache expires: SDKs reading the store directly after their cache TTL \
+             (15 s by default), SDKs connected to Relay only once they reconnect (Relay does not push it).",
+        );
+    }
+}
+
+impl Shown for Key {
+    fn label(record: &KeyRecord) -> String {
+        format!("{}: {}", Key::record_id(record), show_to(record.value.as_deref()))
+    }
+
+    fn shown_target(target: &StoreTarget) -> String {
+        target.target.clone()
+    }
+
+    fn declared(config: &Config) -> &[crate::desired::DeclaredKey] {
+        &config.keys
+    }
+
+    fn applied(settings: &Settings, _: &Config, changed: usize, committed: usize) {
+        settings.status(format!(
+            "Keys: {changed} key(s) changed, {committed} journal commit(s). They are plain Redis keys with no \
+             LaunchDarkly counterpart: sync and verify leave them alone, and services see them on their next read."
+        ));
+    }
+}
+
 /// Applies a saved plan exactly (once it is checked against the overrides file and the stores),
 /// or plans, confirms and applies. Records what an interrupted apply wrote first. Exit 1 when a
 /// target failed (the journal records what was written; a fresh plan shows what is left).
 pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_approve: bool) -> Result<Exit> {
     let (config, stores) = load(settings)?;
-    let key_stores = KeyStores::open(&config.key_stores, settings.redis_timeout)?;
     let saved = plan_file.map(Plan::load).transpose()?;
-    record_interrupted(settings, rt, &config, &stores, &key_stores)?;
+    record_interrupted(settings, rt, &config, &stores)?;
     let (plan, mut journal) = match saved {
         Some(plan) if !plan.has_changes() => {
             settings.status("The plan has no changes; nothing to apply.");
             return Ok(Exit::Success);
         }
         Some(plan) => {
-            apply::refuse_empty_reasons(&plan)?;
-            keys::apply::refuse_empty_reasons(&plan.keys)?;
-            check_saved(rt, &config, &stores, &plan, plan_file.unwrap_or(Path::new("")))?;
-            keys::refuse_unsound(
-                &plan.keys,
-                &config.keys,
-                &key_stores,
-                plan_file.unwrap_or(Path::new("")),
-            )?;
+            apply::refuse_empty_reasons(&plan.flags)?;
+            apply::refuse_empty_reasons(&plan.keys)?;
+            let file = plan_file.unwrap_or(Path::new(""));
+            let mut problems = check_saved::<Flag>(rt, &config, &stores, &plan);
+            problems.extend(check_saved::<Key>(rt, &config, &stores, &plan));
+            refuse_unsound(&problems, file)?;
             (plan, open_journal(settings, &config.journal)?)
         }
         None => match plan_and_confirm(settings, rt, &config, &stores, auto_approve)? {
@@ -48,61 +107,72 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
         },
     };
     crate::interrupt::install().context("installing the Ctrl-C handler")?;
-    let width = plan
-        .changes
-        .iter()
-        .map(|c| c.id.to_string().len())
-        .max()
-        .unwrap_or(0);
-    let (outcomes, key_outcomes) = journal.write(|w| {
-        let flags = rt.block_on(apply::apply(&plan, &stores, w, &mut |event| match event {
-            Event::Flag(o) => {
-                let (out, err) = render_outcome(width, o);
-                anstream::print!("{out}");
-                anstream::eprint!("{err}");
-            }
-            Event::Unanswered { .. } => anstream::eprint!("{}", render_unanswered(&event)),
-        }))?;
-        let keys = rt.block_on(keys::apply::apply(
-            &plan.keys,
-            &key_stores,
+    let (flags, keys) = journal.write(|w| {
+        let flags = rt.block_on(apply::apply(
+            &plan.flags,
+            &stores,
             w,
-            &mut |event| match event {
-                keys::apply::KeyEvent::Key(o) => {
-                    let (out, err) = keys::apply::render_outcome(o);
-                    anstream::print!("{out}");
-                    anstream::eprint!("{err}");
-                }
-                unanswered => anstream::eprint!("{}", keys::apply::render_notice(&unanswered)),
-            },
+            &mut print::<Flag>(&plan.flags),
+        ))?;
+        let keys = rt.block_on(apply::apply(
+            &plan.keys,
+            &stores,
+            w,
+            &mut print::<Key>(&plan.keys),
         ))?;
         Ok((flags, keys))
     })?;
     close_journal(journal);
-    let keys_done = keys::apply::conclude(settings, &plan, &key_outcomes);
-    if plan.changes.is_empty() {
-        return keys_done.map(|()| Exit::Success);
-    }
-    match (keys_done, conclude(settings, &config, &plan, &outcomes)) {
-        (Ok(()), flags) => flags,
-        (Err(keys), Ok(_)) => Err(keys),
-        (Err(keys), Err(flags)) => Err(anyhow!("{flags:#}\n{keys:#}")),
+    let flags = conclude(settings, &config, &plan.flags, &flags);
+    match (flags, conclude(settings, &config, &plan.keys, &keys)) {
+        (Ok(()), Ok(())) => Ok(Exit::Success),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(flags), Err(keys)) => Err(anyhow!("{flags:#}\n{keys:#}")),
     }
 }
 
-/// Checks a saved plan against the overrides file and what the stores hold now, before anything
-/// is written: a plan file is only a file, and it may have been edited by hand. Reads only the
-/// targets the plan names for declared flags, so a store the plan does not touch (or one that
-/// is down, whose writes will fail) does not stop it.
-fn check_saved(rt: &Runtime, config: &Config, stores: &Stores, saved: &Plan, file: &Path) -> Result<()> {
-    let declared: std::collections::BTreeSet<&FlagId> = config.overrides.iter().map(|o| &o.id).collect();
-    let pairs: Vec<(FlagId, StoreTarget)> = saved
+/// Prints each event of an apply of `part` as it happens: outcomes to stdout (failures to
+/// stderr), aligned like the plan's lines; a target that did not answer, before it is read back.
+fn print<K: Shown>(part: &Part<K>) -> impl FnMut(Event<K>) {
+    let width = part
+        .by_item()
+        .into_iter()
+        .map(|changes| K::label(&K::record(&changes)).chars().count())
+        .max()
+        .unwrap_or(0);
+    move |event| match event {
+        Event::Done(o) => {
+            let (out, err) = render_outcome(width, o);
+            anstream::print!("{out}");
+            anstream::eprint!("{err}");
+        }
+        Event::Unanswered {
+            target,
+            ids,
+            why,
+            within,
+        } => {
+            let (writes, one) = K::writes_of(ids);
+            anstream::eprint!("{}", ui::read_back_warning(target, &writes, one, why, within));
+        }
+    }
+}
+
+/// Checks a saved plan's changes of kind `K` against the overrides file and what the stores hold
+/// now, before anything is written: a plan file is only a file, and it may have been edited by
+/// hand. Reads only the targets the plan names for declared items, so a store the plan does not
+/// touch (or one that is down, whose writes will fail) does not stop it. One message per bad
+/// change.
+fn check_saved<K: Shown>(rt: &Runtime, config: &Config, stores: &Stores, saved: &Plan) -> Vec<String> {
+    let declared: std::collections::BTreeSet<K::Id> =
+        K::declared(config).iter().map(K::declared_id).collect();
+    let pairs: Vec<(K::Id, StoreTarget)> = K::part(saved)
         .changes
         .iter()
-        .filter(|c| declared.contains(&c.id))
-        .map(|c| (c.id.clone(), c.target.clone()))
+        .filter(|c| declared.contains(&K::id(c)))
+        .map(|c| (K::id(c), K::target(c).clone()))
         .collect();
-    let (observed, unreadable) = rt.block_on(stores.read_named(&pairs));
+    let (observed, unreadable) = rt.block_on(stores.read_named::<K>(&pairs));
     for failure in unreadable {
         anstream::eprintln!(
             "{} cannot read {failure}; the plan's changes there are checked against the overrides file \
@@ -110,14 +180,18 @@ fn check_saved(rt: &Runtime, config: &Config, stores: &Stores, saved: &Plan, fil
             ui::paint(ui::WARNING, "warning:")
         );
     }
-    let now = |c: &Change| match stores.find(&c.id, &c.target) {
+    let now = |c: &K::Change| match stores.find::<K>(&K::id(c), K::target(c)) {
         None => TargetNow::Undeclared,
         Some(_) => observed
-            .get(&c.id)
-            .and_then(|readings| readings.iter().find(|(t, _)| *t == c.target))
-            .map_or(TargetNow::Unreadable, |(_, lookup)| TargetNow::Read(lookup)),
+            .get(&K::id(c))
+            .and_then(|readings| readings.iter().find(|(t, _)| t == K::target(c)))
+            .map_or(TargetNow::Unreadable, |(_, held)| TargetNow::Read(held)),
     };
-    let problems = plan::check_saved(saved, &config.overrides, now);
+    plan::check_saved::<K>(saved, K::declared(config), now)
+}
+
+/// Refuses a saved plan with `problems`, before anything is written.
+fn refuse_unsound(problems: &[String], file: &Path) -> Result<()> {
     if problems.is_empty() {
         return Ok(());
     }
@@ -129,31 +203,31 @@ fn check_saved(rt: &Runtime, config: &Config, stores: &Stores, saved: &Plan, fil
     )
 }
 
-/// The closing status of an apply, or the error that says what was not written.
-fn conclude(settings: &Settings, config: &Config, plan: &Plan, outcomes: &[FlagOutcome]) -> Result<Exit> {
-    let flags = outcomes.len();
-    let planned = plan.by_flag().len();
-    if flags < planned {
+/// The closing status of one kind's part of an apply, or the error that says what was not written.
+fn conclude<K: Shown>(
+    settings: &Settings,
+    config: &Config,
+    part: &Part<K>,
+    outcomes: &[Outcome<K>],
+) -> Result<()> {
+    let (noun, handled, planned) = (K::NOUN, outcomes.len(), part.by_item().len());
+    if handled < planned {
         bail!(
-            "interrupted after {flags} of {planned} flag(s); each flag handled is in the journal. \
+            "interrupted after {handled} of {planned} {noun}(s); each {noun} handled is in the journal. \
              Run `relayctl plan` to see what is left, then apply it"
         );
     }
+    if planned == 0 {
+        return Ok(());
+    }
     let committed = outcomes.iter().filter(|o| o.commit.is_some()).count();
-    let failed: Vec<&FlagOutcome> = outcomes
+    let failed: Vec<&Outcome<K>> = outcomes
         .iter()
         .filter(|o| !o.entry.failed.is_empty() || !o.unresolved.is_empty())
         .collect();
     if failed.is_empty() {
-        settings.status(format!(
-            "Apply complete: {flags} flag(s) changed, {committed} journal commit(s) in {}. Run `relayctl sync` once LaunchDarkly is reachable.",
-            config.journal.display()
-        ));
-        settings.status(
-            "Services see it when their cache expires: SDKs reading the store directly after their cache TTL \
-             (15 s by default), SDKs connected to Relay only once they reconnect (Relay does not push it).",
-        );
-        return Ok(Exit::Success);
+        K::applied(settings, config, handled, committed);
+        return Ok(());
     }
     let targets: usize = failed.iter().map(|o| o.entry.failed.len()).sum();
     let unknown: usize = failed.iter().map(|o| o.unresolved.len()).sum();
@@ -173,7 +247,7 @@ fn conclude(settings: &Settings, config: &Config, plan: &Plan, outcomes: &[FlagO
         _ => format!("{targets} target write(s) failed, {unknown} unknown"),
     };
     Err(anyhow!(
-        "{} of {flags} flag(s) were not written everywhere ({counts}, listed above); {committed} journal \
+        "{} of {handled} {noun}(s) were not written everywhere ({counts}, listed above); {committed} journal \
          commit(s) record what was written. {next}Once the failing stores are reachable, run `relayctl plan` \
          to see exactly what is left and apply it",
         failed.len()
@@ -198,8 +272,8 @@ fn plan_and_confirm(
         settings.status("No changes: the stores already match the overrides file.");
         return Ok(None);
     }
-    apply::refuse_empty_reasons(&preview)?;
-    keys::apply::refuse_empty_reasons(&preview.keys)?;
+    apply::refuse_empty_reasons(&preview.flags)?;
+    apply::refuse_empty_reasons(&preview.keys)?;
     if !auto_approve {
         if !ui::interactive() {
             bail!(
@@ -214,8 +288,8 @@ fn plan_and_confirm(
     }
     let journal = open_journal(settings, &config.journal)?;
     let plan = make_plan(settings, rt, config, stores)?;
-    if plan.changes != preview.changes || plan.keys != preview.keys {
-        if !plan.has_changes() && plan.problems.is_empty() && plan.key_problems.is_empty() {
+    if plan.flags.changes != preview.flags.changes || plan.keys.changes != preview.keys.changes {
+        if !plan.has_changes() && plan.problems() == 0 {
             settings.status(
                 "No changes: the stores already match the overrides file (another apply wrote them meanwhile).",
             );
@@ -234,15 +308,9 @@ fn plan_and_confirm(
     Ok(Some((plan, journal)))
 }
 
-/// Records the flag writes of an interrupted apply (see `apply::record_interrupted`) before
-/// anything else, so the journal knows everything that is in the stores.
-fn record_interrupted(
-    settings: &Settings,
-    rt: &Runtime,
-    config: &Config,
-    stores: &Stores,
-    key_stores: &KeyStores,
-) -> Result<()> {
+/// Records the writes of an interrupted apply (see `apply::record_interrupted`) before anything
+/// else, so the journal knows everything that is in the stores.
+fn record_interrupted(settings: &Settings, rt: &Runtime, config: &Config, stores: &Stores) -> Result<()> {
     // A journal that cannot be opened is reported by the locked open of the apply itself. One
     // whose working tree is behind its branch is brought up to date when it closes.
     let due = |j: &Journal| j.unrecorded() > 0 || j.working_tree_behind();
@@ -250,34 +318,41 @@ fn record_interrupted(
         return Ok(());
     }
     let mut journal = open_journal(settings, &config.journal)?;
-    if !journal.interrupted().is_empty() {
-        let intents = journal.interrupted().to_vec();
-        let recorded = journal.write(|w| rt.block_on(apply::record_interrupted(stores, w, &intents)))?;
-        settings.status(render_recorded(&recorded).trim_end());
-    }
-    if !journal.key_interrupted().is_empty() {
-        let intents = journal.key_interrupted().to_vec();
-        let recorded =
-            journal.write(|w| rt.block_on(keys::apply::record_interrupted(key_stores, w, &intents)))?;
-        settings.status(keys::apply::render_recorded(&recorded).trim_end());
-    }
+    record_interrupted_of::<Flag>(settings, rt, stores, &mut journal)?;
+    record_interrupted_of::<Key>(settings, rt, stores, &mut journal)?;
     close_journal(journal);
     Ok(())
 }
 
-/// What was found in the stores for the flags an interrupted apply left unrecorded.
-fn render_recorded(recorded: &[Entry]) -> String {
+fn record_interrupted_of<K: Shown>(
+    settings: &Settings,
+    rt: &Runtime,
+    stores: &Stores,
+    journal: &mut Journal,
+) -> Result<()> {
+    let intents = journal.interrupted::<K>().to_vec();
+    if intents.is_empty() {
+        return Ok(());
+    }
+    let recorded = journal.write(|w| rt.block_on(apply::record_interrupted(stores, w, &intents)))?;
+    settings.status(render_recorded(&recorded).trim_end());
+    Ok(())
+}
+
+/// What was found in the stores for the items an interrupted apply left unrecorded.
+fn render_recorded<K: Shown>(recorded: &[Entry<K>]) -> String {
     let mut out = format!(
-        "An earlier apply left {} flag write(s) unrecorded (it was interrupted, or a store did not answer); \
+        "An earlier apply left {} {} write(s) unrecorded (it was interrupted, or a store did not answer); \
          read the stores and recorded what it wrote:\n",
-        recorded.len()
+        recorded.len(),
+        K::NOUN
     );
     for entry in recorded {
-        let written: Vec<String> = entry.written.iter().map(|(t, v)| format!("{t} (v{v})")).collect();
+        let written: Vec<String> = entry.written.iter().map(|(t, v)| written::<K>(t, *v)).collect();
         let _ = writeln!(
             out,
             "  {}: {}",
-            entry.id,
+            K::record_id(&entry.record),
             if written.is_empty() {
                 "not written anywhere".to_owned()
             } else {
@@ -288,9 +363,19 @@ fn render_recorded(recorded: &[Entry]) -> String {
     out
 }
 
-/// What happened to one flag: a line per target written (stdout) and per target that failed
-/// (stderr). `width` aligns the flag column like the plan's.
-fn render_outcome(width: usize, o: &FlagOutcome) -> (String, String) {
+/// A target written, with the version it now holds where the kind has one: `<target> (v42)`.
+fn written<K: Kind>(target: &StoreTarget, version: K::Version) -> String {
+    match K::show_version(version) {
+        Some(v) => format!("{target} ({v})"),
+        None => target.to_string(),
+    }
+}
+
+/// What happened to one item: a line per target written (stdout) and per target that failed
+/// (stderr). `width` aligns the item column like the plan's.
+fn render_outcome<K: Shown>(width: usize, o: &Outcome<K>) -> (String, String) {
+    let id = K::record_id(&o.entry.record);
+    let label = K::label(&o.entry.record);
     let commit = o
         .commit
         .as_ref()
@@ -298,59 +383,42 @@ fn render_outcome(width: usize, o: &FlagOutcome) -> (String, String) {
         .unwrap_or_default();
     let (mut out, mut err) = (String::new(), String::new());
     for (target, version) in &o.entry.written {
-        let note = match o.entry.notes.iter().find(|(t, _)| t == target) {
-            Some((_, note)) => format!(" [{note}]"),
-            None => String::new(),
-        };
+        let version = K::show_version(*version)
+            .map(|v| format!(" ({v})"))
+            .unwrap_or_default();
+        let note = o
+            .entry
+            .note(target)
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} {:<width$}   {target} (v{version}){note}{commit}",
+            "  {} {label:<width$}   {}{version}{note}{commit}",
             ui::paint(ui::CHANGE, "~"),
-            o.entry.id.to_string()
+            K::shown_target(target)
         );
     }
     for (target, warning) in &o.warnings {
         let _ = writeln!(
             err,
-            "{} {} written to {target}, but {warning}",
-            ui::paint(ui::WARNING, "warning:"),
-            o.entry.id
+            "{} {id} written to {target}, but {warning}",
+            ui::paint(ui::WARNING, "warning:")
         );
     }
     for (target, why) in &o.entry.failed {
         let _ = writeln!(
             err,
-            "{} {} NOT written to {target}: {why}",
-            ui::paint(ui::ERROR, "error:"),
-            o.entry.id
+            "{} {id} NOT written to {target}: {why}",
+            ui::paint(ui::ERROR, "error:")
         );
     }
     for (target, why) in &o.unresolved {
         let _ = writeln!(
             err,
-            "{} {}: whether it was written to {target} is unknown ({why}); the journal's write-ahead log \
+            "{} {id}: whether it was written to {target} is unknown ({why}); the journal's write-ahead log \
              keeps it, and the next `relayctl apply` reads it back and records it",
-            ui::paint(ui::ERROR, "error:"),
-            o.entry.id
+            ui::paint(ui::ERROR, "error:")
         );
     }
     (out, err)
-}
-
-/// The wait after a target did not answer the writes of a batch, said once before it starts.
-fn render_unanswered(event: &Event) -> String {
-    let Event::Unanswered {
-        target,
-        flags,
-        why,
-        within,
-    } = event
-    else {
-        return String::new();
-    };
-    let writes = match flags {
-        [id] => format!("the write of {id}"),
-        _ => format!("the writes of {} flags", flags.len()),
-    };
-    ui::read_back_warning(target, &writes, flags.len() == 1, why, *within)
 }

@@ -9,12 +9,14 @@
 mod keys;
 
 use super::load;
-use super::show::parse_selector;
 use crate::exit::Exit;
-use crate::flag::{FlagId, StoreTarget};
+use crate::flag::FlagId;
+use crate::flag::Lookup;
 use crate::import::{self, Declaration};
+use crate::kind::StoreTarget;
+use crate::select::parse_selector;
 use crate::settings::Settings;
-use crate::store::{Lookup, Stores};
+use crate::store::Stores;
 use crate::ui;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -26,7 +28,7 @@ use tokio::runtime::Runtime;
 pub fn run(settings: &Settings, rt: &Runtime, flags: &[String], write: bool) -> Result<Exit> {
     let (config, stores) = load(settings)?;
     if keys::named(flags) {
-        return keys::run(settings, rt, &config, flags, write);
+        return keys::run(settings, rt, (&config, &stores), flags, write);
     }
     let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for raw in flags {

@@ -14,10 +14,11 @@ mod verify;
 
 use crate::desired::{self, Config};
 use crate::exit::Exit;
-use crate::flag::FlagId;
+use crate::flag::{Flag, FlagId};
 use crate::journal::Journal;
+use crate::key::{Key, KeyId};
 use crate::launchdarkly::{self, Client, SetupError};
-use crate::plan::Plan;
+use crate::plan::{Plan, Plannable};
 use crate::settings::{Command, Settings};
 use crate::store::Stores;
 use crate::ui;
@@ -63,49 +64,44 @@ fn load_config(settings: &Settings) -> Result<Config> {
 /// The overrides file and its stores.
 fn load(settings: &Settings) -> Result<(Config, Stores)> {
     let config = load_config(settings)?;
-    let stores = Stores::open(&config.stores, settings.redis_timeout)?;
+    let stores = Stores::open(&config.stores, &config.key_stores, settings.redis_timeout)?;
     Ok((config, stores))
 }
 
-/// Reads the stores and plans the overrides file against them.
+/// Reads the stores and plans the overrides file against them: flags, then plain keys.
 fn make_plan(settings: &Settings, rt: &Runtime, config: &Config, stores: &Stores) -> Result<Plan> {
     let started = Instant::now();
     let flags: Vec<FlagId> = config.overrides.iter().map(|o| o.id.clone()).collect();
-    let observed = rt.block_on(stores.read(&flags))?;
+    let keys: Vec<KeyId> = config.keys.iter().map(Key::declared_id).collect();
+    let (flags_held, keys_held) =
+        rt.block_on(async { tokio::join!(stores.read::<Flag>(&flags), stores.read::<Key>(&keys)) });
     if settings.verbose > 0 {
         settings.status(format!(
             "Read {} flags from {} store targets in {} ms.",
             flags.len(),
-            stores.len(),
+            stores.len::<Flag>(),
             started.elapsed().as_millis()
         ));
     }
-    let mut plan = crate::plan::plan(&config.overrides, &observed);
-    if !config.keys.is_empty() {
-        let key_stores =
-            crate::store::redis_keys::KeyStores::open(&config.key_stores, settings.redis_timeout)?;
-        let observed = rt.block_on(crate::keys::observe(&key_stores, &config.keys))?;
-        plan.add_keys(crate::keys::plan(&config.keys, &observed));
-    }
+    let mut plan = Plan::default();
+    plan.add::<Flag>(&config.overrides, &flags_held?);
+    plan.add::<Key>(&config.keys, &keys_held?);
     Ok(plan)
 }
 
 /// Fails when the plan has problems, after printing its diagnostics.
 fn check(plan: &Plan) -> Result<()> {
     anstream::eprint!("{}", crate::plan::render_diagnostics(plan));
-    if !plan.problems.is_empty() {
-        bail!(
-            "{} declared flag/target pair(s) cannot be planned (listed above); nothing was written. \
-             Fix the overrides file or the store, then run plan again",
-            plan.problems.len()
-        );
-    }
-    if !plan.key_problems.is_empty() {
-        bail!(
-            "{} declared key/target pair(s) cannot be planned (listed above); nothing was written. \
-             Fix the overrides file or the store, then run plan again",
-            plan.key_problems.len()
-        );
+    for (problems, noun) in [
+        (plan.flags.problems.len(), "flag"),
+        (plan.keys.problems.len(), "key"),
+    ] {
+        if problems > 0 {
+            bail!(
+                "{problems} declared {noun}/target pair(s) cannot be planned (listed above); nothing was written. \
+                 Fix the overrides file or the store, then run plan again"
+            );
+        }
     }
     Ok(())
 }

@@ -12,11 +12,10 @@ pub(super) mod keys;
 use super::load;
 use crate::desired::Config;
 use crate::exit::Exit;
-use crate::flag::is_key;
+use crate::select::{parse_key, parse_selector, Selector};
 use crate::settings::Settings;
 use crate::show::keys::KeyView;
 use crate::show::{self, FlagView, State, Summary};
-use crate::store::redis_keys::KeyStores;
 use crate::store::{Listing, Stores};
 use crate::ui;
 use anyhow::{anyhow, bail, Result};
@@ -24,36 +23,6 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Instant;
 use tokio::runtime::Runtime;
-
-/// A `PROJECT/ENV[/FLAG]` argument.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Selector {
-    pub project: String,
-    pub environment: String,
-    pub flag: Option<String>,
-}
-
-/// Parses a `PROJECT/ENV[/FLAG]` argument; each part must be a LaunchDarkly key.
-pub(super) fn parse_selector(raw: &str) -> Result<Selector> {
-    let parts: Vec<&str> = raw.split('/').collect();
-    if !(2..=3).contains(&parts.len()) {
-        bail!(
-            "{raw:?} is not PROJECT/ENV or PROJECT/ENV/FLAG; for example default/production or \
-             default/production/new-checkout"
-        );
-    }
-    if let Some(bad) = parts.iter().find(|p| !is_key(p)) {
-        bail!(
-            "{raw:?}: {bad:?} is not a LaunchDarkly key (letters, digits, '.', '_' and '-', starting with a \
-             letter or digit); give PROJECT/ENV or PROJECT/ENV/FLAG"
-        );
-    }
-    Ok(Selector {
-        project: parts[0].to_owned(),
-        environment: parts[1].to_owned(),
-        flag: parts.get(2).map(|f| (*f).to_owned()),
-    })
-}
 
 /// What to read: per project/environment, in the order first named, every flag (`None`) or
 /// the flags named.
@@ -113,7 +82,7 @@ pub fn run(settings: &Settings, rt: &Runtime, selectors: &[String], json: bool) 
         let names: Vec<&str> = config.key_stores.iter().map(|s| s.name.as_str()).collect();
         let (mut flags, mut selected) = (Vec::new(), Vec::new());
         for raw in selectors {
-            match keys::parse(raw, &names)? {
+            match parse_key(raw, &names)? {
                 Some(key) => selected.push(key),
                 None => flags.push(parse_selector(raw)?),
             }
@@ -141,13 +110,12 @@ pub fn run(settings: &Settings, rt: &Runtime, selectors: &[String], json: bool) 
     if json {
         out.write(show::keys::JSON_KEYS)?;
     }
-    let key_stores = KeyStores::open(&config.key_stores, settings.redis_timeout)?;
     let mut first = true;
     for (store, only) in &key_groups {
         let views = keys::store_views(
             settings,
             rt,
-            (&key_stores, &config),
+            (&stores, &config),
             (store, only.as_deref()),
             &mut errors,
         );
@@ -229,7 +197,7 @@ fn unknown(
     project: &str,
     environment: &str,
     named: bool,
-    listings: &[(crate::flag::StoreTarget, Listing)],
+    listings: &[(crate::kind::StoreTarget, Listing)],
     views: &mut Vec<FlagView>,
 ) -> Vec<String> {
     if !named {
@@ -355,30 +323,6 @@ mod tests {
 
     fn sel(raw: &str) -> Selector {
         parse_selector(raw).unwrap()
-    }
-
-    #[test]
-    fn selectors_parse_and_refuse_what_is_not_a_key() {
-        assert_eq!(
-            sel("default/production/new-checkout"),
-            Selector {
-                project: "default".into(),
-                environment: "production".into(),
-                flag: Some("new-checkout".into())
-            }
-        );
-        assert_eq!(sel("default/production").flag, None);
-        for (bad, why) in [
-            ("default", "is not PROJECT/ENV"),
-            ("a/b/c/d", "is not PROJECT/ENV"),
-            ("default//x", "\"\" is not a LaunchDarkly key"),
-            ("default/../x", "\"..\" is not a LaunchDarkly key"),
-            ("default/prod/a\u{1b}[2J", "is not a LaunchDarkly key"),
-        ] {
-            let e = parse_selector(bad).unwrap_err().to_string();
-            assert!(e.contains(why), "{bad:?}: {e}");
-            assert!(!e.contains('\u{1b}'), "escaped: {e}");
-        }
     }
 
     #[test]

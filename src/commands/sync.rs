@@ -103,7 +103,7 @@ impl Run<'_> {
     fn pass(&mut self, options: Options, print_failures: bool) -> Result<Option<Pass>> {
         let started = Instant::now();
         let mut journal = open_journal(self.settings, &self.config.journal)?;
-        let interrupted = journal.interrupted().len();
+        let interrupted = journal.interrupted::<crate::flag::Flag>().len();
         if interrupted > 0 {
             self.settings.status(format!(
                 "{} an interrupted apply left {interrupted} flag write(s) not yet recorded in the journal, \

@@ -93,8 +93,7 @@ pub(super) fn declared(raw: RawKeys, stores: &[KeyStoreConfig]) -> Result<Vec<De
             ));
         }
         for (key, decl) in keys {
-            crate::journal::check_key_names(store.get_ref(), key.get_ref())
-                .map_err(|m| (Some(key.span()), m))?;
+            crate::names::check_key(store.get_ref(), key.get_ref()).map_err(|m| (Some(key.span()), m))?;
             let span = decl.span();
             let (value, reason) =
                 declaration(key.get_ref(), decl.into_inner()).map_err(|m| (Some(span.clone()), m))?;

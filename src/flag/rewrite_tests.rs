@@ -2,6 +2,7 @@
 //! and messages about hostile stored values (issue 8, items 13, 14, 17 and 19). The property
 //! tests of rewriting are in `src/proptests.rs`.
 
+use super::stored::MAX_VERSION;
 use super::*;
 use serde_json::json;
 

@@ -6,8 +6,9 @@
 //! `RELAYCTL_BENCH_COMMITS=10000 cargo test --release --lib journal::bench -- --ignored --nocapture`
 //! (`RELAYCTL_BENCH_DIR=<dir>` keeps the journal in `<dir>/journal`).
 
-use super::message::tests::{entry, from};
+use super::message::tests::entry;
 use super::*;
+use crate::flag::Flag;
 use std::time::Instant;
 
 /// The process's peak resident memory so far, in MiB (Linux: `VmHWM`).
@@ -37,11 +38,11 @@ fn journal_commits_over_distinct_flags() {
     j.write(|w| {
         for i in 0..n {
             let mut e = entry();
-            e.id.flag = format!("flag-{i:05}");
+            e.record.id.flag = format!("flag-{i:05}");
             let mut begun = e.clone();
             begun.written.clear();
             begun.failed.clear();
-            let intent = w.begin(&begun, &from(), vec![(e.written[0].0.clone(), 41)])?;
+            let intent = w.begin::<Flag>(&begun.record, vec![(e.written[0].0.clone(), 41)])?;
             w.finish(&intent, &e)?;
         }
         Ok(())

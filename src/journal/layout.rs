@@ -70,7 +70,7 @@ pub(super) fn find_in(
 }
 
 /// What the commits held in memory wrote: the objects to pack, each with what it replaces (the
-/// base [`super::pack::write`] stores it as a delta of), and about how many bytes they hold.
+/// base [`super::pack::store`] stores it as a delta of), and about how many bytes they hold.
 #[derive(Default)]
 pub(super) struct Written {
     pub objects: Vec<ToPack>,

@@ -17,54 +17,14 @@
 //! lines. So git and relayctl read the same, real trailers, and the reason is read back from the
 //! state file, exactly as declared.
 
+use super::entry::{Commits, Entry};
 use super::layout;
 use super::notes::SyncNote;
-use crate::flag::{FlagId, Serve, StoreTarget, Targeting, Variation};
+use crate::flag::{Flag, FlagId, FlagRecord, Serve, Targeting, Variation};
+use crate::kind::{with_version, StoreTarget};
 use anyhow::{anyhow, Context, Result};
 use git2::{Oid, Repository};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// What one journal commit records: a flag's new state and where it was written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub id: FlagId,
-    pub to: Targeting,
-    pub previous_on: bool,
-    /// The store version before the change (the highest among the targets written).
-    pub base_version: u64,
-    pub reason: Option<String>,
-    /// The targets written, with the version each now holds.
-    pub written: Vec<(StoreTarget, u64)>,
-    /// The targets that failed, with why.
-    pub failed: Vec<(StoreTarget, String)>,
-    /// What a target said about its write (Redis: the primary written to, replicas acknowledged),
-    /// added to its `Store:` trailer.
-    #[serde(default)]
-    pub notes: Vec<(StoreTarget, String)>,
-}
-
-impl Entry {
-    /// The subject's summary: what changed, in words.
-    pub fn summary(&self, from: &Targeting) -> String {
-        let mut parts = Vec::new();
-        if from.on != self.to.on || (from.off_variation.is_none() && from.fallthrough.is_none()) {
-            parts.push(if self.to.on { "turn on" } else { "turn off" }.to_owned());
-        }
-        if let (Some(Serve::Variation(v)), true) = (
-            &self.to.off_variation,
-            from.off_variation != self.to.off_variation,
-        ) {
-            parts.push(format!("serve {} when off", v.value));
-        }
-        if let (Some(Serve::Variation(v)), true) =
-            (&self.to.fallthrough, from.fallthrough != self.to.fallthrough)
-        {
-            parts.push(format!("fall through to {}", v.value));
-        }
-        parts.join(", ")
-    }
-}
 
 /// A journal commit read back, with its sync status.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,42 +107,75 @@ const STORE_FAILED: &str = "Store-Failed";
 pub(super) const NOT_WRITTEN: &str =
     "Not written (apply failed there; run `relayctl plan` to see what is left):";
 
-/// The commit message of `entry`, a change from `from`: subject, reason, failures, then the
-/// trailers as the last paragraph.
-pub(super) fn message(entry: &Entry, from: &Targeting) -> String {
-    let id = &entry.id;
-    let mut trailers: Vec<(&str, String)> = vec![
-        (PROJECT, id.project.clone()),
-        (ENVIRONMENT, id.environment.clone()),
-        (FLAG, id.flag.clone()),
-        (ON, entry.to.on.to_string()),
-        (PREVIOUS_ON, from.on.to_string()),
-        (BASE_VERSION, entry.base_version.to_string()),
-    ];
-    if let Some(v) = entry.to.off_variation.as_ref().and_then(Serve::variation) {
-        trailers.push((OFF_VARIATION, v.index.to_string()));
+impl Commits for Flag {
+    /// Each part of its state file's path must be a name a git tree and a file system can hold (a
+    /// journal path that cannot be checked out would fail this and every later apply).
+    fn check(record: &FlagRecord) -> Result<(), String> {
+        let id = &record.id;
+        let keys = [
+            ("project", &id.project),
+            ("environment", &id.environment),
+            ("flag", &id.flag),
+        ];
+        let path = [
+            id.project.clone(),
+            id.environment.clone(),
+            format!("{}{}", id.flag, crate::names::STATE),
+        ];
+        for (name, (what, key)) in path.iter().zip(keys) {
+            if let Err(why) = crate::names::file_name(name) {
+                return Err(format!(
+                    "its {what} key {key:?} cannot name a file in the journal: {why}"
+                ));
+            }
+        }
+        Ok(())
     }
-    if let Some(v) = entry.to.fallthrough.as_ref().and_then(Serve::variation) {
-        trailers.push((FALLTHROUGH, v.index.to_string()));
+
+    fn place(record: &FlagRecord) -> ([String; 2], String) {
+        let id = &record.id;
+        ([id.project.clone(), id.environment.clone()], id.flag.clone())
     }
-    for (t, version) in &entry.written {
-        let note = entry
-            .notes
-            .iter()
-            .find(|(n, _)| n == t)
-            .map(|(_, note)| note.as_str());
-        trailers.push((STORE, with_note(format!("{t} v{version}"), note)));
+
+    fn state_file(record: &FlagRecord) -> String {
+        state_file(record)
     }
-    let subject = format!("{id}: {}", entry.summary(from));
-    compose(&subject, entry.reason.as_deref(), &entry.failed, trailers)
+
+    /// Subject, reason, failures, then the trailers as the last paragraph.
+    fn message(entry: &Entry<Flag>) -> String {
+        let r = &entry.record;
+        let id = &r.id;
+        let mut trailers: Vec<(&str, String)> = vec![
+            (PROJECT, id.project.clone()),
+            (ENVIRONMENT, id.environment.clone()),
+            (FLAG, id.flag.clone()),
+            (ON, r.to.on.to_string()),
+            (PREVIOUS_ON, r.from.on.to_string()),
+            (BASE_VERSION, r.base_version.to_string()),
+        ];
+        if let Some(v) = r.to.off_variation.as_ref().and_then(Serve::variation) {
+            trailers.push((OFF_VARIATION, v.index.to_string()));
+        }
+        if let Some(v) = r.to.fallthrough.as_ref().and_then(Serve::variation) {
+            trailers.push((FALLTHROUGH, v.index.to_string()));
+        }
+        trailers.extend(stores(entry));
+        let subject = format!("{id}: {}", r.summary());
+        compose(&subject, r.reason.as_deref(), &entry.failed, trailers)
+    }
 }
 
-/// A `Store:` trailer's value: the target, then what it said about the write, if anything.
-pub(super) fn with_note(target: String, note: Option<&str>) -> String {
-    match note {
-        Some(note) => format!("{target} ({note})"),
-        None => target,
-    }
+/// One `Store:` trailer per target written: the target, its version where the kind has one, and
+/// what it said about the write.
+pub(super) fn stores<K: crate::kind::Kind>(entry: &Entry<K>) -> Vec<(&'static str, String)> {
+    let store = |(t, version): &(StoreTarget, K::Version)| {
+        let value = with_version::<K>(t, *version);
+        match entry.note(t) {
+            Some(note) => (STORE, format!("{value} ({note})")),
+            None => (STORE, value),
+        }
+    };
+    entry.written.iter().map(store).collect()
 }
 
 /// The one writer of every commit message, flag or key: the subject; the free text (the
@@ -280,54 +273,8 @@ pub(super) fn author(commit: &git2::Commit) -> String {
     )
 }
 
-/// Checks that `entry` can be committed: each part of its state file's path is a name a git
-/// tree and a file system can hold (a journal path that cannot be checked out would fail this
-/// and every later apply).
-pub(super) fn check(entry: &Entry) -> Result<()> {
-    let path = state_path(&entry.id);
-    let id = &entry.id;
-    let keys = [
-        ("project", &id.project),
-        ("environment", &id.environment),
-        ("flag", &id.flag),
-    ];
-    for (name, (what, key)) in path.iter().zip(keys) {
-        if let Err(why) = file_name(name) {
-            anyhow::bail!("its {what} key {key:?} cannot name a file in the journal: {why}");
-        }
-    }
-    Ok(())
-}
-
-/// Whether `name` can be one file name in a git tree and on disk.
-fn file_name(name: &str) -> Result<(), String> {
-    if name.len() > MAX_NAME {
-        return Err(format!(
-            "the file name would be {} bytes long, and a file name holds at most {MAX_NAME}",
-            name.len()
-        ));
-    }
-    let special = [".", "..", ".toml"].contains(&name) || name.to_ascii_lowercase().starts_with(".git");
-    if name.is_empty() || special || name.contains(['/', '\\']) || name.chars().any(char::is_control) {
-        return Err("use letters, digits, '.', '_' and '-'".into());
-    }
-    Ok(())
-}
-
-/// The longest file name (in bytes) the common file systems hold.
-const MAX_NAME: usize = 255;
-
-/// Where the state file of `id` lives in the journal's tree.
-pub(super) fn state_path(id: &FlagId) -> [String; 3] {
-    [
-        id.project.clone(),
-        id.environment.clone(),
-        format!("{}.toml", id.flag),
-    ]
-}
-
 /// The state file: the override state after the change, in the overrides file's terms.
-pub(super) fn state_file(entry: &Entry) -> String {
+fn state_file(entry: &FlagRecord) -> String {
     let mut out = format!(
         "# {}: override state written by relayctl\non = {}\n",
         entry.id, entry.to.on
@@ -552,42 +499,6 @@ pub(super) mod tests {
     use super::*;
     use serde_json::json;
 
-    pub(in crate::journal) fn entry() -> Entry {
-        Entry {
-            id: FlagId {
-                project: "default".into(),
-                environment: "production".into(),
-                flag: "new-checkout".into(),
-            },
-            to: Targeting {
-                on: false,
-                off_variation: Some(Serve::Variation(Variation {
-                    index: 1,
-                    value: "control".into(),
-                })),
-                fallthrough: None,
-            },
-            previous_on: true,
-            base_version: 41,
-            reason: Some("INC-4711: checkout returns 500".into()),
-            written: vec![(
-                StoreTarget {
-                    store: "relay-redis".into(),
-                    target: "redis://10.0.0.5:6379".into(),
-                },
-                42,
-            )],
-            failed: vec![(
-                StoreTarget {
-                    store: "relay-redis".into(),
-                    target: "redis://10.0.0.6:6379".into(),
-                },
-                "connection\nrefused".into(),
-            )],
-            notes: Vec::new(),
-        }
-    }
-
     pub(in crate::journal) fn from() -> Targeting {
         Targeting {
             on: true,
@@ -596,9 +507,42 @@ pub(super) mod tests {
         }
     }
 
+    pub(in crate::journal) fn entry() -> Entry<Flag> {
+        let mut e = Entry::new(FlagRecord {
+            id: FlagId {
+                project: "default".into(),
+                environment: "production".into(),
+                flag: "new-checkout".into(),
+            },
+            from: from(),
+            to: Targeting {
+                on: false,
+                off_variation: Some(Serve::Variation(Variation {
+                    index: 1,
+                    value: "control".into(),
+                })),
+                fallthrough: None,
+            },
+            base_version: 41,
+            reason: Some("INC-4711: checkout returns 500".into()),
+        });
+        let target = |target: &str| StoreTarget {
+            store: "relay-redis".into(),
+            target: target.into(),
+        };
+        e.written.push((target("redis://10.0.0.5:6379"), 42));
+        e.failed
+            .push((target("redis://10.0.0.6:6379"), "connection\nrefused".into()));
+        e
+    }
+
+    pub(in crate::journal) fn message(e: &Entry<Flag>) -> String {
+        <Flag as Commits>::message(e)
+    }
+
     #[test]
     fn message_has_subject_reason_and_trailers() {
-        insta::assert_snapshot!(message(&entry(), &from()));
+        insta::assert_snapshot!(message(&entry()));
     }
 
     #[test]
@@ -609,7 +553,7 @@ pub(super) mod tests {
             target,
             "primary redis://10.0.0.7:6379; 2 of 2 replicas acknowledged".into(),
         ));
-        let m = message(&e, &from());
+        let m = message(&e);
         assert!(
             m.contains(
                 "\nStore: relay-redis redis://10.0.0.5:6379 v42 (primary redis://10.0.0.7:6379; 2 of 2 replicas \
@@ -635,11 +579,11 @@ pub(super) mod tests {
             json!({"a": [1, "x\ny"], "b": null}),
         ] {
             let mut e = entry();
-            e.to.fallthrough = Some(Serve::Variation(Variation {
+            e.record.to.fallthrough = Some(Serve::Variation(Variation {
                 index: 0,
                 value: value.clone(),
             }));
-            let state = state_file(&e);
+            let state = state_file(&e.record);
             let read = read_state(&state).unwrap();
             assert_eq!(
                 (read.off_variation, read.fallthrough),
@@ -648,7 +592,7 @@ pub(super) mod tests {
             );
         }
         assert_eq!(
-            state_file(&entry()),
+            state_file(&entry().record),
             "# default/production/new-checkout: override state written by relayctl\non = false\n\
              off_variation = { index = 1, value = \"control\" }\nreason = \"INC-4711: checkout returns 500\"\n"
         );
@@ -676,10 +620,10 @@ pub(super) mod tests {
             "INC \u{0} x\u{1b}[31m".to_owned(),
         ] {
             let mut e = entry();
-            e.reason = Some(reason.clone());
+            e.record.reason = Some(reason.clone());
             e.failed[0].1 = format!("refused\n\n{forged}");
             e.failed[0].0.store = "relay\n\nFlag: flag-9".into();
-            let m = message(&e, &from());
+            let m = message(&e);
             assert!(!m.contains('\0') && !m.contains('\u{1b}'), "{m:?}");
             assert!(
                 !m.lines().any(|l| l.starts_with("---") || l.starts_with('#')),
@@ -691,7 +635,7 @@ pub(super) mod tests {
             assert_eq!(t[0], (PROJECT, "default"), "{m}");
             assert!(is_flag_commit(&m));
             assert_eq!(
-                read_state(&state_file(&e)).unwrap().reason,
+                read_state(&state_file(&e.record)).unwrap().reason,
                 Some(reason),
                 "the exact reason"
             );
@@ -704,9 +648,9 @@ pub(super) mod tests {
     fn names_a_journal_path_cannot_hold_are_refused() {
         let with = |project: &str, flag: &str| {
             let mut e = entry();
-            e.id.project = project.into();
-            e.id.flag = flag.into();
-            check(&e).map_err(|e| e.to_string())
+            e.record.id.project = project.into();
+            e.record.id.flag = flag.into();
+            <Flag as Commits>::check(&e.record)
         };
         assert!(with("default", &"f".repeat(250)).is_ok());
         let e = with("default", &"f".repeat(251)).unwrap_err();

@@ -21,6 +21,7 @@
 //! go to the caller, which decides whether to print them.
 
 mod author;
+mod entry;
 mod keys;
 mod layout;
 mod message;
@@ -31,13 +32,16 @@ mod wal;
 mod worktree;
 mod writer;
 
-pub use keys::{check_key_names, KeyEntry, KeyIntent, LogEntry};
+pub use entry::Entry;
+pub use keys::LogEntry;
 #[cfg(test)]
 pub use message::Listed;
-pub use message::{Entry, Recorded};
+pub use message::Recorded;
 pub use notes::SyncNote;
-pub use wal::Intent;
+pub use wal::{Intent, Journaled};
 pub use writer::Writer;
+
+use wal::Logs;
 
 use anyhow::{anyhow, ensure, Context, Result};
 use author::Identity;
@@ -104,10 +108,9 @@ pub struct Journal {
     branch: String,
     dirty: bool,
     author: Option<Identity>,
-    /// Flag writes an interrupted relayctl started and did not record.
-    interrupted: Vec<Intent>,
-    /// Plain Redis key writes an interrupted relayctl started and did not record.
-    key_interrupted: Vec<keys::KeyIntent>,
+    /// The write-ahead-log records not in the history yet, of every kind: writes an interrupted
+    /// relayctl started and did not record among them.
+    logs: Logs,
     recovery: Recovery,
     /// Sync notes set and not yet written out ([`Journal::set_notes`]).
     notes: Vec<(Oid, SyncNote)>,
@@ -151,8 +154,7 @@ impl Journal {
             branch: branch.name,
             dirty: false,
             author: Some(author),
-            interrupted: Vec::new(),
-            key_interrupted: Vec::new(),
+            logs: Logs::default(),
             recovery: Recovery {
                 released_lock: released,
                 ..Recovery::default()
@@ -181,8 +183,7 @@ impl Journal {
             branch: branch.name,
             dirty: false,
             author: None,
-            interrupted: Vec::new(),
-            key_interrupted: Vec::new(),
+            logs: Logs::default(),
             recovery: Recovery::default(),
             notes: Vec::new(),
             notes_written: std::time::Instant::now(),
@@ -279,17 +280,8 @@ impl Journal {
             flush_at: FLUSH_EVERY,
             written: layout::Written::default(),
             path: &self.path,
-            interrupted: &mut self.interrupted,
-            open: Vec::new(),
-            uncommitted: Vec::new(),
-            recovering: Default::default(),
+            logs: &mut self.logs,
             next: 0,
-            keys: keys::KeyLog {
-                interrupted: &mut self.key_interrupted,
-                open: Vec::new(),
-                uncommitted: Vec::new(),
-                recovering: Default::default(),
-            },
         };
         let result = f(&mut writer);
         let flushed = writer.flush();
@@ -332,44 +324,25 @@ impl Journal {
         let mut leftover = wal::read(&path)?;
         self.recovery.wal = path;
         self.recovery.torn = leftover.torn;
-        let (key_done, key_interrupted) = (
-            std::mem::take(&mut leftover.key_done),
-            std::mem::take(&mut leftover.key_interrupted),
-        );
-        if leftover.done.is_empty()
-            && leftover.interrupted.is_empty()
-            && leftover.torn == 0
-            && key_done.is_empty()
-            && key_interrupted.is_empty()
-        {
+        if leftover.len() == 0 {
             return Ok(());
         }
         // A crash between moving the branch and emptying the log leaves done lines that landed.
+        let done = leftover.logs.flags.recovering.len() + leftover.logs.keys.recovering.len();
         let mut landed = std::collections::HashSet::new();
         let mut walk = self.repo.revwalk()?;
         walk.push_ref(&self.branch)?;
-        for oid in walk.take(leftover.done.len() + key_done.len()) {
+        for oid in walk.take(done) {
             let c = self.repo.find_commit(oid?)?;
             landed.insert((c.message().unwrap_or("").to_owned(), c.time().seconds()));
         }
-        leftover
-            .done
-            .retain(|d| !landed.contains(&(message::message(&d.entry, &d.from), d.time)));
-        self.recovery.commits = leftover.done.len();
-        self.interrupted = leftover.interrupted;
-        let done = leftover.done;
-        let key_done = keys::not_landed(key_done, &landed);
-        self.recovery.commits += key_done.len();
-        self.key_interrupted = key_interrupted;
-        // Both registered before either is committed: the flushes that committing causes must
+        not_landed(&mut leftover.logs.flags, &landed);
+        not_landed(&mut leftover.logs.keys, &landed);
+        self.recovery.commits = leftover.logs.flags.recovering.len() + leftover.logs.keys.recovering.len();
+        // Every kind registered before any is committed: the flushes that committing causes must
         // keep in the log every done line not in the history yet.
-        self.write(|w| {
-            w.recovering = done.into();
-            w.keys.recovering = key_done.into();
-            let flags = w.commit_recovered();
-            flags.and(w.commit_recovered_keys())
-        })
-        .context(
+        self.logs = leftover.logs;
+        self.write(|w| w.commit_recovered()).context(
             "the write-ahead log holds changes an earlier relayctl wrote to the stores, and they could \
              not be committed",
         )
@@ -380,10 +353,11 @@ impl Journal {
         &self.recovery
     }
 
-    /// Flag writes that an interrupted relayctl started and did not record: `apply` reads the
-    /// stores to tell which targets took them, and records that with [`Writer::finish`].
-    pub fn interrupted(&self) -> &[Intent] {
-        &self.interrupted
+    /// Writes of kind `K` that an interrupted relayctl started and did not record: `apply`
+    /// reads the stores to tell which targets took them, and records that with
+    /// [`Writer::finish`].
+    pub fn interrupted<K: Journaled>(&self) -> &[Intent<K>] {
+        &K::log_of(&self.logs).interrupted
     }
 
     /// How many flag changes in the write-ahead log wait for a locking relayctl to record them.
@@ -448,8 +422,9 @@ impl Journal {
             return Ok(());
         }
         let sig = self.signature()?;
-        notes::write_all(&self.repo, &sig, &self.notes)
-            .with_context(|| format!("noting sync status in the journal {}", self.path.display()))?;
+        let context = || format!("noting sync status in the journal {}", self.path.display());
+        let commit = notes::write_all(&self.repo, &sig, &self.notes).with_context(context)?;
+        repo::move_ref(&self.repo, notes::NOTES_REF, commit, "relayctl sync").with_context(context)?;
         self.notes.clear();
         Ok(())
     }
@@ -490,6 +465,13 @@ impl Drop for Journal {
         let _ = self.write_notes();
         let _ = self.checkout(false);
     }
+}
+
+/// Leaves in `log` only the done lines whose commit is not among `landed` (message and time of
+/// the newest commits).
+fn not_landed<K: Journaled>(log: &mut wal::Log<K>, landed: &std::collections::HashSet<(String, i64)>) {
+    log.recovering
+        .retain(|d| !landed.contains(&(K::message(&d.entry), d.time)));
 }
 
 /// The abbreviated id of `oid`, as `git log --format=%h` shows it: the shortest prefix of at
@@ -533,6 +515,13 @@ fn disk_full(git_dir: &Path) -> bool {
 
 // ---------------------------------------------------------------------------------------------
 // Only for the tests of this module and its users: a journal on a temp path with a fixed author.
+
+/// Has the packs this thread writes from now on get one byte flipped, as a bug in the pack
+/// writer would (`false`: written right again).
+#[cfg(test)]
+pub(crate) fn corrupt_packs(on: bool) {
+    pack::CORRUPT.with(|c| c.set(on));
+}
 
 #[cfg(test)]
 pub(crate) fn test_options() -> Options<'static> {

@@ -1,7 +1,7 @@
 //! Sync status: git notes under [`NOTES_REF`], one per journal commit, so marking a commit
 //! synced never rewrites history. The only file that knows the notes' text ([`SyncNote`]).
 
-use super::pack::ToPack;
+use super::pack::{self, ToPack};
 use anyhow::{Context, Result};
 use git2::{Oid, Repository, Signature};
 use std::collections::HashMap;
@@ -137,11 +137,8 @@ const FAN_OUT_AT: usize = 256;
 
 /// Sets (replacing) the notes of several commits in one notes commit, written as one packfile
 /// (built in memory, as the journal's commits are), rewriting only the notes tree's folders the
-/// notes land in.
-pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncNote)]) -> Result<()> {
-    if notes.is_empty() {
-        return Ok(());
-    }
+/// notes land in. Returns the new notes commit, for the caller to move [`NOTES_REF`] to.
+pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncNote)]) -> Result<Oid> {
     // A handle of its own, so that everything written goes to the in-memory backend.
     let repo = Repository::open(repo.path())?;
     let odb = repo.odb()?;
@@ -172,16 +169,9 @@ pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncN
         .with_context(|| format!("writing {} sync notes", notes.len()))?;
     objects.push(commit);
     let objects: Vec<_> = objects.into_iter().map(|id| ToPack { id, base: None }).collect();
-    super::writer::write_pack(&repo, &[&odb], &objects)?;
+    pack::store(&repo, &[&odb], &objects)?;
     mempack.reset()?;
-    let _ = odb.refresh();
-    anyhow::ensure!(
-        odb.exists(commit),
-        "the packfile of the sync notes was not stored (is {} missing or unwritable?)",
-        repo.path().join("objects/pack").display()
-    );
-    super::repo::move_ref(&repo, NOTES_REF, commit, "relayctl sync")?;
-    Ok(())
+    Ok(commit)
 }
 
 /// Returns the notes (sub)tree `tree`, whose names continue ids after their first `2 * depth`

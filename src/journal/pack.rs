@@ -1,19 +1,26 @@
-//! Writing the objects a run of commits added as one packfile with its index, directly.
+//! Writing the objects a run of commits added as one packfile, and checking it before anything
+//! relies on it. A leaf: it knows git's pack format (`gitformat-pack(5)`, version 2) and nothing
+//! of the journal.
 //!
 //! Each journal commit changes one file, so each tree it writes is the same folder of the commit
 //! before with one entry changed: stored as a delta of that folder (copy what comes before the
 //! change, insert the changed bytes, copy what follows), it takes tens of bytes. relayctl knows
 //! which folder each tree replaces, so it writes those deltas itself instead of asking libgit2's
-//! pack builder to search for them (the search was a third of apply's time at 20,000 changes),
-//! and writes the index from the ids it already has instead of having every object inflated and
-//! hashed again. Formats: git's `gitformat-pack(5)`, pack version 2 and index version 2. A delta
-//! chain is cut at [`MAX_DEPTH`] (git's own default) so reading any version stays cheap.
+//! pack builder to search for them (the search was a third of apply's time at 20,000 changes).
+//! A delta chain is cut at [`MAX_DEPTH`] (git's own default) so reading any version stays cheap.
+//!
+//! Nothing relayctl wrote by hand is trusted: [`store`] streams the pack through libgit2's
+//! indexer, which inflates every object, applies every delta, hashes every object, checks the
+//! pack's checksum and that every object a commit or tree names exists, and writes the index
+//! from what it read; then every object meant to be written must read back by its id. Only then
+//! may a ref move to the commits it holds.
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use flate2::{Compress, Compression, FlushCompress, Status};
-use git2::{ObjectType, Odb, Oid};
+use git2::{ObjectType, Odb, Oid, Repository};
 use sha1::{Digest, Sha1};
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
@@ -34,14 +41,49 @@ pub(super) struct ToPack {
 /// Where an object went in the pack being written.
 struct Placed {
     offset: u64,
-    crc: u32,
     depth: u32,
 }
 
-/// Writes `objects` (read from the first of `sources` that has each) to `pack_dir` as one
-/// packfile and its index; an object listed twice is written once. Returns the pack's name
-/// (`pack-<sha1>`).
-pub(super) fn write(sources: &[&Odb], pack_dir: &Path, objects: &[ToPack]) -> Result<String> {
+/// Writes `objects` (read from the first of `sources` that has each) into `repo` as one
+/// packfile, verified and indexed by libgit2 (see the module's documentation), on disk (fsync)
+/// when this returns; an object listed twice is written once. Fails, naming the journal's pack
+/// directory, when the pack does not check out: nothing then refers to it.
+pub(super) fn store(repo: &Repository, sources: &[&Odb], objects: &[ToPack]) -> Result<()> {
+    let dir = repo.path().join("objects").join("pack");
+    let context = || format!("writing a packfile to {}", dir.display());
+    let pack = build(sources, objects).with_context(context)?;
+    // The objects on disk only: `repo` may hold the new objects in memory too.
+    let disk = Repository::open(repo.path()).with_context(context)?;
+    let odb = disk.odb().with_context(context)?;
+    let mut indexer = git2::Indexer::new(Some(&odb), &dir, 0, true).with_context(context)?;
+    let checked = indexer.write_all(&pack).map_err(anyhow::Error::from);
+    let name = checked.and_then(|()| Ok(indexer.commit()?)).with_context(|| {
+        format!(
+            "the packfile relayctl wrote to {} does not check out",
+            dir.display()
+        )
+    })?;
+    for ext in ["pack", "idx"] {
+        let file = dir.join(format!("pack-{name}.{ext}"));
+        File::open(&file)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("saving {} to disk", file.display()))?;
+    }
+    sync_dir(&dir)?;
+    let _ = odb.refresh();
+    for object in objects {
+        ensure!(
+            odb.exists(object.id),
+            "the packfile relayctl wrote to {} lacks object {}, which it was written to hold",
+            dir.display(),
+            object.id
+        );
+    }
+    Ok(())
+}
+
+/// The packfile of `objects`, each delta-compressed against its base where that is worth it.
+fn build(sources: &[&Odb], objects: &[ToPack]) -> Result<Vec<u8>> {
     let mut pack = Vec::with_capacity(objects.len() * 128 + 32);
     pack.extend_from_slice(b"PACK");
     pack.extend_from_slice(&2u32.to_be_bytes());
@@ -54,7 +96,7 @@ pub(super) fn write(sources: &[&Odb], pack_dir: &Path, objects: &[ToPack]) -> Re
         }
         let read = read(sources, object.id)?;
         let data = read.data();
-        let start = pack.len() as u64;
+        let start = u64::try_from(pack.len())?;
         let depth = match as_delta(sources, object.base, &read, &placed) {
             Some((base, delta)) => {
                 entry_header(&mut pack, OFS_DELTA, delta.len());
@@ -68,26 +110,24 @@ pub(super) fn write(sources: &[&Odb], pack_dir: &Path, objects: &[ToPack]) -> Re
                 0
             }
         };
-        let crc = crc32fast::hash(&pack[start as usize..]);
-        placed.insert(
-            object.id,
-            Placed {
-                offset: start,
-                crc,
-                depth,
-            },
-        );
+        placed.insert(object.id, Placed { offset: start, depth });
     }
     let count = u32::try_from(placed.len()).context("too many objects for one packfile")?;
     pack[8..12].copy_from_slice(&count.to_be_bytes());
+    #[cfg(test)]
+    if CORRUPT.with(std::cell::Cell::get) {
+        let middle = pack.len() / 2;
+        pack[middle] ^= 0x40;
+    }
     let checksum: [u8; 20] = Sha1::digest(&pack).into();
     pack.extend_from_slice(&checksum);
-    let index = index(&placed, &checksum);
-    let name = format!("pack-{}", Oid::from_bytes(&checksum)?);
-    store(pack_dir, &format!("{name}.pack"), &pack)?;
-    store(pack_dir, &format!("{name}.idx"), &index)?;
-    super::repo::sync_dir(pack_dir)?;
-    Ok(name)
+    Ok(pack)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests set it to have the next packs written with one byte flipped, as a bug would.
+    pub(super) static CORRUPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The delta of `object` against `base` when `base` is an earlier entry of this pack of the same
@@ -102,7 +142,7 @@ fn as_delta<'p>(
     let id = base?;
     let at = placed.get(&id).filter(|p| p.depth < MAX_DEPTH)?;
     let base = read(sources, id).ok().filter(|b| b.kind() == object.kind())?;
-    let delta = delta(base.data(), object.data());
+    let delta = delta(base.data(), object.data())?;
     (delta.len() < object.data().len() / 2).then_some((at, delta))
 }
 
@@ -122,8 +162,10 @@ fn read<'o>(sources: &[&'o Odb], id: Oid) -> Result<git2::OdbObject<'o>> {
 }
 
 /// A git delta that rebuilds `target` from `base`: their common beginning and end copied from
-/// `base`, what differs in between inserted.
-pub(super) fn delta(base: &[u8], target: &[u8]) -> Vec<u8> {
+/// `base`, what differs in between inserted. `None` for a base past 4 GiB, which a delta's
+/// 32-bit copy offsets cannot reach.
+pub(super) fn delta(base: &[u8], target: &[u8]) -> Option<Vec<u8>> {
+    u32::try_from(base.len()).ok()?;
     let prefix = base.iter().zip(target).take_while(|(a, b)| a == b).count();
     let suffix = base[prefix..]
         .iter()
@@ -136,56 +178,66 @@ pub(super) fn delta(base: &[u8], target: &[u8]) -> Vec<u8> {
     varint(&mut out, target.len());
     copy(&mut out, 0, prefix);
     for chunk in target[prefix..target.len() - suffix].chunks(0x7f) {
-        out.push(chunk.len() as u8);
+        out.push(u8::try_from(chunk.len()).expect("chunks of at most 0x7f bytes"));
         out.extend_from_slice(chunk);
     }
     copy(&mut out, base.len() - suffix, suffix);
-    out
+    Some(out)
 }
 
-/// Delta instructions copying `len` bytes of the base from `offset`.
-fn copy(out: &mut Vec<u8>, mut offset: usize, mut len: usize) {
+/// Delta instructions copying `len` bytes of the base from `offset` (within a base of at most
+/// 4 GiB: see [`delta`]).
+fn copy(out: &mut Vec<u8>, offset: usize, mut len: usize) {
     // One instruction copies at most 0xffffff bytes (24 bits of size).
     const MOST: usize = 0xff_ffff;
+    let mut offset = u32::try_from(offset).expect("a delta's base is at most 4 GiB");
     while len > 0 {
         let size = len.min(MOST);
         let at = out.len();
         let mut op = 0x80u8;
         out.push(op);
-        for (i, byte) in (offset as u32).to_le_bytes().into_iter().enumerate() {
+        for (i, byte) in offset.to_le_bytes().into_iter().enumerate() {
             if byte != 0 {
                 op |= 1 << i;
                 out.push(byte);
             }
         }
-        for (i, byte) in (size as u32).to_le_bytes().into_iter().take(3).enumerate() {
+        let size32 = u32::try_from(size).expect("at most 24 bits");
+        for (i, byte) in size32.to_le_bytes().into_iter().take(3).enumerate() {
             if byte != 0 {
                 op |= 0x10 << i;
                 out.push(byte);
             }
         }
         out[at] = op;
-        offset += size;
+        offset = offset.saturating_add(size32);
         len -= size;
     }
 }
 
+/// The low seven bits of `n`, the unit of git's variable-length numbers.
+fn low7(n: u64) -> u8 {
+    u8::try_from(n & 0x7f).expect("seven bits fit in a byte")
+}
+
 /// A delta's size header: 7 bits at a time, low bits first.
-fn varint(out: &mut Vec<u8>, mut n: usize) {
+fn varint(out: &mut Vec<u8>, n: usize) {
+    let mut n = n as u64; // usize is at most 64 bits wide on every target relayctl builds for
     while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
+        out.push(low7(n) | 0x80);
         n >>= 7;
     }
-    out.push(n as u8);
+    out.push(low7(n));
 }
 
 /// A pack entry's header: its type and (inflated) size.
 fn entry_header(out: &mut Vec<u8>, kind: u8, size: usize) {
-    let mut byte = (kind << 4) | (size as u8 & 0x0f);
+    let size = size as u64; // usize is at most 64 bits wide on every target relayctl builds for
+    let mut byte = (kind << 4) | (low7(size) & 0x0f);
     let mut rest = size >> 4;
     while rest > 0 {
         out.push(byte | 0x80);
-        byte = rest as u8 & 0x7f;
+        byte = low7(rest);
         rest >>= 7;
     }
     out.push(byte);
@@ -195,12 +247,12 @@ fn entry_header(out: &mut Vec<u8>, kind: u8, size: usize) {
 fn offset_back(out: &mut Vec<u8>, mut n: u64) {
     let mut bytes = [0u8; 10];
     let mut i = bytes.len() - 1;
-    bytes[i] = n as u8 & 0x7f;
+    bytes[i] = low7(n);
     n >>= 7;
     while n > 0 {
         n -= 1;
         i -= 1;
-        bytes[i] = 0x80 | (n as u8 & 0x7f);
+        bytes[i] = 0x80 | low7(n);
         n >>= 7;
     }
     out.extend_from_slice(&bytes[i..]);
@@ -231,7 +283,7 @@ fn deflate(zlib: &mut Compress, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
     let start = zlib.total_in();
     loop {
         out.reserve(data.len() / 2 + 64);
-        let done = (zlib.total_in() - start) as usize;
+        let done = usize::try_from(zlib.total_in() - start)?;
         if zlib.compress_vec(&data[done..], out, FlushCompress::Finish)? == Status::StreamEnd {
             return Ok(());
         }
@@ -247,90 +299,18 @@ fn stored(data: &[u8], out: &mut Vec<u8>) {
     }
     while let Some(block) = blocks.next() {
         out.push(u8::from(blocks.peek().is_none()));
-        let len = block.len() as u16;
+        let len = u16::try_from(block.len()).expect("blocks of at most 0xffff bytes");
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(&(!len).to_le_bytes());
         out.extend_from_slice(block);
     }
-    out.extend_from_slice(&adler32(data).to_be_bytes());
+    out.extend_from_slice(&adler2::adler32_slice(data).to_be_bytes());
 }
 
-fn adler32(data: &[u8]) -> u32 {
-    const MOD: u32 = 65521;
-    let (mut a, mut b) = (1u32, 0u32);
-    // 5552 bytes at most between reductions keep b below 2^32 (zlib's NMAX).
-    for chunk in data.chunks(5552) {
-        for &byte in chunk {
-            a += u32::from(byte);
-            b += a;
-        }
-        a %= MOD;
-        b %= MOD;
-    }
-    (b << 16) | a
-}
-
-/// The index (version 2) of a pack whose checksum is `checksum`.
-fn index(placed: &HashMap<Oid, Placed>, checksum: &[u8; 20]) -> Vec<u8> {
-    let mut sorted: Vec<(&Oid, &Placed)> = placed.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut out = Vec::with_capacity(1032 + sorted.len() * 28 + 40);
-    out.extend_from_slice(b"\xfftOc");
-    out.extend_from_slice(&2u32.to_be_bytes());
-    let mut fan_out = [0u32; 256];
-    for (id, _) in &sorted {
-        fan_out[id.as_bytes()[0] as usize] += 1;
-    }
-    let mut total = 0;
-    for count in fan_out {
-        total += count;
-        out.extend_from_slice(&total.to_be_bytes());
-    }
-    for (id, _) in &sorted {
-        out.extend_from_slice(id.as_bytes());
-    }
-    for (_, p) in &sorted {
-        out.extend_from_slice(&p.crc.to_be_bytes());
-    }
-    let mut large = Vec::new();
-    for (_, p) in &sorted {
-        let small = match u32::try_from(p.offset) {
-            Ok(offset) if offset < 0x8000_0000 => offset,
-            _ => {
-                large.extend_from_slice(&p.offset.to_be_bytes());
-                0x8000_0000 | (large.len() / 8 - 1) as u32
-            }
-        };
-        out.extend_from_slice(&small.to_be_bytes());
-    }
-    out.extend_from_slice(&large);
-    out.extend_from_slice(checksum);
-    let own: [u8; 20] = Sha1::digest(&out).into();
-    out.extend_from_slice(&own);
-    out
-}
-
-/// Writes `bytes` to `dir/name` read-only, as git does: under a temporary name first, so no
-/// reader ever sees half a file, and on disk before it gets its name (the branch moves to what
-/// the pack holds only after, so a power cut never leaves it pointing at objects not on disk).
-fn store(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let context = || format!("writing {}", dir.join(name).display());
-    let mut file = tempfile::Builder::new()
-        .prefix("tmp_pack_")
-        .tempfile_in(dir)
-        .with_context(context)?;
-    file.write_all(bytes).with_context(context)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let readonly = std::fs::Permissions::from_mode(0o444);
-        file.as_file().set_permissions(readonly).with_context(context)?;
-    }
-    file.as_file().sync_all().with_context(context)?;
-    file.persist(dir.join(name))
-        .map_err(|e| e.error)
-        .with_context(context)?;
-    Ok(())
+/// Saves the names of the files in `dir` (renames, creations) to disk.
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
+    let saved = File::open(dir).and_then(|d| d.sync_all());
+    saved.with_context(|| format!("saving {} to disk", dir.display()))
 }
 
 #[cfg(test)]
@@ -399,9 +379,9 @@ mod tests {
             (&long, b"something else entirely"),
         ];
         for (base, target) in cases {
-            assert_eq!(patch(base, &delta(base, target)), target);
+            assert_eq!(patch(base, &delta(base, target).unwrap()), target);
         }
-        assert!(delta(&long, &changed).len() < 400);
+        assert!(delta(&long, &changed).unwrap().len() < 400);
     }
 
     #[test]

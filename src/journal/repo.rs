@@ -351,13 +351,7 @@ pub(super) fn move_ref(repo: &Repository, name: &str, to: Oid, log: &str) -> Res
     let file = repo.path().join(name);
     let saved = File::open(&file).and_then(|f| f.sync_all());
     saved.with_context(|| format!("saving {} to disk", file.display()))?;
-    sync_dir(file.parent().unwrap_or(repo.path()))
-}
-
-/// Saves the names of the files in `dir` (renames, creations) to disk.
-pub(super) fn sync_dir(dir: &Path) -> Result<()> {
-    let saved = File::open(dir).and_then(|d| d.sync_all());
-    saved.with_context(|| format!("saving {} to disk", dir.display()))
+    super::pack::sync_dir(file.parent().unwrap_or(repo.path()))
 }
 
 /// Removes the lock file a relayctl killed while moving a ref left (see [`MOVING_REF`]); call

@@ -1,21 +1,22 @@
 //! The journal against real repositories in temp dirs: commits read back, a killed run
 //! recovered, flushes, the lock.
 
-use super::message::tests::{entry, from};
+use super::message::tests::entry;
 use super::writer::upsert;
 use super::*;
-use crate::flag::{Serve, StoreTarget, Variation};
+use crate::flag::{Flag, Serve, Variation};
+use crate::kind::StoreTarget;
 use anyhow::anyhow;
 use serde_json::json;
 use std::time::UNIX_EPOCH;
 
 /// What apply does for one flag whose writes all succeed.
-pub(super) fn record(w: &mut Writer<'_>, e: &Entry) -> Result<String> {
+pub(super) fn record(w: &mut Writer<'_>, e: &Entry<Flag>) -> Result<String> {
     let mut started = e.clone();
     started.written.clear();
     started.failed.clear();
     let targets = e.written.iter().map(|(t, v)| (t.clone(), v - 1)).collect();
-    let intent = w.begin(&started, &from(), targets)?;
+    let intent = w.begin::<Flag>(&started.record, targets)?;
     Ok(w.finish(&intent, e)?.expect("written"))
 }
 
@@ -41,7 +42,7 @@ fn commits_read_back_with_their_trailers_and_notes() {
     let r = &all[0];
     assert_eq!(r.short, short);
     assert_eq!(r.id.flag, "new-checkout");
-    assert_eq!(r.to, entry().to);
+    assert_eq!(r.to, entry().record.to);
     assert_eq!(r.base_version, 41);
     assert_eq!(r.reason.as_deref(), Some("INC-4711: checkout returns 500"));
     assert_eq!(r.status(), "pending");
@@ -87,12 +88,12 @@ fn variation_values_of_any_json_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = open(&dir.path().join("journal"));
     let mut e = entry();
-    e.to.fallthrough = Some(Serve::Variation(Variation {
+    e.record.to.fallthrough = Some(Serve::Variation(Variation {
         index: 2,
         value: json!({"theme": null, "sizes": [1, 2.5]}),
     }));
     j.write(|w| record(w, &e)).unwrap();
-    assert_eq!(j.entries().unwrap()[0].to, e.to);
+    assert_eq!(j.entries().unwrap()[0].to, e.record.to);
 }
 
 #[test]
@@ -107,14 +108,13 @@ fn a_killed_run_is_recovered_once_and_its_unfinished_writes_are_kept() {
         record(w, &entry())?;
         lines.extend(wal_lines(&path));
         let mut lost = entry();
-        lost.id.flag = "pricing-page".into();
+        lost.record.id.flag = "pricing-page".into();
         record(w, &lost)?;
         let mut started = entry();
-        started.id.flag = "search-v2".into();
+        started.record.id.flag = "search-v2".into();
         started.written.clear();
-        w.begin(
-            &started,
-            &from(),
+        w.begin::<Flag>(
+            &started.record,
             vec![(
                 StoreTarget {
                     store: "s".into(),
@@ -159,15 +159,15 @@ fn a_killed_run_is_recovered_once_and_its_unfinished_writes_are_kept() {
     );
     assert_eq!(j.recovery().commits, 1);
     assert_eq!(j.recovery().torn, 1);
-    assert_eq!(j.interrupted().len(), 1);
-    assert_eq!(j.interrupted()[0].entry.id.flag, "search-v2");
+    assert_eq!(j.interrupted::<Flag>().len(), 1);
+    assert_eq!(j.interrupted::<Flag>()[0].entry.record.id.flag, "search-v2");
     assert_eq!(wal_lines(&path).len(), 1, "the unfinished intent stays logged");
     drop(j);
     // Still there for the next run, until someone finishes it.
     let mut j = open(&path);
-    let intent = j.interrupted()[0].clone();
+    let intent = j.interrupted::<Flag>()[0].clone();
     j.write(|w| w.finish(&intent, &intent.entry)).unwrap();
-    assert!(j.interrupted().is_empty());
+    assert!(j.interrupted::<Flag>().is_empty());
     assert!(wal_lines(&path).is_empty());
     assert_eq!(
         j.entries().unwrap().len(),
@@ -188,8 +188,8 @@ fn many_commits_span_several_flushes() {
         j.write(|w| {
             for i in 0..n {
                 let mut e = entry();
-                e.id.flag = format!("flag-{i}");
-                e.reason = Some(format!("{round} change"));
+                e.record.id.flag = format!("flag-{i}");
+                e.record.reason = Some(format!("{round} change"));
                 record(w, &e)?;
             }
             Ok(())
@@ -275,12 +275,12 @@ fn commits_of_the_first_state_file_format_still_read() {
         Some("HEAD"),
         &sig,
         &sig,
-        &message::message(&e, &from()),
+        &message::tests::message(&e),
         &repo.find_tree(tree).unwrap(),
         &[&head],
     )
     .unwrap();
-    assert_eq!(j.entries().unwrap()[0].to, e.to);
+    assert_eq!(j.entries().unwrap()[0].to, e.record.to);
 }
 
 #[test]
@@ -293,10 +293,10 @@ fn a_commit_that_cannot_be_made_stays_in_the_log_and_every_later_open_refuses() 
             record(w, &entry())?;
             // The store writes are done, and only then does the commit fail.
             let mut started = entry();
-            started.id.flag = "pricing-page".into();
-            let intent = w.begin(&started, &from(), Vec::new())?;
+            started.record.id.flag = "pricing-page".into();
+            let intent = w.begin::<Flag>(&started.record, Vec::new())?;
             let mut done = started.clone();
-            done.id.flag = "pricing/page".into();
+            done.record.id.flag = "pricing/page".into();
             w.finish(&intent, &done)
         })
         .unwrap_err();
@@ -305,16 +305,28 @@ fn a_commit_that_cannot_be_made_stays_in_the_log_and_every_later_open_refuses() 
     assert!(err.contains("cannot name a file in the journal"), "{err}");
     assert_eq!(j.entries().unwrap().len(), 1, "the commit before it is made");
     drop(j);
-    let done = wal::read(&wal::path(&path.join(".git"))).unwrap().done;
+    let done = wal::read(&wal::path(&path.join(".git")))
+        .unwrap()
+        .logs
+        .flags
+        .recovering;
     assert_eq!(done.len(), 1, "kept: {done:?}");
-    assert_eq!(done[0].entry.id.flag, "pricing/page");
+    assert_eq!(done[0].entry.record.id.flag, "pricing/page");
     for _ in 0..2 {
         let err = format!(
             "{:#}",
             Journal::open_locked(&path, &test_options()).err().unwrap()
         );
         assert!(err.contains("relayctl-wal.jsonl keeps the 1 change(s)"), "{err}");
-        assert_eq!(wal::read(&wal::path(&path.join(".git"))).unwrap().done.len(), 1);
+        assert_eq!(
+            wal::read(&wal::path(&path.join(".git")))
+                .unwrap()
+                .logs
+                .flags
+                .recovering
+                .len(),
+            1
+        );
     }
 }
 
@@ -437,28 +449,73 @@ fn done_lines_being_recovered_stay_in_the_log_across_the_flushes_recovery_causes
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal");
     let mut j = open(&path);
-    let pending: Vec<wal::Done> = (0..3)
+    let pending: Vec<wal::Done<Flag>> = (0..3)
         .map(|i| {
             let mut e = entry();
-            e.id.flag = format!("pending-{i}");
+            e.record.id.flag = format!("pending-{i}");
             wal::Done {
-                key: format!("k{i}"),
+                id: format!("k{i}"),
                 time: 1_795_316_645,
-                from: from(),
                 entry: e,
             }
         })
         .collect();
     let log = j
         .write(|w| {
-            w.recovering = pending.clone().into();
+            w.logs.flags.recovering = pending.clone().into();
             w.flush()?;
             let log = wal_lines(&path).join("\n");
-            w.recovering.clear();
+            w.logs.flags.recovering.clear();
             Ok(log)
         })
         .unwrap();
     for d in &pending {
-        assert!(log.contains(&d.entry.id.flag), "{} kept: {log}", d.entry.id.flag);
+        assert!(
+            log.contains(&d.entry.record.id.flag),
+            "{} kept: {log}",
+            d.entry.record.id.flag
+        );
     }
+}
+
+#[test]
+fn a_write_ahead_log_written_before_flags_and_keys_shared_one_engine_still_reads() {
+    // Lines as relayctl wrote them before: a flag's intent and done line with `key` and `from`
+    // at the top, a key's intent and done line whose targets had no version.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.jsonl");
+    let target = r#"{"store":"relay-redis","target":"redis://10.0.0.5:6379"}"#;
+    let flag = r#"{"id":{"project":"default","environment":"production","flag":"f"},"to":{"on":false},"previous_on":true,"base_version":41,"reason":"INC-1""#;
+    let key = r#"{"store":"meow-blue","key":"RECENT","value":"ON","previous":null,"reason":null"#;
+    let lines = [
+        format!(
+            r#"{{"kind":"intent","key":"1","time":7,"from":{{"on":true}},"entry":{flag},"written":[],"failed":[]}},"targets":[[{target},41]]}}"#
+        ),
+        format!(
+            r#"{{"kind":"done","key":"1","time":7,"from":{{"on":true}},"entry":{flag},"written":[[{target},42]],"failed":[]}}}}"#
+        ),
+        format!(
+            r#"{{"kind":"key_intent","id":"k2","time":8,"entry":{key},"written":[],"failed":[]}},"targets":[{target}]}}"#
+        ),
+        format!(
+            r#"{{"kind":"key_done","id":"k2","time":8,"entry":{key},"written":[{target}],"failed":[]}}}}"#
+        ),
+        format!(
+            r#"{{"kind":"key_intent","id":"k3","time":9,"entry":{key},"written":[],"failed":[]}},"targets":[{target}]}}"#
+        ),
+    ];
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let left = wal::read(&path).unwrap();
+    assert_eq!(left.torn, 0, "every line reads");
+    let flags = &left.logs.flags;
+    assert!(flags.interrupted.is_empty(), "the flag's intent is done");
+    assert_eq!(flags.recovering.len(), 1);
+    let done = &flags.recovering[0];
+    assert_eq!((done.id.as_str(), done.entry.record.from.on), ("1", true));
+    assert_eq!(done.entry.written[0].1, 42);
+    let keys = &left.logs.keys;
+    assert_eq!(keys.recovering.len(), 1);
+    assert_eq!(keys.recovering[0].entry.written.len(), 1);
+    assert_eq!(keys.interrupted.len(), 1);
+    assert_eq!(keys.interrupted[0].targets[0].0.store, "relay-redis");
 }

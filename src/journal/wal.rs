@@ -1,6 +1,6 @@
 //! The journal's write-ahead log (`.git/relayctl-wal.jsonl`): one JSON line per event, an
-//! *intent* before a flag's store writes and a *done* line right after them. The only file that
-//! knows its format.
+//! *intent* before an item's store writes and a *done* line right after them, for flags and
+//! plain keys alike. The only file that knows its format.
 //!
 //! Commits are built in memory and written out in batches; the log is what makes that safe. If
 //! relayctl is killed, the next one that locks the journal commits the done lines that did not
@@ -13,11 +13,14 @@
 //! the log after a flush keeps every intent still open and every done line whose commit was not
 //! made, and it replaces the file in one rename, so a crash mid-way leaves the old log whole.
 
-use super::message::Entry;
-use crate::flag::{StoreTarget, Targeting};
+use super::entry::{Commits, Entry};
+use crate::flag::Flag;
+use crate::key::Key;
+use crate::kind::{Kind, StoreTarget};
 use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use serde_json::Value;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,53 +28,186 @@ use std::path::{Path, PathBuf};
 /// The log's file name, inside the repository's `.git`.
 const FILE: &str = "relayctl-wal.jsonl";
 
-/// A flag write that has been logged as started: the targets, each with the version the write
+/// An item's write logged as started: the change, and each target with the version the write
 /// expects to replace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Intent {
-    pub(super) key: String,
+#[serde(bound = "")]
+pub struct Intent<K: Kind> {
+    pub(super) id: String,
     pub(super) time: i64,
-    pub from: Targeting,
     /// The change, with no target written or failed yet.
-    pub entry: Entry,
-    pub targets: Vec<(StoreTarget, u64)>,
+    pub entry: Entry<K>,
+    pub targets: Vec<(StoreTarget, K::Version)>,
 }
 
-/// A flag's writes are done; `entry` says which targets took them.
+/// An item's writes are done; `entry` says which targets took them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct Done {
-    pub key: String,
+#[serde(bound = "")]
+pub struct Done<K: Kind> {
+    pub id: String,
     pub time: i64,
-    pub from: Targeting,
-    pub entry: Entry,
+    pub entry: Entry<K>,
 }
 
 /// One line of the log.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub(super) enum Record {
+pub(crate) enum Record {
     /// About to write a flag.
-    Intent(Intent),
-    /// The writes are done.
-    Done(Done),
+    Intent(Intent<Flag>),
+    /// A flag's writes are done.
+    Done(Done<Flag>),
     /// About to write a plain Redis key.
-    KeyIntent(super::keys::KeyIntent),
+    KeyIntent(Intent<Key>),
     /// A key's writes are done.
-    KeyDone(super::keys::KeyDone),
+    KeyDone(Done<Key>),
 }
 
-/// What a log left behind by an earlier run holds.
+impl Record {
+    /// The id of the write it logs, and whether it is its done line.
+    fn write(&self) -> (&str, bool) {
+        match self {
+            Record::Intent(i) => (&i.id, false),
+            Record::KeyIntent(i) => (&i.id, false),
+            Record::Done(d) => (&d.id, true),
+            Record::KeyDone(d) => (&d.id, true),
+        }
+    }
+}
+
+/// A kind of item the journal records through its write-ahead log.
+pub trait Journaled: Commits {
+    /// This kind's records among a writer's.
+    fn log(logs: &mut Logs) -> &mut Log<Self>;
+    fn log_of(logs: &Logs) -> &Log<Self>;
+    /// An intent or a done line of this kind, as a line of the log.
+    fn intent_line(intent: Intent<Self>) -> Record;
+    fn done_line(done: Done<Self>) -> Record;
+}
+
+impl Journaled for Flag {
+    fn log(logs: &mut Logs) -> &mut Log<Flag> {
+        &mut logs.flags
+    }
+
+    fn log_of(logs: &Logs) -> &Log<Flag> {
+        &logs.flags
+    }
+
+    fn intent_line(intent: Intent<Flag>) -> Record {
+        Record::Intent(intent)
+    }
+
+    fn done_line(done: Done<Flag>) -> Record {
+        Record::Done(done)
+    }
+}
+
+impl Journaled for Key {
+    fn log(logs: &mut Logs) -> &mut Log<Key> {
+        &mut logs.keys
+    }
+
+    fn log_of(logs: &Logs) -> &Log<Key> {
+        &logs.keys
+    }
+
+    fn intent_line(intent: Intent<Key>) -> Record {
+        Record::KeyIntent(intent)
+    }
+
+    fn done_line(done: Done<Key>) -> Record {
+        Record::KeyDone(done)
+    }
+}
+
+/// The records of one kind that are not in the journal's history yet.
+#[derive(Debug)]
+pub struct Log<K: Kind> {
+    /// Intents of an earlier, interrupted run not yet finished (resolved by reading the stores).
+    pub interrupted: Vec<Intent<K>>,
+    /// Intents of this run whose done line is not logged yet.
+    pub open: Vec<Intent<K>>,
+    /// Done lines whose commit could not be made.
+    pub uncommitted: Vec<Done<K>>,
+    /// Done lines of a killed relayctl still to commit, kept until each is in the history.
+    pub recovering: VecDeque<Done<K>>,
+}
+
+impl<K: Kind> Default for Log<K> {
+    fn default() -> Self {
+        Log {
+            interrupted: Vec::new(),
+            open: Vec::new(),
+            uncommitted: Vec::new(),
+            recovering: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: Journaled> Log<K> {
+    /// The lines to keep in the log.
+    fn lines(&self) -> impl Iterator<Item = Record> + '_ {
+        let intents = self.interrupted.iter().chain(&self.open).cloned();
+        let done = self.uncommitted.iter().chain(&self.recovering).cloned();
+        intents.map(K::intent_line).chain(done.map(K::done_line))
+    }
+}
+
+/// Every kind's records.
+#[derive(Debug, Default)]
+pub struct Logs {
+    pub flags: Log<Flag>,
+    pub keys: Log<Key>,
+}
+
+impl Logs {
+    /// Every line to keep in the log, flags first.
+    pub fn lines(&self) -> Vec<Record> {
+        self.flags.lines().chain(self.keys.lines()).collect()
+    }
+}
+
+/// A line written by a relayctl from before flags and keys shared one engine, in today's shape:
+/// a flag line's `key` is its `id`, its `from` moved into its entry; a key line's targets had no
+/// version. Lines of today's shape pass unchanged.
+fn upgrade(mut line: Value) -> Value {
+    let Some(o) = line.as_object_mut() else {
+        return line;
+    };
+    if let Some(id) = o.remove("key") {
+        o.insert("id".into(), id);
+    }
+    if let (Some(from), Some(Value::Object(entry))) = (o.remove("from"), o.get_mut("entry")) {
+        entry.insert("from".into(), from);
+    }
+    let unversioned = |v: &mut Value| {
+        for t in v.as_array_mut().into_iter().flatten().filter(|t| t.is_object()) {
+            *t = Value::Array(vec![t.take(), Value::Null]);
+        }
+    };
+    unversioned(o.get_mut("targets").unwrap_or(&mut Value::Null));
+    if let Some(written) = o.get_mut("entry").and_then(|e| e.get_mut("written")) {
+        unversioned(written);
+    }
+    line
+}
+
+/// What a log left behind by an earlier run holds: per kind, the done lines that took on some
+/// target (to commit unless they already landed, in `recovering`) and the started writes with
+/// no done line (in `interrupted`).
 pub(super) struct Leftover {
-    /// Finished flag writes that took on some target, to commit unless they already landed.
-    pub done: Vec<Done>,
-    /// Started flag writes with no done line.
-    pub interrupted: Vec<Intent>,
+    pub logs: Logs,
     /// Lines cut short by a kill mid-write.
     pub torn: usize,
-    /// Finished key writes that took on some target.
-    pub key_done: Vec<super::keys::KeyDone>,
-    /// Started key writes with no done line.
-    pub key_interrupted: Vec<super::keys::KeyIntent>,
+}
+
+impl Leftover {
+    /// How many writes it holds that are not in the journal yet (a torn line counts as one).
+    pub fn len(&self) -> usize {
+        let (f, k) = (&self.logs.flags, &self.logs.keys);
+        f.recovering.len() + f.interrupted.len() + k.recovering.len() + k.interrupted.len() + self.torn
+    }
 }
 
 /// The path of the log of the repository whose `.git` is `git_dir`.
@@ -89,43 +225,50 @@ pub(super) fn read(path: &Path) -> Result<Leftover> {
     let mut records = Vec::new();
     let mut torn = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str(line) {
+        match serde_json::from_str(line).and_then(|v| serde_json::from_value::<Record>(upgrade(v))) {
             Ok(r) => records.push(r),
             Err(_) => torn += 1,
         }
     }
     let finished: HashSet<String> = records
         .iter()
-        .filter_map(|r| match r {
-            Record::Done(d) => Some(d.key.clone()),
-            Record::KeyDone(d) => Some(d.id.clone()),
-            Record::Intent(_) | Record::KeyIntent(_) => None,
+        .filter_map(|r| match r.write() {
+            (id, true) => Some(id.to_owned()),
+            (_, false) => None,
         })
         .collect();
     let mut leftover = Leftover {
-        done: Vec::new(),
-        interrupted: Vec::new(),
+        logs: Logs::default(),
         torn,
-        key_done: Vec::new(),
-        key_interrupted: Vec::new(),
     };
     for record in records {
         match record {
-            Record::Intent(i) if !finished.contains(&i.key) => leftover.interrupted.push(i),
-            Record::Done(d) if !d.entry.written.is_empty() => leftover.done.push(d),
-            Record::KeyIntent(i) if !finished.contains(&i.id) => leftover.key_interrupted.push(i),
-            Record::KeyDone(d) if !d.entry.written.is_empty() => leftover.key_done.push(d),
-            _ => {}
+            Record::Intent(i) => keep_intent(&mut leftover.logs, i, &finished),
+            Record::KeyIntent(i) => keep_intent(&mut leftover.logs, i, &finished),
+            Record::Done(d) => keep_done(&mut leftover.logs, d),
+            Record::KeyDone(d) => keep_done(&mut leftover.logs, d),
         }
     }
     Ok(leftover)
 }
 
-/// How many flag changes the log at `path` holds that are not in the journal yet: done and
+fn keep_intent<K: Journaled>(logs: &mut Logs, intent: Intent<K>, finished: &HashSet<String>) {
+    if !finished.contains(&intent.id) {
+        K::log(logs).interrupted.push(intent);
+    }
+}
+
+fn keep_done<K: Journaled>(logs: &mut Logs, done: Done<K>) {
+    if !done.entry.written.is_empty() {
+        K::log(logs).recovering.push_back(done);
+    }
+}
+
+/// How many item changes the log at `path` holds that are not in the journal yet: done and
 /// unfinished ones, and a torn line counts as one too.
 pub(super) fn pending(path: &Path) -> usize {
     match read(path) {
-        Ok(l) => l.done.len() + l.interrupted.len() + l.torn + l.key_done.len() + l.key_interrupted.len(),
+        Ok(l) => l.len(),
         Err(_) => {
             std::fs::read_to_string(path).map_or(0, |t| t.lines().filter(|l| !l.trim().is_empty()).count())
         }

@@ -11,12 +11,12 @@
 //! store as paths) is checked by [`Writer::check`] before the first store write.
 
 use super::author::Identity;
-use super::message::{self, Entry};
+use super::entry::Entry;
 use super::pack::{self, ToPack};
-use super::wal::{self, Done, Intent, Record};
+use super::wal::{self, Done, Intent, Journaled, Logs};
 use super::{abbreviate, layout, now, FLUSH_BYTES, FLUSH_MOST};
-use crate::flag::{StoreTarget, Targeting};
-use anyhow::{bail, Context, Result};
+use crate::kind::{Kind, StoreTarget};
+use anyhow::{Context, Result};
 use git2::{Oid, Repository};
 use std::path::Path;
 
@@ -38,18 +38,10 @@ pub struct Writer<'r> {
     /// About how many bytes of objects the commits held in memory wrote.
     pub(super) written: layout::Written,
     pub(super) path: &'r Path,
-    /// Intents of an earlier, interrupted run not yet finished: kept in the log across flushes.
-    pub(super) interrupted: &'r mut Vec<Intent>,
-    /// Intents of this run whose done line is not logged yet.
-    pub(super) open: Vec<Intent>,
-    /// Done lines whose commit could not be made: kept in the log across flushes.
-    pub(super) uncommitted: Vec<Done>,
-    /// Done lines of a killed relayctl still to commit ([`Writer::commit_recovered`]): kept in
-    /// the log across the flushes their own commits cause, until each is in the history.
-    pub(super) recovering: std::collections::VecDeque<Done>,
+    /// The write-ahead-log records of every kind not in the history yet: kept in the log across
+    /// flushes (intents of an earlier run among them, resolved by reading the stores).
+    pub(super) logs: &'r mut Logs,
     pub(super) next: u64,
-    /// The plain Redis key records kept in the log (see [`super::keys`]).
-    pub(super) keys: super::keys::KeyLog<'r>,
 }
 
 /// The repository commits are built in: its object database holds libgit2's in-memory backend
@@ -65,40 +57,47 @@ pub(super) struct Memory<'r> {
 }
 
 impl Writer<'_> {
-    /// Checks that `entry` can be committed: its names are paths git can store. Call for every
-    /// flag before the first store write, so nothing that would fail the commit is found after.
-    pub fn check(&self, entry: &Entry) -> Result<()> {
-        message::check(entry).with_context(|| {
+    /// Checks that `record` can be committed: its names are paths git can store. Call for every
+    /// item before the first store write, so nothing that would fail the commit is found after.
+    pub fn check<K: Journaled>(&self, record: &K::Record) -> Result<()> {
+        K::check(record).map_err(anyhow::Error::msg).with_context(|| {
             format!(
                 "{} cannot be recorded in the journal {}; nothing was written",
-                entry.id,
+                K::record_id(record),
                 self.path.display()
             )
         })
     }
 
-    /// Logs that `entry` is about to be written to `targets`. Call before the store writes.
-    pub fn begin(
+    /// Logs that `record` is about to be written to `targets` (each with the version it expects
+    /// to replace). Call before the store writes.
+    pub fn begin<K: Journaled>(
         &mut self,
-        entry: &Entry,
-        from: &Targeting,
-        targets: Vec<(StoreTarget, u64)>,
-    ) -> Result<Intent> {
-        self.check(entry)?;
+        record: &K::Record,
+        targets: Vec<(StoreTarget, K::Version)>,
+    ) -> Result<Intent<K>> {
+        self.check::<K>(record)?;
         let time = now();
         self.next += 1;
         let intent = Intent {
-            key: format!("{time}-{}-{}", std::process::id(), self.next),
+            id: format!("{time}-{}-{}", std::process::id(), self.next),
             time,
-            from: from.clone(),
-            entry: entry.clone(),
+            entry: Entry::new(record.clone()),
             targets,
         };
-        self.wal
-            .append(&Record::Intent(intent.clone()))
-            .with_context(|| format!("logging {} in the journal {}", entry.id, self.path.display()))?;
-        self.open.push(intent.clone());
+        self.log_line::<K>(K::intent_line(intent.clone()), record)?;
+        K::log(self.logs).open.push(intent.clone());
         Ok(intent)
+    }
+
+    fn log_line<K: Kind>(&mut self, line: wal::Record, record: &K::Record) -> Result<()> {
+        self.wal.append(&line).with_context(|| {
+            format!(
+                "logging {} in the journal {}",
+                K::record_id(record),
+                self.path.display()
+            )
+        })
     }
 
     /// Makes the intents logged so far survive a power cut: call once a batch's intents are
@@ -111,26 +110,25 @@ impl Writer<'_> {
     /// Leaves `intent` (from [`Writer::begin`]) unfinished on purpose: its outcome is unknown (a
     /// store that stopped answering), so it stays in the write-ahead log across flushes, for the
     /// next apply to resolve by reading the stores, as after a kill ([`super::Journal::interrupted`]).
-    pub fn leave_unfinished(&mut self, intent: Intent) {
-        self.open.retain(|i| i.key != intent.key);
-        self.interrupted.push(intent);
+    pub fn leave_unfinished<K: Journaled>(&mut self, intent: Intent<K>) {
+        let log = K::log(self.logs);
+        log.open.retain(|i| i.id != intent.id);
+        log.interrupted.push(intent);
     }
 
     /// Records how the writes of `intent` went (`entry.written` / `entry.failed`): logged at once,
     /// and committed (in memory, written out with the next flush) if any target took the change.
     /// Returns the commit's abbreviated id.
-    pub fn finish(&mut self, intent: &Intent, entry: &Entry) -> Result<Option<String>> {
+    pub fn finish<K: Journaled>(&mut self, intent: &Intent<K>, entry: &Entry<K>) -> Result<Option<String>> {
         let done = Done {
-            key: intent.key.clone(),
+            id: intent.id.clone(),
             time: intent.time,
-            from: intent.from.clone(),
             entry: entry.clone(),
         };
-        self.wal
-            .append(&Record::Done(done.clone()))
-            .with_context(|| format!("logging {} in the journal {}", entry.id, self.path.display()))?;
-        self.interrupted.retain(|i| i.key != intent.key);
-        self.open.retain(|i| i.key != intent.key);
+        self.log_line::<K>(K::done_line(done.clone()), &entry.record)?;
+        let log = K::log(self.logs);
+        log.interrupted.retain(|i| i.id != intent.id);
+        log.open.retain(|i| i.id != intent.id);
         if entry.written.is_empty() {
             return Ok(None);
         }
@@ -138,22 +136,27 @@ impl Writer<'_> {
         Ok(Some(self.abbreviate(oid)))
     }
 
-    /// Commits what a killed relayctl logged as done ([`Writer::recovering`]), in order.
+    /// Commits what a killed relayctl logged as done (each kind's `recovering`), in order.
     /// Whatever cannot be committed stays in the log.
     pub(super) fn commit_recovered(&mut self) -> Result<()> {
-        while let Some(d) = self.recovering.pop_front() {
-            self.commit_or_keep(d)?;
+        self.commit_recovered_of::<crate::flag::Flag>()?;
+        self.commit_recovered_of::<crate::key::Key>()
+    }
+
+    fn commit_recovered_of<K: Journaled>(&mut self) -> Result<()> {
+        while let Some(done) = K::log(self.logs).recovering.pop_front() {
+            self.commit_or_keep(done)?;
         }
         Ok(())
     }
 
     /// Commits `done` (in memory); if that fails, keeps it for the log. Writes the commits out
     /// once they are due ([`Writer::flush_if_due`]).
-    fn commit_or_keep(&mut self, done: Done) -> Result<Oid> {
-        let oid = match self.commit(&done.entry, &done.from, done.time) {
+    fn commit_or_keep<K: Journaled>(&mut self, done: Done<K>) -> Result<Oid> {
+        let oid = match self.commit(&done.entry, done.time) {
             Ok(oid) => oid,
             Err(e) => {
-                self.uncommitted.push(done);
+                K::log(self.logs).uncommitted.push(done);
                 return Err(e);
             }
         };
@@ -170,20 +173,33 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn commit(&mut self, entry: &Entry, from: &Targeting, time: i64) -> Result<Oid> {
-        let context = || format!("committing {} to the journal {}", entry.id, self.path.display());
-        message::check(entry).with_context(context)?;
-        let id = &entry.id;
-        let state = message::state_file(entry);
-        let message = message::message(entry, from);
-        let folders = [id.project.as_str(), id.environment.as_str()];
-        self.commit_state(time, (folders, &id.flag), &state, &message, context)
+    /// Commits `entry` (in memory, written out with a later flush): its state file, put at its
+    /// place by [`layout::put`], with its message.
+    fn commit<K: Journaled>(&mut self, entry: &Entry<K>, time: i64) -> Result<Oid> {
+        let context = || {
+            format!(
+                "committing {} to the journal {}",
+                K::record_id(&entry.record),
+                self.path.display()
+            )
+        };
+        K::check(&entry.record)
+            .map_err(anyhow::Error::msg)
+            .with_context(context)?;
+        let ([top, folder], name) = K::place(&entry.record);
+        let place = ([top.as_str(), folder.as_str()], name.as_str());
+        self.commit_state(
+            time,
+            place,
+            &K::state_file(&entry.record),
+            &K::message(entry),
+            context,
+        )
     }
 
-    /// Commits (in memory, written out with a later flush) the state file `state`, put at
-    /// `place` (its folder, and the name it is filed under) by [`layout::put`], with `message`:
-    /// the one commit path of flag and key commits.
-    pub(super) fn commit_state(
+    /// Commits (in memory) the state file `state`, put at `place` (its folders, and the name it
+    /// is filed under) by [`layout::put`], with `message`.
+    fn commit_state(
         &mut self,
         time: i64,
         (folders, name): ([&str; 2], &str),
@@ -221,38 +237,16 @@ impl Writer<'_> {
         let context = || format!("writing commits to the journal {}", self.path.display());
         if self.unflushed > 0 {
             let objects = &self.written.objects;
-            write_pack(self.repo, &[self.memory.odb, self.odb], objects).with_context(context)?;
+            // The branch moves only to commits whose packfile checked out and reads back.
+            pack::store(self.repo, &[self.memory.odb, self.odb], objects).with_context(context)?;
             self.memory.mempack.reset().with_context(context)?;
-            // The branch moves only to a commit that can be read back from disk.
             let _ = self.odb.refresh();
-            if !self.odb.exists(self.tip) {
-                bail!(
-                    "writing commits to the journal {}: the packfile was not stored (is {} missing or \
-                     unwritable?)",
-                    self.path.display(),
-                    self.repo.path().join("objects/pack").display()
-                );
-            }
             super::repo::move_ref(self.repo, &self.branch, self.tip, "relayctl").with_context(context)?;
             self.unflushed = 0;
             self.flush_at = (self.flush_at * 2).min(FLUSH_MOST);
             self.written = layout::Written::default();
         }
-        let keep: Vec<Record> = self
-            .interrupted
-            .iter()
-            .chain(&self.open)
-            .cloned()
-            .map(Record::Intent)
-            .chain(
-                self.uncommitted
-                    .iter()
-                    .chain(&self.recovering)
-                    .cloned()
-                    .map(Record::Done),
-            )
-            .chain(self.keys.records())
-            .collect();
+        let keep = self.logs.lines();
         self.wal.reset(&keep)
     }
 
@@ -260,14 +254,6 @@ impl Writer<'_> {
     pub(super) fn abbreviate(&self, oid: Oid) -> String {
         abbreviate(&[self.memory.odb, self.odb], oid)
     }
-}
-
-/// Writes `objects` (read from the first of `sources` that has each) to the repository as one
-/// packfile. Only these: libgit2's own mempack dump packs every commit's whole tree, each flush
-/// again, which makes a journal's packs grow with the square of its flags.
-pub(super) fn write_pack(repo: &Repository, sources: &[&git2::Odb], objects: &[ToPack]) -> Result<()> {
-    pack::write(sources, &repo.path().join("objects").join("pack"), objects)?;
-    Ok(())
 }
 
 /// Returns the tree `root` with `blob` at `path`, creating the intermediate trees (tests lay

@@ -3,15 +3,14 @@
 //!
 //! Pure, like the flags' half ([`super`]): the command reads the keys and streams what
 //! [`render_key`] / [`to_json`] return. Whether a key is in its declared state is decided by the
-//! keys' planner itself ([`crate::keys::plan`] on that one key and target), so `show` and `plan`
+//! planner itself ([`crate::plan::plan`] on that one key and target), so `show` and `plan`
 //! agree. Key names and values are hostile text: shown quoted with escapes
-//! ([`crate::keys::show_key`], [`crate::keys::show_held`]) and through [`ui::printable`].
+//! ([`crate::key::show_key`], [`crate::key::show_held`]) and through [`ui::printable`].
 
 use super::{declared_cell, fit, mark, write_cells, Declared, Summary};
 use crate::desired::DeclaredKey;
-use crate::flag::StoreTarget;
-use crate::keys::{self, show_held, show_key, show_to, Stored};
-use crate::store::redis_keys::Held;
+use crate::key::{show_held, show_key, show_stored, show_to, Held, Key, KeyId, Stored};
+use crate::kind::{Observed, StoreTarget};
 use crate::ui;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -96,17 +95,23 @@ pub fn view(
 
 /// How what `target` holds compares with `d`, as `plan` would see it.
 fn judge(d: &DeclaredKey, target: &StoreTarget, held: &Held) -> Declared {
-    let observed = keys::Observed::from([(
-        (d.store.clone(), d.key.clone()),
-        vec![(target.clone(), held.clone())],
-    )]);
-    let plan = keys::plan(std::slice::from_ref(d), &observed);
-    if let Some(problem) = plan.problems.into_iter().next() {
-        Declared::Problem { problem }
+    let id = KeyId {
+        store: d.store.clone(),
+        key: d.key.clone(),
+    };
+    let observed = Observed::<Key>::from([(id, vec![(target.clone(), held.clone())])]);
+    let plan = crate::plan::plan::<Key>(std::slice::from_ref(d), &observed).keys;
+    if let Some(p) = plan.problems.first() {
+        Declared::Problem {
+            problem: format!("{} in {}: {}", p.id, p.target, p.message),
+        }
     } else if let Some(c) = plan.changes.first() {
-        let from = c.from.as_ref().map(|s| s.0.as_slice());
         Declared::Differs {
-            changes: vec![format!("{} -> {}", show_held(from), show_to(c.to.as_deref()))],
+            changes: vec![format!(
+                "{} -> {}",
+                show_stored(c.from.as_ref()),
+                show_to(c.to.as_deref())
+            )],
         }
     } else {
         Declared::Matches

@@ -19,7 +19,7 @@
 //! does not touch this store never needs it. Timeouts and retries are bounded so an unreachable
 //! endpoint fails within seconds, and once it has, the rest of the run fails at once.
 
-use super::{Groups, Held, Prefix, Raw, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use super::{Groups, Prefix, Raw, Reads, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::flag::{FlagId, NotAFlag, StoredFlag};
 use crate::json_text::excerpt;
 use anyhow::{anyhow, Result};
@@ -322,7 +322,7 @@ impl DynamoEndpoint {
 
     /// Raw JSON per flag of each group, in the groups' order; a missing item maps to where it
     /// was looked for, an item relayctl must not rewrite to why.
-    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Held> {
+    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Reads> {
         let client = self.client().await?;
         let namespaces: Vec<String> = groups.keys().map(|(p, e)| self.namespace(p, e)).collect();
         // Several project/environments may share a namespace (no prefix): ask for each key once.
@@ -742,10 +742,9 @@ mod tests {
             }
             match seen["version"].as_u64() {
                 Some(41) => Ok(flag_item(42, false)["item"].as_s().unwrap().clone()),
-                other => Err(WriteError::Stale {
-                    expected: 41,
-                    found: format!("{other:?}"),
-                }),
+                other => Err(WriteError::Stale(format!(
+                    "the store holds {other:?} but the plan was made against v41"
+                ))),
             }
         };
         let result = ours.compare_and_swap(&id(), &rewrite).await;
@@ -758,7 +757,7 @@ mod tests {
         // Another writer (Relay, a colleague) writes v42 after our read, before our put.
         let (result, reads, stored) = swap_with(flag_item(42, true)).await;
         assert!(
-            matches!(result, Err(WriteError::Stale { expected: 41, .. })),
+            matches!(&result, Err(WriteError::Stale(why)) if why.ends_with("against v41")),
             "{result:?}"
         );
         assert_eq!(reads, 2, "the failed condition made it read again");

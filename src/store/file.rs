@@ -7,7 +7,7 @@
 //! replaced atomically: the new content goes to a temporary file in the same directory, flushed,
 //! then renamed over the old one, so a reader (or a crash) never sees half a file.
 
-use super::{Groups, Held, Raw, Rewrite, Template, WriteError};
+use super::{Groups, Raw, Reads, Rewrite, Template, WriteError};
 use crate::flag::{FlagId, NotAFlag};
 use crate::json_text;
 use anyhow::{anyhow, Context, Result};
@@ -64,7 +64,7 @@ impl FileEndpoint {
         self.config.path.render(project, environment)
     }
 
-    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Held> {
+    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Reads> {
         let mut out = Vec::new();
         for ((p, e), flags) in groups {
             let path = self.path(p, e);

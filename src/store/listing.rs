@@ -7,8 +7,9 @@
 //! namespace; file: the file's `flags`). Like every read it never writes, and unlike planning
 //! one unreachable endpoint does not hide what the others hold: each endpoint answers for itself.
 
-use super::{Backend, Endpoint, Lookup, Raw, StoreConfig, StoreKind, Stores};
-use crate::flag::{FlagId, StoreTarget};
+use super::{Backend, Endpoint, FlagEndpoint, Raw, StoreConfig, StoreKind, Stores};
+use crate::flag::{FlagId, Lookup};
+use crate::kind::StoreTarget;
 use anyhow::Result;
 use futures::future::join_all;
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,7 +30,7 @@ pub struct Listing {
     pub flags: BTreeMap<String, Lookup>,
 }
 
-impl Endpoint {
+impl FlagEndpoint {
     /// Every flag of `project`/`environment` this endpoint holds, or only `flags` when given.
     async fn list(&self, project: &str, environment: &str, flags: Option<&[String]>) -> Result<Listing> {
         if let Some(flags) = flags {
@@ -41,9 +42,9 @@ impl Endpoint {
                     flag: flag.clone(),
                 })
                 .collect();
-            let lookups = self.read(&ids).await?;
+            let lookups = self.read(&ids.iter().collect::<Vec<_>>(), false).await?;
             return Ok(Listing {
-                place: self.target(project, environment).to_string(),
+                place: self.target_in(project, environment).to_string(),
                 flags: flags.iter().cloned().zip(lookups).collect(),
             });
         }
@@ -74,10 +75,10 @@ impl Stores {
         environment: &str,
         flags: Option<&[String]>,
     ) -> Vec<(StoreTarget, Result<Listing>)> {
-        let results = join_all(self.endpoints.iter().map(|e| e.list(project, environment, flags))).await;
-        self.endpoints
+        let results = join_all(self.flags.iter().map(|e| e.list(project, environment, flags))).await;
+        self.flags
             .iter()
-            .map(|e| e.target(project, environment))
+            .map(|e| e.target_in(project, environment))
             .zip(results)
             .collect()
     }

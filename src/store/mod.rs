@@ -1,13 +1,16 @@
-//! The stores relayctl reads and writes, behind one narrow interface.
+//! The stores relayctl reads and writes, behind one narrow interface per kind of item.
 //!
-//! A `[[store]]` expands into one or more [`Endpoint`]s (each Redis URL is one; a file store is
-//! one whose path depends on the project/environment). Each backend module is the only place
-//! that knows its storage layout: where a flag lives, how a target is named, its URL rules and
-//! defaults ([`StoreKind`] asks them). This module owns what they share: turning raw JSON into
-//! [`Lookup`]s, the read-modify-write rule of SPEC §2 "apply" (check the planned version,
-//! rewrite via [`StoredFlag::rewrite`], write atomically against concurrent writers), and how a
-//! write whose outcome is unknown is told apart ([`WriteError::Unknown`]) and resolved by reading
-//! the target back ([`Endpoint::read_back`]).
+//! A `[[store]]` expands into one or more endpoints (each Redis URL is one; a file store is one
+//! whose path depends on the project/environment): [`FlagEndpoint`]s for flag stores,
+//! [`redis_keys::KeyEndpoint`]s for `redis-keys` stores, both in [`Stores`]. Each backend module
+//! is the only place that knows its storage layout: where an item lives, how a target is named,
+//! its URL rules and defaults ([`StoreKind`] asks them). This module owns what they share: the
+//! [`Endpoint`] interface the apply engine writes through ([`Storable`] picks a kind's
+//! endpoints, so a flag can only reach a flag store and a key a `redis-keys` store), reading
+//! items from every endpoint that keeps them ([`Stores::read`]), the read-modify-write rule of
+//! SPEC §2 "apply" for flags (check the planned version, rewrite via [`StoredFlag::rewrite`],
+//! write atomically against concurrent writers), and how a write whose outcome is unknown is
+//! told apart ([`WriteError::Unknown`]) and resolved by reading the target back ([`read_back`]).
 
 pub(crate) mod dynamodb;
 pub(crate) mod file;
@@ -18,8 +21,9 @@ mod redis_topology;
 
 pub use listing::Listing;
 
-use crate::flag::NotAFlag;
-use crate::flag::{FlagId, StoreTarget, StoredFlag, Targeting};
+use crate::flag::{Flag, FlagChange, FlagId, Lookup, NotAFlag, StoredFlag, Targeting};
+use crate::key::Key;
+use crate::kind::{Kind, Observed, StoreTarget};
 use anyhow::{anyhow, Result};
 use futures::future::join_all;
 use futures::StreamExt;
@@ -135,28 +139,15 @@ impl Prefix {
     }
 }
 
-/// What a store target holds for one flag.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Lookup {
-    Found(StoredFlag),
-    /// Not in the store; `place` says where it was looked for (hash and field, file).
-    Missing {
-        place: String,
-    },
-    Invalid(NotAFlag),
-}
-
-/// What every store target holds for every declared flag.
-pub type Observed = BTreeMap<FlagId, Vec<(StoreTarget, Lookup)>>;
-
 /// Why a write to one target did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    /// The store no longer holds the version the plan observed: someone else wrote the flag.
-    #[error("stale plan: the store holds {found} but the plan was made against v{expected}; run `relayctl plan` again and review the new plan")]
-    Stale { expected: u64, found: String },
+    /// The target no longer holds what the plan observed (`the store holds v5 but the plan was
+    /// made against v4`): someone else wrote the item.
+    #[error("stale plan: {0}; run `relayctl plan` again and review the new plan")]
+    Stale(String),
     /// The write was sent and no answer came (timed out, connection lost): the target may or
-    /// may not hold it. Only reading the target again can tell ([`Endpoint::read_back`]).
+    /// may not hold it. Only reading the target again can tell ([`read_back`]).
     #[error("outcome unknown: {0:#}")]
     Unknown(anyhow::Error),
     /// Anything else, where the store did not take the write: unreachable, refused.
@@ -164,13 +155,93 @@ pub enum WriteError {
     Failed(#[from] anyhow::Error),
 }
 
-/// A write a target took: the version it now holds, and what the store adds about it (Redis: the
-/// primary written to, how many replicas acknowledged; a warning when some lag).
-#[derive(Debug, Default)]
+impl WriteError {
+    /// The same error again, for each write of a batch it stopped.
+    pub(crate) fn again(&self) -> WriteError {
+        match self {
+            WriteError::Stale(why) => WriteError::Stale(why.clone()),
+            WriteError::Unknown(e) => WriteError::Unknown(anyhow!("{e:#}")),
+            WriteError::Failed(e) => WriteError::Failed(anyhow!("{e:#}")),
+        }
+    }
+}
+
+/// A write a target took, with what the store adds about it (Redis: the primary written to, how
+/// many replicas acknowledged; a warning when some lag, on the first write of a batch only).
+#[derive(Debug, Default, Clone)]
 pub struct Written {
-    pub version: u64,
     pub note: Option<String>,
     pub warning: Option<String>,
+}
+
+impl Written {
+    /// What the store said about a batch, for each of its `results`: the note on every write, the
+    /// warning on the first one written.
+    pub(crate) fn spread<T>(
+        results: Vec<Result<T, WriteError>>,
+        mut added: Written,
+    ) -> Vec<Result<Written, WriteError>> {
+        results
+            .into_iter()
+            .map(|r| {
+                r.map(|_| Written {
+                    note: added.note.clone(),
+                    warning: added.warning.take(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One place a store keeps items of kind `K`: what the apply engine and the readers need of it.
+#[allow(async_fn_in_trait)] // crate-private, and awaited on relayctl's one thread: no Send bound wanted
+pub trait Endpoint<K: Kind> {
+    /// The store (`[[store]] name`) it belongs to.
+    fn store(&self) -> &str;
+    /// How plans, the journal and messages name this endpoint for `id`.
+    fn target(&self, id: &K::Id) -> StoreTarget;
+    /// Whether `id` lives here: a flag store keeps every flag, a `redis-keys` store its own keys.
+    fn keeps(&self, id: &K::Id) -> bool;
+    /// What it holds for each of `ids`, in as few round trips as the backend allows; `fresh`: on
+    /// a new connection (where the endpoint's own may still wait for the answer to a write).
+    async fn read(&self, ids: &[&K::Id], fresh: bool) -> Result<Vec<K::Held>>;
+    /// Each change of `changes`, a compare-and-set on what its plan observed, in as few round
+    /// trips as the backend allows; one outcome per change, in order. One that is stale or
+    /// fails leaves the others as they go.
+    async fn write(&self, changes: &[&K::Change]) -> Vec<Result<Written, WriteError>>;
+    /// How long [`read_back`] may take at most.
+    fn read_back_limit(&self) -> Duration;
+}
+
+/// A kind of item the stores keep, and the endpoints that take it.
+pub trait Storable: Kind {
+    type Endpoint: Endpoint<Self>;
+    /// Every endpoint of this kind, in the overrides file's order.
+    fn endpoints(stores: &Stores) -> &[Self::Endpoint];
+}
+
+impl Storable for Flag {
+    type Endpoint = FlagEndpoint;
+    fn endpoints(stores: &Stores) -> &[FlagEndpoint] {
+        &stores.flags
+    }
+}
+
+impl Storable for Key {
+    type Endpoint = redis_keys::KeyEndpoint;
+    fn endpoints(stores: &Stores) -> &[redis_keys::KeyEndpoint] {
+        &stores.keys
+    }
+}
+
+/// Reads `ids` from `endpoint` again, all in one bounded read ([`Endpoint::read_back_limit`]):
+/// for Redis one pipeline on a new connection, for DynamoDB batched gets. How apply resolves the
+/// writes of a batch whose outcome is unknown.
+pub async fn read_back<K: Storable>(endpoint: &K::Endpoint, ids: &[&K::Id]) -> Result<Vec<K::Held>> {
+    let limit = endpoint.read_back_limit();
+    tokio::time::timeout(limit, endpoint.read(ids, true))
+        .await
+        .map_err(|_| anyhow!("no answer within {}s", limit.as_secs()))?
 }
 
 /// The flags of one project/environment, which share a key prefix or a file.
@@ -211,7 +282,7 @@ impl From<Raw> for Lookup {
 }
 
 /// What a backend found for each flag of each group, in the groups' order.
-pub(crate) type Held = Vec<Vec<Raw>>;
+pub(crate) type Reads = Vec<Vec<Raw>>;
 
 /// The rewrite a backend applies inside its compare-and-swap: current raw JSON (None when
 /// absent) to the new JSON, or a refusal.
@@ -224,14 +295,14 @@ enum Backend {
 }
 
 /// One live place a store keeps flags: a Redis server, a DynamoDB table, a file path template.
-pub struct Endpoint {
+pub struct FlagEndpoint {
     store: String,
     backend: Backend,
 }
 
-impl Endpoint {
+impl FlagEndpoint {
     /// How plans, the journal and messages name this endpoint for a project/environment.
-    pub fn target(&self, project: &str, environment: &str) -> StoreTarget {
+    pub fn target_in(&self, project: &str, environment: &str) -> StoreTarget {
         let target = match &self.backend {
             Backend::Redis(r) => r.describe(),
             Backend::DynamoDb(d) => d.describe(),
@@ -243,13 +314,35 @@ impl Endpoint {
         }
     }
 
-    /// Reads every flag of `flags` from this endpoint, in as few round trips as the backend allows.
-    async fn read(&self, flags: &[FlagId]) -> Result<Vec<Lookup>> {
-        self.read_on(flags, false).await
+    /// Writes `to` over the flag `id`, provided the store still holds version `expected`.
+    #[cfg(test)]
+    pub async fn write_one(&self, id: &FlagId, expected: u64, to: &Targeting) -> Result<Written, WriteError> {
+        let change = FlagChange {
+            id: id.clone(),
+            target: self.target(id),
+            version: expected,
+            from: to.clone(),
+            to: to.clone(),
+            reason: None,
+        };
+        self.write(&[&change]).await.remove(0)
+    }
+}
+
+impl Endpoint<Flag> for FlagEndpoint {
+    fn store(&self) -> &str {
+        &self.store
     }
 
-    /// [`Endpoint::read`], on a new connection when `fresh` and the backend keeps one.
-    async fn read_on(&self, flags: &[FlagId], fresh: bool) -> Result<Vec<Lookup>> {
+    fn target(&self, id: &FlagId) -> StoreTarget {
+        self.target_in(&id.project, &id.environment)
+    }
+
+    fn keeps(&self, _: &FlagId) -> bool {
+        true
+    }
+
+    async fn read(&self, flags: &[&FlagId], fresh: bool) -> Result<Vec<Lookup>> {
         let mut groups: Groups = BTreeMap::new();
         let mut positions: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
         for (i, id) in flags.iter().enumerate() {
@@ -257,7 +350,7 @@ impl Endpoint {
             groups.entry(group).or_default().push(id.flag.as_str());
             positions.entry(group).or_default().push(i);
         }
-        let found: Held = match &self.backend {
+        let found: Reads = match &self.backend {
             Backend::Redis(r) if fresh => r.read_back(&groups).await?,
             Backend::Redis(r) => r.read(&groups).await?,
             Backend::DynamoDb(d) => d.read(&groups).await?,
@@ -269,95 +362,55 @@ impl Endpoint {
                 out[i] = Some(value.into());
             }
         }
-        Ok(out
-            .into_iter()
-            .map(|l| {
-                l.unwrap_or_else(|| Lookup::Missing {
-                    place: "not returned by the store".into(),
-                })
-            })
-            .collect())
+        let missing = || Lookup::Missing {
+            place: "not returned by the store".into(),
+        };
+        Ok(out.into_iter().map(|l| l.unwrap_or_else(missing)).collect())
     }
 
-    /// Writes `to` over the flag `id`, provided the store still holds version `expected`.
-    /// Returns the version written (`expected + 1`), with what the store says about the write.
-    ///
-    /// The backend performs the compare-and-swap; a re-run after a crash either finds the new
+    /// The backend performs each compare-and-swap; a re-run after a crash either finds the new
     /// version (the write happened: the next plan shows no change) or the old one (it did not).
-    #[cfg(test)]
-    pub async fn write(&self, id: &FlagId, expected: u64, to: &Targeting) -> Result<Written, WriteError> {
-        self.write_batch(&[(id, expected, to)]).await.remove(0)
-    }
-
-    /// [`Endpoint::write`] of each `(flag, expected version, state)`, in as few round trips as the
-    /// backend allows; one outcome per write, in order. Each write is checked and swapped on its
-    /// own: one that is stale or fails leaves the others as they go.
-    pub async fn write_batch(
-        &self,
-        writes: &[(&FlagId, u64, &Targeting)],
-    ) -> Vec<Result<Written, WriteError>> {
-        let rewrites: Vec<_> = writes
+    async fn write(&self, changes: &[&FlagChange]) -> Vec<Result<Written, WriteError>> {
+        let rewrites: Vec<_> = changes
             .iter()
-            .map(|&(_, expected, to)| move |raw: Option<&str>| rewrite(raw, expected, to))
+            .map(|c| move |raw: Option<&str>| rewrite(raw, c.version, &c.to))
             .collect();
-        let swaps: Vec<(&FlagId, Rewrite)> = writes
+        let swaps: Vec<(&FlagId, Rewrite)> = changes
             .iter()
             .zip(&rewrites)
-            .map(|(&(id, _, _), r)| (id, r as Rewrite))
+            .map(|(c, r)| (&c.id, r as Rewrite))
             .collect();
-        // What the store adds about the batch's writes (Redis: replicas acknowledging, one WAIT
-        // for the whole batch): a note for each write, a warning once.
-        let mut added = Written::default();
-        let results = match &self.backend {
+        match &self.backend {
             Backend::Redis(r) => {
                 let results = r.compare_and_swap_batch(&swaps).await;
-                if results.iter().any(Result::is_ok) {
-                    added = r.replicated().await;
-                }
-                results
+                // One WAIT for the whole batch: a note for each write, a warning once.
+                let added = match results.iter().any(Result::is_ok) {
+                    true => r.replicated().await,
+                    false => Written::default(),
+                };
+                Written::spread(results, added)
             }
             Backend::DynamoDb(d) => {
                 let swaps =
                     futures::stream::iter(&swaps).map(|(id, rewrite)| d.compare_and_swap(id, *rewrite));
-                swaps.buffered(dynamodb::WRITES_IN_FLIGHT).collect().await
+                let results: Vec<_> = swaps.buffered(dynamodb::WRITES_IN_FLIGHT).collect().await;
+                Written::spread(results, Written::default())
             }
             Backend::File(f) => {
                 let mut results = Vec::new();
                 for (id, rewrite) in &swaps {
                     results.push(f.compare_and_swap(id, *rewrite).await);
                 }
-                results
+                Written::spread(results, Written::default())
             }
-        };
-        results
-            .into_iter()
-            .zip(writes)
-            .map(|(result, &(_, expected, _))| {
-                result.map(|()| Written {
-                    version: expected + 1,
-                    note: added.note.clone(),
-                    warning: added.warning.take(),
-                })
-            })
-            .collect()
+        }
     }
 
-    /// How long [`Endpoint::read_back`] may take at most.
-    pub fn read_back_limit(&self) -> Duration {
+    fn read_back_limit(&self) -> Duration {
         match &self.backend {
             Backend::Redis(r) => r.read_back_limit(),
             Backend::DynamoDb(_) | Backend::File(_) => CONNECT_TIMEOUT + REQUEST_TIMEOUT,
         }
-    }
-
-    /// Reads the flags of `flags` again, all in one bounded read ([`Endpoint::read_back_limit`]):
-    /// for Redis one pipeline on a new connection (the writes' may still wait for replies), for
-    /// DynamoDB batched gets: how apply resolves the writes of a batch whose outcome is unknown.
-    pub async fn read_back(&self, flags: &[FlagId]) -> Result<Vec<Lookup>> {
-        let limit = self.read_back_limit();
-        tokio::time::timeout(limit, self.read_on(flags, true))
-            .await
-            .map_err(|_| anyhow!("no answer within {}s", limit.as_secs()))?
     }
 }
 
@@ -376,7 +429,9 @@ fn rewrite(raw: Option<&str>, expected: u64, to: &Targeting) -> Result<String, W
             });
         }
     };
-    Err(WriteError::Stale { expected, found })
+    Err(WriteError::Stale(format!(
+        "the store holds {found} but the plan was made against v{expected}"
+    )))
 }
 
 /// Refuses a state that serves a variation the flag does not have at that index: whatever a plan
@@ -400,20 +455,25 @@ fn unserved(flag: &StoredFlag, to: &Targeting) -> Result<(), String> {
     Ok(())
 }
 
-/// Every endpoint of every configured store.
+/// Every endpoint of every configured store: flag stores and `redis-keys` stores apart.
 pub struct Stores {
-    endpoints: Vec<Endpoint>,
+    flags: Vec<FlagEndpoint>,
+    keys: Vec<redis_keys::KeyEndpoint>,
 }
 
 impl Stores {
-    /// Prepares the endpoints of `stores`; connections are opened on first use, so a plan file
-    /// that touches one store does not need the others to be up. `redis_timeout` is how long a
-    /// Redis server may take to answer one request.
-    pub fn open(stores: &[StoreConfig], redis_timeout: Duration) -> Result<Stores> {
-        let mut endpoints = Vec::new();
+    /// Prepares the endpoints of `stores` and `key_stores`; connections are opened on first use,
+    /// so a plan file that touches one store does not need the others to be up. `redis_timeout`
+    /// is how long a Redis server may take to answer one request.
+    pub fn open(
+        stores: &[StoreConfig],
+        key_stores: &[redis_keys::KeyStoreConfig],
+        redis_timeout: Duration,
+    ) -> Result<Stores> {
+        let mut flags = Vec::new();
         for s in stores {
             let mut add = |backend| {
-                endpoints.push(Endpoint {
+                flags.push(FlagEndpoint {
                     store: s.name.clone(),
                     backend,
                 })
@@ -428,79 +488,71 @@ impl Stores {
                 StoreKind::File(c) => add(Backend::File(file::FileEndpoint::new(c.clone()))),
             }
         }
-        Ok(Stores { endpoints })
+        let keys = redis_keys::KeyEndpoint::open(key_stores, redis_timeout)?;
+        Ok(Stores { flags, keys })
     }
 
-    /// How many endpoints there are.
-    pub fn len(&self) -> usize {
-        self.endpoints.len()
+    /// How many endpoints of kind `K` there are.
+    pub fn len<K: Storable>(&self) -> usize {
+        K::endpoints(self).len()
     }
 
     /// The endpoint a plan change names, if the overrides file still declares it.
-    pub fn find(&self, id: &FlagId, target: &StoreTarget) -> Option<&Endpoint> {
-        self.endpoints
+    pub fn find<K: Storable>(&self, id: &K::Id, target: &StoreTarget) -> Option<&K::Endpoint> {
+        K::endpoints(self)
             .iter()
-            .find(|e| e.target(&id.project, &id.environment) == *target)
+            .find(|e| e.keeps(id) && e.target(id) == *target)
     }
 
-    /// Reads each `(flag, target)` pair from the endpoint of its target, concurrently, leaving out
+    /// Reads each `(item, target)` pair from the endpoint of its target, concurrently, leaving out
     /// the pairs of an endpoint that cannot be read (returned apart: `<store> <target>: <why>`):
     /// for checking a saved plan, which must not need the stores it does not touch, or one that
-    /// is down (its writes then fail at once, as after any failure to answer in a run).
-    pub async fn read_named(&self, pairs: &[(FlagId, StoreTarget)]) -> (Observed, Vec<String>) {
-        let wanted = |e: &Endpoint| -> Vec<FlagId> {
-            let named = pairs
-                .iter()
-                .filter(|(id, t)| e.target(&id.project, &id.environment) == *t);
-            let ids: std::collections::BTreeSet<FlagId> = named.map(|(id, _)| id.clone()).collect();
-            ids.into_iter().collect()
-        };
-        let reads = self.endpoints.iter().map(|e| async move {
-            let ids = wanted(e);
-            let lookups = match ids.is_empty() {
+    /// is down (its writes then fail at once, as after any failure to answer in a run), and for
+    /// recovering what a killed apply left. A pair whose target is not declared is left out.
+    pub async fn read_named<K: Storable>(
+        &self,
+        pairs: &[(K::Id, StoreTarget)],
+    ) -> (Observed<K>, Vec<String>) {
+        let reads = K::endpoints(self).iter().map(|e| async move {
+            let named = pairs.iter().filter(|(id, t)| e.keeps(id) && e.target(id) == *t);
+            let ids: std::collections::BTreeSet<&K::Id> = named.map(|(id, _)| id).collect();
+            let ids: Vec<&K::Id> = ids.into_iter().collect();
+            let held = match ids.is_empty() {
                 true => Ok(Vec::new()),
-                false => e.read(&ids).await,
+                false => e.read(&ids, false).await,
             };
-            (e, ids, lookups)
+            (e, ids, held)
         });
-        let mut observed: Observed = BTreeMap::new();
+        let mut observed = Observed::<K>::new();
         let mut failures = Vec::new();
-        for (endpoint, ids, lookups) in join_all(reads).await {
-            let lookups = match lookups {
-                Ok(lookups) => lookups,
-                Err(e) => {
-                    let target = endpoint.target(&ids[0].project, &ids[0].environment);
-                    failures.push(format!("{target}: {e:#}"));
-                    continue;
-                }
-            };
-            for (id, lookup) in ids.into_iter().zip(lookups) {
-                let target = endpoint.target(&id.project, &id.environment);
-                observed.entry(id).or_default().push((target, lookup));
+        for (endpoint, ids, held) in join_all(reads).await {
+            match held {
+                Ok(held) => add(&mut observed, endpoint, &ids, held),
+                Err(e) => failures.push(format!("{}: {e:#}", endpoint.target(ids[0]))),
             }
         }
         (observed, failures)
     }
 
-    /// Reads `flags` from every endpoint concurrently. Any unreachable endpoint is an error
-    /// naming it (all of them, if several are down).
-    pub async fn read(&self, flags: &[FlagId]) -> Result<Observed> {
-        let results = join_all(self.endpoints.iter().map(|e| e.read(flags))).await;
-        let mut observed: Observed = BTreeMap::new();
-        let mut failures = Vec::new();
-        for (endpoint, result) in self.endpoints.iter().zip(results) {
-            match result {
-                Ok(lookups) => {
-                    for (id, lookup) in flags.iter().zip(lookups) {
-                        observed
-                            .entry(id.clone())
-                            .or_default()
-                            .push((endpoint.target(&id.project, &id.environment), lookup));
-                    }
-                }
-                Err(e) => failures.push(format!("{}: {e:#}", endpoint.store)),
-            }
-        }
+    /// Reads `ids` from every endpoint that keeps them, concurrently; what the endpoints that
+    /// answered hold, and for each that did not, `<store> <target>: <why>`: for `show`, where one
+    /// unreachable endpoint must not hide what the others hold.
+    pub async fn read_each<K: Storable>(&self, ids: &[K::Id]) -> (Observed<K>, Vec<String>) {
+        let (observed, failures) = self.read_from::<K>(ids).await;
+        let failures = failures
+            .into_iter()
+            .map(|(e, why)| format!("{}: {why}", e.target(&ids[0])));
+        (observed, failures.collect())
+    }
+
+    /// [`Stores::read_each`], and any endpoint that does not answer is an error naming its store
+    /// (all of them, if several are down): for planning, which needs every target.
+    pub async fn read<K: Storable>(&self, ids: &[K::Id]) -> Result<Observed<K>> {
+        let (observed, failures) = self.read_from::<K>(ids).await;
+        let failures: Vec<String> = failures
+            .into_iter()
+            .map(|(e, why)| format!("{}: {why}", e.store()))
+            .collect();
         match failures.len() {
             0 => Ok(observed),
             1 => Err(anyhow!("cannot read store {}", failures[0])),
@@ -509,6 +561,41 @@ impl Stores {
                 failures.join("\n  ")
             )),
         }
+    }
+}
+
+impl Stores {
+    /// What each endpoint that keeps some of `ids` holds for them, read concurrently; the
+    /// endpoints that did not answer apart, with why.
+    async fn read_from<K: Storable>(&self, ids: &[K::Id]) -> (Observed<K>, Vec<(&K::Endpoint, String)>) {
+        let endpoints = K::endpoints(self);
+        let reads = endpoints.iter().map(|e| async move {
+            let kept: Vec<&K::Id> = ids.iter().filter(|id| e.keeps(id)).collect();
+            let held = match kept.is_empty() {
+                true => Ok(Vec::new()),
+                false => e.read(&kept, false).await,
+            };
+            (kept, held)
+        });
+        let mut observed = Observed::<K>::new();
+        let mut failures = Vec::new();
+        for (endpoint, (kept, held)) in endpoints.iter().zip(join_all(reads).await) {
+            match held {
+                Ok(held) => add(&mut observed, endpoint, &kept, held),
+                Err(e) => failures.push((endpoint, format!("{e:#}"))),
+            }
+        }
+        (observed, failures)
+    }
+}
+
+/// Adds what `endpoint` holds for `ids` to `observed`.
+fn add<K: Kind>(observed: &mut Observed<K>, endpoint: &impl Endpoint<K>, ids: &[&K::Id], held: Vec<K::Held>) {
+    for (id, held) in ids.iter().zip(held) {
+        observed
+            .entry((*id).clone())
+            .or_default()
+            .push((endpoint.target(id), held));
     }
 }
 
@@ -530,6 +617,7 @@ mod tests {
                     base_dir: dir.path().to_owned(),
                 }),
             }],
+            &[],
             REQUEST_TIMEOUT,
         )
         .unwrap();
@@ -549,7 +637,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         for (index, value) in [(99, "b"), (0, "b")] {
             let e = rt
-                .block_on(stores.endpoints[0].write(&id, 4, &serving(index, value)))
+                .block_on(stores.flags[0].write_one(&id, 4, &serving(index, value)))
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -561,11 +649,9 @@ mod tests {
                 flags
             );
         }
-        assert_eq!(
-            rt.block_on(stores.endpoints[0].write(&id, 4, &serving(1, "b")))
-                .unwrap()
-                .version,
-            5
-        );
+        rt.block_on(stores.flags[0].write_one(&id, 4, &serving(1, "b")))
+            .unwrap();
+        let written = std::fs::read_to_string(dir.path().join("flags.json")).unwrap();
+        assert!(written.contains("\"version\": 5"), "{written}");
     }
 }

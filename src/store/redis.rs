@@ -18,7 +18,7 @@ mod cas;
 
 pub use super::redis_topology::Topology;
 use super::redis_topology::{Conn, Refusal, Server, REPLICA_WAIT};
-use super::{Groups, Held, Prefix, Raw, CONNECT_TIMEOUT};
+use super::{Groups, Prefix, Raw, Reads, CONNECT_TIMEOUT};
 use anyhow::{anyhow, Result};
 use redis::{ErrorKind, RedisError};
 use std::sync::OnceLock;
@@ -264,7 +264,7 @@ impl RedisEndpoint {
     }
 
     /// Raw value per flag of each group: one HMGET per hash, all in one round trip.
-    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Held> {
+    pub(super) async fn read(&self, groups: &Groups<'_>) -> Result<Reads> {
         let mut guard = self.connection().await?;
         let (pipe, hashes) = self.hmget(groups);
         let conn = guard.as_mut().expect("connected");
@@ -279,7 +279,7 @@ impl RedisEndpoint {
 
     /// [`RedisEndpoint::read`] on a new connection, the same one round trip: the endpoint's own
     /// connection may still be waiting for the replies to writes.
-    pub(super) async fn read_back(&self, groups: &Groups<'_>) -> Result<Held> {
+    pub(super) async fn read_back(&self, groups: &Groups<'_>) -> Result<Reads> {
         let mut conn = self
             .connect()
             .await
@@ -311,7 +311,7 @@ impl RedisEndpoint {
 }
 
 /// The raw value per flag of each group, from the replies to [`RedisEndpoint::hmget`].
-fn held(groups: &Groups<'_>, hashes: &[String], replies: Vec<Vec<Option<Vec<u8>>>>) -> Held {
+fn held(groups: &Groups<'_>, hashes: &[String], replies: Vec<Vec<Option<Vec<u8>>>>) -> Reads {
     groups
         .values()
         .zip(hashes.iter().zip(replies))
@@ -402,7 +402,6 @@ impl RedisEndpoint {
         super::Written {
             note: (!notes.is_empty()).then(|| notes.join("; ")),
             warning,
-            ..Default::default()
         }
     }
 }

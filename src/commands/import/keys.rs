@@ -4,35 +4,36 @@
 //! not UTF-8 text, or held differently by the targets is an error naming it, and then nothing
 //! is printed. `--write` does not add keys (yet).
 
-use crate::commands::show::keys::parse;
 use crate::desired::Config;
 use crate::exit::Exit;
 use crate::import::basic_string;
-use crate::keys::{show_held, show_key};
+use crate::key::{Held, Key, KeyId, FOLDER};
+use crate::select::parse_key;
 use crate::settings::Settings;
-use crate::store::redis_keys::{Held, KeyStores};
-use anyhow::{bail, Context, Result};
+use crate::store::Stores;
+use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use tokio::runtime::Runtime;
 
 /// Whether `args` name plain keys (`_keys/...`) rather than flags.
 pub(super) fn named(args: &[String]) -> bool {
-    args.iter().any(|a| a.starts_with("_keys/"))
+    args.iter()
+        .any(|a| a.strip_prefix(FOLDER).is_some_and(|r| r.starts_with('/')))
 }
 
 /// Prints the declarations of the keys `args` name.
 pub(super) fn run(
     settings: &Settings,
     rt: &Runtime,
-    config: &Config,
+    (config, stores): (&Config, &Stores),
     args: &[String],
     write: bool,
 ) -> Result<Exit> {
     let names: Vec<&str> = config.key_stores.iter().map(|s| s.name.as_str()).collect();
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for raw in args {
-        match parse(raw, &names)? {
+        match parse_key(raw, &names)? {
             Some((store, Some(key))) => {
                 let keys = wanted.entry(store).or_default();
                 if !keys.contains(&key) {
@@ -52,26 +53,27 @@ pub(super) fn run(
              under the [keys.<store>] table it names"
         );
     }
-    let stores = KeyStores::open(&config.key_stores, settings.redis_timeout)?;
     let (mut out, mut problems) = (String::new(), Vec::new());
     for (store, keys) in &wanted {
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let mut held: Vec<Vec<(String, Held)>> = vec![Vec::new(); keys.len()];
-        for e in stores.endpoints().iter().filter(|e| e.store() == store) {
-            let read = rt
-                .block_on(e.read(&keys))
-                .with_context(|| format!("cannot read the keys of {}; nothing was imported", e.target()))?;
-            for (h, r) in held.iter_mut().zip(read) {
-                h.push((e.target().to_string(), r));
-            }
+        let ids: Vec<KeyId> = keys
+            .iter()
+            .map(|key| KeyId {
+                store: store.clone(),
+                key: key.clone(),
+            })
+            .collect();
+        let (observed, failures) = rt.block_on(stores.read_each::<Key>(&ids));
+        if let Some(failure) = failures.first() {
+            bail!("cannot read the keys of {failure}; nothing was imported");
         }
         let _ = writeln!(out, "# under [keys.{}]", toml_key(store));
-        for (key, held) in keys.iter().zip(held) {
-            match value(&held) {
+        for id in &ids {
+            let held = observed.get(id).map(Vec::as_slice).unwrap_or_default();
+            match value(held) {
                 Ok(v) => {
-                    let _ = writeln!(out, "{} = {}", toml_key(key), basic_string(v));
+                    let _ = writeln!(out, "{} = {}", toml_key(&id.key), basic_string(v));
                 }
-                Err(why) => problems.push(format!("{store} {}: {why}", show_key(key))),
+                Err(why) => problems.push(format!("{id}: {why}")),
             }
         }
     }
@@ -82,17 +84,9 @@ pub(super) fn run(
 }
 
 /// The one string every target holds, or why there is none to declare.
-fn value(held: &[(String, Held)]) -> Result<&str, String> {
-    let what = |h: &Held| match h {
-        Held::Other(kind) => format!("a Redis {kind}"),
-        Held::Absent => "(absent)".to_owned(),
-        Held::Value(v) => show_held(Some(v)),
-    };
+fn value(held: &[(crate::kind::StoreTarget, Held)]) -> Result<&str, String> {
     if held.windows(2).any(|w| w[0].1 != w[1].1) {
-        let each: Vec<String> = held
-            .iter()
-            .map(|(t, h)| format!("{t} holds {}", what(h)))
-            .collect();
+        let each: Vec<String> = held.iter().map(|(t, h)| format!("{t} holds {h}")).collect();
         return Err(format!(
             "the targets disagree ({}): make them agree first",
             each.join(", ")
@@ -100,11 +94,11 @@ fn value(held: &[(String, Held)]) -> Result<&str, String> {
     }
     match held.first().map(|(_, h)| h) {
         Some(Held::Value(v)) => std::str::from_utf8(v)
-            .map_err(|_| format!("it holds {}, bytes that are not UTF-8 text, which TOML cannot hold", what(&held[0].1))),
+            .map_err(|_| format!("it holds {}, bytes that are not UTF-8 text, which TOML cannot hold", held[0].1)),
         Some(Held::Absent) | None => Err(
             "no target holds this key: nothing to import (declare { absent = true } by hand if it must not exist)".into(),
         ),
-        Some(other) => Err(format!("it holds {}, not a string; relayctl manages string keys only", what(other))),
+        Some(other) => Err(format!("it holds {other}, not a string; relayctl manages string keys only")),
     }
 }
 

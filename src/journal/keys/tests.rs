@@ -1,20 +1,29 @@
 use super::*;
 use crate::journal::test_options;
+use crate::journal::wal::{Done, Intent, Record};
+use crate::journal::Writer;
+use crate::key::Stored;
+use crate::kind::StoreTarget;
+use crate::names::{check_key as check_key_names, escape as file_name};
 
-fn entry(key: &str, value: Option<&str>) -> KeyEntry {
-    KeyEntry {
+fn entry(key: &str, value: Option<&str>) -> Entry<Key> {
+    let mut e = Entry::new(KeyRecord {
         store: "meow-blue".into(),
         key: key.into(),
         value: value.map(str::to_owned),
         previous: Some(Stored(b"OFF".to_vec())),
         reason: Some("INC-12\n\nKey-Store: evil\n---".into()),
-        written: vec![StoreTarget {
-            store: "meow-blue".into(),
-            target: "redis://127.0.0.1:6379".into(),
-        }],
-        failed: Vec::new(),
-        notes: Vec::new(),
-    }
+    });
+    let target = StoreTarget {
+        store: "meow-blue".into(),
+        target: "redis://127.0.0.1:6379".into(),
+    };
+    e.written.push((target, ()));
+    e
+}
+
+fn message(e: &Entry<Key>) -> String {
+    <Key as Commits>::message(e)
 }
 
 #[test]
@@ -46,7 +55,7 @@ fn the_message_cannot_be_forged_by_a_key_a_value_or_a_reason() {
             (KEY, "\"k\\nKey-Store: evil\""),
             (VALUE, "\"v\\n\\nValue: forged\""),
             (PREVIOUS_VALUE, "\"OFF\""),
-            (STORE, "meow-blue redis://127.0.0.1:6379"),
+            ("Store", "meow-blue redis://127.0.0.1:6379"),
         ],
         "{m}"
     );
@@ -63,7 +72,7 @@ fn a_killed_run_s_key_writes_are_committed_or_handed_back() {
     let e = entry("RECENT", Some("ON"));
     let mut started = e.clone();
     started.written.clear();
-    let intent = |id: &str| KeyIntent {
+    let intent = |id: &str| Intent::<Key> {
         id: id.into(),
         time: 1_795_316_645,
         entry: started.clone(),
@@ -72,7 +81,7 @@ fn a_killed_run_s_key_writes_are_committed_or_handed_back() {
     // What a killed apply leaves: one key done (its commit not written out), one only begun.
     let mut wal = super::super::wal::Wal::open(super::super::wal::path(&path.join(".git"))).unwrap();
     wal.append(&Record::KeyIntent(intent("1"))).unwrap();
-    wal.append(&Record::KeyDone(KeyDone {
+    wal.append(&Record::KeyDone(Done {
         id: "1".into(),
         time: 1_795_316_645,
         entry: e.clone(),
@@ -82,7 +91,7 @@ fn a_killed_run_s_key_writes_are_committed_or_handed_back() {
     drop(wal);
     let mut j = Journal::open_locked(&path, &test_options()).unwrap();
     assert_eq!(j.recovery().commits, 1);
-    assert_eq!(j.key_interrupted(), [intent("2")]);
+    assert_eq!(j.interrupted::<Key>(), [intent("2")]);
     let log = j.log().unwrap();
     assert!(
         matches!(&log[..], [LogEntry::Key(k)] if k.subject == "meow-blue RECENT: set to \"ON\""),
@@ -90,8 +99,8 @@ fn a_killed_run_s_key_writes_are_committed_or_handed_back() {
     );
     assert!(j.entries().unwrap().is_empty(), "sync never sees a key commit");
     // The next apply reads the key and records the begun one; then the log is empty.
-    let pending = j.key_interrupted().to_vec();
-    j.write(|w| w.finish_key(&pending[0], &e).map(|_| ())).unwrap();
+    let pending = j.interrupted::<Key>().to_vec();
+    j.write(|w| w.finish(&pending[0], &e).map(|_| ())).unwrap();
     assert_eq!(j.unrecorded(), 0);
     assert_eq!(j.log().unwrap().len(), 2);
     drop(j);
@@ -141,8 +150,8 @@ fn a_key_store_folder_past_the_threshold_fans_out_and_both_layouts_read_back() {
     };
     let commit = |w: &mut Writer, i: usize| {
         let e = entry(&key(i), Some(&format!("v{i}")));
-        let intent = w.begin_key(&e, e.written.clone())?;
-        w.finish_key(&intent, &e).map(drop)
+        let intent = w.begin::<Key>(&e.record, e.written.clone())?;
+        w.finish(&intent, &e).map(drop)
     };
     j.write(|w| (0..FLAT_MAX).try_for_each(|i| commit(w, i))).unwrap();
     let flat = store_folder(&j);

@@ -1,7 +1,7 @@
 //! Large journals: an environment folder past the threshold fans out, sync notes fan out, and
 //! both layouts read back (with git reading them too).
 
-use super::super::message::tests::{entry, from};
+use super::super::message::tests::entry;
 use super::super::*;
 use super::{open, record, upsert};
 
@@ -9,7 +9,7 @@ use super::{open, record, upsert};
 fn latest_reasons(j: &Journal) -> std::collections::BTreeMap<String, Option<String>> {
     let mut out = std::collections::BTreeMap::new();
     for r in j.entries().unwrap().into_iter().rev() {
-        assert_eq!(r.to, entry().to, "{}", r.id);
+        assert_eq!(r.to, entry().record.to, "{}", r.id);
         out.insert(r.id.flag, r.reason);
     }
     out
@@ -37,10 +37,10 @@ fn git(path: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn flag(i: usize) -> Entry {
+fn flag(i: usize) -> Entry<crate::flag::Flag> {
     let mut e = entry();
-    e.id.flag = format!("flag-{i:05}");
-    e.reason = Some(format!("reason {i}"));
+    e.record.id.flag = format!("flag-{i:05}");
+    e.record.reason = Some(format!("reason {i}"));
     e
 }
 
@@ -62,7 +62,7 @@ fn a_folder_crossing_the_threshold_fans_out_and_every_state_reads_back() {
 
     // The crossing commit, then a change to a flag already held.
     let mut again = flag(3);
-    again.reason = Some("changed".into());
+    again.record.reason = Some("changed".into());
     j.write(|w| {
         record(w, &flag(layout::FLAT_MAX))?;
         record(w, &again)
@@ -123,7 +123,10 @@ fn an_old_flat_folder_past_the_threshold_reads_and_fans_out_on_its_next_commit()
     let head = j.repo.head().unwrap().peel_to_commit().unwrap();
     let mut tree = head.tree().unwrap().id();
     for i in (0..held).rev() {
-        let blob = j.repo.blob(message::state_file(&flag(i)).as_bytes()).unwrap();
+        let blob = j
+            .repo
+            .blob(<crate::flag::Flag as super::super::entry::Commits>::state_file(&flag(i).record).as_bytes())
+            .unwrap();
         let file = format!("flag-{i:05}.toml");
         let root = j.repo.find_tree(tree).unwrap();
         tree = upsert(&j.repo, Some(&root), &["default", "production", &file], blob).unwrap();
@@ -134,7 +137,7 @@ fn an_old_flat_folder_past_the_threshold_reads_and_fans_out_on_its_next_commit()
             Some("HEAD"),
             &sig,
             &sig,
-            &message::message(&flag(0), &from()),
+            &message::tests::message(&flag(0)),
             &j.repo.find_tree(tree).unwrap(),
             &[&head],
         )

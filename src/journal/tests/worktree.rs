@@ -22,7 +22,7 @@ fn journal(dir: &tempfile::TempDir) -> PathBuf {
 fn killed_before_the_update(path: &Path, on: bool) -> Vec<u8> {
     let mut j = open(path);
     let mut changed = entry();
-    changed.to.on = on;
+    changed.record.to.on = on;
     j.write(|w| record(w, &changed)).unwrap();
     j.dirty = false;
     drop(j);
