@@ -27,6 +27,7 @@ mod layout;
 mod message;
 mod notes;
 mod pack;
+mod repack;
 mod repo;
 mod wal;
 mod worktree;
@@ -73,7 +74,8 @@ pub struct Options<'a> {
     pub lock_wait: Duration,
     /// `RELAYCTL_AUTHOR` ("Name <email>"): the author when git config names none.
     pub author: Option<&'a str>,
-    /// Told once when the lock is held by another process and relayctl starts waiting.
+    /// Told when relayctl starts to wait: once when the lock is held by another process, and
+    /// before it compacts the journal's packfiles.
     pub on_wait: &'a dyn Fn(&str),
 }
 
@@ -97,6 +99,8 @@ pub struct Recovery {
     pub wal: PathBuf,
     /// A ref's lock file that a relayctl killed while moving the ref left, now removed.
     pub released_lock: Option<PathBuf>,
+    /// How many packfiles were merged into one (more than [`repack::MAX_PACKS`] had piled up).
+    pub compacted: usize,
 }
 
 /// An open journal repository, holding its lock while it exists (when opened for writing).
@@ -165,6 +169,7 @@ impl Journal {
         if !branch.born {
             journal.initial_commit().map_err(|e| journal.explain(e))?;
         }
+        journal.compact(options.on_wait)?;
         journal.recover()?;
         Ok(journal)
     }
@@ -346,6 +351,26 @@ impl Journal {
             "the write-ahead log holds changes an earlier relayctl wrote to the stores, and they could \
              not be committed",
         )
+    }
+
+    /// Merges the packfiles when too many have piled up ([`repack`]). Maintenance, not a
+    /// condition of writing: a compaction that fails leaves the packs as they were, says why
+    /// (through `on_wait`), and the run goes on.
+    fn compact(&mut self, on_wait: &dyn Fn(&str)) -> Result<()> {
+        match repack::compact(&self.repo, on_wait) {
+            Ok(0) => {}
+            Ok(merged) => {
+                self.recovery.compacted = merged;
+                // A handle that has not seen the packs merged away.
+                self.repo = Repository::open(&self.path)
+                    .with_context(|| format!("opening {}", self.path.display()))?;
+            }
+            Err(e) => on_wait(&format!(
+                "warning: the journal's packfiles were left as they were ({e:#}); relayctl reads and writes \
+                 them as they are, and tries again on its next run"
+            )),
+        }
+        Ok(())
     }
 
     /// What opening the journal recovered from a killed relayctl.

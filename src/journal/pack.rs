@@ -50,27 +50,11 @@ struct Placed {
 /// directory, when the pack does not check out: nothing then refers to it.
 pub(super) fn store(repo: &Repository, sources: &[&Odb], objects: &[ToPack]) -> Result<()> {
     let dir = repo.path().join("objects").join("pack");
-    let context = || format!("writing a packfile to {}", dir.display());
-    let pack = build(sources, objects).with_context(context)?;
+    let pack = build(sources, objects).with_context(|| format!("writing a packfile to {}", dir.display()))?;
+    check_and_store(repo, &pack)?;
     // The objects on disk only: `repo` may hold the new objects in memory too.
-    let disk = Repository::open(repo.path()).with_context(context)?;
-    let odb = disk.odb().with_context(context)?;
-    let mut indexer = git2::Indexer::new(Some(&odb), &dir, 0, true).with_context(context)?;
-    let checked = indexer.write_all(&pack).map_err(anyhow::Error::from);
-    let name = checked.and_then(|()| Ok(indexer.commit()?)).with_context(|| {
-        format!(
-            "the packfile relayctl wrote to {} does not check out",
-            dir.display()
-        )
-    })?;
-    for ext in ["pack", "idx"] {
-        let file = dir.join(format!("pack-{name}.{ext}"));
-        File::open(&file)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("saving {} to disk", file.display()))?;
-    }
-    sync_dir(&dir)?;
-    let _ = odb.refresh();
+    let disk = Repository::open(repo.path())?;
+    let odb = disk.odb()?;
     for object in objects {
         ensure!(
             odb.exists(object.id),
@@ -80,6 +64,38 @@ pub(super) fn store(repo: &Repository, sources: &[&Odb], objects: &[ToPack]) -> 
         );
     }
     Ok(())
+}
+
+/// Checks the packfile `pack` (without its trailing checksum, which this adds) through libgit2's
+/// indexer and stores it, with the index the indexer writes, in `repo`'s pack directory, on disk
+/// (fsync) when this returns. Returns its name's checksum (`pack-<it>.pack`).
+pub(super) fn check_and_store(repo: &Repository, pack: &[u8]) -> Result<String> {
+    let dir = repo.path().join("objects").join("pack");
+    let checksum: [u8; 20] = Sha1::digest(pack).into();
+    // The objects on disk only: `repo` may hold new objects in memory too.
+    let disk = Repository::open(repo.path())?;
+    let odb = disk.odb()?;
+    let mut indexer = git2::Indexer::new(Some(&odb), &dir, 0, true)?;
+    let written = indexer
+        .write_all(pack)
+        .and_then(|()| indexer.write_all(&checksum));
+    let name = written
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(indexer.commit()?))
+        .with_context(|| {
+            format!(
+                "the packfile relayctl wrote to {} does not check out",
+                dir.display()
+            )
+        })?;
+    for ext in ["pack", "idx"] {
+        let file = dir.join(format!("pack-{name}.{ext}"));
+        File::open(&file)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("saving {} to disk", file.display()))?;
+    }
+    sync_dir(&dir)?;
+    Ok(name)
 }
 
 /// The packfile of `objects`, each delta-compressed against its base where that is worth it.
@@ -119,8 +135,6 @@ fn build(sources: &[&Odb], objects: &[ToPack]) -> Result<Vec<u8>> {
         let middle = pack.len() / 2;
         pack[middle] ^= 0x40;
     }
-    let checksum: [u8; 20] = Sha1::digest(&pack).into();
-    pack.extend_from_slice(&checksum);
     Ok(pack)
 }
 
@@ -244,7 +258,7 @@ fn entry_header(out: &mut Vec<u8>, kind: u8, size: usize) {
 }
 
 /// How far back an `OFS_DELTA` entry's base starts, in git's offset encoding.
-fn offset_back(out: &mut Vec<u8>, mut n: u64) {
+pub(super) fn offset_back(out: &mut Vec<u8>, mut n: u64) {
     let mut bytes = [0u8; 10];
     let mut i = bytes.len() - 1;
     bytes[i] = low7(n);
@@ -256,6 +270,18 @@ fn offset_back(out: &mut Vec<u8>, mut n: u64) {
         n >>= 7;
     }
     out.extend_from_slice(&bytes[i..]);
+}
+
+/// Reads what [`offset_back`] writes, at the start of `bytes`: the distance, and how many bytes
+/// it took. `None` when it is cut short or does not fit 64 bits.
+pub(super) fn read_offset(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut n = u64::from(*bytes.first()? & 0x7f);
+    let mut at = 0;
+    while bytes[at] & 0x80 != 0 {
+        at += 1;
+        n = n.checked_add(1)?.checked_mul(128)? | u64::from(*bytes.get(at)? & 0x7f);
+    }
+    Some((n, at + 1))
 }
 
 fn type_code(kind: ObjectType) -> Result<u8> {

@@ -430,14 +430,16 @@ fn a_repository_whose_history_is_not_a_journal_is_refused() {
 
 #[test]
 fn a_journal_of_more_packfiles_than_open_files_allowed_is_still_read_and_written() {
-    // Each apply adds a packfile; a journal used for long has more of them than a process may
-    // hold open (libgit2 kept every one it read from open, and `log` failed as "object not
-    // found" once the limit was reached).
+    // A journal may hold more packfiles than a process may hold open (libgit2 kept every one it
+    // read from open, and `log` failed as "object not found" once the limit was reached).
+    // relayctl now merges its own past 32; an earlier relayctl, or git, leaves them: here one
+    // pack per commit, as an earlier relayctl wrote them.
     let w = file_workspace(&["flag-1"], "http://127.0.0.1:9", "flag-1 = false\n");
     for i in 0..110 {
         declare(&w, &format!("flag-1 = {}\n", i % 2 == 1));
         assert_eq!(w.run(["apply", "--auto-approve", "--quiet"]).code, 0);
     }
+    one_pack_per_commit(&w.path("journal"));
     let packs = std::fs::read_dir(w.path("journal/.git/objects/pack"))
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension() == Some("pack".as_ref()))
@@ -450,6 +452,27 @@ fn a_journal_of_more_packfiles_than_open_files_allowed_is_still_read_and_written
     let run = w.cmd(["apply", "--auto-approve"]).open_files(96).run();
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(w.journal_subjects().len(), 111);
+}
+
+/// Rewrites the packfiles of the repository at `repo` as one per commit, each holding what that
+/// commit added.
+fn one_pack_per_commit(repo: &std::path::Path) {
+    let script = "set -e
+        for c in $(git rev-list --reverse HEAD); do
+          git rev-list --objects \"$c\" --not $(git rev-parse --verify -q \"$c^\" || true) \
+            | git pack-objects -q .git/objects/pack/pack >/dev/null
+        done
+        git prune-packed
+        for p in .git/objects/pack/*.pack; do
+          [ \"$(git show-index < \"${p%.pack}.idx\" | wc -l)\" -gt 20 ] && rm \"$p\" \"${p%.pack}.idx\"
+        done
+        true";
+    let out = std::process::Command::new("sh")
+        .args(["-c", script])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
