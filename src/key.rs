@@ -20,7 +20,7 @@ pub const FOLDER: &str = "_keys";
 pub enum Key {}
 
 /// One key of one `redis-keys` store, as declared (without the store's prefix).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct KeyId {
     pub store: String,
     pub key: String,

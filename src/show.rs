@@ -1,79 +1,72 @@
-//! `relayctl show`'s model and rendering: what each store target holds for each flag of an
-//! environment, by value; whether the targets agree; and whether it is the state the overrides
-//! file declares.
+//! `relayctl show`'s model and rendering, for flags and plain keys alike ([`Showable`]: flags in
+//! [`flags`], keys in [`keys`]): what each store target holds for each item, by value; whether
+//! the targets agree; and whether it is the state the overrides file declares.
 //!
-//! Pure, like the planner: no I/O, BTreeMap order. The command reads the stores
-//! (`Stores::list`) and streams what [`render_flag`] / [`to_json`] return, one flag at a time.
-//! Whether a flag is in its declared state is decided by the planner itself (`plan::plan` on that
-//! one flag), so `show` and `plan` can never disagree about it. Flag keys come from the stores and
-//! are hostile: a key that is not a LaunchDarkly key is shown quoted and escaped, never raw.
+//! Pure, like the planner: no I/O, BTreeMap order. The command reads the stores and streams what
+//! [`render`] / [`to_json`] return, one item at a time. Whether an item is in its declared state
+//! is decided by the planner itself ([`crate::plan::plan`] on that one item), so `show` and
+//! `plan` can never disagree about it. Keys and values come from the stores and are hostile:
+//! every cell goes through [`ui::printable`].
 
+mod flags;
 pub mod keys;
 
-use crate::desired::Override;
-use crate::flag::{is_key, FlagId, Serve, Variation, Weighted};
-use crate::flag::{Flag, Lookup};
-use crate::kind::Observed;
-use crate::kind::StoreTarget;
-use crate::store::Listing;
+pub use flags::{build, rollout_text, State};
+
+use crate::flag::Flag;
+use crate::key::Key;
+use crate::kind::{Observed, StoreTarget};
+use crate::plan::{Plannable, Problem};
 use crate::ui;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 /// The version of the `show --json` document.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// One flag of one environment, on every target.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FlagView {
-    #[serde(flatten)]
-    pub id: FlagId,
-    /// Whether the overrides file declares this flag.
-    pub declared: bool,
-    /// Whether every target holds the same thing (state, variations served, version).
-    pub agree: bool,
-    pub targets: Vec<TargetView>,
+/// A kind of item `show` shows: what a target holds, in show's terms, and the cells of its line.
+pub trait Showable: Plannable<Id: Serialize> {
+    /// What a target holds (`status` and its details in JSON).
+    type State: Clone + PartialEq + Serialize + std::fmt::Debug;
+    fn state(held: &Self::Held) -> Self::State;
+    /// Whether two targets hold the same thing.
+    fn same(a: &Self::State, b: &Self::State) -> bool;
+    /// The cells of a line before its target: the item, and what the target holds for it.
+    fn cells(id: &Self::Id, state: &Self::State) -> Vec<String>;
+    /// Why what a target holds is not an item at all, if it is not (said after the line).
+    fn invalid(state: &Self::State) -> Option<String>;
+    /// How the planner's change of a target differs from what it holds, property by property.
+    fn differences(change: &Self::Change) -> Vec<String>;
+    /// Why the planner cannot plan a target, as a line of show says it.
+    fn problem(p: &Problem<Self>) -> String;
+    /// The count of these items in the summary.
+    fn counted(summary: &mut Summary) -> &mut usize;
 }
 
-/// What one target holds for a flag, and how that compares with the declaration.
+/// One item, on every target.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TargetView {
+#[serde(bound = "")]
+pub struct View<K: Showable> {
+    #[serde(flatten)]
+    pub id: K::Id,
+    /// Whether the overrides file declares it.
+    pub declared: bool,
+    /// Whether every target holds the same thing.
+    pub agree: bool,
+    pub targets: Vec<TargetView<K>>,
+}
+
+/// What one target holds for an item, and how that compares with the declaration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(bound = "")]
+pub struct TargetView<K: Showable> {
     #[serde(flatten)]
     pub target: StoreTarget,
     #[serde(flatten)]
-    pub state: State,
-    /// Set when the flag is declared.
+    pub state: K::State,
+    /// Set when the item is declared.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub declared: Option<Declared>,
-}
-
-/// What a target holds for a flag.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum State {
-    Found {
-        version: u64,
-        on: bool,
-        off_variation: Serve,
-        fallthrough: Fallthrough,
-    },
-    /// A deleted flag's tombstone: the SDKs treat it as not found.
-    Deleted { version: u64 },
-    /// Not there; `place` says where it was looked for.
-    Missing { place: String },
-    /// A value the SDKs would reject.
-    Invalid { why: String },
-}
-
-/// What a flag serves when on and no target or rule matches.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Fallthrough {
-    Variation(Variation),
-    /// A percentage rollout, slice by slice.
-    Rollout(Vec<Weighted>),
-    Unset,
 }
 
 /// How a target compares with the declared state.
@@ -88,119 +81,42 @@ pub enum Declared {
     Problem { problem: String },
 }
 
-impl State {
-    fn from_lookup(lookup: &Lookup) -> State {
-        match lookup {
-            Lookup::Found(f) if f.deleted => State::Deleted { version: f.version },
-            Lookup::Found(f) => State::Found {
-                version: f.version,
-                on: f.on(),
-                off_variation: f.off_variation().clone(),
-                fallthrough: match f.fallthrough() {
-                    Serve::Variation(v) => Fallthrough::Variation(v.clone()),
-                    Serve::Rollout => Fallthrough::Rollout(f.rollout()),
-                    Serve::Unset => Fallthrough::Unset,
-                },
-            },
-            Lookup::Missing { place } => State::Missing { place: place.clone() },
-            Lookup::Invalid(e) => State::Invalid { why: e.to_string() },
-        }
-    }
-
-    /// Whether two targets hold the same thing (where each looked for a missing flag aside).
-    fn same_as(&self, other: &State) -> bool {
-        match (self, other) {
-            (State::Missing { .. }, State::Missing { .. }) => true,
-            _ => self == other,
-        }
-    }
-}
-
-/// Builds the views of one environment from what each target holds there (`listings`, in the
-/// overrides file's order): the flags in `only` when given, else every flag any target holds or
-/// the overrides file declares there. Sorted by flag key.
-pub fn build(
-    project: &str,
-    environment: &str,
-    listings: &[(StoreTarget, Listing)],
-    only: Option<&[String]>,
-    overrides: &[Override],
-) -> Vec<FlagView> {
-    let declared: BTreeMap<&str, &Override> = overrides
-        .iter()
-        .filter(|o| o.id.project == project && o.id.environment == environment)
-        .map(|o| (o.id.flag.as_str(), o))
-        .collect();
-    let flags: BTreeSet<&str> = match only {
-        Some(only) => only.iter().map(String::as_str).collect(),
-        None => listings
-            .iter()
-            .flat_map(|(_, l)| l.flags.keys().map(String::as_str))
-            .chain(declared.keys().copied())
-            .collect(),
-    };
-    flags
-        .into_iter()
-        .map(|flag| {
-            let id = FlagId {
-                project: project.to_owned(),
-                environment: environment.to_owned(),
-                flag: flag.to_owned(),
-            };
-            let lookups: Vec<(StoreTarget, Lookup)> = listings
-                .iter()
-                .map(|(target, listing)| {
-                    let lookup = listing
-                        .flags
-                        .get(flag)
-                        .cloned()
-                        .unwrap_or_else(|| Lookup::Missing {
-                            place: format!("no flag {flag:?} in {}", listing.place),
-                        });
-                    (target.clone(), lookup)
-                })
-                .collect();
-            view(id, lookups, declared.get(flag).copied())
-        })
-        .collect()
-}
-
-/// One flag's view; the declared state is judged by the planner on this one flag.
-fn view(id: FlagId, lookups: Vec<(StoreTarget, Lookup)>, declared: Option<&Override>) -> FlagView {
-    let states: Vec<State> = lookups.iter().map(|(_, l)| State::from_lookup(l)).collect();
-    let agree = states.windows(2).all(|w| w[0].same_as(&w[1]));
-    let targets: Vec<StoreTarget> = lookups.iter().map(|(t, _)| t.clone()).collect();
+/// One item's view from what each of its targets holds (`readings`, in the overrides file's
+/// order); the declared state is judged by the planner on this one item.
+pub fn view<K: Showable>(
+    id: K::Id,
+    readings: Vec<(StoreTarget, K::Held)>,
+    declared: Option<&K::Declared>,
+) -> View<K> {
+    let states: Vec<K::State> = readings.iter().map(|(_, held)| K::state(held)).collect();
+    let agree = states.windows(2).all(|w| K::same(&w[0], &w[1]));
+    let targets: Vec<StoreTarget> = readings.iter().map(|(t, _)| t.clone()).collect();
     let judged: Vec<Option<Declared>> = match declared {
         None => vec![None; targets.len()],
-        Some(o) => {
-            let observed = Observed::<Flag>::from([(id.clone(), lookups)]);
-            let plan = crate::plan::plan::<Flag>(std::slice::from_ref(o), &observed).flags;
-            targets
-                .iter()
-                .map(|t| {
-                    if let Some(p) = plan.problems.iter().find(|p| p.target == *t) {
-                        Some(Declared::Problem {
-                            problem: p.message.clone(),
-                        })
-                    } else if let Some(c) = plan.changes.iter().find(|c| c.target == *t) {
-                        Some(Declared::Differs {
-                            changes: c.from.differences(&c.to),
-                        })
-                    } else {
-                        Some(Declared::Matches)
-                    }
-                })
-                .collect()
+        Some(d) => {
+            let observed = Observed::<K>::from([(id.clone(), readings)]);
+            let plan = crate::plan::plan::<K>(std::slice::from_ref(d), &observed);
+            let part = K::part(&plan);
+            let judge = |t: &StoreTarget| match part.problems.iter().find(|p| p.target == *t) {
+                Some(p) => Declared::Problem {
+                    problem: K::problem(p),
+                },
+                None => match part.changes.iter().find(|c| K::target(c) == t) {
+                    Some(c) => Declared::Differs {
+                        changes: K::differences(c),
+                    },
+                    None => Declared::Matches,
+                },
+            };
+            targets.iter().map(|t| Some(judge(t))).collect()
         }
     };
-    FlagView {
+    let targets = targets.into_iter().zip(states).zip(judged);
+    View {
         id,
         declared: declared.is_some(),
         agree,
         targets: targets
-            .into_iter()
-            .zip(states)
-            .zip(judged)
             .map(|((target, state), declared)| TargetView {
                 target,
                 state,
@@ -210,42 +126,28 @@ fn view(id: FlagId, lookups: Vec<(StoreTarget, Lookup)>, declared: Option<&Overr
     }
 }
 
-/// Totals over the flags shown, for the closing status line.
+/// Totals over the items shown, for the closing status line.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
     pub flags: usize,
-    /// Plain Redis keys ([`keys::KeyView`]).
     pub keys: usize,
     pub disagreeing: usize,
     pub declared: usize,
-    /// Declared flags that some target does not hold in the declared state.
+    /// Declared items that some target does not hold in the declared state.
     pub not_in_state: usize,
 }
 
 impl Summary {
     /// Counts `views` in.
-    pub fn add(&mut self, views: &[FlagView]) {
+    pub fn add<K: Showable>(&mut self, views: &[View<K>]) {
         for v in views {
-            self.flags += 1;
-            self.count(v.agree, v.declared, v.targets.iter().map(|t| &t.declared));
+            *K::counted(self) += 1;
+            self.disagreeing += usize::from(!v.agree);
+            self.declared += usize::from(v.declared);
+            let differs =
+                |d: &Option<Declared>| matches!(d, Some(Declared::Differs { .. } | Declared::Problem { .. }));
+            self.not_in_state += usize::from(v.targets.iter().any(|t| differs(&t.declared)));
         }
-    }
-
-    /// Counts in one flag or key shown: whether its targets agree, whether it is declared,
-    /// and how each target compares with the declaration.
-    fn count<'a>(
-        &mut self,
-        agree: bool,
-        declared: bool,
-        judged: impl IntoIterator<Item = &'a Option<Declared>>,
-    ) {
-        self.disagreeing += usize::from(!agree);
-        self.declared += usize::from(declared);
-        self.not_in_state += usize::from(
-            judged
-                .into_iter()
-                .any(|d| matches!(d, Some(Declared::Differs { .. } | Declared::Problem { .. }))),
-        );
     }
 }
 
@@ -275,55 +177,14 @@ pub fn render_summary(s: &Summary) -> String {
     out
 }
 
-/// Column widths over the flags of one environment, so its lines align.
+/// Column widths over the items of one environment or store, so their lines align.
 #[derive(Debug, Clone, Default)]
-pub struct Widths([usize; 7]);
+pub struct Widths(Vec<usize>);
 
-/// Widens the column `widths` to hold `cells`.
-fn fit(widths: &mut [usize], cells: &[String]) {
-    for (width, cell) in widths.iter_mut().zip(cells) {
-        *width = (*width).max(cell.chars().count());
-    }
-}
-
-/// The cells of one line (flag, state, off variation, fallthrough, version, target, declared
-/// state), unstyled, and the style of the declared state.
-fn cells(view: &FlagView, t: &TargetView) -> ([String; 7], Option<anstyle::Style>) {
-    let id = if is_key(&view.id.flag) {
-        view.id.to_string()
-    } else {
-        format!("{}/{}/{:?}", view.id.project, view.id.environment, view.id.flag)
-    };
-    let (state, off, fallthrough, version) = match &t.state {
-        State::Found {
-            version,
-            on,
-            off_variation,
-            fallthrough,
-        } => (
-            if *on { "on" } else { "off" }.to_owned(),
-            format!("off: {off_variation}"),
-            format!("fallthrough: {}", show_fallthrough(fallthrough)),
-            format!("v{version}"),
-        ),
-        State::Deleted { version } => (
-            "deleted".into(),
-            String::new(),
-            String::new(),
-            format!("v{version}"),
-        ),
-        State::Missing { .. } => ("missing".into(), String::new(), String::new(), String::new()),
-        State::Invalid { .. } => ("invalid".into(), String::new(), String::new(), String::new()),
-    };
-    let (declared, style) = declared_cell(t.declared.as_ref());
-    let target = t.target.to_string();
-    let cells = [id, state, off, fallthrough, version, target, declared];
-    (cells.map(|c| ui::printable(&c).into_owned()), style)
-}
-
-/// The last cell of a line (how a target compares with the declaration), unstyled, and its style.
-fn declared_cell(declared: Option<&Declared>) -> (String, Option<anstyle::Style>) {
-    match declared {
+/// The cells of one line (what [`Showable::cells`] says, the target, the declared state),
+/// printable, and the style of the declared state.
+fn cells<K: Showable>(view: &View<K>, t: &TargetView<K>) -> (Vec<String>, Option<anstyle::Style>) {
+    let (declared, style) = match &t.declared {
         None => ("not declared".to_owned(), None),
         Some(Declared::Matches) => ("declared, in state".to_owned(), None),
         Some(Declared::Differs { changes }) => (
@@ -331,98 +192,60 @@ fn declared_cell(declared: Option<&Declared>) -> (String, Option<anstyle::Style>
             Some(ui::CHANGE),
         ),
         Some(Declared::Problem { .. }) => ("declared, cannot be planned".to_owned(), Some(ui::ERROR)),
-    }
-}
-
-fn show_fallthrough(f: &Fallthrough) -> String {
-    match f {
-        Fallthrough::Variation(v) => v.to_string(),
-        Fallthrough::Unset => "unset".into(),
-        Fallthrough::Rollout(slices) => rollout_text(slices),
-    }
-}
-
-/// A percentage rollout by value: `rollout 60% "treatment" / 40% "control"`.
-pub fn rollout_text(slices: &[Weighted]) -> String {
-    if slices.is_empty() {
-        return "rollout (no slices)".into();
-    }
-    let parts: Vec<String> = slices
-        .iter()
-        .map(|s| format!("{} {}", percent(s.weight), s.variation.value))
+    };
+    let mut cells = K::cells(&view.id, &t.state);
+    cells.extend([t.target.to_string(), declared]);
+    let cells = cells
+        .into_iter()
+        .map(|c| ui::printable(&c).into_owned())
         .collect();
-    format!("rollout {}", parts.join(" / "))
-}
-
-/// A rollout weight (1/1000 percent) as a percentage: `60%`, `33.333%`.
-fn percent(weight: u64) -> String {
-    let whole = weight / 1000;
-    match weight % 1000 {
-        0 => format!("{whole}%"),
-        frac => format!("{whole}.{}%", format!("{frac:03}").trim_end_matches('0')),
-    }
+    (cells, style)
 }
 
 /// The widths that align the lines of `views`.
-pub fn widths(views: &[FlagView]) -> Widths {
+pub fn widths<K: Showable>(views: &[View<K>]) -> Widths {
     let mut w = Widths::default();
     for v in views {
         for t in &v.targets {
-            fit(&mut w.0, &cells(v, t).0);
+            let cells = cells(v, t).0;
+            w.0.resize(w.0.len().max(cells.len()), 0);
+            for (width, cell) in w.0.iter_mut().zip(&cells) {
+                *width = (*width).max(cell.chars().count());
+            }
         }
     }
     w
 }
 
-/// The mark that opens each line of a flag or key: `!` when its targets disagree.
-fn mark(agree: bool) -> String {
-    if agree {
-        " ".to_owned()
-    } else {
-        ui::paint(ui::WARNING, "!")
-    }
-}
-
-/// Writes one line's cells but its ending: `mark`, the cells padded to `w`, and the last
-/// (the declared state) in `style`.
-fn write_cells(
-    out: &mut String,
-    mark: &str,
-    cells: &[String],
-    style: Option<anstyle::Style>,
-    widths: &[usize],
-) {
-    let _ = write!(out, "{mark}");
-    let (last, padded) = cells.split_last().expect("cells");
-    for (cell, width) in padded.iter().zip(widths) {
-        let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
-        let _ = write!(out, " {cell}{pad} ");
-    }
-    let _ = write!(
-        out,
-        " {}",
-        style.map_or_else(|| last.clone(), |style| ui::paint(style, last))
-    );
-}
-
-/// One flag, one line per target: `!` when the targets disagree, the flag, on/off, the off
-/// variation and the fallthrough by value, the version, the target, then the declared state
-/// (and why, when the value is not a flag or cannot be planned).
-/// Styled for a terminal; printing through `anstream` drops the styles where colour is off.
-pub fn render_flag(view: &FlagView, w: &Widths) -> String {
+/// One item, one line per target: `!` when the targets disagree, the cells padded to the
+/// widths, the declared state last (styled), then why, when what the target holds is not an
+/// item or cannot be planned. Printing through `anstream` drops the styles where colour is off.
+pub fn render<K: Showable>(view: &View<K>, w: &Widths) -> String {
     let mut out = String::new();
-    let mark = mark(view.agree);
+    let mark = match view.agree {
+        true => " ".to_owned(),
+        false => ui::paint(ui::WARNING, "!"),
+    };
     for t in &view.targets {
         let (cells, style) = cells(view, t);
-        write_cells(&mut out, &mark, &cells, style, &w.0);
-        match (&t.state, &t.declared) {
-            (State::Invalid { why }, _) => {
-                let _ = write!(out, "  (not a flag: {})", ui::printable(why));
-            }
-            (_, Some(Declared::Problem { problem })) => {
-                let _ = write!(out, "  ({})", ui::printable(problem));
-            }
-            _ => {}
+        let _ = write!(out, "{mark}");
+        let (last, padded) = cells.split_last().expect("cells");
+        for (cell, width) in padded.iter().zip(&w.0) {
+            let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
+            let _ = write!(out, " {cell}{pad} ");
+        }
+        let _ = write!(
+            out,
+            " {}",
+            style.map_or_else(|| last.clone(), |style| ui::paint(style, last))
+        );
+        let note = match (K::invalid(&t.state), &t.declared) {
+            (Some(why), _) => Some(why),
+            (None, Some(Declared::Problem { problem })) => Some(problem.clone()),
+            _ => None,
+        };
+        if let Some(note) = note {
+            let _ = write!(out, "  ({})", ui::printable(&note));
         }
         out.push('\n');
     }
@@ -430,25 +253,34 @@ pub fn render_flag(view: &FlagView, w: &Widths) -> String {
 }
 
 /// The opening of the `--json` document; the flags follow, separated by [`JSON_SEPARATOR`],
-/// then [`JSON_CLOSE`].
+/// then [`JSON_KEYS`], the keys, and [`JSON_CLOSE`].
 pub fn json_open() -> String {
     format!("{{\"format_version\": {FORMAT_VERSION}, \"flags\": [\n")
 }
 
-/// Between two flags of the `--json` document.
+/// Between two items of the `--json` document.
 pub const JSON_SEPARATOR: &str = ",\n";
+/// Between the flags and the keys of the `--json` document.
+pub const JSON_KEYS: &str = "\n], \"keys\": [\n";
 /// The end of the `--json` document.
 pub const JSON_CLOSE: &str = "\n]}\n";
 
-/// One flag of the `--json` document, on one line.
-pub fn to_json(view: &FlagView) -> String {
-    serde_json::to_string(view).expect("a flag view serializes")
+/// One item of the `--json` document, on one line.
+pub fn to_json<K: Showable>(view: &View<K>) -> String {
+    serde_json::to_string(view).expect("a view serializes")
 }
+
+/// A flag's or a key's view.
+pub type FlagView = View<Flag>;
+pub type KeyView = View<Key>;
 
 #[cfg(test)]
 mod tests {
+    use super::flags::percent;
     use super::*;
-    use crate::flag::{StoredFlag, VariationRef};
+    use crate::desired::Override;
+    use crate::flag::{FlagId, Lookup, StoredFlag, VariationRef};
+    use crate::store::Listing;
     use serde_json::{json, Value};
 
     fn target(host: &str) -> StoreTarget {
@@ -536,7 +368,7 @@ mod tests {
     fn one_line_per_flag_and_target_by_value() {
         let views = views();
         let w = widths(&views);
-        let text: String = views.iter().map(|v| ui::plain(&render_flag(v, &w))).collect();
+        let text: String = views.iter().map(|v| ui::plain(&render(v, &w))).collect();
         insta::assert_snapshot!(text);
         assert!(
             !text.contains('\u{1b}'),

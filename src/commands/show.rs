@@ -14,8 +14,7 @@ use crate::desired::Config;
 use crate::exit::Exit;
 use crate::select::{parse_key, parse_selector, Selector};
 use crate::settings::Settings;
-use crate::show::keys::KeyView;
-use crate::show::{self, FlagView, State, Summary};
+use crate::show::{self, FlagView, Showable, State, Summary, View};
 use crate::store::{Listing, Stores};
 use crate::ui;
 use anyhow::{anyhow, bail, Result};
@@ -105,10 +104,10 @@ pub fn run(settings: &Settings, rt: &Runtime, selectors: &[String], json: bool) 
             &mut errors,
         );
         summary.add(&views);
-        out.flags(&views, json, &mut first)?;
+        out.items(&views, json, &mut first)?;
     }
     if json {
-        out.write(show::keys::JSON_KEYS)?;
+        out.write(show::JSON_KEYS)?;
     }
     let mut first = true;
     for (store, only) in &key_groups {
@@ -119,8 +118,8 @@ pub fn run(settings: &Settings, rt: &Runtime, selectors: &[String], json: bool) 
             (store, only.as_deref()),
             &mut errors,
         );
-        summary.add_keys(&views);
-        out.keys(&views, json, &mut first)?;
+        summary.add(&views);
+        out.items(&views, json, &mut first)?;
     }
     if json {
         out.write(show::JSON_CLOSE)?;
@@ -263,9 +262,9 @@ impl Out {
         Ok(())
     }
 
-    /// Streams `views`: a line per flag and target, or (`json`) a JSON line per flag, separated
+    /// Streams `views`: a line per item and target, or (`json`) a JSON line per item, separated
     /// from the one before unless `first`.
-    fn flags(&mut self, views: &[FlagView], json: bool, first: &mut bool) -> Result<()> {
+    fn items<K: Showable>(&mut self, views: &[View<K>], json: bool, first: &mut bool) -> Result<()> {
         if json {
             for v in views {
                 self.write(if *first { "" } else { show::JSON_SEPARATOR })?;
@@ -275,24 +274,7 @@ impl Out {
         } else {
             let widths = show::widths(views);
             for v in views {
-                self.write(&show::render_flag(v, &widths))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Streams the key `views` of one store, as [`Out::flags`] does flags.
-    fn keys(&mut self, views: &[KeyView], json: bool, first: &mut bool) -> Result<()> {
-        if json {
-            for v in views {
-                self.write(if *first { "" } else { show::JSON_SEPARATOR })?;
-                self.write(&show::keys::to_json(v))?;
-                *first = false;
-            }
-        } else {
-            let widths = show::keys::widths(views);
-            for v in views {
-                self.write(&show::keys::render_key(v, &widths))?;
+                self.write(&show::render(v, &widths))?;
             }
         }
         Ok(())

@@ -1,44 +1,11 @@
-//! `relayctl show` for plain Redis keys (`redis-keys` stores): what each store target holds for
-//! each key, whether the targets agree, and whether it is the state `[keys.<store>]` declares.
-//!
-//! Pure, like the flags' half ([`super`]): the command reads the keys and streams what
-//! [`render_key`] / [`to_json`] return. Whether a key is in its declared state is decided by the
-//! planner itself ([`crate::plan::plan`] on that one key and target), so `show` and `plan`
-//! agree. Key names and values are hostile text: shown quoted with escapes
-//! ([`crate::key::show_key`], [`crate::key::show_held`]) and through [`ui::printable`].
+//! `show` for plain Redis keys (`redis-keys` stores): what a target holds for a key, by value.
+//! Key names and values are hostile text: shown quoted with escapes ([`show_key`],
+//! [`show_held`]).
 
-use super::{declared_cell, fit, mark, write_cells, Declared, Summary};
-use crate::desired::DeclaredKey;
-use crate::key::{show_held, show_key, show_stored, show_to, Held, Key, KeyId, Stored};
-use crate::kind::{Observed, StoreTarget};
-use crate::ui;
+use super::{Showable, Summary};
+use crate::key::{show_held, show_stored, show_to, Held, Key, KeyChange, KeyId, Stored};
+use crate::plan::Problem;
 use serde::Serialize;
-use std::fmt::Write as _;
-
-/// One key of one `redis-keys` store, on every target of the store.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KeyView {
-    pub store: String,
-    /// The key as declared, without the store's prefix.
-    pub key: String,
-    /// Whether `[keys.<store>]` declares this key.
-    pub declared: bool,
-    /// Whether every target holds the same thing.
-    pub agree: bool,
-    pub targets: Vec<KeyTargetView>,
-}
-
-/// What one target holds for a key, and how that compares with the declaration.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KeyTargetView {
-    #[serde(flatten)]
-    pub target: StoreTarget,
-    #[serde(flatten)]
-    pub state: KeyState,
-    /// Set when the key is declared.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub declared: Option<Declared>,
-}
 
 /// What a target holds for a key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -56,8 +23,10 @@ pub enum KeyState {
     },
 }
 
-impl From<&Held> for KeyState {
-    fn from(held: &Held) -> KeyState {
+impl Showable for Key {
+    type State = KeyState;
+
+    fn state(held: &Held) -> KeyState {
         match held {
             Held::Absent => KeyState::Absent,
             Held::Value(v) => KeyState::Value {
@@ -66,125 +35,49 @@ impl From<&Held> for KeyState {
             Held::Other(kind) => KeyState::OtherType { kind: kind.clone() },
         }
     }
-}
 
-/// One key's view from what each target of its store holds (`readings`, in the overrides
-/// file's order); the declared state is judged by the keys' planner, target by target.
-pub fn view(
-    store: &str,
-    key: &str,
-    readings: &[(StoreTarget, Held)],
-    declared: Option<&DeclaredKey>,
-) -> KeyView {
-    let targets: Vec<KeyTargetView> = readings
-        .iter()
-        .map(|(target, held)| KeyTargetView {
-            target: target.clone(),
-            state: KeyState::from(held),
-            declared: declared.map(|d| judge(d, target, held)),
-        })
-        .collect();
-    KeyView {
-        store: store.to_owned(),
-        key: key.to_owned(),
-        declared: declared.is_some(),
-        agree: targets.windows(2).all(|w| w[0].state == w[1].state),
-        targets,
+    fn same(a: &KeyState, b: &KeyState) -> bool {
+        a == b
     }
-}
 
-/// How what `target` holds compares with `d`, as `plan` would see it.
-fn judge(d: &DeclaredKey, target: &StoreTarget, held: &Held) -> Declared {
-    let id = KeyId {
-        store: d.store.clone(),
-        key: d.key.clone(),
-    };
-    let observed = Observed::<Key>::from([(id, vec![(target.clone(), held.clone())])]);
-    let plan = crate::plan::plan::<Key>(std::slice::from_ref(d), &observed).keys;
-    if let Some(p) = plan.problems.first() {
-        Declared::Problem {
-            problem: format!("{} in {}: {}", p.id, p.target, p.message),
-        }
-    } else if let Some(c) = plan.changes.first() {
-        Declared::Differs {
-            changes: vec![format!(
-                "{} -> {}",
-                show_stored(c.from.as_ref()),
-                show_to(c.to.as_deref())
-            )],
-        }
-    } else {
-        Declared::Matches
+    /// The store and key, and the value (`(absent)`, or the Redis type when not a string).
+    fn cells(id: &KeyId, state: &KeyState) -> Vec<String> {
+        let value = match state {
+            KeyState::Value { value } => show_held(Some(&value.0)),
+            KeyState::Absent => show_held(None),
+            KeyState::OtherType { kind } => format!("(a Redis {kind}, not a string)"),
+        };
+        vec![id.to_string(), value]
     }
-}
 
-impl Summary {
-    /// Counts the key views in.
-    pub fn add_keys(&mut self, views: &[KeyView]) {
-        for v in views {
-            self.keys += 1;
-            self.count(v.agree, v.declared, v.targets.iter().map(|t| &t.declared));
-        }
+    fn invalid(_: &KeyState) -> Option<String> {
+        None
     }
-}
 
-/// Column widths over the keys of one store, so its lines align.
-#[derive(Debug, Clone, Default)]
-pub struct KeyWidths([usize; 4]);
-
-/// The cells of one line (store and key, value, target, declared state), unstyled, and the
-/// style of the declared state.
-fn cells(view: &KeyView, t: &KeyTargetView) -> ([String; 4], Option<anstyle::Style>) {
-    let id = format!("{} {}", view.store, show_key(&view.key));
-    let value = match &t.state {
-        KeyState::Value { value } => show_held(Some(&value.0)),
-        KeyState::Absent => show_held(None),
-        KeyState::OtherType { kind } => format!("(a Redis {kind}, not a string)"),
-    };
-    let (declared, style) = declared_cell(t.declared.as_ref());
-    let cells = [id, value, t.target.to_string(), declared];
-    (cells.map(|c| ui::printable(&c).into_owned()), style)
-}
-
-/// The widths that align the lines of `views`.
-pub fn widths(views: &[KeyView]) -> KeyWidths {
-    let mut w = KeyWidths::default();
-    for v in views {
-        for t in &v.targets {
-            fit(&mut w.0, &cells(v, t).0);
-        }
+    fn differences(c: &KeyChange) -> Vec<String> {
+        vec![format!(
+            "{} -> {}",
+            show_stored(c.from.as_ref()),
+            show_to(c.to.as_deref())
+        )]
     }
-    w
-}
 
-/// One key, one line per target, shaped like a flag's: `!` when the targets disagree, the
-/// store and key, the value (`(absent)`, or the Redis type when it is not a string), the
-/// target, then the declared state (and why, when it cannot be planned).
-pub fn render_key(view: &KeyView, w: &KeyWidths) -> String {
-    let mut out = String::new();
-    let mark = mark(view.agree);
-    for t in &view.targets {
-        let (cells, style) = cells(view, t);
-        write_cells(&mut out, &mark, &cells, style, &w.0);
-        if let Some(Declared::Problem { problem }) = &t.declared {
-            let _ = write!(out, "  ({})", ui::printable(problem));
-        }
-        out.push('\n');
+    fn problem(p: &Problem<Key>) -> String {
+        format!("{} in {}: {}", p.id, p.target, p.message)
     }
-    out
-}
 
-/// Between the flags and the keys of the `--json` document.
-pub const JSON_KEYS: &str = "\n], \"keys\": [\n";
-
-/// One key of the `--json` document, on one line.
-pub fn to_json(view: &KeyView) -> String {
-    serde_json::to_string(view).expect("a key view serializes")
+    fn counted(summary: &mut Summary) -> &mut usize {
+        &mut summary.keys
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{render, render_summary, to_json, view, widths, KeyView};
     use super::*;
+    use crate::desired::DeclaredKey;
+    use crate::kind::StoreTarget;
+    use crate::ui;
     use serde_json::{json, Value};
 
     fn target(port: u16) -> StoreTarget {
@@ -203,6 +96,13 @@ mod tests {
         }
     }
 
+    fn id(key: &str) -> KeyId {
+        KeyId {
+            store: "meow-blue".into(),
+            key: key.into(),
+        }
+    }
+
     fn value(v: &str) -> Held {
         Held::Value(v.as_bytes().to_vec())
     }
@@ -211,29 +111,18 @@ mod tests {
         let two = |a: Held, b: Held| vec![(target(1), a), (target(2), b)];
         let recent = declare("RECENT", Some("ON"));
         let gone = declare("old_key", None);
+        let hash = || Held::Other("hash".into());
         vec![
-            view(
-                "meow-blue",
-                "RECENT",
-                &two(value("ON"), value("OFF")),
-                Some(&recent),
-            ),
-            view(
-                "meow-blue",
-                "old_key",
-                &two(Held::Absent, Held::Absent),
-                Some(&gone),
-            ),
-            view(
-                "meow-blue",
-                "a hash",
-                &two(Held::Other("hash".into()), Held::Other("hash".into())),
+            view::<Key>(id("RECENT"), two(value("ON"), value("OFF")), Some(&recent)),
+            view::<Key>(id("old_key"), two(Held::Absent, Held::Absent), Some(&gone)),
+            view::<Key>(
+                id("a hash"),
+                two(hash(), hash()),
                 Some(&declare("a hash", Some("1"))),
             ),
-            view(
-                "meow-blue",
-                "evil\n\u{1b}[31m",
-                &two(value("\u{9b}31m\u{202e}x"), Held::Value(vec![0xff, 0x00])),
+            view::<Key>(
+                id("evil\n\u{1b}[31m"),
+                two(value("\u{9b}31m\u{202e}x"), Held::Value(vec![0xff, 0x00])),
                 None,
             ),
         ]
@@ -243,13 +132,13 @@ mod tests {
     fn one_line_per_key_and_target_escaped() {
         let views = views();
         let w = widths(&views);
-        let text: String = views.iter().map(|v| ui::plain(&render_key(v, &w))).collect();
+        let text: String = views.iter().map(|v| ui::plain(&render(v, &w))).collect();
         insta::assert_snapshot!(text);
         assert!(!text.contains('\u{1b}') && !text.contains('\u{9b}') && !text.contains('\u{202e}'));
         let mut summary = Summary::default();
-        summary.add_keys(&views);
+        summary.add(&views);
         assert_eq!(
-            ui::plain(&super::super::render_summary(&summary)),
+            ui::plain(&render_summary(&summary)),
             "Shown: 0 flag(s) and 4 key(s), 2 where the targets disagree (marked !); 3 declared in the \
              overrides file, 2 not in the declared state: `relayctl plan` shows the changes.\n"
         );

@@ -9,7 +9,7 @@
 use crate::desired::Config;
 use crate::key::{show_key, Held, Key, KeyId};
 use crate::settings::Settings;
-use crate::show::keys::{view, KeyView};
+use crate::show::{view, KeyView};
 use crate::store::{Endpoint, Storable, Stores};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -103,7 +103,7 @@ pub(super) fn store_views(
             errors.push(nowhere(stores, &id, &readings));
             continue;
         }
-        views.push(view(store, &id.key, &readings, d));
+        views.push(view::<Key>(id, readings, d));
     }
     if settings.verbose > 0 {
         settings.status(format!(
