@@ -338,36 +338,28 @@ fn stores(raw: Vec<Spanned<RawStore>>, base_dir: &Path, env: &ConfigEnv) -> Resu
         let span = store.span();
         let config = store_config(store.into_inner(), base_dir, env)
             .map_err(|(sp, m)| (Some(sp.unwrap_or(span.clone())), m))?;
-        let config = match config {
-            Parsed::Flags(config) => config,
-            Parsed::Keys(keys) => {
-                redis_keys::register(&keys, &span, &mut names, &mut targets)?;
-                key_stores.push(keys);
-                continue;
-            }
+        let (name, identities) = match &config {
+            Parsed::Flags(c) => (&c.name, c.kind.identities()),
+            Parsed::Keys(k) => (&k.name, k.identities()),
         };
-        if !names.insert(config.name.clone()) {
-            return Err((
-                Some(span),
-                format!(
-                    "duplicate store name {:?}: give each [[store]] a unique name",
-                    config.name
-                ),
-            ));
+        if !names.insert(name.clone()) {
+            let why = format!("duplicate store name {name:?}: give each [[store]] a unique name");
+            return Err((Some(span), why));
         }
-        for target in config.kind.identities() {
-            if !targets.insert(target.clone()) {
-                return Err((
-                    Some(span),
-                    format!(
-                        "store {:?} repeats the target {target} of an earlier store: list each target once",
-                        config.name
-                    ),
-                ));
+        // Two stores must not manage the same flags (keys) of the same server, table or file.
+        if let Some(target) = identities.into_iter().find(|t| !targets.insert(t.clone())) {
+            let why = format!(
+                "store {name:?} repeats the target {target} of an earlier store: list each target once"
+            );
+            return Err((Some(span), why));
+        }
+        match config {
+            Parsed::Flags(config) => {
+                spans.push(span);
+                stores.push(config);
             }
+            Parsed::Keys(keys) => key_stores.push(keys),
         }
-        spans.push(span);
-        stores.push(config);
     }
     Ok((stores, spans, key_stores))
 }

@@ -28,6 +28,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub trait Plannable: Kind {
     /// One declaration of the overrides file.
     type Declared;
+    /// Every declaration of this kind in the overrides file.
+    fn declared(config: &crate::desired::Config) -> &[Self::Declared];
     fn declared_id(d: &Self::Declared) -> Self::Id;
     fn declared_reason(d: &Self::Declared) -> Option<&str>;
     /// The change (and a warning) that makes a target holding `held` hold `d`, `None` when it

@@ -89,6 +89,29 @@ pub fn parse_key(raw: &str, stores: &[&str]) -> Result<Option<(String, Option<St
     }
 }
 
+/// Selections grouped by what they select in (an environment, a store), in the order first
+/// named: every item there (`None`) or the items named. A whole group wins over items named in it.
+pub fn group<G: PartialEq, I: PartialEq>(
+    selected: impl IntoIterator<Item = (G, Option<I>)>,
+) -> Vec<(G, Option<Vec<I>>)> {
+    let mut groups: Vec<(G, Option<Vec<I>>)> = Vec::new();
+    for (g, item) in selected {
+        let i = match groups.iter().position(|(e, _)| *e == g) {
+            Some(i) => i,
+            None => {
+                groups.push((g, Some(Vec::new())));
+                groups.len() - 1
+            }
+        };
+        match (&mut groups[i].1, item) {
+            (Some(items), Some(item)) if !items.contains(&item) => items.push(item),
+            (only, None) => *only = None,
+            _ => {}
+        }
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +181,33 @@ mod tests {
             assert!(e.contains(want), "{bad:?}: {e}");
             assert!(!e.contains('\u{1b}'));
         }
+    }
+
+    #[test]
+    fn selectors_group_per_environment_and_a_whole_environment_wins() {
+        let selected = [sel("p/e/a"), sel("p/f"), sel("p/e/b"), sel("p/e/a"), sel("p/f/x")];
+        let groups = group(selected.into_iter().map(|s| ((s.project, s.environment), s.flag)));
+        assert_eq!(
+            groups,
+            vec![
+                (("p".into(), "e".into()), Some(vec!["a".into(), "b".into()])),
+                (("p".into(), "f".into()), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_whole_store_wins_over_its_named_keys() {
+        let sel = |s: &str, k: Option<&str>| (s.to_owned(), k.map(str::to_owned));
+        let groups = group(vec![
+            sel("a", Some("x")),
+            sel("b", Some("y")),
+            sel("a", None),
+            sel("b", Some("y")),
+        ]);
+        assert_eq!(
+            groups,
+            vec![("a".into(), None), ("b".into(), Some(vec!["y".into()]))]
+        );
     }
 }

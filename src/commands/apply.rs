@@ -27,8 +27,6 @@ trait Shown: Applicable {
     fn label(record: &Self::Record) -> String;
     /// How an outcome line names the target written.
     fn shown_target(target: &StoreTarget) -> String;
-    /// The items `declared` in the overrides file.
-    fn declared(config: &Config) -> &[Self::Declared];
     /// The status once every item was written everywhere.
     fn applied(settings: &Settings, config: &Config, changed: usize, committed: usize);
 }
@@ -40,10 +38,6 @@ impl Shown for Flag {
 
     fn shown_target(target: &StoreTarget) -> String {
         target.to_string()
-    }
-
-    fn declared(config: &Config) -> &[crate::desired::Override] {
-        &config.overrides
     }
 
     fn applied(settings: &Settings, config: &Config, changed: usize, committed: usize) {
@@ -66,10 +60,6 @@ impl Shown for Key {
 
     fn shown_target(target: &StoreTarget) -> String {
         target.target.clone()
-    }
-
-    fn declared(config: &Config) -> &[crate::desired::DeclaredKey] {
-        &config.keys
     }
 
     fn applied(settings: &Settings, _: &Config, changed: usize, committed: usize) {

@@ -14,13 +14,14 @@ mod verify;
 
 use crate::desired::{self, Config};
 use crate::exit::Exit;
-use crate::flag::{Flag, FlagId};
+use crate::flag::Flag;
 use crate::journal::Journal;
-use crate::key::{Key, KeyId};
+use crate::key::Key;
+use crate::kind::Observed;
 use crate::launchdarkly::{self, Client, SetupError};
 use crate::plan::{Plan, Plannable};
 use crate::settings::{Command, Settings};
-use crate::store::Stores;
+use crate::store::{Storable, Stores};
 use crate::ui;
 use anyhow::{bail, Result};
 use std::path::Path;
@@ -71,22 +72,26 @@ fn load(settings: &Settings) -> Result<(Config, Stores)> {
 /// Reads the stores and plans the overrides file against them: flags, then plain keys.
 fn make_plan(settings: &Settings, rt: &Runtime, config: &Config, stores: &Stores) -> Result<Plan> {
     let started = Instant::now();
-    let flags: Vec<FlagId> = config.overrides.iter().map(|o| o.id.clone()).collect();
-    let keys: Vec<KeyId> = config.keys.iter().map(Key::declared_id).collect();
-    let (flags_held, keys_held) =
-        rt.block_on(async { tokio::join!(stores.read::<Flag>(&flags), stores.read::<Key>(&keys)) });
+    let (flags, keys) =
+        rt.block_on(async { tokio::join!(observe::<Flag>(config, stores), observe::<Key>(config, stores)) });
     if settings.verbose > 0 {
         settings.status(format!(
             "Read {} flags from {} store targets in {} ms.",
-            flags.len(),
+            config.overrides.len(),
             stores.len::<Flag>(),
             started.elapsed().as_millis()
         ));
     }
     let mut plan = Plan::default();
-    plan.add::<Flag>(&config.overrides, &flags_held?);
-    plan.add::<Key>(&config.keys, &keys_held?);
+    plan.add::<Flag>(&config.overrides, &flags?);
+    plan.add::<Key>(&config.keys, &keys?);
     Ok(plan)
+}
+
+/// What the stores hold for every declared item of kind `K`.
+async fn observe<K: Plannable + Storable>(config: &Config, stores: &Stores) -> Result<Observed<K>> {
+    let ids: Vec<K::Id> = K::declared(config).iter().map(K::declared_id).collect();
+    stores.read::<K>(&ids).await
 }
 
 /// Fails when the plan has problems, after printing its diagnostics.

@@ -12,7 +12,7 @@ pub(super) mod keys;
 use super::load;
 use crate::desired::Config;
 use crate::exit::Exit;
-use crate::select::{parse_key, parse_selector, Selector};
+use crate::select::{group, parse_key, parse_selector};
 use crate::settings::Settings;
 use crate::show::{self, FlagView, Showable, State, Summary, View};
 use crate::store::{Listing, Stores};
@@ -26,26 +26,6 @@ use tokio::runtime::Runtime;
 /// What to read: per project/environment, in the order first named, every flag (`None`) or
 /// the flags named.
 type Groups = Vec<((String, String), Option<Vec<String>>)>;
-
-fn group(selectors: &[Selector]) -> Groups {
-    let mut groups: Groups = Vec::new();
-    for s in selectors {
-        let env = (s.project.clone(), s.environment.clone());
-        let i = match groups.iter().position(|(e, _)| *e == env) {
-            Some(i) => i,
-            None => {
-                groups.push((env, Some(Vec::new())));
-                groups.len() - 1
-            }
-        };
-        match (&mut groups[i].1, &s.flag) {
-            (Some(flags), Some(flag)) if !flags.contains(flag) => flags.push(flag.clone()),
-            (only, None) => *only = None,
-            _ => {}
-        }
-    }
-    groups
-}
 
 /// Every project/environment the overrides file names, or an error saying to name one.
 fn named_environments(settings: &Settings, config: &crate::desired::Config) -> Result<Groups> {
@@ -86,7 +66,10 @@ pub fn run(settings: &Settings, rt: &Runtime, selectors: &[String], json: bool) 
                 None => flags.push(parse_selector(raw)?),
             }
         }
-        (group(&flags), keys::group(selected))
+        (
+            group(flags.into_iter().map(|s| ((s.project, s.environment), s.flag))),
+            group(selected),
+        )
     };
     let mut out = Out::new();
     if json {
@@ -296,26 +279,5 @@ impl Out {
             }
             other => Ok(other.map_err(|e| anyhow!("writing to stdout: {e}"))?),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sel(raw: &str) -> Selector {
-        parse_selector(raw).unwrap()
-    }
-
-    #[test]
-    fn selectors_group_per_environment_and_a_whole_environment_wins() {
-        let groups = group(&[sel("p/e/a"), sel("p/f"), sel("p/e/b"), sel("p/e/a"), sel("p/f/x")]);
-        assert_eq!(
-            groups,
-            vec![
-                (("p".into(), "e".into()), Some(vec!["a".into(), "b".into()])),
-                (("p".into(), "f".into()), None),
-            ]
-        );
     }
 }

@@ -8,8 +8,7 @@
 
 use super::{check_foreign_fields, redis_store, ConfigEnv, Located, RawStore, StoreType};
 pub use crate::store::redis_keys::KeyStoreConfig;
-use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
+use std::collections::BTreeMap;
 use toml::Spanned;
 
 /// `[keys.<store>]`: store name -> key -> declaration (checked by [`declared`]).
@@ -39,37 +38,6 @@ pub(super) fn store(mut s: RawStore, name: String, env: &ConfigEnv) -> Result<Ke
     let prefix = s.prefix.take().map(Spanned::into_inner).unwrap_or_default();
     let redis = redis_store(s, &name, env)?;
     Ok(KeyStoreConfig { name, redis, prefix })
-}
-
-/// Adds a `redis-keys` store's name and targets to those seen: names are unique among all
-/// stores, and two `redis-keys` stores must not manage the same keys of the same server.
-pub(super) fn register(
-    store: &KeyStoreConfig,
-    span: &Range<usize>,
-    names: &mut BTreeSet<String>,
-    targets: &mut BTreeSet<String>,
-) -> Result<(), Located> {
-    if !names.insert(store.name.clone()) {
-        return Err((
-            Some(span.clone()),
-            format!(
-                "duplicate store name {:?}: give each [[store]] a unique name",
-                store.name
-            ),
-        ));
-    }
-    for target in store.identities() {
-        if !targets.insert(target.clone()) {
-            return Err((
-                Some(span.clone()),
-                format!(
-                    "store {:?} repeats the target {target} of an earlier store: list each target once",
-                    store.name
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The `[keys.<store>]` declarations, sorted by store and key.

@@ -13,6 +13,10 @@ use crate::kind::StoreTarget;
 impl Plannable for Flag {
     type Declared = Override;
 
+    fn declared(config: &crate::desired::Config) -> &[Override] {
+        &config.overrides
+    }
+
     fn declared_id(o: &Override) -> FlagId {
         o.id.clone()
     }

@@ -10,6 +10,10 @@ use crate::kind::StoreTarget;
 impl Plannable for Key {
     type Declared = DeclaredKey;
 
+    fn declared(config: &crate::desired::Config) -> &[DeclaredKey] {
+        &config.keys
+    }
+
     fn declared_id(d: &DeclaredKey) -> KeyId {
         KeyId {
             store: d.store.clone(),

@@ -19,26 +19,6 @@ use tokio::runtime::Runtime;
 /// named.
 pub(super) type KeyGroups = Vec<(String, Option<Vec<String>>)>;
 
-/// Groups key selections per store; a whole store wins over keys named in it.
-pub(super) fn group(selected: Vec<(String, Option<String>)>) -> KeyGroups {
-    let mut groups: KeyGroups = Vec::new();
-    for (store, key) in selected {
-        let i = match groups.iter().position(|(s, _)| *s == store) {
-            Some(i) => i,
-            None => {
-                groups.push((store, Some(Vec::new())));
-                groups.len() - 1
-            }
-        };
-        match (&mut groups[i].1, key) {
-            (Some(keys), Some(key)) if !keys.contains(&key) => keys.push(key),
-            (only, None) => *only = None,
-            _ => {}
-        }
-    }
-    groups
-}
-
 /// With no argument: every `redis-keys` store that declares a key.
 pub(super) fn declared_stores(config: &Config) -> KeyGroups {
     config
@@ -130,23 +110,4 @@ fn nowhere(stores: &Stores, id: &KeyId, readings: &[(crate::kind::StoreTarget, H
         show_key(&full),
         looked.join(", ")
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    #[test]
-    fn a_whole_store_wins_over_its_named_keys() {
-        let sel = |s: &str, k: Option<&str>| (s.to_owned(), k.map(str::to_owned));
-        let groups = group(vec![
-            sel("a", Some("x")),
-            sel("b", Some("y")),
-            sel("a", None),
-            sel("b", Some("y")),
-        ]);
-        assert_eq!(
-            groups,
-            vec![("a".into(), None), ("b".into(), Some(vec!["y".into()]))]
-        );
-    }
 }
