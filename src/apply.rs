@@ -52,13 +52,14 @@ pub struct Outcome<K: Kind> {
 /// What [`apply`] tells its caller as it goes, for progress output.
 #[derive(Debug)]
 pub enum Event<'a, K: Kind> {
-    /// `target` did not answer the writes of `ids` (`why`, the first one's reason); they are
-    /// being read back, all in one read bounded by `within`, to learn whether each landed. Said
-    /// once per target and batch.
+    /// `target` did not answer the writes of `ids` (`why`, the first one's reason), or
+    /// (`answered`) answered them but they are in doubt; they are being read back, all in one
+    /// read bounded by `within`, to learn whether each landed. Said once per target and batch.
     Unanswered {
         target: &'a StoreTarget,
         ids: &'a [&'a K::Id],
         why: &'a str,
+        answered: bool,
         within: Duration,
     },
     /// An item is done.
@@ -148,7 +149,8 @@ async fn apply_batch<K: Applicable>(
                     item.entry.notes.extend(note.map(|n| (target.clone(), n)));
                     item.warnings.extend(warning.map(|w| (target, w)));
                 }
-                Err(WriteError::Unknown(e)) => unknown.push((n, change, format!("{e:#}"))),
+                Err(WriteError::Unknown(e)) => unknown.push((n, change, format!("{e:#}"), false)),
+                Err(WriteError::InDoubt(e)) => unknown.push((n, change, format!("{e:#}"), true)),
                 Err(e) => {
                     item.stale |= matches!(e, WriteError::Stale(_));
                     item.entry.failed.push((target, format!("{e:#}")));
@@ -158,7 +160,7 @@ async fn apply_batch<K: Applicable>(
         staged.push(item);
     }
     let reads = read_back::<K>(stores, &unknown, on_event).await;
-    for ((n, change, why), read) in unknown.into_iter().zip(reads) {
+    for ((n, change, why, _), read) in unknown.into_iter().zip(reads) {
         let item = &mut staged[n];
         if let Some(why) = settle::<K>(&mut item.entry, change, why, read) {
             item.unresolved.push((change, why));
@@ -306,8 +308,9 @@ async fn write_all<K: Storable>(stores: &Stores, changes: &[&K::Change]) -> Vec<
 /// The unanswered writes to one target: its endpoint (if still declared), and their indexes.
 type Group<'s, K> = (Option<&'s <K as Storable>::Endpoint>, &'s StoreTarget, Vec<usize>);
 
-/// A write whose outcome is unknown: the index of its item in the batch, the change, and why.
-type Unknown<'p, K> = (usize, &'p <K as Kind>::Change, String);
+/// A write whose outcome is unknown: the index of its item in the batch, the change, why, and
+/// whether the target answered it (in doubt) or not.
+type Unknown<'p, K> = (usize, &'p <K as Kind>::Change, String, bool);
 
 /// Reads back the writes in `unknown` (sent and never answered): per endpoint and target, all
 /// its items in one bounded read (one new connection for Redis), announced once; the targets
@@ -318,7 +321,7 @@ async fn read_back<K: Storable>(
     on_event: &mut dyn FnMut(Event<K>),
 ) -> Vec<Result<K::Held>> {
     let mut groups: Vec<Group<K>> = Vec::new();
-    for (i, (_, change, _)) in unknown.iter().enumerate() {
+    for (i, (_, change, _, _)) in unknown.iter().enumerate() {
         let (id, target) = (K::id(change), K::target(change));
         let endpoint = stores.find::<K>(&id, target);
         let same = |(e, t, _): &&mut Group<K>| {
@@ -337,6 +340,7 @@ async fn read_back<K: Storable>(
             target,
             ids: &shown,
             why: &unknown[at[0]].2,
+            answered: unknown[at[0]].3,
             within: endpoint.map_or(Duration::ZERO, |e| e.read_back_limit()),
         });
         reads.push(async move {

@@ -20,11 +20,11 @@ pub fn paint(style: Style, text: &str) -> String {
 }
 
 /// The warning apply prints once per target before reading back `writes` (e.g. "the writes of
-/// 3 flags") that the target did not answer; `one` when it is a single write.
+/// 3 flags"; `one` when it is a single write) that the target did not answer, or (`answered`)
+/// answered but are in doubt (`why`).
 pub fn read_back_warning(
     target: &dyn std::fmt::Display,
-    writes: &str,
-    one: bool,
+    (writes, one, answered): (&str, bool, bool),
     why: &str,
     within: std::time::Duration,
 ) -> String {
@@ -32,9 +32,13 @@ pub fn read_back_warning(
         true => ("it", "it was"),
         false => ("them", "they were"),
     };
+    let what = match answered {
+        true => format!("took {writes}, but they may not stand ({why})."),
+        false => format!("did not answer {writes} ({why}); its other writes in this run fail at once."),
+    };
     format!(
-        "{} {target} did not answer {writes} ({why}); its other writes in this run fail at once. \
-         Reading {them} back on a new connection (at most {}s) to learn whether {they} written...\n",
+        "{} {target} {what} Reading {them} back on a new connection (at most {}s) to learn whether {they} \
+         written...\n",
         paint(WARNING, "warning:"),
         within.as_secs()
     )

@@ -140,10 +140,14 @@ fn print<K: Shown>(part: &Part<K>) -> impl FnMut(Event<K>) {
             target,
             ids,
             why,
+            answered,
             within,
         } => {
             let (writes, one) = K::writes_of(ids);
-            anstream::eprint!("{}", ui::read_back_warning(target, &writes, one, why, within));
+            anstream::eprint!(
+                "{}",
+                ui::read_back_warning(target, (&writes, one, answered), why, within)
+            );
         }
     }
 }

@@ -150,6 +150,10 @@ pub enum WriteError {
     /// may not hold it. Only reading the target again can tell ([`read_back`]).
     #[error("outcome unknown: {0:#}")]
     Unknown(anyhow::Error),
+    /// The target answered the write, and it may still not stand: the primary written to
+    /// stopped being the primary before its replicas had it. Read back like [`WriteError::Unknown`].
+    #[error("in doubt: {0:#}")]
+    InDoubt(anyhow::Error),
     /// Anything else, where the store did not take the write: unreachable, refused.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
@@ -161,6 +165,7 @@ impl WriteError {
         match self {
             WriteError::Stale(why) => WriteError::Stale(why.clone()),
             WriteError::Unknown(e) => WriteError::Unknown(anyhow!("{e:#}")),
+            WriteError::InDoubt(e) => WriteError::InDoubt(anyhow!("{e:#}")),
             WriteError::Failed(e) => WriteError::Failed(anyhow!("{e:#}")),
         }
     }
@@ -175,6 +180,29 @@ pub struct Written {
 }
 
 impl Written {
+    /// The outcomes of a batch a Redis server answered, with what its replicas say (one `WAIT`
+    /// for the whole batch: a note for each write, a warning once); every write of the batch is
+    /// unknown when the primary written to stopped being the primary before they were
+    /// replicated (see `RedisEndpoint::replicated`): apply reads them back.
+    pub(crate) async fn replicated<T, F>(
+        results: Vec<Result<T, WriteError>>,
+        replicated: impl FnOnce() -> F,
+    ) -> Vec<Result<Written, WriteError>>
+    where
+        F: std::future::Future<Output = Result<Written, String>>,
+    {
+        if !results.iter().any(Result::is_ok) {
+            return Written::spread(results, Written::default());
+        }
+        match replicated().await {
+            Ok(added) => Written::spread(results, added),
+            Err(why) => results
+                .into_iter()
+                .map(|r| r.and_then(|_| Err(WriteError::InDoubt(anyhow!("{why}")))))
+                .collect(),
+        }
+    }
+
     /// What the store said about a batch, for each of its `results`: the note on every write, the
     /// warning on the first one written.
     pub(crate) fn spread<T>(
@@ -383,12 +411,7 @@ impl Endpoint<Flag> for FlagEndpoint {
         match &self.backend {
             Backend::Redis(r) => {
                 let results = r.compare_and_swap_batch(&swaps).await;
-                // One WAIT for the whole batch: a note for each write, a warning once.
-                let added = match results.iter().any(Result::is_ok) {
-                    true => r.replicated().await,
-                    false => Written::default(),
-                };
-                Written::spread(results, added)
+                Written::replicated(results, || r.replicated()).await
             }
             Backend::DynamoDb(d) => {
                 let swaps =

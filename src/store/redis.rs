@@ -21,6 +21,7 @@ use super::redis_topology::{Conn, Refusal, Server, REPLICA_WAIT};
 use super::{Groups, Prefix, Raw, Reads, CONNECT_TIMEOUT};
 use anyhow::{anyhow, Result};
 use redis::{ErrorKind, RedisError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -158,8 +159,8 @@ pub(super) struct RedisEndpoint {
     /// instead of each waiting the timeout out (1,000 flags would take hours).
     unreachable: OnceLock<String>,
     /// Set once a write's replicas did not all acknowledge it in time: later writes of the run
-    /// do not wait for them again (each wait would take the whole bound).
-    lagging: OnceLock<()>,
+    /// do not wait for them again (each wait would take the whole bound), until a new primary.
+    lagging: AtomicBool,
 }
 
 impl RedisEndpoint {
@@ -178,7 +179,7 @@ impl RedisEndpoint {
             timeout,
             conn: Mutex::new(None),
             unreachable: OnceLock::new(),
-            lagging: OnceLock::new(),
+            lagging: AtomicBool::new(false),
         })
     }
 
@@ -352,56 +353,99 @@ impl RedisEndpoint {
 }
 
 impl RedisEndpoint {
-    /// After a write: the primary written to (when Sentinels named it) and how many of its
-    /// replicas acknowledged the write within [`REPLICA_WAIT`] (Redis `WAIT`), as a note for
-    /// apply's output and the journal; and a warning when some lag. A lagging replica never
-    /// fails the write: the primary holds it.
-    pub(super) async fn replicated(&self) -> super::Written {
+    /// After a batch of writes the server answered: the primary written to (when Sentinels named
+    /// it) and how many of its replicas acknowledged the writes within [`REPLICA_WAIT`] (Redis
+    /// `WAIT`), as a note for apply's output and the journal, and a warning when some lag.
+    ///
+    /// A write that not every replica acknowledged is only the primary's: it is lost if that
+    /// primary stops being the primary (a failover promotes a replica that lacks it). So then the
+    /// primary is asked again (the Sentinels, or the node's `ROLE`), and when it is no longer the
+    /// same primary, or cannot be told, the batch's writes are in doubt: `Err` says why, for
+    /// apply to read them back from whoever is primary now (the next request connects anew).
+    pub(super) async fn replicated(&self) -> Result<super::Written, String> {
         let mut guard = self.conn.lock().await;
         let Some(conn) = guard.as_mut() else {
-            return super::Written::default();
+            return Ok(super::Written::default());
         };
         let (primary, replicas) = (conn.primary.clone(), conn.replicas);
-        let mut notes: Vec<String> = primary.map(|p| format!("primary {p}")).into_iter().collect();
-        let mut warning = None;
+        let mut notes: Vec<String> = primary.iter().map(|p| format!("primary {p}")).collect();
         let plural = |n: usize| if n == 1 { "replica" } else { "replicas" };
-        if replicas > 0 && self.lagging.get().is_some() {
-            notes.push(format!(
-                "{replicas} {} not waited for (they lagged earlier in this run)",
-                plural(replicas)
-            ));
-        } else if replicas > 0 {
-            // Within the request timeout, which bounds every reply.
-            let bound = REPLICA_WAIT.min(self.timeout / 2);
-            match conn.wait_for_replicas(bound).await {
-                Some(Ok(acked)) if acked >= replicas => {
-                    notes.push(format!("{acked} of {replicas} {} acknowledged", plural(replicas)))
-                }
-                Some(Ok(acked)) => {
-                    let _ = self.lagging.set(());
-                    notes.push(format!("{acked} of {replicas} {} acknowledged", plural(replicas)));
-                    warning = Some(format!(
-                        "only {acked} of the {replicas} {} of {} acknowledged within {}s: they lag behind the \
-                         primary, which holds the write (later writes of this run do not wait for them)",
-                        plural(replicas),
-                        self.shown,
-                        bound.as_secs_f32()
-                    ));
-                }
-                Some(Err(why)) => {
-                    let _ = self.lagging.set(());
-                    notes.push(format!("{replicas} {} not confirmed", plural(replicas)));
-                    warning = Some(format!(
-                        "waiting for the replicas of {} failed ({why}); the primary holds the write",
-                        self.shown
-                    ));
-                }
-                None => {}
+        // Within the request timeout, which bounds every reply.
+        let bound = REPLICA_WAIT.min(self.timeout / 2);
+        let acked = match self.lagging.load(Ordering::Relaxed) {
+            _ if replicas == 0 => return Ok(written(notes, None)),
+            true => None,
+            false => conn.wait_for_replicas(bound).await,
+        };
+        let warning = match acked {
+            Some(Ok(acked)) if acked >= replicas => {
+                notes.push(format!("{acked} of {replicas} {} acknowledged", plural(replicas)));
+                return Ok(written(notes, None));
             }
-        }
-        super::Written {
-            note: (!notes.is_empty()).then(|| notes.join("; ")),
-            warning,
-        }
+            Some(Ok(acked)) => {
+                notes.push(format!("{acked} of {replicas} {} acknowledged", plural(replicas)));
+                format!(
+                    "only {acked} of the {replicas} {} of {} acknowledged within {}s: they lag behind the \
+                     primary, which holds the write (later writes of this run do not wait for them)",
+                    plural(replicas),
+                    self.shown,
+                    bound.as_secs_f32()
+                )
+            }
+            Some(Err(why)) => {
+                notes.push(format!("{replicas} {} not confirmed", plural(replicas)));
+                format!(
+                    "waiting for the replicas of {} failed ({why}); the primary holds the write",
+                    self.shown
+                )
+            }
+            None => {
+                notes.push(format!(
+                    "{replicas} {} not waited for (they lagged earlier in this run)",
+                    plural(replicas)
+                ));
+                return self
+                    .still_primary(&mut guard, primary)
+                    .await
+                    .map(|()| written(notes, None));
+            }
+        };
+        self.lagging.store(true, Ordering::Relaxed);
+        self.still_primary(&mut guard, primary).await?;
+        Ok(written(notes, Some(warning)))
+    }
+
+    /// Whether the node written to (`primary`, as the Sentinels named it; the URL's node when
+    /// none did) is still the primary; else why the writes it alone holds are in doubt. Drops
+    /// the connection when it is not, so the next request finds the primary anew.
+    async fn still_primary(&self, conn: &mut Option<Conn>, primary: Option<String>) -> Result<(), String> {
+        let written_to = primary.clone().unwrap_or_else(|| self.shown.clone());
+        let why = match self.connect().await {
+            Ok(now) if now.primary == primary => return Ok(()),
+            Ok(now) => format!(
+                "written to the primary {written_to}, which stopped being the primary ({} is now) before every \
+                 replica acknowledged it",
+                now.primary.unwrap_or_default()
+            ),
+            Err(Refusal::Wrong(why)) => format!(
+                "written to {written_to}, which is no longer a primary ({why}) and was so before every replica \
+                 acknowledged it"
+            ),
+            Err(Refusal::Unreachable(why)) => format!(
+                "written to {written_to} before every replica acknowledged it, and whether it is still the \
+                 primary cannot be told ({why})"
+            ),
+        };
+        *conn = None;
+        self.lagging.store(false, Ordering::Relaxed);
+        Err(why)
+    }
+}
+
+/// What the store adds about a batch: its notes, one line, and a warning.
+fn written(notes: Vec<String>, warning: Option<String>) -> super::Written {
+    super::Written {
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+        warning,
     }
 }

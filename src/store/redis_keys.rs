@@ -205,11 +205,7 @@ impl Endpoint<Key> for KeyEndpoint {
         for batch in changes.chunks(BATCH) {
             match self.compare_and_set(batch).await {
                 Ok(outcomes) => {
-                    let added = match outcomes.iter().any(Result::is_ok) {
-                        true => self.redis.replicated().await,
-                        false => Written::default(),
-                    };
-                    results.extend(Written::spread(outcomes, added));
+                    results.extend(Written::replicated(outcomes, || self.redis.replicated()).await)
                 }
                 Err(e) => results.extend(batch.iter().map(|_| Err(e.again()))),
             }

@@ -280,3 +280,73 @@ fn replicas_are_refused_as_targets_and_acknowledge_writes() {
     );
     assert_eq!(r.primary.flag(PREFIX, "b").unwrap()["on"], json!(false));
 }
+
+/// A failover forced while apply writes: whatever the journal records as written, the new
+/// primary holds; what it lacks is reported as not written (exit 1) and left to the next apply,
+/// which finishes, each flag written once and journaled once.
+#[test]
+fn a_failover_during_apply_never_records_a_write_the_new_primary_lacks() {
+    let s = Sentinels::start();
+    let n = 3000;
+    let keys: Vec<String> = (0..n).map(|i| format!("flag-{i:05}")).collect();
+    let flags: Vec<_> = keys.iter().map(|k| bool_flag(k, 7)).collect();
+    s.nodes.primary.seed(PREFIX, &flags);
+    s.nodes.sync();
+    let declared: String = keys.iter().map(|k| format!("{k} = false\n")).collect();
+    let w = Workspace::new(&overrides(
+        &sentinel_store(&s.urls(), Sentinels::MASTER),
+        &declared,
+    ));
+    let apply = w
+        .cmd(["apply", "--auto-approve"])
+        .spawn(std::process::Stdio::piped(), std::process::Stdio::piped());
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    s.start_failover();
+    let run = apply.wait_with_output().unwrap();
+    s.failed_over();
+    let new = &s.nodes.replicas[0];
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let journaled: Vec<String> = w
+        .journal_subjects()
+        .iter()
+        .map(|s| {
+            s.trim_start_matches("default/production/")
+                .split(':')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let stored = all_flags(&new.secret_url());
+    for key in &journaled {
+        let held: serde_json::Value = serde_json::from_str(&stored[key]).unwrap();
+        assert_eq!(
+            (held["version"].clone(), held["on"].clone()),
+            (json!(8), json!(false)),
+            "{key} is journaled as written, and the new primary holds {held}; apply said: {stderr}"
+        );
+    }
+    assert_eq!(run.status.code() == Some(0), journaled.len() == n, "{stderr}");
+    // What is left is planned and applied; then every flag is off once, journaled once.
+    let run = w.run(["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let stored = all_flags(&new.secret_url());
+    for key in &keys {
+        let held: serde_json::Value = serde_json::from_str(&stored[key]).unwrap();
+        assert_eq!(held["version"], json!(8), "{key}");
+    }
+    let mut subjects = w.journal_subjects();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), n);
+    assert_eq!(w.journal_commits(), n + 1, "one commit per flag, after the first");
+}
+
+/// Every flag of the hash of [`PREFIX`] on the server at `url`, as stored.
+fn all_flags(url: &str) -> std::collections::HashMap<String, String> {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    redis::cmd("HGETALL")
+        .arg(format!("{PREFIX}:features"))
+        .query(&mut c)
+        .unwrap()
+}

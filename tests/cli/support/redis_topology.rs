@@ -189,10 +189,14 @@ impl Sentinels {
     /// Forces a failover (`SENTINEL FAILOVER`) and waits until every Sentinel names the former
     /// replica as the primary and it says it is one.
     pub fn failover(&self) {
+        self.start_failover();
+        self.failed_over();
+    }
+
+    /// Forces a failover (`SENTINEL FAILOVER`), once the Sentinel accepts it.
+    pub fn start_failover(&self) {
         let new = self.nodes.replicas[0].port;
-        eprintln!(
-            "forcing a failover to port {new}; waiting at most {SETTLE:?} for every Sentinel to name it"
-        );
+        eprintln!("forcing a failover to port {new}");
         let mut c = redis::Client::open(self.sentinels[0].url())
             .unwrap()
             .get_connection()
@@ -205,6 +209,12 @@ impl Sentinels {
                 .exec(&mut c)
                 .is_ok()
         });
+    }
+
+    /// Waits until every Sentinel names the former replica as the primary and it says it is one.
+    pub fn failed_over(&self) {
+        let new = self.nodes.replicas[0].port;
+        eprintln!("waiting at most {SETTLE:?} for every Sentinel to name port {new} as the primary");
         wait_for("every Sentinel to name the new primary", SETTLE, || {
             self.primary_ports().iter().all(|p| *p == Some(new))
                 && query_text(&self.nodes.replicas[0].secret_url(), &["INFO", "replication"])
