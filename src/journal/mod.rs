@@ -21,6 +21,7 @@
 //! go to the caller, which decides whether to print them.
 
 mod author;
+mod damage;
 mod entry;
 mod keys;
 mod layout;
@@ -169,6 +170,7 @@ impl Journal {
         if !branch.born {
             journal.initial_commit().map_err(|e| journal.explain(e))?;
         }
+        damage::check(&journal.repo, path, &journal.branch)?;
         journal.compact(options.on_wait)?;
         journal.recover()?;
         Ok(journal)
@@ -181,6 +183,7 @@ impl Journal {
             return Ok(None);
         };
         let branch = repo::branch(&repo, path, &found)?;
+        damage::check(&repo, path, &branch.name)?;
         Ok(Some(Journal {
             repo,
             path: path.to_path_buf(),
@@ -397,7 +400,24 @@ impl Journal {
     }
 
     /// `read` of every commit of the branch, newest first, given its sync note; keeps the `Some`s.
+    /// An object git cannot find or read there is the journal's damage, said as such.
     pub(super) fn walk<T>(
+        &self,
+        read: impl Fn(&Repository, &git2::Odb, &git2::Commit, Option<SyncNote>) -> Result<Option<T>>,
+    ) -> Result<Vec<T>> {
+        self.walk_inner(read).map_err(|e| {
+            let odb = e
+                .chain()
+                .filter_map(|c| c.downcast_ref::<git2::Error>())
+                .any(|g| matches!(g.class(), git2::ErrorClass::Odb | git2::ErrorClass::Zlib));
+            match odb {
+                true => damage::damaged(&self.path, &format!("{e:#}")),
+                false => e,
+            }
+        })
+    }
+
+    fn walk_inner<T>(
         &self,
         read: impl Fn(&Repository, &git2::Odb, &git2::Commit, Option<SyncNote>) -> Result<Option<T>>,
     ) -> Result<Vec<T>> {

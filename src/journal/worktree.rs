@@ -215,7 +215,13 @@ fn missing(at: &Path) -> bool {
 fn foreign(repo: &Repository, workdir: &Path, concerns: &BTreeMap<PathBuf, Concern>) -> Result<Vec<PathBuf>> {
     let mut foreign = Vec::new();
     let mut unknown: Vec<(&Path, Oid)> = Vec::new();
+    let mut folders = BTreeMap::new();
     for (file, concern) in concerns {
+        // A folder replaced by a link (or a file) would have the update write outside the journal.
+        if !in_own_folders(workdir, file, &mut folders) {
+            foreign.push(file.clone());
+            continue;
+        }
         let at = workdir.join(file);
         let Ok(meta) = std::fs::symlink_metadata(&at) else {
             continue;
@@ -254,6 +260,25 @@ fn foreign(repo: &Repository, workdir: &Path, concerns: &BTreeMap<PathBuf, Conce
     foreign.extend(unknown.into_iter().map(|(file, _)| file.to_owned()));
     foreign.sort();
     Ok(foreign)
+}
+
+/// Whether every folder above `file` in the working tree is a real folder (or missing, for the
+/// update to create), not a symbolic link or anything else; `seen` remembers the folders looked at.
+fn in_own_folders(workdir: &Path, file: &Path, seen: &mut BTreeMap<PathBuf, bool>) -> bool {
+    let mut at = workdir.to_path_buf();
+    for part in file.parent().into_iter().flat_map(Path::components) {
+        at.push(part);
+        let own = *seen
+            .entry(at.clone())
+            .or_insert_with(|| match std::fs::symlink_metadata(&at) {
+                Ok(meta) => meta.is_dir(),
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            });
+        if !own {
+            return false;
+        }
+    }
+    true
 }
 
 fn left_alone(path: &Path, foreign: &[PathBuf]) -> String {

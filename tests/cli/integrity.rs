@@ -681,3 +681,120 @@ fn a_hand_edited_plan_file_is_refused_whole_naming_each_bad_change() {
         bool_flag("flag-2", 10)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 19, item 9: damage to the journal is found before any store write, and named.
+
+/// The journal's packs, oldest first.
+fn packs(w: &Workspace) -> Vec<std::path::PathBuf> {
+    let dir = w.path("journal/.git/objects/pack");
+    let mut packs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect();
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    packs
+}
+
+/// Makes `file` writable and replaces its content with what `change` makes of it.
+fn rewrite(file: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(file).unwrap();
+    change(&mut bytes);
+    let mut perms = std::fs::metadata(file).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(file, perms).unwrap();
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_pack_or_index_is_found_before_any_store_write_and_named() {
+    type Damage = fn(&Path);
+    let cases: [(&str, Damage); 6] = [
+        ("a deleted pack", |p| std::fs::remove_file(p).unwrap()),
+        ("a deleted index", |p| {
+            std::fs::remove_file(p.with_extension("idx")).unwrap()
+        }),
+        ("a pack cut short", |p| rewrite(p, |b| b.truncate(b.len() / 2))),
+        ("an empty index", |p| {
+            rewrite(&p.with_extension("idx"), Vec::clear)
+        }),
+        ("a bad header", |p| {
+            rewrite(p, |b| b[..4].copy_from_slice(b"JUNK"))
+        }),
+        ("a byte changed", |p| {
+            rewrite(p, |b| {
+                let middle = b.len() / 2;
+                b[middle] ^= 0x01;
+            })
+        }),
+    ];
+    for (what, damage) in cases {
+        let w = file_workspace(&["flag-1", "flag-2"], "http://127.0.0.1:9", "flag-1 = false\n");
+        assert_eq!(w.run(["apply", "--auto-approve"]).code, 0, "{what}");
+        declare(&w, "flag-1 = false\nflag-2 = false\n");
+        assert_eq!(w.run(["apply", "--auto-approve"]).code, 0, "{what}");
+        let older = packs(&w)[0].clone();
+        damage(&older);
+        declare(&w, "flag-1 = true\nflag-2 = true\n");
+        let run = refused_before_writing(&w, || w.run(["apply", "--auto-approve"]));
+        assert!(run.stderr.contains("is damaged"), "{what}: {}", run.stderr);
+        assert!(run.stderr.contains("fsck --full"), "{what}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("nothing to the stores"),
+            "{what}: {}",
+            run.stderr
+        );
+        let log = w.run(["log"]);
+        assert_eq!(log.code, 1, "{what}: {}", log.all());
+        assert!(log.stderr.contains("is damaged"), "{what}: {}", log.stderr);
+    }
+}
+
+// Issue 19, item 10: a folder of the working tree replaced by a link is never written through.
+
+#[test]
+fn a_folder_of_the_working_tree_replaced_by_a_link_is_never_written_through() {
+    for folder in ["journal/default/production", "journal/default"] {
+        let w = file_workspace(&["flag-1", "flag-2"], "http://127.0.0.1:9", "flag-1 = false\n");
+        assert_eq!(w.run(["apply", "--auto-approve"]).code, 0);
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::remove_dir_all(w.path(folder)).unwrap();
+        std::os::unix::fs::symlink(outside.path(), w.path(folder)).unwrap();
+        declare(&w, "flag-1 = false\nflag-2 = false\n");
+        let run = w.run(["apply", "--auto-approve"]);
+        assert_eq!(run.code, 0, "{folder}: {}", run.all());
+        assert!(
+            run.stderr.contains("changes relayctl did not make"),
+            "{folder}: {}",
+            run.stderr
+        );
+        let written: Vec<_> = walkdir(outside.path());
+        assert!(
+            written.is_empty(),
+            "{folder}: written through the link: {written:?}"
+        );
+        assert_eq!(w.journal_subjects().len(), 2, "the commit is made all the same");
+        // Once the link is gone, the next run brings the tree up to date.
+        std::fs::remove_file(w.path(folder)).unwrap();
+        assert_eq!(w.run(["apply", "--auto-approve"]).code, 0);
+        assert!(
+            w.path("journal/default/production/flag-2.toml").is_file(),
+            "{folder}"
+        );
+    }
+}
+
+/// Every file below `dir`.
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        match path.is_dir() {
+            true => out.extend(walkdir(&path)),
+            false => out.push(path),
+        }
+    }
+    out
+}
