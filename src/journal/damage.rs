@@ -78,7 +78,16 @@ fn pairs(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut packs = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(packs),
+        // Nothing to check where there is no pack directory; one that is not a directory fails
+        // the first write there, which says so (the write-ahead log keeps what it held).
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(packs)
+        }
         Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
     };
     for entry in entries {
@@ -144,8 +153,11 @@ fn checksum(pack: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The branch's tip can be read, with every folder and file of its tree.
+/// The branch's tip can be read, with every folder and file of its tree: read through a handle
+/// of its own, closed when this returns, so the packs it opened are closed too (a journal may
+/// hold more packs than the process may keep open).
 fn tip(repo: &Repository, branch: &str) -> Result<()> {
+    let repo = &Repository::open(repo.path())?;
     let Ok(reference) = repo.find_reference(branch) else {
         return Ok(()); // a journal not born yet
     };
