@@ -32,17 +32,18 @@ pub fn requested() -> bool {
 
 /// Sleeps for `duration`, waking early when an interruption is requested: `false` then. Waits
 /// check the flag every 100 ms, so a Ctrl-C during a long wait takes effect at once.
+/// A duration too long for the clock sleeps until interrupted.
 pub async fn sleep(duration: std::time::Duration) -> bool {
-    let end = tokio::time::Instant::now() + duration;
+    let started = tokio::time::Instant::now();
     loop {
         if requested() {
             return false;
         }
-        let now = tokio::time::Instant::now();
-        if now >= end {
+        let left = duration.saturating_sub(started.elapsed());
+        if left.is_zero() {
             return true;
         }
-        tokio::time::sleep((end - now).min(std::time::Duration::from_millis(100))).await;
+        tokio::time::sleep(left.min(std::time::Duration::from_millis(100))).await;
     }
 }
 

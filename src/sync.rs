@@ -1,189 +1,52 @@
 //! The sync engine: replay the journal onto LaunchDarkly once it is back, and check that
 //! LaunchDarkly serves what the journal says (SPEC §2 "sync", "verify").
 //!
-//! sync walks the journal commits without a `synced` note, oldest first, groups them per
-//! project/environment/flag, and for each flag decides from one GET: already in the target state
-//! (note `synced`, send nothing), unchanged in LaunchDarkly since the outage began (PATCH the
-//! final state, guarded by a JSON Patch `test` of the environment version), or changed there
-//! meanwhile (note `conflict`, send nothing unless `--force`). The decision is the pure
+//! sync takes the journal commits without a `synced` note, grouped per project/environment/flag
+//! (oldest first), and for each flag decides from one GET: already in the target state (note
+//! `synced`, send nothing), unchanged in LaunchDarkly by anyone but relayctl (PATCH the final
+//! state, guarded by a JSON Patch `test` of the environment version), or changed there meanwhile
+//! (note `conflict`, send nothing unless `--force`). The decisions are the pure functions of
 //! [`decide`]; the API is launchdarkly.rs's business, the notes' text journal/notes.rs's. A
 //! commit is noted `synced` only on evidence: a GET showing the target state, or a PATCH whose
 //! answer (or a fresh GET after it) shows the target state at a version above the one it tested.
-//! Ctrl-C stops it between two flags. This module receives a client and plain values, reports
-//! outcomes to its caller, and never changes a store, reads settings or picks an exit code.
+//!
+//! It holds no journal lock: its caller read the groups, and hands it a place to record each
+//! PATCH just before it is sent (the sent log) and a way to record notes, which takes the journal
+//! lock for that moment only, never across a request. Notes are held in memory while flags keep
+//! finishing and recorded at least every second when the lock is free; when an apply holds it,
+//! they wait (in memory) for the next try, and the last try at the end waits the bounded lock
+//! wait; what still cannot be recorded is handed back ([`Summary::unrecorded`]). Ctrl-C stops it
+//! between two flags. This module receives a client and plain values, reports outcomes to its
+//! caller, and never changes a store, reads settings or picks an exit code.
 
-use crate::flag::{FlagId, Serve, Targeting, Variation};
-use crate::journal::{Journal, Recorded, SyncNote};
+mod decide;
+
+pub use decide::{attach_sent, decide, group, Decision, Group};
+
+use crate::flag::FlagId;
+use crate::journal::{Sent, SyncLock, SyncNote};
 use crate::launchdarkly::{ApiError, Client, FlagPatch, LdFlag};
 use anyhow::{bail, Result};
+use decide::{differences, gap};
 use futures::StreamExt;
+use git2::Oid;
 use serde_json::Value;
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How many flags are worked on at once. Requests for one flag are always sequential.
 const CONCURRENCY: usize = 8;
 
-/// How long sync waits for a flag to finish before it writes out the notes it holds.
-const NOTES_IDLE: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long sync waits for a flag to finish before it records the notes it holds.
+const NOTES_IDLE: Duration = Duration::from_millis(100);
+
+/// How often sync tries to record the notes it holds while flags keep finishing, or while
+/// another relayctl holds the journal lock.
+const NOTES_EVERY: Duration = crate::journal::NOTES_EVERY;
 
 /// How many times one flag is re-read and re-decided after a concurrent change (409, failed test).
 const REDECIDE: usize = 3;
-
-/// The unsynced commits of one flag, oldest first: they become one request.
-#[derive(Debug, Clone)]
-pub struct Group {
-    pub id: FlagId,
-    pub commits: Vec<Recorded>,
-}
-
-impl Group {
-    /// The final state: `on` of the newest commit; each variation slot from the newest commit
-    /// that set it.
-    pub fn target(&self) -> Targeting {
-        let (first, rest) = self.commits.split_first().expect("a group has commits");
-        rest.iter().fold(first.to.clone(), |state, c| state.then(&c.to))
-    }
-
-    /// The abbreviated ids covered, oldest first: `abc1234, def5678`.
-    pub fn shorts(&self) -> String {
-        self.commits
-            .iter()
-            .map(|c| c.short.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// The LD comment: `relayctl <short-sha>[, ...]: <reason> (<author>)`.
-    pub fn comment(&self) -> String {
-        let mut reasons: Vec<&str> = Vec::new();
-        let mut authors: Vec<&str> = Vec::new();
-        for c in &self.commits {
-            if let Some(r) = c.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
-                if !reasons.contains(&r) {
-                    reasons.push(r);
-                }
-            }
-            if !authors.contains(&c.author.as_str()) {
-                authors.push(&c.author);
-            }
-        }
-        let reason = if reasons.is_empty() {
-            let subject = &self.commits.last().expect("a group has commits").subject;
-            subject
-                .split_once(": ")
-                .map_or(subject.as_str(), |(_, s)| s)
-                .to_owned()
-        } else {
-            reasons.join("; ")
-        };
-        let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
-        format!("relayctl {}: {reason} ({})", self.shorts(), authors.join(", "))
-    }
-}
-
-/// Groups `entries` (newest first, as [`Journal::entries`] returns them) per flag, keeping the
-/// commits `keep` accepts, oldest first; groups are ordered by their oldest commit.
-pub fn group(entries: &[Recorded], keep: impl Fn(&Recorded) -> bool) -> Vec<Group> {
-    let mut order: Vec<FlagId> = Vec::new();
-    let mut by_flag: BTreeMap<FlagId, Vec<Recorded>> = BTreeMap::new();
-    for r in entries.iter().rev().filter(|r| keep(r)) {
-        by_flag
-            .entry(r.id.clone())
-            .or_insert_with(|| {
-                order.push(r.id.clone());
-                Vec::new()
-            })
-            .push(r.clone());
-    }
-    order
-        .into_iter()
-        .map(|id| {
-            let commits = by_flag.remove(&id).unwrap_or_default();
-            Group { id, commits }
-        })
-        .collect()
-}
-
-/// What LaunchDarkly must change to serve a target state: the managed properties that differ,
-/// each variation located among LaunchDarkly's current variations.
-#[derive(Debug, Default, PartialEq)]
-struct Gap {
-    on: Option<bool>,
-    off_variation: Option<Variation>,
-    fallthrough: Option<Variation>,
-}
-
-impl Gap {
-    fn is_empty(&self) -> bool {
-        *self == Gap::default()
-    }
-}
-
-/// The slot `want` sets, located in `ld`'s variations; `None` when LaunchDarkly already serves it.
-fn slot_gap(what: &str, want: &Option<Serve>, has: &Serve, ld: &LdFlag) -> Result<Option<Variation>, String> {
-    let Some(v) = want.as_ref().and_then(Serve::variation) else {
-        return Ok(None);
-    };
-    let located = v.locate(&ld.variations).map_err(|_| {
-        format!(
-            "{what} variation {} was {} when applied, but LD's variations are now {}",
-            v.index,
-            v.value,
-            Value::from(ld.variations.clone())
-        )
-    })?;
-    Ok((has.variation().map(|h| h.index) != Some(located.index)).then_some(located))
-}
-
-/// How `ld` differs from `target`, or why the journal's variations cannot be found in it.
-fn gap(target: &Targeting, ld: &LdFlag) -> Result<Gap, String> {
-    Ok(Gap {
-        on: (ld.on != target.on).then_some(target.on),
-        off_variation: slot_gap("off", &target.off_variation, &ld.off_variation, ld)?,
-        fallthrough: slot_gap("fallthrough", &target.fallthrough, &ld.fallthrough, ld)?,
-    })
-}
-
-/// What to do with one flag, given what LaunchDarkly has.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    /// LaunchDarkly already serves the target state.
-    InState,
-    /// Send `patch`; `forced` says which conflict `--force` overrode.
-    Patch {
-        patch: FlagPatch,
-        forced: Option<String>,
-    },
-    /// Leave the flag alone: LaunchDarkly changed it during the outage (or no longer has it).
-    Conflict(String),
-}
-
-/// Decides what to do for `group` given LaunchDarkly's state `ld` (a pure function).
-pub fn decide(group: &Group, ld: &LdFlag, force: bool) -> Decision {
-    let gap = match gap(&group.target(), ld) {
-        Ok(gap) if gap.is_empty() => return Decision::InState,
-        Ok(gap) => gap,
-        Err(why) => return Decision::Conflict(why),
-    };
-    let base = group.commits[0].base_version;
-    let changed = (ld.version != base).then(|| format!("LD version {}, base {base}", ld.version));
-    if changed.is_some() && !force {
-        return Decision::Conflict(changed.unwrap_or_default());
-    }
-    Decision::Patch {
-        patch: FlagPatch {
-            comment: group.comment(),
-            expect_version: ld.version,
-            on: gap.on,
-            off_variation: gap.off_variation.map(|v| v.index),
-            fallthrough: gap.fallthrough.map(|v| v.index),
-            replace_fallthrough_rule: !matches!(ld.fallthrough, Serve::Variation(_)),
-        },
-        forced: changed,
-    }
-}
 
 /// How one flag ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -208,8 +71,14 @@ pub enum Outcome {
 
 /// Works one flag to its outcome. Safe to repeat: a PATCH is only sent after a fresh GET shows
 /// LaunchDarkly lacks the state, and it carries a version `test`, so a duplicate fails instead of
-/// applying twice. Returns `Err` only for errors that must stop the whole sync.
-async fn work(client: &Client, group: &Group, force: bool, dry_run: bool) -> Result<Outcome, ApiError> {
+/// applying twice; and it is named in the sent log (`sending`; none for a dry run) before it
+/// goes out. Returns `Err` only for errors that must stop the whole sync.
+async fn work(
+    client: &Client,
+    group: &Group,
+    force: bool,
+    sending: Option<&SyncLock>,
+) -> Result<Outcome, ApiError> {
     let mut rejected: Option<(u64, String)> = None;
     for _ in 0..REDECIDE {
         let ld = match client.get_flag(&group.id).await {
@@ -233,11 +102,18 @@ async fn work(client: &Client, group: &Group, force: bool, dry_run: bool) -> Res
                 return Ok(Outcome::Skipped(why.clone()));
             }
         }
-        if dry_run {
+        let Some(log) = sending else {
             return Ok(Outcome::WouldPatch {
                 body: patch.body(&group.id.environment),
                 forced,
             });
+        };
+        let sent = Sent {
+            from: patch.expect_version,
+            commits: group.commits.iter().map(|c| c.oid).collect(),
+        };
+        if let Err(e) = log.sending(&sent) {
+            return Ok(Outcome::Failed(format!("{e:#}; nothing was sent")));
         }
         match client.patch_flag(&group.id, &patch).await {
             Ok(after) => return confirm(client, group, &patch, after, forced).await,
@@ -246,15 +122,7 @@ async fn work(client: &Client, group: &Group, force: bool, dry_run: bool) -> Res
             // A failed version test, or a clash with a scheduled change or approval: re-read to
             // tell them apart (the version moved, or it did not).
             Err(ApiError::Invalid { code, message }) => {
-                let lower = message.to_lowercase();
-                let why = if lower.contains("schedul") || lower.contains("approval") {
-                    format!(
-                        "conflicts with a pending scheduled change or approval in LD (400 {code}): {message}"
-                    )
-                } else {
-                    format!("LD rejected the change (400 {code}): {message}")
-                };
-                rejected = Some((patch.expect_version, why));
+                rejected = Some((patch.expect_version, rejection(&code, &message)));
             }
             Err(ApiError::NotFound) => return Ok(Outcome::Conflict("not found in LD".into())),
             Err(ApiError::ApprovalRequired { .. }) => {
@@ -269,6 +137,17 @@ async fn work(client: &Client, group: &Group, force: bool, dry_run: bool) -> Res
             "LD kept reporting concurrent changes after {REDECIDE} attempts"
         )),
     })
+}
+
+/// Why LaunchDarkly answered a PATCH with 400: a clash with a scheduled change or approval, or
+/// another rejection (a failed version test among them).
+fn rejection(code: &str, message: &str) -> String {
+    let lower = message.to_lowercase();
+    if lower.contains("schedul") || lower.contains("approval") {
+        format!("conflicts with a pending scheduled change or approval in LD (400 {code}): {message}")
+    } else {
+        format!("LD rejected the change (400 {code}): {message}")
+    }
 }
 
 /// Whether `ld` shows `group`'s target state at a version above `tested`.
@@ -343,6 +222,8 @@ pub struct Summary {
     pub unavailable: Option<String>,
     /// An interruption (Ctrl-C, SIGTERM) stopped the run between two flags.
     pub interrupted: bool,
+    /// Notes that could not be recorded: another relayctl held the journal lock past the wait.
+    pub unrecorded: Vec<(Oid, SyncNote)>,
 }
 
 impl Summary {
@@ -389,25 +270,66 @@ fn note_for(outcome: &Outcome, at: SystemTime) -> Option<SyncNote> {
     }
 }
 
-/// Replays the unsynced commits of `journal` onto LaunchDarkly, calling `report` as each flag
-/// finishes (after its notes are set).
+/// Records notes for [`sync`]: `record(notes, wait)` records them under the journal lock and
+/// says `false` when another relayctl holds it (at once, or with `wait` after the bounded wait).
+pub type Record<'a> = dyn FnMut(&[(Oid, SyncNote)], bool) -> Result<bool> + 'a;
+
+/// The notes a run holds in memory until the journal lock lets them be recorded.
+struct Held<'r, 'a> {
+    notes: Vec<(Oid, SyncNote)>,
+    record: &'r mut Record<'a>,
+    /// When recording was last tried.
+    tried: Instant,
+    /// The last try found the lock held by another relayctl.
+    busy: bool,
+    noting: Duration,
+}
+
+impl Held<'_, '_> {
+    /// Records the notes held if the lock is free now, trying at most every [`NOTES_EVERY`]
+    /// after it was found busy (or, with `force`, whatever the last try found).
+    fn try_record(&mut self, force: bool) -> Result<()> {
+        if self.notes.is_empty() || (!force && self.busy && self.tried.elapsed() < NOTES_EVERY) {
+            return Ok(());
+        }
+        self.record_now(false)
+    }
+
+    fn record_now(&mut self, wait: bool) -> Result<()> {
+        let started = Instant::now();
+        self.busy = !(self.record)(&self.notes, wait)?;
+        if !self.busy {
+            self.notes.clear();
+        }
+        self.tried = Instant::now();
+        self.noting += started.elapsed();
+        Ok(())
+    }
+}
+
+/// Replays `groups` (the unsynced commits of the journal, read by the caller) onto
+/// LaunchDarkly, calling `report` as each flag finishes; `sending` names each PATCH in the sent
+/// log before it goes out and `record` records notes (neither is used by a dry run).
 ///
-/// Idempotent: each flag's notes are set as soon as its request succeeds, oldest commit first,
-/// and written out within a second (at once when the sync waits), so a sync killed at any point
-/// and run again skips what is noted `synced`, finds any flag whose PATCH landed but was not
-/// noted already in its target state (noting it without a second PATCH), and finishes the rest. `--dry-run` sends GETs only and writes no note.
-/// Stops early, leaving the rest pending, when the token is refused or LaunchDarkly redirects
-/// (`Err`), when LaunchDarkly stays unavailable ([`Summary::unavailable`]), or on Ctrl-C/SIGTERM
+/// Idempotent: each flag's notes are recorded within about a second of its request (sooner when
+/// no other flag finishes), so a sync killed at any point and run again skips what is noted
+/// `synced`, finds any flag whose PATCH landed but was not noted already in its target state
+/// (noting it without a second PATCH), or recognises that PATCH as its own from the sent log,
+/// and finishes the rest. `--dry-run` sends GETs only and writes no note. Stops early, leaving
+/// the rest pending, when the token is refused or LaunchDarkly redirects (`Err`), when
+/// LaunchDarkly stays unavailable ([`Summary::unavailable`]), or on Ctrl-C/SIGTERM
 /// ([`Summary::interrupted`]): flags in flight finish, no new one starts.
 pub async fn sync(
-    journal: &mut Journal,
     client: &Client,
     groups: &[Group],
     options: Options,
+    sending: Option<&SyncLock>,
+    record: &mut Record<'_>,
     report: &mut dyn FnMut(&Group, &Outcome),
 ) -> Result<Summary> {
     client.begin(options.deadline);
     let stop = Stop::default();
+    let sending = sending.filter(|_| !options.dry_run);
     // LD's flag is one resource across environments: never two requests for it at once.
     let mut locks: BTreeMap<(&str, &str), std::rc::Rc<tokio::sync::Mutex<()>>> = BTreeMap::new();
     let locks: Vec<_> = groups
@@ -423,23 +345,28 @@ pub async fn sync(
         let stop = &stop;
         async move {
             let _one_at_a_time = lock.lock().await;
-            (g, stop.work(client, g, options).await)
+            (g, stop.work(client, g, options.force, sending).await)
         }
     }))
     .buffer_unordered(CONCURRENCY);
     let mut summary = Summary::default();
+    let mut held = Held {
+        notes: Vec::new(),
+        record,
+        tried: Instant::now(),
+        busy: false,
+        noting: Duration::ZERO,
+    };
     loop {
-        // Notes are held in memory while flags keep finishing, and written out (one notes commit,
-        // one packfile) at least every second and whenever no flag finishes for NOTES_IDLE.
-        let next = match journal.notes_held() {
-            true => match tokio::time::timeout(NOTES_IDLE, results.next()).await {
+        let next = match held.notes.is_empty() {
+            false => match tokio::time::timeout(NOTES_IDLE, results.next()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    journal.write_notes()?;
+                    held.try_record(false)?;
                     continue;
                 }
             },
-            false => results.next().await,
+            true => results.next().await,
         };
         let Some(first) = next else { break };
         let mut done = vec![first];
@@ -447,15 +374,15 @@ pub async fn sync(
             done.push(more);
         }
         if !options.dry_run {
-            let started = std::time::Instant::now();
             let at = SystemTime::now();
-            let notes: Vec<(git2::Oid, SyncNote)> = done
+            let notes = done
                 .iter()
                 .filter_map(|(g, o)| note_for(o, at).map(|n| (g, n)))
-                .flat_map(|(g, n)| g.commits.iter().map(move |c| (c.oid, n.clone())))
-                .collect();
-            journal.set_notes(&notes)?;
-            summary.noting += started.elapsed();
+                .flat_map(|(g, n)| g.commits.iter().map(move |c| (c.oid, n.clone())));
+            held.notes.extend(notes);
+            if held.tried.elapsed() >= NOTES_EVERY {
+                held.try_record(false)?;
+            }
         }
         for (g, outcome) in done {
             summary.add(g, &outcome);
@@ -463,9 +390,11 @@ pub async fn sync(
         }
     }
     drop(results);
-    let started = std::time::Instant::now();
-    journal.write_notes()?;
-    summary.noting += started.elapsed();
+    if !held.notes.is_empty() {
+        held.record_now(true)?;
+    }
+    summary.noting = held.noting;
+    summary.unrecorded = held.notes;
     stop.finish(&mut summary)?;
     Ok(summary)
 }
@@ -482,14 +411,14 @@ struct Stop {
 
 impl Stop {
     /// Works `g` to its outcome, unless the run has stopped ([`Outcome::NotTried`]).
-    async fn work(&self, client: &Client, g: &Group, options: Options) -> Outcome {
+    async fn work(&self, client: &Client, g: &Group, force: bool, sending: Option<&SyncLock>) -> Outcome {
         if crate::interrupt::requested() {
             self.interrupted.set(true);
         }
         if self.stopped.get() || self.interrupted.get() {
             return Outcome::NotTried;
         }
-        match work(client, g, options.force, options.dry_run).await {
+        match work(client, g, force, sending).await {
             Ok(o) => o,
             Err(ApiError::Interrupted) => {
                 self.interrupted.set(true);
@@ -563,37 +492,6 @@ pub async fn verify(
         out.push((g.id.clone(), latest, check));
     }
     Ok(out)
-}
-
-/// What differs between the journal's `target` and LaunchDarkly, in words.
-fn differences(target: &Targeting, ld: &LdFlag) -> Vec<String> {
-    let mut out = Vec::new();
-    if ld.on != target.on {
-        out.push(format!("on: LD {}, journal {}", ld.on, target.on));
-    }
-    let show = |s: &Serve| match s {
-        Serve::Variation(v) => format!("{} ({})", v.index, v.value),
-        other => other.to_string(),
-    };
-    for (name, want, has) in [
-        ("off_variation", &target.off_variation, &ld.off_variation),
-        ("fallthrough", &target.fallthrough, &ld.fallthrough),
-    ] {
-        let Some(want) = want.as_ref().and_then(Serve::variation) else {
-            continue;
-        };
-        let located = want.locate(&ld.variations).ok();
-        let serves = |v: &Variation| has.variation().is_some_and(|h| h.index == v.index);
-        if !located.as_ref().is_some_and(serves) {
-            let index = located.map_or(want.index, |v| v.index);
-            out.push(format!(
-                "{name}: LD {}, journal {index} ({})",
-                show(has),
-                want.value
-            ));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -113,7 +113,12 @@ fn check(plan: &Plan) -> Result<()> {
 
 /// Opens the journal at `path` for writing, and says what it recovered from a killed relayctl.
 fn open_journal(settings: &Settings, path: &Path) -> Result<Journal> {
-    let journal = Journal::open_locked(path, &settings.journal_options())?;
+    open_journal_with(settings, path, &settings.journal_options())
+}
+
+/// [`open_journal`] with `options` (another lock wait).
+fn open_journal_with(settings: &Settings, path: &Path, options: &crate::journal::Options) -> Result<Journal> {
+    let journal = Journal::open_locked(path, options)?;
     let recovery = journal.recovery();
     if recovery.commits > 0 {
         settings.status(format!(

@@ -1,43 +1,49 @@
 //! `relayctl sync [--dry-run] [--force] [--wait [--interval D] [--timeout D]]`: replay unsynced
 //! journal commits onto LaunchDarkly.
 //!
-//! One pass locks the journal, syncs what is pending and unlocks it. With `--wait`, passes repeat
-//! until nothing new is pending: while LaunchDarkly cannot be reached, a single GET probes it
-//! after each pause (2 s doubling up to `--interval`), with one status line per attempt on stderr
-//! and the journal unlocked, so `apply` is never blocked and what it adds is in the next pass.
-//! It stops on what waiting cannot fix: a refused token or a redirect (exit 1), `--timeout`
-//! (exit 1), Ctrl-C/SIGTERM (exit 1, between two flags); conflicts are listed at the end (exit 2).
+//! One pass takes the sync lock (one sync at a time sends from a journal; apply never takes it),
+//! reads what is pending, exchanges with LaunchDarkly, and records the outcomes as notes. The
+//! journal lock, which apply holds while it writes, is held only to read (and only if it is free
+//! at that moment: otherwise the journal is read without it, as `log` does) and to record notes
+//! (a few milliseconds each time), never across a request: so a slow LaunchDarkly never holds up
+//! an apply, and an apply never holds up a PATCH. What makes that safe is in [`records`].
+//!
+//! With `--wait`, passes repeat until LaunchDarkly has answered and nothing new is pending: while
+//! it cannot be reached, a single GET probes it (a pending flag, or the API's root when nothing is
+//! pending yet) after each pause (2 s doubling up to `--interval`), with one status line per
+//! attempt on stderr and no lock held, so `apply` is never blocked and what it adds is in the next
+//! pass. A busy lock is waited for again rather than ending the run. It stops on what waiting
+//! cannot fix: a refused token or a redirect (exit 1), `--timeout` (exit 1, every request and
+//! wait bounded by it), Ctrl-C/SIGTERM (exit 1, between two flags); conflicts are listed at the
+//! end (exit 2).
 
-use super::{close_journal, ld_client, load_config, open_journal};
+mod records;
+mod render;
+
+use super::{ld_client, load_config};
 use crate::desired::Config;
 use crate::exit::Exit;
 use crate::flag::FlagId;
-use crate::journal::Journal;
 use crate::launchdarkly::{ApiError, Client};
 use crate::settings::{Settings, Wait};
 use crate::sync::{self, Group, Options, Outcome, Summary};
 use crate::ui;
 use anyhow::{bail, Context, Result};
-use indicatif::ProgressBar;
+use records::{is_busy, read_pending};
+use render::{pause, pending_count, render_advice, render_attempt, render_outcome, render_summary, Screen};
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 use tokio::runtime::Runtime;
-
-/// The first pause of `--wait` after a failed attempt; each next one doubles, up to `--interval`.
-const FIRST_PAUSE: Duration = Duration::from_secs(2);
 
 /// Prints one line per flag on stdout, a summary and what to do next on stderr.
 ///
-/// Holds the journal lock during a pass, never while waiting. Safe to re-run at any time,
-/// including after a crash, a kill or an interruption: see [`sync::sync`]. Exit 2 when
-/// conflicts, skips or failures are left.
+/// Safe to re-run at any time, including after a crash, a kill or an interruption: see
+/// [`sync::sync`]. Exit 2 when conflicts, skips or failures are left.
 pub fn run(settings: &Settings, rt: &Runtime, options: Options, wait: Option<Wait>) -> Result<Exit> {
     crate::interrupt::install().context("installing the Ctrl-C handler")?;
     let config = load_config(settings)?;
-    if !config.journal.exists() {
+    // `--wait` keeps watching: the first apply may come after it started.
+    if wait.is_none() && !config.journal.exists() {
         settings.status(format!(
             "No journal at {} yet: nothing has been applied, so there is nothing to sync.",
             config.journal.display()
@@ -50,6 +56,7 @@ pub fn run(settings: &Settings, rt: &Runtime, options: Options, wait: Option<Wai
         config: &config,
         screen: Screen::new(settings.quiet),
         client: None,
+        deadline: None,
     };
     match wait {
         None => run.once(options),
@@ -65,6 +72,8 @@ struct Run<'a> {
     screen: Screen,
     /// Made when first needed, so "nothing to sync" needs no token.
     client: Option<Client>,
+    /// `--wait --timeout`: when to give up. A run with `--wait` waits for busy locks until then.
+    deadline: Option<Option<Instant>>,
 }
 
 /// What one pass did: each flag's group and outcome, in the order they finished.
@@ -90,6 +99,10 @@ impl Run<'_> {
                 .status("Nothing to sync: every journal commit is already synced to LaunchDarkly.");
             return Ok(Exit::Success);
         };
+        if !pass.summary.unrecorded.is_empty() {
+            self.report(&pass.summary, options.dry_run);
+            bail!(self.unrecorded(&pass.summary, "Run `relayctl sync` again"));
+        }
         if pass.summary.interrupted {
             self.report(&pass.summary, options.dry_run);
             bail!(self.stopped("interrupted", "Run `relayctl sync` again to finish")?);
@@ -97,32 +110,33 @@ impl Run<'_> {
         Ok(self.report(&pass.summary, options.dry_run))
     }
 
-    /// One pass: locks the journal, syncs every unsynced commit, notes the outcomes, unlocks.
-    /// `None` when nothing is pending. Outcome lines go to stdout as flags finish; with
+    /// One pass: takes the sync lock, reads the unsynced commits, syncs them, records the
+    /// outcomes. `None` when nothing is pending. Outcome lines go to stdout as flags finish; with
     /// `print_failures` false, failures are left to the caller (they may be retried).
     fn pass(&mut self, options: Options, print_failures: bool) -> Result<Option<Pass>> {
+        let (settings, path) = (self.settings, &self.config.journal);
+        let Some(reader) = crate::journal::Journal::open_existing(path)? else {
+            return Ok(None);
+        };
+        // A dry run sends nothing: it needs no lock at all.
+        let sync_lock = match options.dry_run {
+            true => None,
+            false => Some(reader.lock_sync(&settings.journal_options())?),
+        };
+        drop(reader);
         let started = Instant::now();
-        let mut journal = open_journal(self.settings, &self.config.journal)?;
-        let interrupted = journal.interrupted::<crate::flag::Flag>().len();
-        if interrupted > 0 {
-            self.settings.status(format!(
-                "{} an interrupted apply left {interrupted} flag write(s) not yet recorded in the journal, \
-                 so this sync cannot include them; run `relayctl apply` (it reads the stores and records them), \
-                 then sync again",
-                ui::paint(ui::WARNING, "warning:")
-            ));
-        }
-        let entries = journal.entries()?;
-        let groups = sync::group(&entries, |r| !r.is_synced());
+        let (mut groups, read) = records::read(settings, path, &self.screen)?;
         self.verbose(format!(
-            "Read {} journal commits in {} ms.",
-            entries.len(),
+            "Read {read} journal commits in {} ms.",
             started.elapsed().as_millis()
         ));
         if groups.is_empty() {
             return Ok(None);
         }
-        let (settings, rt, screen) = (self.settings, self.rt, self.screen.clone());
+        if let Some(lock) = &sync_lock {
+            sync::attach_sent(&mut groups, &lock.sent()?);
+        }
+        let (rt, screen, deadline) = (self.rt, self.screen.clone(), self.deadline);
         let client = self.client()?;
         let (verb, preposition, doing) = match options.dry_run {
             true => ("Checking", "against", "checking"),
@@ -142,8 +156,18 @@ impl Run<'_> {
             bar.inc(1);
             outcomes.push((g.clone(), o.clone()));
         };
+        let mut recorder = records::Recorder::new(settings, path, &screen, deadline);
+        let mut record = |notes: &[_], wait: bool| recorder.record(notes, wait);
         let started = Instant::now();
-        let result = rt.block_on(sync::sync(&mut journal, client, &groups, options, &mut report));
+        let lock = sync_lock.as_ref();
+        let result = rt.block_on(sync::sync(
+            client,
+            &groups,
+            options,
+            lock,
+            &mut record,
+            &mut report,
+        ));
         screen.clear();
         self.verbose(format!(
             "Worked {} flags in {} ms.",
@@ -152,75 +176,53 @@ impl Run<'_> {
         ));
         let summary = result?;
         self.verbose(format!("Wrote sync notes in {} ms.", summary.noting.as_millis()));
-        close_journal(journal);
+        if let Some(lock) = &sync_lock {
+            records::settle(lock, &groups, &recorder.noted)?;
+        }
         Ok(Some(Pass { outcomes, summary }))
     }
 
-    /// `relayctl sync --wait`: passes until nothing new is pending, probing and pausing while
-    /// LaunchDarkly cannot be reached.
+    /// `relayctl sync --wait`: passes until LaunchDarkly has answered and nothing new is pending,
+    /// probing and pausing while it cannot be reached (or a lock stays busy).
     fn wait(&mut self, options: Options, wait: Wait) -> Result<Exit> {
-        let deadline = wait.timeout.map(|t| Instant::now() + t);
+        // A timeout too long for the clock is no timeout.
+        let deadline = wait.timeout.and_then(|t| Instant::now().checked_add(t));
+        self.deadline = Some(deadline);
         let options = Options { deadline, ..options };
         // The latest outcome of each flag, and the commits whose outcome is final for this run.
         let mut finals: BTreeMap<FlagId, (Group, Outcome)> = BTreeMap::new();
         let mut handled: HashSet<git2::Oid> = HashSet::new();
+        let mut answered = false;
         let mut failed_attempts = 0;
         loop {
             let pending = read_pending(&self.config.journal)?;
-            if pending
+            let fresh = pending
                 .iter()
                 .flat_map(|g| &g.commits)
-                .all(|c| handled.contains(&c.oid))
-            {
+                .any(|c| !handled.contains(&c.oid));
+            if answered && !fresh {
                 break;
             }
             if crate::interrupt::requested() {
                 return self.give_up(&finals, options, "interrupted while waiting for LaunchDarkly");
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                let limit = humantime::format_duration(wait.timeout.unwrap_or_default());
-                let what = format!("LaunchDarkly did not answer within --timeout {limit}");
-                return self.give_up(&finals, options, &what);
+                return self.timed_out(&finals, options, wait);
             }
-            let probe = self.rt.block_on(self.client()?.probe(&pending[0].id));
-            let why = match probe {
-                Err(ApiError::Unavailable(why)) => why,
-                Err(ApiError::Interrupted) => {
-                    return self.give_up(&finals, options, "interrupted while waiting for LaunchDarkly")
+            let why = match self.attempt(&pending, fresh, options, &mut finals, &mut handled)? {
+                Attempt::Answered => {
+                    (answered, failed_attempts) = (true, 0);
+                    continue;
                 }
-                Err(e) => return Err(e.into()),
-                Ok(()) => {
-                    let Some(pass) = self.pass(options, false)? else {
-                        // Synced meanwhile (another sync): nothing of what was read is left.
-                        handled.extend(pending.iter().flat_map(|g| &g.commits).map(|c| c.oid));
-                        continue;
-                    };
-                    let complete = pass.summary.unavailable.is_none() && !pass.summary.interrupted;
-                    for (g, o) in pass.outcomes {
-                        let retried = matches!(o, Outcome::Failed(_) | Outcome::NotTried);
-                        if complete && retried {
-                            self.screen.data(&render_outcome(&g, &o));
-                        }
-                        if complete || !retried {
-                            handled.extend(g.commits.iter().map(|c| c.oid));
-                            finals.insert(g.id.clone(), (g, o));
-                        }
-                    }
-                    if pass.summary.interrupted {
-                        return self.give_up(&finals, options, "interrupted");
-                    }
-                    match pass.summary.unavailable {
-                        None => {
-                            failed_attempts = 0;
-                            continue;
-                        }
-                        Some(why) => format!("LaunchDarkly stopped answering during the sync: {why}"),
-                    }
-                }
+                Attempt::Interrupted(what) => return self.give_up(&finals, options, what),
+                Attempt::Failed(why) => why,
             };
             failed_attempts += 1;
             let next = pause(failed_attempts, wait.interval);
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return self.timed_out(&finals, options, wait);
+            }
             self.screen
                 .status(&render_attempt(failed_attempts, &why, &pending, next, left));
             if !self.screen.pause(self.rt, next.min(left.unwrap_or(next))) {
@@ -233,6 +235,73 @@ impl Run<'_> {
             return Ok(Exit::Success);
         }
         Ok(self.report(&summary_of(&finals), options.dry_run))
+    }
+
+    /// One attempt of `--wait`: probes LaunchDarkly and, when it answers and something new is
+    /// pending (`fresh`), runs a pass, keeping each flag's final outcome.
+    fn attempt(
+        &mut self,
+        pending: &[Group],
+        fresh: bool,
+        options: Options,
+        finals: &mut BTreeMap<FlagId, (Group, Outcome)>,
+        handled: &mut HashSet<git2::Oid>,
+    ) -> Result<Attempt> {
+        let rt = self.rt;
+        let client = self.client()?;
+        client.begin(options.deadline);
+        match rt.block_on(client.probe(pending.first().map(|g| &g.id))) {
+            Err(ApiError::Unavailable(why)) => return Ok(Attempt::Failed(why)),
+            Err(ApiError::Interrupted) => {
+                return Ok(Attempt::Interrupted("interrupted while waiting for LaunchDarkly"))
+            }
+            Err(e) => return Err(e.into()),
+            Ok(()) if !fresh => return Ok(Attempt::Answered),
+            Ok(()) => {}
+        }
+        let pass = match self.pass(options, false) {
+            Err(e) if is_busy(&e) => return Ok(Attempt::Failed(format!("{e:#}"))),
+            other => other?,
+        };
+        let Some(pass) = pass else {
+            // Synced meanwhile (another sync): nothing of what was read is left.
+            handled.extend(pending.iter().flat_map(|g| &g.commits).map(|c| c.oid));
+            return Ok(Attempt::Answered);
+        };
+        if !pass.summary.unrecorded.is_empty() {
+            self.report(&pass.summary, options.dry_run);
+            bail!(self.unrecorded(&pass.summary, "Run `relayctl sync --wait` again"));
+        }
+        let complete = pass.summary.unavailable.is_none() && !pass.summary.interrupted;
+        for (g, o) in pass.outcomes {
+            let retried = matches!(o, Outcome::Failed(_) | Outcome::NotTried);
+            if complete && retried {
+                self.screen.data(&render_outcome(&g, &o));
+            }
+            if complete || !retried {
+                handled.extend(g.commits.iter().map(|c| c.oid));
+                finals.insert(g.id.clone(), (g, o));
+            }
+        }
+        if pass.summary.interrupted {
+            return Ok(Attempt::Interrupted("interrupted"));
+        }
+        Ok(match pass.summary.unavailable {
+            None => Attempt::Answered,
+            Some(why) => Attempt::Failed(format!("LaunchDarkly stopped answering during the sync: {why}")),
+        })
+    }
+
+    /// Ends a `--wait` run at its `--timeout`.
+    fn timed_out(
+        &mut self,
+        finals: &BTreeMap<FlagId, (Group, Outcome)>,
+        options: Options,
+        wait: Wait,
+    ) -> Result<Exit> {
+        let limit = humantime::format_duration(wait.timeout.unwrap_or_default());
+        let what = format!("LaunchDarkly did not answer within --timeout {limit}");
+        self.give_up(finals, options, &what)
     }
 
     /// Ends a `--wait` run that could not finish: reports what it did, then the error `what`.
@@ -259,6 +328,17 @@ impl Run<'_> {
         ))
     }
 
+    /// Why a pass ends with outcomes it could not note.
+    fn unrecorded(&self, summary: &Summary, advice: &str) -> String {
+        format!(
+            "another relayctl held the journal lock {} past the wait, so the outcome of {} journal commit(s) \
+             is not noted yet: LaunchDarkly has what was sent. {advice}: it finds LaunchDarkly in each flag's \
+             state (or recognises its own change) and sends nothing twice",
+            self.config.journal.display(),
+            summary.unrecorded.len()
+        )
+    }
+
     /// Prints the summary and the advice; the exit code they call for.
     fn report(&self, summary: &Summary, dry_run: bool) -> Exit {
         self.settings.status(render_summary(summary, dry_run));
@@ -279,12 +359,14 @@ impl Run<'_> {
     }
 }
 
-/// The unsynced commits of the journal at `path`, per flag, read without its lock.
-fn read_pending(path: &Path) -> Result<Vec<Group>> {
-    let Some(journal) = Journal::open_existing(path)? else {
-        return Ok(Vec::new());
-    };
-    Ok(sync::group(&journal.entries()?, |r| !r.is_synced()))
+/// How one `--wait` attempt went.
+enum Attempt {
+    /// LaunchDarkly answered (and what was pending went through a pass).
+    Answered,
+    /// It did not (or a lock stayed busy): why, for the status line.
+    Failed(String),
+    /// Ctrl-C or SIGTERM: what to say.
+    Interrupted(&'static str),
 }
 
 /// The summary of the latest outcome of each flag.
@@ -293,359 +375,4 @@ fn summary_of(finals: &BTreeMap<FlagId, (Group, Outcome)>) -> Summary {
         s.add(g, o);
         s
     })
-}
-
-/// `N journal commit(s) over M flag(s)`.
-fn pending_count(groups: &[Group]) -> String {
-    let commits: usize = groups.iter().map(|g| g.commits.len()).sum();
-    format!("{commits} journal commit(s) over {} flag(s)", groups.len())
-}
-
-/// The pause after failed attempt number `attempt` (1-based): [`FIRST_PAUSE`] doubling, at most
-/// `interval`.
-fn pause(attempt: u32, interval: Duration) -> Duration {
-    FIRST_PAUSE
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
-        .min(interval)
-}
-
-/// The status line of a failed `--wait` attempt: what failed, what is pending, when the next try
-/// is (or, when `left` runs out first, that it gives up then).
-fn render_attempt(
-    attempt: u32,
-    why: &str,
-    pending: &[Group],
-    next: Duration,
-    left: Option<Duration>,
-) -> String {
-    let when = match left {
-        Some(left) if left <= next => format!("giving up in {} (--timeout)", ui::duration(left)),
-        _ => format!(
-            "next try in {} (at {})",
-            ui::duration(next),
-            humantime::format_rfc3339_seconds(SystemTime::now() + next)
-        ),
-    };
-    format!(
-        "attempt {attempt}: {why}; {} pending; {when}",
-        pending_count(pending)
-    )
-}
-
-/// stderr while sync runs: one progress bar or spinner at a time, with status lines and stdout
-/// lines printed around it so that they never garble it. Clones share the bar.
-#[derive(Clone)]
-struct Screen {
-    bar: Arc<Mutex<ProgressBar>>,
-    quiet: bool,
-}
-
-impl Screen {
-    fn new(quiet: bool) -> Screen {
-        Screen {
-            bar: Arc::new(Mutex::new(ProgressBar::hidden())),
-            quiet,
-        }
-    }
-
-    fn bar(&self) -> std::sync::MutexGuard<'_, ProgressBar> {
-        self.bar.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Shows `bar` instead of the current one; returns it.
-    fn show(&self, bar: ProgressBar) -> ProgressBar {
-        std::mem::replace(&mut *self.bar(), bar.clone()).finish_and_clear();
-        bar
-    }
-
-    fn clear(&self) {
-        self.show(ProgressBar::hidden());
-    }
-
-    /// A status line on stderr, unless `--quiet`.
-    fn status(&self, line: &str) {
-        if !self.quiet {
-            self.bar().suspend(|| anstream::eprintln!("{line}"));
-        }
-    }
-
-    /// A line of data on stdout.
-    fn data(&self, line: &str) {
-        self.bar().suspend(|| anstream::println!("{line}"));
-    }
-
-    /// Pauses for `how_long` with a spinner counting down on a terminal; `false` when
-    /// interrupted.
-    fn pause(&self, rt: &Runtime, how_long: Duration) -> bool {
-        let spinner = self.show(ui::spinner(self.quiet));
-        let end = Instant::now() + how_long;
-        let finished = loop {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break true;
-            }
-            spinner.set_message(format!(
-                "waiting for LaunchDarkly: next try in {} (Ctrl-C to stop)",
-                ui::duration(left)
-            ));
-            if !rt.block_on(crate::interrupt::sleep(left.min(Duration::from_secs(1)))) {
-                break false;
-            }
-        };
-        self.clear();
-        finished
-    }
-}
-
-/// One flag's line on stdout: what happened, the flag, the commits, and the detail.
-fn render_outcome(g: &Group, o: &Outcome) -> String {
-    let forced_over = |forced: &Option<String>| {
-        forced
-            .as_ref()
-            .map(|f| format!("  (forced over {f})"))
-            .unwrap_or_default()
-    };
-    match o {
-        Outcome::Synced {
-            ld_version,
-            patched: true,
-            forced,
-        } => format!(
-            "synced     {}  ld-version={ld_version}  {}{}",
-            g.id,
-            g.shorts(),
-            forced_over(forced)
-        ),
-        Outcome::Synced {
-            ld_version,
-            patched: false,
-            ..
-        } => format!("in-state   {}  ld-version={ld_version}  {}", g.id, g.shorts()),
-        Outcome::WouldPatch { body, forced } => format!(
-            "would-patch {}  {}{}  {body}",
-            g.id,
-            g.shorts(),
-            forced_over(forced)
-        ),
-        Outcome::Conflict(why) => format!(
-            "{} {}  {}  {why}",
-            ui::paint(ui::WARNING, "conflict  "),
-            g.id,
-            g.shorts()
-        ),
-        Outcome::Skipped(why) => format!("skipped    {}  {}  {why}", g.id, g.shorts()),
-        Outcome::Failed(why) => format!(
-            "{} {}  {}  {why}",
-            ui::paint(ui::ERROR, "failed    "),
-            g.id,
-            g.shorts()
-        ),
-        Outcome::NotTried => format!("not-tried  {}  {}", g.id, g.shorts()),
-    }
-}
-
-/// The one-line count of a finished sync.
-fn render_summary(summary: &Summary, dry_run: bool) -> String {
-    format!(
-        "{}: {} synced, {} already in state, {} conflict(s), {} skipped, {} failed{}.",
-        if dry_run { "Dry run" } else { "Sync" },
-        summary.synced,
-        summary.in_state,
-        summary.conflicts.len(),
-        summary.skipped.len(),
-        summary.failed.len(),
-        if dry_run {
-            format!(
-                ", {} would be patched (nothing was sent, no note written)",
-                summary.would_patch
-            )
-        } else {
-            String::new()
-        }
-    )
-}
-
-/// What is left, flag by flag, and what to do about it (errors and advice: printed even with
-/// `--quiet`).
-fn render_advice(summary: &Summary, dry_run: bool) -> String {
-    let mut out = String::new();
-    let mut section = |heading: &str, lines: &[String], advice: &str| {
-        if lines.is_empty() {
-            return;
-        }
-        let _ = writeln!(out, "\n{heading}");
-        for line in lines {
-            let _ = writeln!(out, "  {line}");
-        }
-        let _ = writeln!(out, "{advice}");
-    };
-    section(
-        &format!(
-            "Conflicts: these flags were changed in LaunchDarkly during the outage (or are gone), so relayctl sent \
-             nothing for them{}:",
-            if dry_run { "" } else { " and noted the conflict on their commits" }
-        ),
-        &summary.conflicts,
-        "Review each flag in LaunchDarkly: keep LaunchDarkly's state and change it there by hand if needed, or \
-         overwrite it with the journal's state with `relayctl sync --force`.",
-    );
-    section(
-        "Skipped: LaunchDarkly would not take these changes as a direct update:",
-        &summary.skipped,
-        "Make these changes in LaunchDarkly through an approval request (or resolve the scheduled change), \
-         then run `relayctl verify`.",
-    );
-    section(
-        "Not synced (left pending, nothing noted):",
-        &summary.failed,
-        "Run `relayctl sync` again once LaunchDarkly answers (or `relayctl sync --wait`, which keeps trying): it \
-         resumes with these and sends nothing twice.",
-    );
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::flag::{FlagId, Targeting};
-    use crate::journal::Recorded;
-    use serde_json::json;
-
-    fn group(flag: &str, shorts: &[&str]) -> Group {
-        let id = FlagId {
-            project: "default".into(),
-            environment: "production".into(),
-            flag: flag.into(),
-        };
-        let commits = shorts
-            .iter()
-            .map(|s| Recorded {
-                oid: git2::Oid::zero(),
-                short: (*s).into(),
-                time: 0,
-                author: "Op <op@example.com>".into(),
-                subject: format!("{id}: turn off"),
-                reason: None,
-                id: id.clone(),
-                to: Targeting {
-                    on: false,
-                    off_variation: None,
-                    fallthrough: None,
-                },
-                base_version: 41,
-                note: None,
-            })
-            .collect();
-        Group { id, commits }
-    }
-
-    #[test]
-    fn each_outcome_is_one_line() {
-        let lines: Vec<String> = [
-            (
-                group("a", &["aaaaaaa", "bbbbbbb"]),
-                Outcome::Synced {
-                    ld_version: 42,
-                    patched: true,
-                    forced: None,
-                },
-            ),
-            (
-                group("b", &["ccccccc"]),
-                Outcome::Synced {
-                    ld_version: 50,
-                    patched: true,
-                    forced: Some("LD version 44, base 41".into()),
-                },
-            ),
-            (
-                group("c", &["ddddddd"]),
-                Outcome::Synced {
-                    ld_version: 7,
-                    patched: false,
-                    forced: None,
-                },
-            ),
-            (
-                group("d", &["eeeeeee"]),
-                Outcome::WouldPatch {
-                    body: json!({"comment": "relayctl eeeeeee: x (Op)", "patch": []}),
-                    forced: None,
-                },
-            ),
-            (
-                group("e", &["fffffff"]),
-                Outcome::Conflict("LD version 45, base 41".into()),
-            ),
-            (
-                group("f", &["1111111"]),
-                Outcome::Skipped("approval required".into()),
-            ),
-            (
-                group("g", &["2222222"]),
-                Outcome::Failed("LaunchDarkly is not answering properly: HTTP 503".into()),
-            ),
-            (group("h", &["3333333"]), Outcome::NotTried),
-        ]
-        .iter()
-        .map(|(g, o)| ui::plain(&render_outcome(g, o)))
-        .collect();
-        insta::assert_snapshot!(lines.join("\n"));
-    }
-
-    #[test]
-    fn the_summary_says_what_is_left_and_what_to_do() {
-        let summary = Summary {
-            synced: 3,
-            in_state: 1,
-            would_patch: 0,
-            conflicts: vec!["default/production/e (commit fffffff): LD version 45, base 41".into()],
-            skipped: vec!["default/production/f (commit 1111111): approval required".into()],
-            failed: vec!["default/production/h (commit 3333333): not tried".into()],
-            ..Summary::default()
-        };
-        let text = render_summary(&summary, false) + "\n" + &render_advice(&summary, false);
-        insta::assert_snapshot!(text);
-        let dry = Summary {
-            would_patch: 2,
-            ..Summary::default()
-        };
-        assert_eq!(
-            render_summary(&dry, true),
-            "Dry run: 0 synced, 0 already in state, 0 conflict(s), 0 skipped, 0 failed, 2 would be patched \
-             (nothing was sent, no note written)."
-        );
-        assert_eq!(render_advice(&dry, true), "");
-    }
-
-    #[test]
-    fn pauses_start_short_and_double_up_to_the_interval() {
-        let s = Duration::from_secs;
-        let pauses: Vec<Duration> = (1..=7).map(|n| pause(n, s(30))).collect();
-        assert_eq!(pauses, [s(2), s(4), s(8), s(16), s(30), s(30), s(30)]);
-        assert_eq!(pause(1, Duration::from_millis(500)), Duration::from_millis(500));
-        assert_eq!(pause(u32::MAX, s(3600)), s(3600));
-    }
-
-    #[test]
-    fn an_attempt_says_what_failed_what_is_pending_and_when_the_next_try_is() {
-        let pending = [group("a", &["aaaaaaa", "bbbbbbb"]), group("b", &["ccccccc"])];
-        let why = "cannot connect to LaunchDarkly at https://ld.example (Connection refused) for GET default/production/a";
-        let line = render_attempt(3, why, &pending, Duration::from_secs(8), None);
-        let (line, clock) = line.rsplit_once(" (at ").unwrap();
-        assert_eq!(
-            line,
-            "attempt 3: cannot connect to LaunchDarkly at https://ld.example (Connection refused) for GET \
-             default/production/a; 3 journal commit(s) over 2 flag(s) pending; next try in 8 s"
-        );
-        assert!(clock.ends_with("Z)"), "{clock}");
-        let last = render_attempt(
-            4,
-            why,
-            &pending,
-            Duration::from_secs(8),
-            Some(Duration::from_secs(3)),
-        );
-        assert!(last.ends_with("pending; giving up in 3 s (--timeout)"), "{last}");
-    }
 }

@@ -30,6 +30,7 @@ mod notes;
 mod pack;
 mod repack;
 mod repo;
+mod sending;
 mod wal;
 mod worktree;
 mod writer;
@@ -40,6 +41,8 @@ pub use keys::LogEntry;
 pub use message::Listed;
 pub use message::Recorded;
 pub use notes::SyncNote;
+pub use repo::LockBusy;
+pub use sending::{Sent, SyncLock};
 pub use wal::{Intent, Journaled};
 pub use writer::Writer;
 
@@ -456,6 +459,7 @@ impl Journal {
     }
 
     /// Whether sync notes are held in memory, not yet written out.
+    #[cfg(test)]
     pub fn notes_held(&self) -> bool {
         !self.notes.is_empty()
     }

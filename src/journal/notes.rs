@@ -44,6 +44,39 @@ impl SyncNote {
     pub fn is_synced(&self) -> bool {
         matches!(self, SyncNote::Synced { .. })
     }
+
+    /// The LaunchDarkly version a `synced` note records.
+    pub fn ld_version(&self) -> Option<u64> {
+        match self {
+            SyncNote::Synced { ld_version, .. } => Some(*ld_version),
+            _ => None,
+        }
+    }
+}
+
+impl super::Journal {
+    /// Records `notes` now (the journal must be locked), reading each commit's note afresh
+    /// first: a commit that another sync noted `synced` since this one read the journal keeps
+    /// that note. Returns those commits with the note they keep.
+    pub fn record_notes(&mut self, notes: &[(Oid, SyncNote)]) -> Result<Vec<(Oid, SyncNote)>> {
+        let mut kept = Vec::new();
+        let mut fresh = Vec::new();
+        for (oid, note) in notes {
+            let current = match self.repo.find_note(Some(NOTES_REF), *oid) {
+                Ok(n) => n
+                    .message()
+                    .map(|m| m.parse::<SyncNote>().unwrap_or_else(|e| match e {})),
+                Err(_) => None,
+            };
+            match current {
+                Some(c) if c.is_synced() => kept.push((*oid, c)),
+                _ => fresh.push((*oid, note.clone())),
+            }
+        }
+        self.set_notes(&fresh)?;
+        self.write_notes()?;
+        Ok(kept)
+    }
 }
 
 impl fmt::Display for SyncNote {

@@ -420,16 +420,42 @@ pub(super) fn shell_word(word: &str) -> String {
     }
 }
 
+/// Another relayctl holds a lock longer than this one may wait: the message says who and what
+/// to do. Commands that can try again later (`sync --wait`) tell it from other errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LockBusy(pub String);
+
 /// Takes the journal lock (an OS file lock, released automatically if the process dies).
 pub(super) fn lock(repo: &Repository, path: &Path, options: &super::Options) -> Result<File> {
-    let lock_path: PathBuf = repo.path().join("relayctl.lock");
+    let still = |who: &str, waited: u64, lock: &Path| {
+        format!(
+            "{who} is still writing to the journal {} after {waited}s; let it finish and run this again \
+             (the lock {} is released as soon as that process exits)",
+            path.display(),
+            lock.display()
+        )
+    };
+    lock_file(&repo.path().join("relayctl.lock"), "pid", options, &still)
+}
+
+/// Takes the OS file lock `lock_path`, waiting up to `options.lock_wait` for the process named
+/// in it (said once through `options.on_wait`), and writes `<tag> <our pid>` into it. Fails
+/// with [`LockBusy`] (`still(who, seconds waited, lock_path)`) when the wait runs out; a wait
+/// of zero tries once.
+pub(super) fn lock_file(
+    lock_path: &Path,
+    tag: &str,
+    options: &super::Options,
+    still: &dyn Fn(&str, u64, &Path) -> String,
+) -> Result<File> {
     let context = || format!("locking the journal {}", lock_path.display());
     let mut file = File::options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&lock_path)
+        .open(lock_path)
         .with_context(context)?;
     let start = Instant::now();
     let mut told = false;
@@ -438,21 +464,28 @@ pub(super) fn lock(repo: &Repository, path: &Path, options: &super::Options) -> 
             Ok(()) => break,
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
-                let _ = File::open(&lock_path).and_then(|mut f| f.read_to_string(&mut holder));
-                let holder = holder.trim();
+                let _ = File::open(lock_path).and_then(|mut f| f.read_to_string(&mut holder));
+                // What another relayctl wrote there: a pid, shown as text without control characters.
+                let holder: String = holder
+                    .trim()
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(80)
+                    .collect();
                 let who = if holder.is_empty() {
                     "another relayctl".to_owned()
                 } else {
                     format!("another relayctl ({holder})")
                 };
                 if start.elapsed() >= options.lock_wait {
-                    bail!(
-                        "{who} is still writing to the journal {} after {}s; let it finish and run this again \
-                         (the lock {} is released as soon as that process exits)",
-                        path.display(),
-                        options.lock_wait.as_secs(),
+                    return Err(LockBusy(still(&who, options.lock_wait.as_secs(), lock_path)).into());
+                }
+                if crate::interrupt::requested() {
+                    let what = format!(
+                        "interrupted while waiting for {who} to release {}",
                         lock_path.display()
                     );
+                    return Err(LockBusy(what).into());
                 }
                 if !told {
                     (options.on_wait)(&format!(
@@ -468,6 +501,6 @@ pub(super) fn lock(repo: &Repository, path: &Path, options: &super::Options) -> 
     }
     file.set_len(0).with_context(context)?;
     file.rewind().with_context(context)?;
-    write!(file, "pid {}", std::process::id()).with_context(context)?;
+    write!(file, "{tag} {}", std::process::id()).with_context(context)?;
     Ok(file)
 }

@@ -236,6 +236,15 @@ impl Client {
         url
     }
 
+    /// `/api/v2`: the API's root resource, which answers without a flag (getRoot).
+    fn root_url(&self) -> url::Url {
+        let mut url = self.url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(["api", "v2"]);
+        }
+        url
+    }
+
     fn get_url(&self, id: &FlagId) -> url::Url {
         let mut url = self.flag_url(id);
         url.query_pairs_mut().append_pair("env", &id.environment);
@@ -262,14 +271,23 @@ impl Client {
         parse_flag(&answer, &id.environment)
     }
 
-    /// One GET of `id`, without retries or waits: `Ok` when LaunchDarkly answers at all (even
-    /// 404 or 429), [`ApiError::Unavailable`] when it cannot be reached or answers 5xx, the
-    /// errors that waiting cannot fix (401/403, a redirect), and [`ApiError::Interrupted`] at
-    /// once on Ctrl-C.
-    pub async fn probe(&self, id: &FlagId) -> Result<(), ApiError> {
-        let what = format!("GET {id}");
+    /// One GET of `id` (or, with none, of the API's root `/api/v2`, getRoot), without retries
+    /// or waits and within the run's deadline ([`Client::begin`]): `Ok` when LaunchDarkly answers
+    /// at all (even 404 or 429), [`ApiError::Unavailable`] when it cannot be reached, does not
+    /// answer in time or answers 5xx, the errors that waiting cannot fix (401/403, a redirect),
+    /// and [`ApiError::Interrupted`] at once on Ctrl-C.
+    pub async fn probe(&self, id: Option<&FlagId>) -> Result<(), ApiError> {
+        let (what, url) = match id {
+            Some(id) => (format!("GET {id}"), self.get_url(id)),
+            None => ("GET /api/v2".to_owned(), self.root_url()),
+        };
+        if self.time_left().is_some_and(|left| left.is_zero()) {
+            return Err(ApiError::Unavailable(format!(
+                "the time allowed (--timeout) ran out before {what}"
+            )));
+        }
         let (status, headers, text) = self
-            .attempt(&reqwest::Method::GET, &self.get_url(id), None, &what)
+            .attempt(&reqwest::Method::GET, &url, None, &what)
             .await
             .map_err(|f| match f.interrupted {
                 true => ApiError::Interrupted,
@@ -495,5 +513,6 @@ mod tests {
             "http://h:1/ld/api/v2/flags/p/a%2Fb%20c?env=prod%2Feu"
         );
         assert_eq!(c.base_url(), "http://h:1/ld");
+        assert_eq!(c.root_url().as_str(), "http://h:1/ld/api/v2");
     }
 }

@@ -6,8 +6,11 @@
 //! connection up to [`TRANSIENT_RETRIES`] times, with jittered backoff; a 429 is waited out when
 //! it asks for at most [`MAX_WAIT`], and the rate-limit pauses of one run add up to at most
 //! [`RUN_PATIENCE`] (wall time: concurrent requests share one pause) and never past the run's
-//! deadline. Past any bound the request fails as [`ApiError::Unavailable`], and every later
-//! request of the run fails at once instead of waiting again. Redirects are never followed.
+//! deadline. The deadline (`--timeout`) bounds everything: no attempt may outlast it (its time
+//! limit shrinks to what is left) and no retry starts after it. Past any bound the request fails
+//! as [`ApiError::Unavailable`], and every later request of the run fails at once instead of
+//! waiting again. Redirects are never followed. Durations are added with checked arithmetic: a
+//! wait too long to represent (a `Retry-After` of 2^64 s) is refused like any wait too long.
 //! Nothing here prints: notices go to whatever the caller gave [`Client::with_notices`].
 
 use super::{ApiError, Client, API_VERSION};
@@ -66,7 +69,9 @@ impl Pacing {
 
     /// Accounts a pause of `wait` from `now`, or says why the run must not wait that long.
     pub(super) fn pause(&mut self, now: Instant, wait: Duration) -> Result<Pause, String> {
-        let until = now + wait;
+        let Some(until) = now.checked_add(wait) else {
+            return Err("that wait is longer than any clock can count".to_owned());
+        };
         if self.deadline.is_some_and(|d| until > d) {
             return Err(format!(
                 "that wait would end after this run's deadline ({} from now)",
@@ -122,6 +127,9 @@ impl Client {
         let (mut transient, mut timeouts) = (0, 0);
         loop {
             self.wait_for_turn().await?;
+            if self.time_left().is_some_and(|left| left.is_zero()) {
+                return Err(self.give_up(format!("the time allowed (--timeout) ran out before {what}")));
+            }
             let why = match self.attempt(&method, &url, body.as_deref(), what).await {
                 Ok((200..=299, _, text)) => {
                     return serde_json::from_str(&text).map_err(|e| {
@@ -153,6 +161,9 @@ impl Client {
                 return Err(self.give_up(format!("{why} (after {retries})")));
             }
             let wait = backoff(transient);
+            if self.time_left().is_some_and(|left| left <= wait) {
+                return Err(self.give_up(format!("{why}; no time left for a retry (--timeout)")));
+            }
             self.notice(&format!("{why}; retry {transient} in {}", duration(wait)));
             if !crate::interrupt::sleep(wait).await {
                 return Err(ApiError::Interrupted);
@@ -177,6 +188,12 @@ impl Client {
         Ok(())
     }
 
+    /// What is left of the run's time (its deadline), if it has one.
+    pub(super) fn time_left(&self) -> Option<Duration> {
+        let deadline = self.pacing().deadline?;
+        Some(deadline.saturating_duration_since(Instant::now()))
+    }
+
     /// Records that LaunchDarkly is unavailable for the rest of the run, and says why.
     fn give_up(&self, why: String) -> ApiError {
         self.pacing().gave_up.get_or_insert_with(|| why.clone());
@@ -188,16 +205,19 @@ impl Client {
         let (ask, source) = rate_limit_wait(headers);
         let limited = format!("rate limited (HTTP 429) on {what}");
         if ask > MAX_WAIT {
-            let until = humantime::format_rfc3339_seconds(SystemTime::now() + ask);
+            let until = match SystemTime::now().checked_add(ask) {
+                Some(t) => format!(", until {}", humantime::format_rfc3339_seconds(t)),
+                None => String::new(),
+            };
             return Err(self.give_up(format!(
-                "{limited}: LaunchDarkly asks to wait {} ({source}, until {until}), longer than the {} relayctl \
-                 waits at once",
+                "{limited}: LaunchDarkly asks to wait {} ({source}{until}), longer than the {} relayctl waits \
+                 at once",
                 duration(ask),
                 duration(MAX_WAIT)
             )));
         }
         // A little jitter, so requests paused together do not all return at the same instant.
-        let padded = ask + Duration::from_millis(50).mul_f64(jitter());
+        let padded = ask.saturating_add(Duration::from_millis(50).mul_f64(jitter()));
         let pause = self.pacing().pause(Instant::now(), padded);
         let until = match pause {
             Ok(Pause::New { until, total }) => {
@@ -250,10 +270,14 @@ impl Client {
         body: Option<&str>,
         what: &str,
     ) -> Result<(u16, HeaderMap, String), Failure> {
+        // No attempt outlasts the run's deadline.
+        let limit = self
+            .time_left()
+            .map_or(self.timeout, |left| left.min(self.timeout));
         let mut req = self
             .http
             .request(method.clone(), url.clone())
-            .timeout(self.timeout)
+            .timeout(limit)
             .header(AUTHORIZATION, self.token.clone())
             .header("LD-API-Version", API_VERSION)
             .header(ACCEPT, "application/json");
@@ -266,14 +290,14 @@ impl Client {
             Ok::<_, reqwest::Error>((status, headers, resp.text().await?))
         };
         tokio::pin!(exchange);
-        let slow = (self.timeout / 2).min(SLOW_AFTER);
+        let slow = (limit / 2).min(SLOW_AFTER);
         let result = tokio::select! {
             r = &mut exchange => r,
             _ = tokio::time::sleep(slow) => {
                 self.notice(&format!(
                     "LaunchDarkly has not answered {what} after {}; waiting up to {} in all",
                     duration(slow),
-                    duration(self.timeout)
+                    duration(limit)
                 ));
                 exchange.await
             }
@@ -284,7 +308,7 @@ impl Client {
                 format!(
                     "no answer from LaunchDarkly at {} to {what} within {}",
                     self.base,
-                    duration(self.timeout)
+                    duration(limit)
                 )
             } else {
                 format!("{} for {what}", describe(e, &self.base))
@@ -384,12 +408,18 @@ fn backoff(attempt: u32) -> Duration {
     base.min(MAX_WAIT).mul_f64(jitter())
 }
 
-/// How long a 429 asks to wait, and which header said so: `Retry-After` seconds, else until
-/// `X-Ratelimit-Reset` (epoch ms), else one backoff step.
+/// How long a 429 asks to wait, and which header said so: `Retry-After` (seconds, or an HTTP
+/// date: until then, at least nothing), else until `X-Ratelimit-Reset` (epoch ms), else one
+/// backoff step.
 fn rate_limit_wait(headers: &HeaderMap) -> (Duration, String) {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(secs) = header("Retry-After").and_then(|v| v.parse::<u64>().ok()) {
         return (Duration::from_secs(secs), format!("Retry-After: {secs}"));
+    }
+    if let Some(date) = header("Retry-After").and_then(|v| httpdate::parse_http_date(v).ok()) {
+        let wait = date.duration_since(SystemTime::now()).unwrap_or_default();
+        let shown = httpdate::fmt_http_date(date);
+        return (wait, format!("Retry-After: {shown}"));
     }
     if let Some(reset) = header("X-Ratelimit-Reset").and_then(|v| v.parse::<u64>().ok()) {
         let now = SystemTime::now()

@@ -1,6 +1,9 @@
 //! The pure decisions of sync and verify, table by table.
 
 use super::*;
+use crate::flag::{Serve, Targeting, Variation};
+use crate::journal::Recorded;
+use decide::Known;
 use serde_json::json;
 
 fn variation(index: usize, value: Value) -> Serve {
@@ -45,6 +48,7 @@ fn group_of(commits: Vec<Recorded>) -> Group {
     Group {
         id: commits[0].id.clone(),
         commits,
+        known: Known::default(),
     }
 }
 
