@@ -553,3 +553,110 @@ fn ld_base_url_overrides_the_file_and_the_token_may_come_from_dot_env() {
     assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
     assert_eq!(s.ld.applied().len(), 1);
 }
+
+/// `a` at version 41 and on, applied off, on, off (store version 44) and synced: one PATCH,
+/// LaunchDarkly at version 42 (noted `ld-version=42` on all three commits).
+fn flapped_and_synced() -> Setup {
+    let s = Setup::new(&[("a", 41, true)]);
+    for state in ["false", "true", "false"] {
+        s.apply(&format!("a = {state}\n"));
+    }
+    s.w.cmd(["sync"]).token().assert().success();
+    assert_eq!(s.ld.applied().len(), 1);
+    assert_eq!(s.ld.env("default", "a", "production")["version"], json!(42));
+    assert!(
+        s.notes().iter().all(|(_, n)| n.ends_with("ld-version=42")),
+        "{:?}",
+        s.notes()
+    );
+    s
+}
+
+#[test]
+fn the_version_relayctl_left_launchdarkly_at_is_the_base_of_the_flag_s_next_commits() {
+    let s = flapped_and_synced();
+    // Based on the store's version 44; LaunchDarkly is at 42, relayctl's own write.
+    s.apply("a = true\n");
+    let (stdout, stderr) = output(&s.w.cmd(["sync"]).token().assert().success());
+    assert!(
+        stdout.contains("synced     default/production/a  ld-version=43"),
+        "{stdout}{stderr}"
+    );
+    let last = s.ld.patches().pop().unwrap().json();
+    assert_eq!(
+        last["patch"][0],
+        json!({"op": "test", "path": "/environments/production/version", "value": 42})
+    );
+    assert_eq!(s.ld.env("default", "a", "production")["on"], json!(true));
+    assert!(s.notes()[3].1.ends_with("ld-version=43"), "{:?}", s.notes());
+}
+
+#[test]
+fn a_change_in_launchdarkly_after_relayctl_s_sync_is_still_a_conflict() {
+    let s = flapped_and_synced();
+    s.ld.edit_in_ui("default", "a", "production", |e| e["offVariation"] = json!(0));
+    s.apply("a = true\n");
+    let (stdout, _) = output(&s.w.cmd(["sync"]).token().assert().code(2));
+    let why = "LD version 43, base 44 (relayctl's last sync of this flag left LD at version 42)";
+    assert!(stdout.contains(why), "{stdout}");
+    assert_eq!(s.ld.applied().len(), 1, "nothing sent over the change");
+    let env = s.ld.env("default", "a", "production");
+    assert_eq!(
+        (env["on"].clone(), env["offVariation"].clone()),
+        (json!(false), json!(0))
+    );
+    assert_eq!(s.notes()[3].1, format!("conflict: {why}"));
+}
+
+#[test]
+fn a_sync_killed_after_launchdarkly_took_its_patch_is_recognised_by_the_next_one() {
+    let s = Setup::new(&[("a", 41, true)]);
+    for state in ["false", "true", "false"] {
+        s.apply(&format!("a = {state}\n"));
+    }
+    // LaunchDarkly takes the PATCH; its answer never comes; the sync is killed.
+    s.ld.hold_applied_patches(1);
+    let mut child = s.w.cmd(["sync"]).token().spawn(Stdio::null(), Stdio::null());
+    wait_for("LaunchDarkly to take the PATCH", Duration::from_secs(20), || {
+        s.ld.env("default", "a", "production")["on"] == json!(false)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(s.notes().iter().all(|(_, n)| n.is_empty()), "{:?}", s.notes());
+
+    s.apply("a = true\n");
+    let (stdout, stderr) = output(&s.w.cmd(["sync"]).token().assert().success());
+    assert!(
+        stdout.contains("synced     default/production/a  ld-version=43"),
+        "{stdout}{stderr}"
+    );
+    let patches = s.ld.patches();
+    assert_eq!(patches.len(), 2, "{patches:?}");
+    assert_eq!(patches[1].json()["patch"][0]["value"], json!(42));
+    assert_eq!(s.ld.env("default", "a", "production")["on"], json!(true));
+    assert!(
+        s.notes().iter().all(|(_, n)| n.ends_with("ld-version=43")),
+        "{:?}",
+        s.notes()
+    );
+    let sent = s.w.path("journal/.git/relayctl-sync-sent");
+    assert!(
+        !sent.exists(),
+        "{}",
+        std::fs::read_to_string(&sent).unwrap_or_default()
+    );
+}
+
+#[test]
+fn someone_setting_a_state_the_journal_went_through_is_still_a_conflict() {
+    let s = Setup::new(&[("a", 41, true)]);
+    s.apply("a = false\n");
+    // Someone turns it off in LaunchDarkly too (version 42, as relayctl's own PATCH would
+    // have made); then the journal turns it on again. relayctl sent nothing: a conflict.
+    s.ld.edit_in_ui("default", "a", "production", |e| e["on"] = json!(false));
+    s.apply("a = true\n");
+    let (stdout, _) = output(&s.w.cmd(["sync"]).token().assert().code(2));
+    assert!(stdout.contains("LD version 42, base 41"), "{stdout}");
+    assert!(s.ld.patches().is_empty());
+    assert_eq!(s.ld.env("default", "a", "production")["on"], json!(false));
+}
