@@ -3,7 +3,7 @@
 //! printed as they are (credentials in the base URL, a token with a line break).
 
 use crate::support::fake_ld::{Reply, TOKEN};
-use crate::support::output;
+use crate::support::{output, wait_for};
 use crate::sync::Setup;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -219,4 +219,94 @@ fn ctrl_c_during_a_rate_limit_pause_stops_at_once_leaving_the_rest_pending() {
         "{stderr}"
     );
     assert_eq!(unnoted(&s), 2);
+}
+
+#[test]
+fn a_retry_after_given_as_an_http_date_is_waited_out() {
+    let s = Setup::new(&[("a", 41, true)]);
+    s.apply("a = false\n");
+    s.ld.inject(Some("GET"), None, 1, Reply::RetryAfterDate(2));
+    let started = Instant::now();
+    let (_, stderr) = output(&s.w.cmd(["sync"]).token().assert().success());
+    // An HTTP date counts whole seconds: 2 s from now is 1 to 2 s away.
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let waits: Vec<&str> = stderr.lines().filter(|l| l.contains("HTTP 429")).collect();
+    assert_eq!(waits.len(), 1, "{stderr}");
+    assert!(
+        waits[0].contains("pausing requests for")
+            && waits[0].contains("(Retry-After: ")
+            && waits[0].contains(" GMT)"),
+        "{stderr}"
+    );
+    let statuses: Vec<Option<u16>> = s.ld.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(429), Some(200), Some(200)]);
+}
+
+#[test]
+fn waits_too_long_for_the_clock_are_refused_without_a_panic() {
+    let s = Setup::new(&[("a", 41, true)]);
+    s.apply("a = false\n");
+    s.ld.inject(None, None, 1, Reply::RetryAfter(u64::MAX));
+    let (_, stderr) = output(&s.w.cmd(["sync"]).token().assert().code(2));
+    assert!(
+        stderr.contains("HTTP 429") && stderr.contains("Retry-After: 18446744073709551615"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(unnoted(&s), 1);
+    // A --timeout longer than the clock can count is no timeout.
+    let a =
+        s.w.cmd(["sync", "--wait", "--timeout", "18446744073709551615s"])
+            .token()
+            .timeout(Duration::from_secs(30))
+            .assert()
+            .success();
+    let (stdout, stderr) = output(&a);
+    assert!(
+        stdout.contains("synced     default/production/a"),
+        "{stdout}{stderr}"
+    );
+}
+
+#[test]
+fn a_slow_launchdarkly_never_holds_up_an_apply() {
+    let s = Setup::new(&[("a", 41, true), ("b", 7, true)]);
+    s.apply("a = false\n");
+    // Each PATCH takes 2 s and fails: one try and four retries.
+    s.ld.inject(Some("PATCH"), None, 5, Reply::SlowError(Duration::from_secs(2)));
+    let stderr = std::fs::File::create(s.w.path("stderr.txt")).unwrap();
+    let mut child =
+        s.w.cmd(["sync"])
+            .token()
+            .spawn(std::process::Stdio::null(), stderr);
+    wait_for("the first PATCH", Duration::from_secs(20), || {
+        !s.ld.patches().is_empty()
+    });
+    // An urgent apply meanwhile goes ahead at once.
+    let text =
+        s.w.read("overrides.toml")
+            .replace("a = false\n", "a = false\nb = false\n");
+    s.w.write("overrides.toml", &text);
+    s.w.cmd(["apply", "--auto-approve"])
+        .env("RELAYCTL_LOCK_TIMEOUT", "1")
+        .assert()
+        .success();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2), "{}", s.w.read("stderr.txt"));
+    assert_eq!(s.ld.patches().len(), 5);
+    assert_eq!(unnoted(&s), 2, "{:?}", s.notes());
+    // LaunchDarkly better: both go through, nothing twice.
+    s.w.cmd(["sync"]).token().assert().success();
+    let mut applied: Vec<String> = s.ld.applied().iter().map(|p| p.flag()).collect();
+    applied.sort();
+    assert_eq!(applied, ["a", "b"]);
+    assert!(
+        s.notes().iter().all(|(_, n)| n.starts_with("synced")),
+        "{:?}",
+        s.notes()
+    );
 }

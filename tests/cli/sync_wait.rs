@@ -3,10 +3,14 @@
 //! meanwhile, syncs as soon as LaunchDarkly answers, and stops on what waiting cannot fix.
 
 use crate::support::fake_ld::FakeLd;
-use crate::support::{free_port, output, wait_for, Workspace};
+use crate::support::fixtures::{file_store_and_ld, overrides};
+use crate::support::{free_port, output, wait_for, Proxy, Redis, Workspace};
 use crate::sync::Setup;
+use serde_json::json;
 use std::fs::File;
-use std::process::{Child, ExitStatus};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A workspace whose LaunchDarkly is down, with `flags` (key, version, on) in the store and in
@@ -275,4 +279,117 @@ fn interval_and_timeout_need_wait_and_a_duration() {
         assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
     }
+}
+
+#[test]
+fn a_launchdarkly_that_never_answers_is_given_up_on_at_the_timeout() {
+    let port = free_port();
+    let s = Setup::with(FakeLd::down(port), &[("a", 41, true)]);
+    s.apply("a = false\n");
+    // Something on the port takes connections (the kernel does, unaccepted) and never answers.
+    let _silent = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let started = Instant::now();
+    let a =
+        s.w.cmd(["sync", "--wait", "--timeout", "4s"])
+            .token()
+            .timeout(Duration::from_secs(60))
+            .assert()
+            .code(1);
+    let took = started.elapsed();
+    let (_, stderr) = output(&a);
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(10),
+        "took {took:?}: {stderr}"
+    );
+    assert!(!stderr.contains("giving up in 0 ms"), "{stderr}");
+    assert!(
+        stderr.lines().last().unwrap().starts_with(
+            "error: LaunchDarkly did not answer within --timeout 4s: 1 journal commit(s) over 1 flag(s) left pending"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(s.notes()[0].1, "");
+}
+
+#[test]
+fn started_before_the_first_apply_it_watches_the_journal_and_syncs_that_apply() {
+    let mut s = Setup::with(FakeLd::down(free_port()), &[("a", 41, true)]);
+    let text = overrides(&file_store_and_ld(&s.ld.url), "a = false\n");
+    s.w.write("overrides.toml", &text);
+    assert!(!s.w.path("journal").exists());
+    let mut child = spawn(&s.w, &["--wait", "--interval", "1s"], &[]);
+    s.w.wait_for_text("stderr.txt", "attempt 2:");
+    let waiting = s.w.read("stderr.txt");
+    assert!(
+        waiting.contains("GET /api/v2") && waiting.contains("nothing pending yet"),
+        "{waiting}"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "{waiting}");
+
+    s.w.cmd(["apply", "--auto-approve"])
+        .env("RELAYCTL_LOCK_TIMEOUT", "0")
+        .assert()
+        .success();
+    s.ld.come_up();
+    let status = exit_within(&mut child, Duration::from_secs(20));
+    let stderr = s.w.read("stderr.txt");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        s.w.read("stdout.txt").contains("synced     default/production/a"),
+        "{stderr}"
+    );
+    assert_eq!(s.ld.env("default", "a", "production")["on"], json!(false));
+    assert!(s.notes()[0].1.starts_with("synced"), "{:?}", s.notes());
+}
+
+#[test]
+fn an_apply_holding_the_journal_lock_as_launchdarkly_comes_back_does_not_end_it() {
+    let r = Redis::start();
+    // Once armed, every write to the key store waits 4 s, with apply holding the journal lock.
+    let slow = Arc::new(AtomicBool::new(false));
+    let armed = slow.clone();
+    let proxy = Proxy::start(r.port).before_each("EVAL", move || {
+        if armed.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_secs(4));
+        }
+    });
+    let mut s = Setup::with(FakeLd::down(free_port()), &[("a", 41, true)]);
+    let stores = format!(
+        "{}[[store]]\nname = \"slow\"\ntype = \"redis-keys\"\nurl = \"{}\"\n\n",
+        file_store_and_ld(&s.ld.url),
+        proxy.url()
+    );
+    let declare = |k: &str| overrides(&stores, &format!("a = false\n\n[keys.slow]\nk = \"{k}\"\n"));
+    s.w.write("overrides.toml", &declare("1"));
+    s.w.cmd(["apply", "--auto-approve"]).assert().success();
+    let mut child = spawn(
+        &s.w,
+        &["--wait", "--interval", "1s"],
+        &[("RELAYCTL_LOCK_TIMEOUT", "1")],
+    );
+    s.w.wait_for_text("stderr.txt", "attempt 1:");
+
+    s.w.write("overrides.toml", &declare("2"));
+    slow.store(true, Ordering::SeqCst);
+    let lock = s.w.path("journal/.git/relayctl.lock");
+    let mut apply =
+        s.w.cmd(["apply", "--auto-approve"])
+            .spawn(Stdio::null(), Stdio::null());
+    wait_for(
+        "the apply to hold the journal lock",
+        Duration::from_secs(20),
+        || File::open(&lock).unwrap().try_lock().is_err(),
+    );
+    s.ld.come_up();
+    let status = exit_within(&mut child, Duration::from_secs(60));
+    let stderr = s.w.read("stderr.txt");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(apply.wait().unwrap().success());
+    assert!(
+        stderr.contains("Waiting for another relayctl (pid ") && stderr.contains("relayctl.lock"),
+        "it found the journal locked while it synced: {stderr}"
+    );
+    assert_eq!(s.ld.env("default", "a", "production")["on"], json!(false));
+    assert_eq!(s.ld.applied().len(), 1);
+    assert!(s.notes()[0].1.starts_with("synced"), "{:?}", s.notes());
 }

@@ -69,6 +69,10 @@ pub enum Reply {
     Status(u16, &'static str, &'static str),
     /// 429 with `Retry-After: <seconds>`.
     RetryAfter(u64),
+    /// 429 with `Retry-After: <HTTP date this many seconds from now>`.
+    RetryAfterDate(u64),
+    /// 500, after this long (a LaunchDarkly struggling to answer).
+    SlowError(Duration),
     /// 429 with `X-Ratelimit-Reset` = now + this many milliseconds (epoch ms).
     ResetIn(u64),
     /// 200 with the flag as it is, changing nothing: a success that was not applied.
@@ -92,6 +96,10 @@ struct State {
     injections: VecDeque<Injection>,
     /// Answer only this many requests; hold every later one unanswered.
     answer_only: Option<usize>,
+    /// Apply this many more PATCHes, then hold their answers.
+    hold_applied: usize,
+    /// How long the answer being made waits before it goes out (a [`Reply::SlowError`]).
+    slow: Duration,
     answered: usize,
     /// Flags someone edits in the UI just before the next PATCH for them is processed.
     race: Vec<String>,
@@ -244,6 +252,12 @@ impl FakeLd {
     /// before the next PATCH for it lands: the PATCH's precondition must make it fail.
     pub fn race_next_patch(&self, flag: &str) {
         self.lock().race.push(flag.to_owned());
+    }
+
+    /// The next `n` PATCHes that change a flag are applied and never answered (until the fake
+    /// stops): the client gets no answer, LaunchDarkly has the change.
+    pub fn hold_applied_patches(&self, n: usize) {
+        self.lock().hold_applied = n;
     }
 
     /// Answer everything again.
@@ -412,11 +426,20 @@ fn handle(logged: Logged, state: &Mutex<State>, stop: &AtomicBool) -> Option<Ans
     s.answered += 1;
     let flag = logged.flag();
     let answer = respond(&mut s, &logged);
+    if logged.method == "PATCH" && answer.0 == 200 && s.hold_applied > 0 {
+        s.hold_applied -= 1;
+        s.log.push(logged);
+        drop(s);
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return None;
+    }
     s.log.push(Logged {
         status: Some(answer.0),
         ..logged
     });
-    let delay = s.delay;
+    let delay = s.delay + std::mem::take(&mut s.slow);
     if !delay.is_zero() {
         let n = s.in_flight.entry(flag.clone()).or_default();
         *n += 1;
@@ -454,6 +477,15 @@ fn respond(s: &mut State, req: &Logged) -> Answer {
             Reply::RetryAfter(secs) => {
                 let (st, _, b) = error(429, "rate_limited", "Rate limited");
                 (st, vec![("Retry-After".into(), secs.to_string())], b)
+            }
+            Reply::RetryAfterDate(secs) => {
+                let at = SystemTime::now() + Duration::from_secs(secs);
+                let (st, _, b) = error(429, "rate_limited", "Rate limited");
+                (st, vec![("Retry-After".into(), httpdate::fmt_http_date(at))], b)
+            }
+            Reply::SlowError(after) => {
+                s.slow = after;
+                error(500, "internal", "struggling")
             }
             Reply::ResetIn(ms) => {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
