@@ -118,10 +118,19 @@ impl Run<'_> {
         let Some(reader) = crate::journal::Journal::open_existing(path)? else {
             return Ok(None);
         };
-        // A dry run sends nothing: it needs no lock at all.
+        // A dry run sends nothing: it needs no lock at all. `--wait` waits no longer than it may.
+        let mut lock_options = settings.journal_options();
+        if let Some(Some(deadline)) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            lock_options.lock_wait = lock_options.lock_wait.min(left);
+        }
         let sync_lock = match options.dry_run {
             true => None,
-            false => Some(reader.lock_sync(&settings.journal_options())?),
+            false => Some(reader.lock_sync(&lock_options)?),
+        };
+        let sent = match &sync_lock {
+            Some(lock) => lock.sent()?,
+            None => reader.sent()?,
         };
         drop(reader);
         let started = Instant::now();
@@ -133,9 +142,7 @@ impl Run<'_> {
         if groups.is_empty() {
             return Ok(None);
         }
-        if let Some(lock) = &sync_lock {
-            sync::attach_sent(&mut groups, &lock.sent()?);
-        }
+        sync::attach_sent(&mut groups, &sent);
         let (rt, screen, deadline) = (self.rt, self.screen.clone(), self.deadline);
         let client = self.client()?;
         let (verb, preposition, doing) = match options.dry_run {

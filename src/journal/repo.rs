@@ -436,16 +436,23 @@ pub(super) fn lock(repo: &Repository, path: &Path, options: &super::Options) -> 
             lock.display()
         )
     };
-    lock_file(&repo.path().join("relayctl.lock"), "pid", options, &still)
+    lock_file(
+        &repo.path().join("relayctl.lock"),
+        "pid",
+        "the journal lock",
+        options,
+        &still,
+    )
 }
 
-/// Takes the OS file lock `lock_path`, waiting up to `options.lock_wait` for the process named
-/// in it (said once through `options.on_wait`), and writes `<tag> <our pid>` into it. Fails
-/// with [`LockBusy`] (`still(who, seconds waited, lock_path)`) when the wait runs out; a wait
-/// of zero tries once.
+/// Takes the OS file lock `lock_path` (`name` in messages), waiting up to `options.lock_wait`
+/// for the process named in it (said once through `options.on_wait`), and writes `<tag> <our
+/// pid>` into it. Fails with [`LockBusy`] (`still(who, seconds waited, lock_path)`) when the
+/// wait runs out or an interruption is requested; a wait of zero tries once.
 pub(super) fn lock_file(
     lock_path: &Path,
     tag: &str,
+    name: &str,
     options: &super::Options,
     still: &dyn Fn(&str, u64, &Path) -> String,
 ) -> Result<File> {
@@ -489,7 +496,7 @@ pub(super) fn lock_file(
                 }
                 if !told {
                     (options.on_wait)(&format!(
-                        "Waiting for {who} to release the journal lock {}...",
+                        "Waiting for {who} to release {name} {}...",
                         lock_path.display()
                     ));
                     told = true;

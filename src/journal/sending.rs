@@ -66,25 +66,45 @@ impl Journal {
                 lock.display()
             )
         };
-        let lock = lock_file(&git_dir.join("relayctl-sync.lock"), "sync pid", options, &still)?;
+        let lock = lock_file(
+            &git_dir.join("relayctl-sync.lock"),
+            "sync pid",
+            "the sync lock",
+            options,
+            &still,
+        )?;
         Ok(SyncLock {
             _lock: lock,
-            log: git_dir.join("relayctl-sync-sent"),
+            log: sent_log(git_dir),
         })
+    }
+
+    /// The PATCHes of earlier syncs whose outcome is not noted yet, read without the sync lock
+    /// (for a dry run, which sends nothing).
+    pub fn sent(&self) -> Result<Vec<Sent>> {
+        read(&sent_log(self.repo.path()))
     }
 }
 
+fn sent_log(git_dir: &Path) -> PathBuf {
+    git_dir.join("relayctl-sync-sent")
+}
+
+/// The whole lines of the sent log at `log`: a line cut short by a kill is not read.
+fn read(log: &Path) -> Result<Vec<Sent>> {
+    let text = match std::fs::read_to_string(log) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", log.display())),
+    };
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    Ok(whole.lines().filter_map(Sent::parse).collect())
+}
+
 impl SyncLock {
-    /// The PATCHes of earlier syncs whose outcome is not noted yet. A line cut short by a kill
-    /// is not read.
+    /// The PATCHes of earlier syncs whose outcome is not noted yet.
     pub fn sent(&self) -> Result<Vec<Sent>> {
-        let text = match std::fs::read_to_string(&self.log) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.log.display())),
-        };
-        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
-        Ok(whole.lines().filter_map(Sent::parse).collect())
+        read(&self.log)
     }
 
     /// Records `sent` before its PATCH goes out.
