@@ -174,3 +174,79 @@ fn differences_name_each_property() {
         ["off_variation: LD unset, journal 1 (\"control\")"]
     );
 }
+
+#[test]
+fn relayctl_s_own_versions_count_as_unchanged_and_nothing_else_does() {
+    // Three commits: off, on (base 42), off (base 43); the group's target is off.
+    let commits = vec![
+        commit("aaaaaaa", false, 41, None, ""),
+        commit("bbbbbbb", true, 42, None, ""),
+        commit("ccccccc", false, 43, None, ""),
+    ];
+    let with = |known: Known| Group {
+        known,
+        ..group_of(commits.clone())
+    };
+    let decided = |g: &Group, ld: &LdFlag| match decide(g, ld, false) {
+        Decision::Patch { patch, .. } => Ok(patch.expect_version),
+        other => Err(other),
+    };
+    // The earliest commit's Base-Version.
+    assert_eq!(decided(&with(Known::default()), &ld(41, true, None)), Ok(41));
+    // The version relayctl's last synced note recorded.
+    let recorded = with(Known {
+        recorded: Some(57),
+        sent: vec![],
+    });
+    assert_eq!(decided(&recorded, &ld(57, true, None)), Ok(57));
+    assert_eq!(
+        decided(&recorded, &ld(58, true, None)),
+        Err(Decision::Conflict(
+            "LD version 58, base 41 (relayctl's last sync of this flag left LD at version 57)".into()
+        ))
+    );
+    // A PATCH sent from 41 for the first two commits (state: on): LaunchDarkly at 42, on, is
+    // that PATCH; at 42 off, or at 43 on, someone else was there.
+    let sent = with(Known {
+        recorded: None,
+        sent: vec![(2, 41)],
+    });
+    assert_eq!(decided(&sent, &ld(42, true, None)), Ok(42));
+    assert!(matches!(
+        decided(&sent, &ld(43, true, None)),
+        Err(Decision::Conflict(_))
+    ));
+    let mut other_state = ld(42, true, None);
+    other_state.fallthrough = Serve::Rollout;
+    assert_eq!(decide(&sent, &ld(42, false, None), false), Decision::InState);
+    assert!(
+        matches!(decided(&sent, &other_state), Ok(42)),
+        "fallthrough is not managed here"
+    );
+    let off_moved = ld(42, true, Some(0));
+    let set_off = with(Known {
+        recorded: None,
+        sent: vec![(1, 41)],
+    });
+    assert!(
+        matches!(decided(&set_off, &off_moved), Err(Decision::Conflict(_))),
+        "the first commit's state is off: LD on at 42 is not that PATCH"
+    );
+}
+
+#[test]
+fn groups_know_the_version_of_the_flag_s_last_synced_note() {
+    let mut synced = commit("aaaaaaa", false, 41, None, "");
+    synced.note = Some(SyncNote::Synced {
+        at: SystemTime::UNIX_EPOCH,
+        ld_version: 42,
+        already: false,
+        forced: None,
+    });
+    let pending = commit("bbbbbbb", true, 44, None, "");
+    // Newest first, as the journal lists them.
+    let groups = group(&[pending, synced], |r| !r.is_synced());
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].known.recorded, Some(42));
+    assert_eq!(groups[0].commits[0].short, "bbbbbbb");
+}

@@ -660,3 +660,65 @@ fn someone_setting_a_state_the_journal_went_through_is_still_a_conflict() {
     assert!(s.ld.patches().is_empty());
     assert_eq!(s.ld.env("default", "a", "production")["on"], json!(false));
 }
+
+#[test]
+fn two_syncs_at_once_send_nothing_twice_and_note_each_commit_once() {
+    let keys: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
+    let s = Setup::turned_off(&keys);
+    s.ld.set_delay(Duration::from_millis(300));
+    let spawn = |name: &str| {
+        let err = std::fs::File::create(s.w.path(name)).unwrap();
+        s.w.cmd(["sync"]).token().spawn(Stdio::null(), err)
+    };
+    let (mut first, mut second) = (spawn("first.txt"), spawn("second.txt"));
+    assert!(first.wait().unwrap().success(), "{}", s.w.read("first.txt"));
+    assert!(second.wait().unwrap().success(), "{}", s.w.read("second.txt"));
+    let both = s.w.read("first.txt") + &s.w.read("second.txt");
+    // One pass at a time: the second waited for the first, then found nothing left.
+    assert!(
+        both.contains("Waiting for another relayctl (sync pid ") && both.contains("to release the sync lock"),
+        "{both}"
+    );
+    assert!(both.contains("Nothing to sync"), "{both}");
+    let mut applied: Vec<String> = s.ld.applied().iter().map(|p| p.flag()).collect();
+    applied.sort();
+    assert_eq!(applied, keys, "each flag patched exactly once");
+    assert!(
+        s.notes()
+            .iter()
+            .all(|(_, n)| n.starts_with("synced") && n.ends_with("ld-version=6")),
+        "{:?}",
+        s.notes()
+    );
+}
+
+#[test]
+fn a_synced_note_written_by_someone_else_meanwhile_is_kept() {
+    let s = Setup::new(&[("a", 41, true)]);
+    s.apply("a = false\n");
+    s.ld.set_delay(Duration::from_secs(1));
+    let err = std::fs::File::create(s.w.path("stderr.txt")).unwrap();
+    let mut child = s.w.cmd(["sync"]).token().spawn(Stdio::null(), err);
+    wait_for("the GET", Duration::from_secs(20), || !s.ld.requests().is_empty());
+    // An older relayctl (holding only the journal lock) notes it while this one is at work.
+    let theirs = "synced 2026-11-22T03:04:05Z ld-version=99";
+    let short = s.notes()[0].0.clone();
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(s.w.path("journal"))
+        .args(["notes", "--ref=relayctl-sync", "add", "-m", theirs, &short])
+        .env("GIT_COMMITTER_NAME", "Other")
+        .env("GIT_COMMITTER_EMAIL", "other@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(child.wait().unwrap().success(), "{}", s.w.read("stderr.txt"));
+    assert_eq!(s.notes()[0].1, theirs);
+    let stderr = s.w.read("stderr.txt");
+    assert!(
+        stderr.contains(&format!(
+            "commit {short} was noted `{theirs}` by another relayctl meanwhile; that note is kept"
+        )),
+        "{stderr}"
+    );
+}
