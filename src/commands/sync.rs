@@ -337,11 +337,17 @@ impl Run<'_> {
 
     /// Why a pass ends with outcomes it could not note.
     fn unrecorded(&self, summary: &Summary, advice: &str) -> String {
+        let why = match crate::interrupt::requested() {
+            true => "interrupted while waiting for the journal lock".to_owned(),
+            false => format!(
+                "another relayctl held the journal lock {} past the wait",
+                self.config.journal.display()
+            ),
+        };
         format!(
-            "another relayctl held the journal lock {} past the wait, so the outcome of {} journal commit(s) \
-             is not noted yet: LaunchDarkly has what was sent. {advice}: it finds LaunchDarkly in each flag's \
-             state (or recognises its own change) and sends nothing twice",
-            self.config.journal.display(),
+            "{why}, so the outcome of {} journal commit(s) is not noted yet: LaunchDarkly has what was sent. \
+             {advice}: it finds LaunchDarkly in each flag's state (or recognises its own change) and sends \
+             nothing twice",
             summary.unrecorded.len()
         )
     }
