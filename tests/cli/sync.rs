@@ -670,7 +670,15 @@ fn two_syncs_at_once_send_nothing_twice_and_note_each_commit_once() {
         let err = std::fs::File::create(s.w.path(name)).unwrap();
         s.w.cmd(["sync"]).token().spawn(Stdio::null(), err)
     };
-    let (mut first, mut second) = (spawn("first.txt"), spawn("second.txt"));
+    // The second starts once the first holds the sync lock and talks to LaunchDarkly: whatever
+    // the machine's load, they overlap.
+    let mut first = spawn("first.txt");
+    crate::support::wait_for(
+        "the first sync to ask LaunchDarkly",
+        Duration::from_secs(20),
+        || !s.ld.requests().is_empty(),
+    );
+    let mut second = spawn("second.txt");
     assert!(first.wait().unwrap().success(), "{}", s.w.read("first.txt"));
     assert!(second.wait().unwrap().success(), "{}", s.w.read("second.txt"));
     let both = s.w.read("first.txt") + &s.w.read("second.txt");
