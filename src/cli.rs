@@ -54,6 +54,9 @@ pub enum Command {
     Show(ShowArgs),
     /// Print declarations of flags' current state (or add them to the overrides file).
     Import(ImportArgs),
+    /// What a context gets from flags now (or after apply, --planned), on each store target, by
+    /// LaunchDarkly's own evaluation engine.
+    Eval(EvalArgs),
     /// Print the shell completion script for SHELL.
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -139,6 +142,37 @@ pub struct ImportArgs {
     /// Add the declarations to the overrides file, keeping its comments and formatting.
     #[arg(long)]
     pub write: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("who").required(true).args(["context", "user", "key"]))]
+pub struct EvalArgs {
+    /// The flags to evaluate.
+    #[arg(value_name = "PROJECT/ENV/FLAG", required = true)]
+    pub flags: Vec<String>,
+    /// The context: LaunchDarkly's context JSON (single- or multi-kind), @FILE, or - (standard
+    /// input); a JSON array evaluates each of its contexts. May be repeated.
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["user", "key", "context_kind", "attr"])]
+    pub context: Vec<String>,
+    /// Shorthand for a context of kind "user" with this key.
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["key", "context_kind"])]
+    pub user: Option<String>,
+    /// With --key: the kind of the context (org, device, ...).
+    #[arg(long, value_name = "KIND", requires = "key")]
+    pub context_kind: Option<String>,
+    /// With --context-kind: the key of the context.
+    #[arg(long, value_name = "KEY", requires = "context_kind")]
+    pub key: Option<String>,
+    /// An attribute of a --user / --key context, as name=value (JSON when it parses as JSON:
+    /// age=42, beta=true; else a string: country=NZ). May be repeated.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub attr: Vec<String>,
+    /// Evaluate the state the overrides file declares, as apply would write it.
+    #[arg(long)]
+    pub planned: bool,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

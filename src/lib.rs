@@ -19,6 +19,7 @@ mod apply;
 mod cli;
 mod commands;
 mod desired;
+mod eval;
 mod exit;
 mod flag;
 mod import;

@@ -6,6 +6,7 @@
 
 use crate::cli::{self, Cli};
 use crate::desired::ConfigEnv;
+use crate::eval::context::ContextArgs;
 use crate::journal;
 use clap::Parser;
 use std::collections::BTreeMap;
@@ -42,6 +43,12 @@ pub enum Command {
     Import {
         flags: Vec<String>,
         write: bool,
+    },
+    Eval {
+        flags: Vec<String>,
+        contexts: ContextArgs,
+        planned: bool,
+        json: bool,
     },
     /// `completions SHELL`: the script, generated from the clap definitions.
     Completions {
@@ -228,6 +235,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
             flags: a.flags,
             write: a.write,
         },
+        cli::Command::Eval(a) => eval(a),
         cli::Command::Completions(a) => Command::Completions {
             script: cli::completions(a.shell),
         },
@@ -257,6 +265,29 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
             timeout: ld_timeout,
         },
     })
+}
+
+/// `eval`'s command: the contexts as the shorthand builds them, or the `--context` values.
+fn eval(a: cli::EvalArgs) -> Command {
+    let contexts = match (a.user, a.context_kind, a.key) {
+        (Some(key), _, _) => ContextArgs::Built {
+            kind: "user".to_owned(),
+            key,
+            attrs: a.attr,
+        },
+        (None, Some(kind), Some(key)) => ContextArgs::Built {
+            kind,
+            key,
+            attrs: a.attr,
+        },
+        _ => ContextArgs::Json(a.context),
+    };
+    Command::Eval {
+        flags: a.flags,
+        contexts,
+        planned: a.planned,
+        json: a.json,
+    }
 }
 
 /// The variable `name` as a whole number of seconds, at least `min`, if set.

@@ -4,6 +4,7 @@
 //! only layer that knows both settings and exit codes.
 
 mod apply;
+mod eval;
 mod generated;
 mod import;
 mod log;
@@ -52,6 +53,12 @@ pub fn run(settings: &Settings, rt: &Runtime) -> Result<Exit> {
         Command::Verify => verify::run(settings, rt),
         Command::Show { selectors, json } => show::run(settings, rt, selectors, *json),
         Command::Import { flags, write } => import::run(settings, rt, flags, *write),
+        Command::Eval {
+            flags,
+            contexts,
+            planned,
+            json,
+        } => eval::run(settings, rt, flags, contexts, *planned, *json),
         Command::Completions { script } => generated::print(script),
         Command::Man { page } => generated::print(page),
     }

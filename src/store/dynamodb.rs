@@ -10,7 +10,8 @@
 //! `version` attribute just read: a writer racing in between (Relay, another relayctl) makes the
 //! put fail, the flag is read again and reported as a stale plan instead of being overwritten.
 //! The writes of a batch run a bounded number at a time, each with its own outcome.
-//! Nothing else is ever written: no other item, no segment, never the `$inited` marker.
+//! Nothing else is ever written: no other item, no segment, never the `$inited` marker. Segments
+//! (namespace `<prefix>:segments`) are only read, for `relayctl eval`.
 //!
 //! Region, credentials and endpoint come from the standard AWS configuration (environment,
 //! profiles including SSO and credential_process, web identity, ECS, EC2 metadata); `region` and
@@ -19,7 +20,7 @@
 //! does not touch this store never needs it. Timeouts and retries are bounded so an unreachable
 //! endpoint fails within seconds, and once it has, the rest of the run fails at once.
 
-use super::{Groups, Prefix, Raw, Reads, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use super::{Groups, ItemKind, Prefix, Raw, Reads, Rewrite, WriteError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::flag::{FlagId, NotAFlag, StoredFlag};
 use crate::json_text::excerpt;
 use anyhow::{anyhow, Result};
@@ -64,9 +65,14 @@ pub struct Config {
 impl Config {
     /// `<prefix>:features`, or bare `features` without a prefix (Relay's DynamoDB default).
     fn namespace(&self, project: &str, environment: &str) -> String {
+        self.namespace_of(project, environment, ItemKind::Flag)
+    }
+
+    /// The namespace of the items of `kind`: `<prefix>:<kind>`, or the bare kind name.
+    fn namespace_of(&self, project: &str, environment: &str, kind: ItemKind) -> String {
         match self.prefix.resolve(project, environment) {
-            Some(p) => format!("{p}:features"),
-            None => "features".to_owned(),
+            Some(p) => format!("{p}:{}", kind.store_name()),
+            None => kind.store_name().to_owned(),
         }
     }
 
@@ -370,6 +376,49 @@ impl DynamoEndpoint {
             .collect())
     }
 
+    /// The items `keys` of `kind` (flags or segments), for evaluation: consistent batched gets of
+    /// their namespace. Each item's JSON as stored (the SDKs evaluate the JSON whatever its
+    /// `version` attribute says), where it was looked for, or why it has none.
+    pub(super) async fn read_items(
+        &self,
+        project: &str,
+        environment: &str,
+        kind: ItemKind,
+        keys: &[String],
+    ) -> Result<Vec<Raw>> {
+        let client = self.client().await?;
+        let namespace = self.config.namespace_of(project, environment, kind);
+        let wanted: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
+        let requests: Vec<Item> = wanted.iter().map(|k| Self::key(&namespace, k)).collect();
+        let batches: Vec<Vec<Item>> = stream::iter(
+            requests
+                .chunks(BATCH_KEYS)
+                .map(|c| self.batch_get(client, c.to_vec())),
+        )
+        .buffer_unordered(BATCHES_IN_FLIGHT)
+        .try_collect()
+        .await?;
+        let mut by_key: HashMap<String, Item> = HashMap::new();
+        for item in batches.into_iter().flatten() {
+            if let Some(key) = item.get("key").and_then(|v| v.as_s().ok()) {
+                by_key.insert(key.clone(), item);
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|key| match by_key.get(key) {
+                Some(item) => match self.item_json(item, &namespace, key) {
+                    Ok(json) => Raw::Json(json),
+                    Err(why) => Raw::Invalid(NotAFlag::new(why)),
+                },
+                None => Raw::Missing(format!(
+                    "no item with namespace {namespace:?} and key {key:?} in table {:?}",
+                    self.config.table
+                )),
+            })
+            .collect())
+    }
+
     /// The flag JSON of an item, or why there is none.
     fn item_json(&self, item: &Item, namespace: &str, flag: &str) -> Result<String, String> {
         item.get("item")
@@ -377,7 +426,7 @@ impl DynamoEndpoint {
             .cloned()
             .ok_or_else(|| {
                 format!(
-                    "the item with namespace {namespace:?} and key {flag:?} in table {:?} has no string attribute \"item\" (the flag JSON)",
+                    "the item with namespace {namespace:?} and key {flag:?} in table {:?} has no string attribute \"item\" (the JSON of the flag or segment)",
                     self.config.table
                 )
             })

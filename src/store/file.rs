@@ -5,9 +5,10 @@
 //! bytes of the one flag it rewrites: the rest of the file (other flags, segments, numbers as
 //! written, whitespace, key order, even bytes that are not UTF-8) is copied as it was. The file is
 //! replaced atomically: the new content goes to a temporary file in the same directory, flushed,
-//! then renamed over the old one, so a reader (or a crash) never sees half a file.
+//! then renamed over the old one, so a reader (or a crash) never sees half a file. Segments are
+//! only ever read (for `relayctl eval`).
 
-use super::{Groups, Raw, Reads, Rewrite, Template, WriteError};
+use super::{Groups, ItemKind, Raw, Reads, Rewrite, Template, WriteError};
 use crate::flag::{FlagId, NotAFlag};
 use crate::json_text;
 use anyhow::{anyhow, Context, Result};
@@ -154,6 +155,40 @@ impl FileEndpoint {
     }
 }
 
+impl FileEndpoint {
+    /// The items `keys` of `kind` in a project/environment's file, for evaluation: a file with no
+    /// `"segments"` object holds no segment (the SDKs' file data source allows leaving it out).
+    pub(super) async fn read_items(
+        &self,
+        project: &str,
+        environment: &str,
+        kind: ItemKind,
+        keys: &[String],
+    ) -> Result<Vec<Raw>> {
+        let path = self.path(project, environment);
+        let text = load(&path)?;
+        let (member, _) = kind.file_member();
+        let object = match kind {
+            ItemKind::Flag => Some(flags_of(&text, &path)?),
+            ItemKind::Segment => member_of(&text, &path, member)?,
+        };
+        let mut by_key: HashMap<&[u8], Vec<Range<usize>>> = HashMap::new();
+        for m in object.iter().flat_map(|o| &o.members) {
+            by_key.entry(m.key()).or_default().push(m.value.clone());
+        }
+        Ok(keys
+            .iter()
+            .map(
+                |key| match find_item(&text, by_key.get(key.as_bytes()), (kind, key), &path) {
+                    Found::One(_, json) => Raw::Json(json.to_owned()),
+                    Found::None(place) => Raw::Missing(place),
+                    Found::Invalid(why) => Raw::Invalid(why),
+                },
+            )
+            .collect())
+    }
+}
+
 /// The flag file's bytes, once they are known to be JSON (any text in strings: a flag that is
 /// not UTF-8 is refused by name, the others are carried as they are).
 fn load(path: &Path) -> Result<Vec<u8>> {
@@ -170,21 +205,30 @@ fn load(path: &Path) -> Result<Vec<u8>> {
 
 /// The `"flags"` object of a flag file.
 fn flags_of<'t>(text: &'t [u8], path: &Path) -> Result<json_text::Object<'t>> {
-    let not_sdk_file = || {
-        anyhow!(
-            "flag file {} has no \"flags\" object; it must be an SDK file data source: {{\"flags\": {{...}}, \"segments\": {{...}}}}",
-            path.display()
-        )
-    };
-    let (doc, _) = json_text::object(text, 0).map_err(|_| not_sdk_file())?;
-    let mut flags = doc.find("flags");
-    match (flags.next(), flags.next()) {
-        (Some(m), None) => Ok(json_text::object(text, m.value.start)
-            .map_err(|_| not_sdk_file())?
-            .0),
-        (None, _) => Err(not_sdk_file()),
+    member_of(text, path, "flags")?.ok_or_else(|| not_sdk_file(path, "flags"))
+}
+
+/// Why a flag file is not an SDK file data source (its `member` is missing or not an object).
+fn not_sdk_file(path: &Path, member: &str) -> anyhow::Error {
+    anyhow!(
+        "flag file {} has no \"{member}\" object; it must be an SDK file data source: {{\"flags\": {{...}}, \"segments\": {{...}}}}",
+        path.display()
+    )
+}
+
+/// The object `member` (`"flags"`, `"segments"`) of a flag file, if it has one.
+fn member_of<'t>(text: &'t [u8], path: &Path, member: &str) -> Result<Option<json_text::Object<'t>>> {
+    let (doc, _) = json_text::object(text, 0).map_err(|_| not_sdk_file(path, "flags"))?;
+    let mut found = doc.find(member);
+    match (found.next(), found.next()) {
+        (Some(m), None) => Ok(Some(
+            json_text::object(text, m.value.start)
+                .map_err(|_| not_sdk_file(path, member))?
+                .0,
+        )),
+        (None, _) => Ok(None),
         (Some(_), Some(_)) => Err(anyhow!(
-            "flag file {} has more than one \"flags\" object; SDKs disagree on which one counts: keep one",
+            "flag file {} has more than one \"{member}\" object; SDKs disagree on which one counts: keep one",
             path.display()
         )),
     }
@@ -202,17 +246,28 @@ enum Found<'t> {
 
 /// Flag `flag` of the file `text`, given where the members with its key are (`spans`).
 fn find<'t>(text: &'t [u8], spans: Option<&Vec<Range<usize>>>, flag: &str, path: &Path) -> Found<'t> {
+    find_item(text, spans, (ItemKind::Flag, flag), path)
+}
+
+/// Item `key` of `kind` in the file `text`, given where the members with its key are (`spans`).
+fn find_item<'t>(
+    text: &'t [u8],
+    spans: Option<&Vec<Range<usize>>>,
+    (kind, key): (ItemKind, &str),
+    path: &Path,
+) -> Found<'t> {
+    let (member, item) = kind.file_member();
     let span = match spans.map(Vec::as_slice).unwrap_or_default() {
         [span] => span.clone(),
         [] => {
             return Found::None(format!(
-                "no flag {flag:?} under \"flags\" in {}",
+                "no {item} {key:?} under \"{member}\" in {}",
                 path.display()
             ))
         }
         _ => {
             return Found::Invalid(NotAFlag::new(format!(
-                "the flag appears more than once under \"flags\" in {}; SDKs disagree on which one counts: keep one",
+                "the {item} appears more than once under \"{member}\" in {}; SDKs disagree on which one counts: keep one",
                 path.display()
             )))
         }
@@ -220,7 +275,7 @@ fn find<'t>(text: &'t [u8], spans: Option<&Vec<Range<usize>>>, flag: &str, path:
     match std::str::from_utf8(&text[span.clone()]) {
         Ok(json) => Found::One(span, json),
         Err(e) => Found::Invalid(NotAFlag::new(format!(
-            "the stored flag is not valid UTF-8 (byte {} of its JSON in {}); correct or remove it in the file",
+            "the stored {item} is not valid UTF-8 (byte {} of its JSON in {}); correct or remove it in the file",
             e.valid_up_to(),
             path.display()
         ))),

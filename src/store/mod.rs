@@ -14,11 +14,13 @@
 
 pub(crate) mod dynamodb;
 pub(crate) mod file;
+mod items;
 mod listing;
 pub(crate) mod redis;
 pub(crate) mod redis_keys;
 mod redis_topology;
 
+pub use items::ItemKind;
 pub use listing::Listing;
 
 use crate::flag::{Flag, FlagChange, FlagId, Lookup, NotAFlag, StoredFlag, Targeting};

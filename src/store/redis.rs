@@ -4,9 +4,9 @@
 //! relayctl reads with one HMGET per hash, all pipelined in one round trip, and writes a batch of
 //! flags in two round trips (see [`cas`]): one HMGET, then per flag a compare-and-set script that
 //! sets the field only if it still holds exactly the bytes read, retried when another writer
-//! (Relay) changed that flag in between. It never deletes anything and never touches segments or
-//! `$inited`. Values are read as bytes: one that is not text is a problem of its flag, not of the
-//! read.
+//! (Relay) changed that flag in between. It never deletes anything and never writes segments
+//! (`<prefix>:segments`, read for `relayctl eval` only) or `$inited`. Values are read as bytes:
+//! one that is not text is a problem of its flag, not of the read.
 //!
 //! Every request is bounded by the endpoint's timeout. A server that does not answer (timeout,
 //! connection lost) is remembered for the rest of the run: later requests fail at once instead
@@ -18,7 +18,7 @@ mod cas;
 
 pub use super::redis_topology::Topology;
 use super::redis_topology::{Conn, Refusal, Server, REPLICA_WAIT};
-use super::{Groups, Prefix, Raw, Reads, CONNECT_TIMEOUT};
+use super::{Groups, ItemKind, Prefix, Raw, Reads, CONNECT_TIMEOUT};
 use anyhow::{anyhow, Result};
 use redis::{ErrorKind, RedisError};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -188,9 +188,15 @@ impl RedisEndpoint {
     }
 
     fn hash(&self, project: &str, environment: &str) -> String {
+        self.hash_of(project, environment, ItemKind::Flag)
+    }
+
+    /// The hash holding the items of `kind` (`<prefix>:features`, `<prefix>:segments`).
+    fn hash_of(&self, project: &str, environment: &str, kind: ItemKind) -> String {
         format!(
-            "{}:features",
-            Config::prefix_of(&self.prefix, project, environment)
+            "{}:{}",
+            Config::prefix_of(&self.prefix, project, environment),
+            kind.store_name()
         )
     }
 
@@ -349,6 +355,34 @@ impl RedisEndpoint {
                 .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), Raw::from(Ok(v))))
                 .collect(),
         })
+    }
+}
+
+impl RedisEndpoint {
+    /// The fields `keys` of the hash of `kind` (flags or segments): one HMGET, for evaluation.
+    pub(super) async fn read_items(
+        &self,
+        project: &str,
+        environment: &str,
+        kind: ItemKind,
+        keys: &[String],
+    ) -> Result<Vec<Raw>> {
+        let hash = self.hash_of(project, environment, kind);
+        let mut guard = self.connection().await?;
+        let conn = guard.as_mut().expect("connected");
+        let values: Vec<Option<Vec<u8>>> =
+            match redis::cmd("HMGET").arg(&hash).arg(keys).query_async(conn).await {
+                Ok(values) => values,
+                Err(e) => {
+                    let why = self.unanswered(&mut guard, &e).unwrap_or_else(|| e.to_string());
+                    return Err(anyhow!("reading hash {hash} from {}: {why}", self.shown));
+                }
+            };
+        Ok(keys
+            .iter()
+            .zip(values)
+            .map(|(key, value)| Raw::from(value.ok_or_else(|| format!("no field {key:?} in hash {hash}"))))
+            .collect())
     }
 }
 
