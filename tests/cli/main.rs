@@ -19,6 +19,9 @@
 //!   LaunchDarkly settings; `sync --wait` with LaunchDarkly coming up late.
 //! - `show_cmd`, `import_cmd`: what the stores hold now, and declaring it (the round trip);
 //!   `show_keys`: show for plain Redis keys.
+//! - `eval_cmd`, `eval_conformance`: `relayctl eval`'s output and errors; its answers against the
+//!   real LaunchDarkly Python SDK reading the same Redis and DynamoDB (2,000 seeded contexts), and
+//!   `--planned` against what apply then writes.
 //! - `generated`: shell completions and the man page.
 //! - `plain_keys`: plain Redis keys (`redis-keys` stores) under plan, apply, the journal and log.
 //! - `topology`: Redis replicas, Sentinels failing over between plan and apply, a cluster.
@@ -33,6 +36,8 @@ mod bad_input;
 mod batch_writes;
 mod conformance;
 mod dynamodb;
+mod eval_cmd;
+mod eval_conformance;
 mod failures;
 mod file_store;
 mod generated;

@@ -10,6 +10,12 @@ its cache disabled so every evaluation reads what is stored right now.
 Prints one JSON object: {flag: {"value": ..., "variation_index": n|null, "reason": {...}}} for
 the context --context-key (kind "user", default "ctx-1"), with "<default>" as the fallback value,
 so a flag the SDK cannot read or evaluate shows up as "<default>".
+
+With --contexts FILE (a JSON array of LaunchDarkly context objects), prints a JSON array holding
+that object for each context, in order: one process evaluates them all (the differential tests of
+`relayctl eval`). The store is then read through the SDK's cache (it does not change during the
+run), so thousands of evaluations do not each wait for the store; the cache starts empty, so it
+holds what is stored when the process starts.
 """
 
 import argparse
@@ -37,19 +43,19 @@ def main() -> None:
     p.add_argument("--prefix")
     p.add_argument("--flags", required=True)
     p.add_argument("--context-key", default="ctx-1")
+    p.add_argument("--contexts")
     a = p.parse_args()
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
 
+    caching = CacheConfig(expiration=3600) if a.contexts else CacheConfig.disabled()
     if a.store == "redis":
-        store = Redis.new_feature_store(
-            url=a.url, prefix=a.prefix or "launchdarkly", caching=CacheConfig.disabled()
-        )
+        store = Redis.new_feature_store(url=a.url, prefix=a.prefix or "launchdarkly", caching=caching)
     else:
         store = DynamoDB.new_feature_store(
             a.table,
             prefix=a.prefix,
             dynamodb_opts={"endpoint_url": a.endpoint, "region_name": a.region},
-            caching=CacheConfig.disabled(),
+            caching=caching,
         )
     config = Config(
         sdk_key="sdk-relayctl-conformance",
@@ -59,14 +65,24 @@ def main() -> None:
         diagnostic_opt_out=True,
     )
     client = ldclient.LDClient(config=config, start_wait=5)
-    context = Context.builder(a.context_key).kind("user").build()
-    out = {}
-    for flag in [f for f in a.flags.split(",") if f]:
-        d = client.variation_detail(flag, context, "<default>")
-        out[flag] = {"value": d.value, "variation_index": d.variation_index, "reason": d.reason}
+    flags = [f for f in a.flags.split(",") if f]
+    if a.contexts:
+        with open(a.contexts) as f:
+            contexts = [Context.from_dict(c) for c in json.load(f)]
+        out = [evaluate(client, flags, c) for c in contexts]
+    else:
+        out = evaluate(client, flags, Context.builder(a.context_key).kind("user").build())
     client.close()
     json.dump(out, sys.stdout, sort_keys=True)
     print()
+
+
+def evaluate(client, flags, context) -> dict:
+    out = {}
+    for flag in flags:
+        d = client.variation_detail(flag, context, "<default>")
+        out[flag] = {"value": d.value, "variation_index": d.variation_index, "reason": d.reason}
+    return out
 
 
 if __name__ == "__main__":

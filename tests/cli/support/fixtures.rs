@@ -114,6 +114,55 @@ pub fn evaluate_dynamodb(moto: &Moto, table: &str, flags: &[&str]) -> Value {
     evaluate(&store, AWS_ENV, flags)
 }
 
+/// The arguments of evaluate.py that make it read `redis` under [`PREFIX`].
+pub fn redis_sdk_store(redis: &Redis) -> Vec<String> {
+    let store = [
+        "--store",
+        "redis",
+        "--url",
+        &redis.secret_url(),
+        "--prefix",
+        PREFIX,
+    ];
+    store.iter().map(|s| s.to_string()).collect()
+}
+
+/// The arguments of evaluate.py that make it read `table` on `moto` under [`PREFIX`].
+pub fn dynamodb_sdk_store(moto: &Moto, table: &str) -> Vec<String> {
+    let endpoint = moto.endpoint();
+    let store = [
+        "--store",
+        "dynamodb",
+        "--table",
+        table,
+        "--endpoint",
+        &endpoint,
+        "--prefix",
+        PREFIX,
+    ];
+    store.iter().map(|s| s.to_string()).collect()
+}
+
+/// What the LaunchDarkly Python SDK (daemon mode) serves for `flags` to each of `contexts`
+/// (LaunchDarkly context JSON), reading the store `store_args` describe ([`redis_sdk_store`],
+/// [`dynamodb_sdk_store`]): one object per context, in order, as [`evaluate_redis`] gives for
+/// one. One Python process evaluates them all.
+pub fn evaluate_contexts(store_args: &[String], flags: &[&str], contexts: &[Value]) -> Vec<Value> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), Value::from(contexts.to_vec()).to_string()).unwrap();
+    let mut args: Vec<&str> = store_args.iter().map(String::as_str).collect();
+    let path = file.path().to_str().unwrap().to_owned();
+    args.extend(["--contexts", &path]);
+    let env = match store_args.get(1).map(String::as_str) {
+        Some("dynamodb") => AWS_ENV,
+        _ => &[],
+    };
+    match evaluate(&args, env, flags) {
+        Value::Array(results) => results,
+        other => panic!("evaluate.py --contexts printed no array: {other}"),
+    }
+}
+
 /// What the LaunchDarkly Python SDK (daemon mode, no cache) serves for `flags` to the context
 /// `ctx-1`, reading the store that `store_args` describe (evaluate.py's `--store ...`), with
 /// `env` added to this process's environment.

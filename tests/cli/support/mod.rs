@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod eval_data;
 pub mod fake_ld;
 pub mod fixtures;
 pub mod moto;

@@ -156,6 +156,13 @@ impl Moto {
         );
     }
 
+    /// Stores `segments` as Relay's DynamoDB store does (namespace `<prefix>:segments`).
+    pub fn seed_segments(&self, table: &str, prefix: &str, segments: &[Value]) {
+        for s in segments {
+            self.put(table, flag_item(&format!("{prefix}:segments"), s));
+        }
+    }
+
     /// The item of `key` in `namespace`, if any.
     pub fn item(&self, table: &str, namespace: &str, key: &str) -> Option<HashMap<String, AttributeValue>> {
         self.rt

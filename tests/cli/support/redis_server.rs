@@ -215,6 +215,19 @@ impl Redis {
             .unwrap();
     }
 
+    /// Stores `segments` in `<prefix>:segments`, as Relay does.
+    pub fn seed_segments(&self, prefix: &str, segments: &[Value]) {
+        let mut c = self.conn();
+        for s in segments {
+            redis::cmd("HSET")
+                .arg(format!("{prefix}:segments"))
+                .arg(s["key"].as_str().unwrap())
+                .arg(s.to_string())
+                .exec(&mut c)
+                .unwrap();
+        }
+    }
+
     /// The stored JSON of `flag` under `prefix`, if any.
     pub fn flag(&self, prefix: &str, flag: &str) -> Option<Value> {
         read_flag(&mut self.conn(), prefix, flag)
