@@ -37,6 +37,8 @@ pub(super) enum Slot<T> {
     Missing(String),
     /// There, but nothing the engine can read (or not text, or stored twice): why.
     Unreadable(String),
+    /// Declared, but apply would refuse to write the declared state (`--planned`): why.
+    Refused(String),
 }
 
 /// The keys the engine asked for that have not been read from the target yet.
@@ -192,7 +194,7 @@ impl<'a> TargetData<'a> {
 
     /// The flag `key` as apply would write it, when the overrides file declares it (`--planned`)
     /// and apply would change it: the planner's resolution of the declaration, then the stored
-    /// flag's own rewrite. A declaration apply cannot write here is unreadable, saying why.
+    /// flag's own rewrite. A declaration apply would refuse is [`Slot::Refused`], saying why.
     fn planned_slot(&self, key: &str, raw: &Raw) -> Option<Slot<FlagData>> {
         let id = FlagId {
             project: self.project.clone(),
@@ -208,17 +210,14 @@ impl<'a> TargetData<'a> {
             BTreeMap::from([(id, vec![(self.target.clone(), lookup.clone())])]);
         let plan = crate::plan::plan::<crate::flag::Flag>(std::slice::from_ref(declared), &observed);
         if let Some(problem) = plan.flags.problems.first() {
-            return Some(Slot::Unreadable(format!(
-                "apply cannot write its declared state here: {}",
-                problem.message
-            )));
+            return Some(Slot::Refused(problem.message.clone()));
         }
         let (change, Lookup::Found(stored)) = (plan.flags.changes.first()?, lookup) else {
             return None;
         };
         Some(match stored.rewrite(&change.to) {
             Ok(json) => parse_flag(&json),
-            Err(e) => Slot::Unreadable(format!("apply cannot rewrite it: {e}")),
+            Err(e) => Slot::Refused(e.to_string()),
         })
     }
 
@@ -242,6 +241,7 @@ impl<'a> TargetData<'a> {
                     why: format!("the stored flag cannot be read: {why}"),
                 })
             }
+            Some(Slot::Refused(why)) => return Ok(Outcome::Unknown { why: refused(why) }),
             Some(Slot::Found(data)) => data,
         };
         let lens = Lens {
@@ -296,6 +296,11 @@ impl<'a> TargetData<'a> {
                         why: format!("prerequisite flag {} cannot be read: {why}", quoted(key)),
                     }
                 }
+                Some(Slot::Refused(why)) => {
+                    return Outcome::Unknown {
+                        why: format!("of its prerequisite flag {}: {}", quoted(key), refused(why)),
+                    }
+                }
                 _ => {}
             }
         }
@@ -321,6 +326,11 @@ impl<'a> TargetData<'a> {
         }
         served
     }
+}
+
+/// Why the planned state of a flag is not known: apply would refuse to write it (`why`).
+fn refused(why: &str) -> String {
+    format!("apply cannot write its declared state here ({why}), so there is no planned state to evaluate")
 }
 
 /// Why a flag testing big segment `key` cannot be evaluated here.

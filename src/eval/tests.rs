@@ -230,7 +230,7 @@ fn the_planned_view_is_the_rewrite_apply_makes_prerequisites_included() {
     match data.evaluate("other", &alice, true).unwrap() {
         Outcome::Unknown { why } => assert!(
             why.contains(
-                "apply cannot write its declared state here: off_variation \"nope\": matches no variation"
+                "apply cannot write its declared state here (off_variation \"nope\": matches no variation"
             ),
             "{why}"
         ),
