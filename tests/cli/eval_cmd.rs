@@ -419,3 +419,31 @@ fn hostile_stored_text_is_escaped_in_lines_and_errors() {
         run.stderr
     );
 }
+
+#[test]
+fn a_store_password_never_shows_in_lines_json_or_errors() {
+    let r = Redis::start_with_password("s3cret-Pa55");
+    r.seed(PREFIX, &[checkout(true)]);
+    let w = Workspace::new(&redis_overrides(&[&r], ""));
+    let flag = "default/production/new-checkout";
+    for args in [vec!["--user", "cust-17"], vec!["--user", "cust-17", "--json"]] {
+        let run = w.cmd(["eval", flag]).args(&args).run();
+        assert_eq!(run.code, 1, "payments-v2 is missing: {}", run.all());
+        assert!(
+            !run.all().contains("s3cret-Pa55"),
+            "{args:?}: leaked: {}",
+            run.all()
+        );
+        assert!(
+            run.all().contains(&format!("redis://:***@127.0.0.1:{}", r.port)),
+            "{}",
+            run.all()
+        );
+    }
+    let wrong = redis_overrides(&[&r], "").replace("s3cret-Pa55", "wrong-Pa55");
+    w.write("overrides.toml", &wrong);
+    let run = w.run(["eval", flag, "--user", "cust-17"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stdout.contains("cannot evaluate here"), "{}", run.all());
+    assert!(!run.all().contains("Pa55"), "leaked: {}", run.all());
+}
