@@ -315,7 +315,7 @@ fn rows<K: Plannable>(plan: &Plan) -> String {
     let rows: Vec<Vec<String>> = K::part(plan).changes.iter().map(K::row).collect();
     let columns = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..columns)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .map(|i| ui::column_width(rows.iter().map(|r| r[i].chars().count())))
         .collect();
     let mut out = String::new();
     for row in &rows {

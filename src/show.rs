@@ -210,7 +210,7 @@ pub fn widths<K: Showable>(views: &[View<K>]) -> Widths {
             let cells = cells(v, t).0;
             w.0.resize(w.0.len().max(cells.len()), 0);
             for (width, cell) in w.0.iter_mut().zip(&cells) {
-                *width = (*width).max(cell.chars().count());
+                *width = ui::column_width([*width, cell.chars().count()]);
             }
         }
     }
@@ -453,5 +453,19 @@ mod tests {
         assert_eq!(percent(33_333), "33.333%");
         assert_eq!(percent(50_500), "50.5%");
         assert_eq!(percent(0), "0%");
+    }
+
+    #[test]
+    fn one_huge_key_does_not_widen_every_line() {
+        let huge = "k".repeat(200_000);
+        let mut flags: Vec<(&str, Lookup)> = vec![(huge.as_str(), found(flag("x", true, 1)))];
+        let names: Vec<String> = (0..1000).map(|i| format!("flag-{i:04}")).collect();
+        flags.extend(names.iter().map(|n| (n.as_str(), found(flag(n, true, 1)))));
+        let listings = vec![(target("10.0.0.5"), listing(flags))];
+        let views = build("default", "production", &listings, None, &[]);
+        let w = widths(&views);
+        let text: String = views.iter().map(|v| render(v, &w)).collect();
+        // One line holds the key; the other 1,000 are as long as their own cells make them.
+        assert!(text.len() < 200_000 + 1_000 * 200, "{} bytes", text.len());
     }
 }

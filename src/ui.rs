@@ -14,6 +14,15 @@ pub const ERROR: Style = AnsiColor::Red.on_default().bold();
 /// Something to pay attention to.
 pub const WARNING: Style = AnsiColor::Yellow.on_default().bold();
 
+/// The widest a column is padded to for alignment: a longer cell (a 200 KB flag key from a
+/// store) is printed as it is, past its column, instead of every line being padded to it.
+pub const ALIGN_MOST: usize = 80;
+
+/// The width a column of `cells` (each its width in characters) is padded to.
+pub fn column_width(cells: impl IntoIterator<Item = usize>) -> usize {
+    cells.into_iter().filter(|&w| w <= ALIGN_MOST).max().unwrap_or(0)
+}
+
 /// `text` in `style`.
 pub fn paint(style: Style, text: &str) -> String {
     format!("{style}{text}{style:#}")

@@ -124,12 +124,11 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
 /// Prints each event of an apply of `part` as it happens: outcomes to stdout (failures to
 /// stderr), aligned like the plan's lines; a target that did not answer, before it is read back.
 fn print<K: Shown>(part: &Part<K>) -> impl FnMut(Event<K>) {
-    let width = part
+    let labels = part
         .by_item()
         .into_iter()
-        .map(|changes| K::label(&K::record(&changes)).chars().count())
-        .max()
-        .unwrap_or(0);
+        .map(|changes| K::label(&K::record(&changes)).chars().count());
+    let width = ui::column_width(labels);
     move |event| match event {
         Event::Done(o) => {
             let (out, err) = render_outcome(width, o);
