@@ -247,3 +247,81 @@ fn import_from_the_file_store_round_trips() {
         run.stderr
     );
 }
+
+/// A workspace whose file store holds `n` boolean flags `f0..`, none declared.
+fn file_store_workspace(n: usize) -> Workspace {
+    let w = Workspace::new(&overrides(
+        "[[store]]\nname = \"local\"\ntype = \"file\"\npath = \"flags.json\"\n\n",
+        "",
+    ));
+    let flags: Vec<Value> = (0..n).map(|i| bool_flag(&format!("f{i}"), 1)).collect();
+    w.write("flags.json", &crate::support::fixtures::flag_file(&flags));
+    w
+}
+
+// Issue 19, item 2: imports at once take turns; none of their declarations is lost.
+#[test]
+fn imports_writing_at_once_lose_no_declaration() {
+    for trial in 0..5 {
+        let w = file_store_workspace(4);
+        let runs: Vec<_> = (0..4)
+            .map(|i| {
+                w.cmd(["import", "--write", &format!("default/production/f{i}")])
+                    .spawn(std::process::Stdio::null(), std::process::Stdio::piped())
+            })
+            .collect();
+        for run in runs {
+            let out = run.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "trial {trial}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = w.read("overrides.toml");
+        for i in 0..4 {
+            assert!(
+                text.contains(&format!("f{i} = ")),
+                "trial {trial}: f{i} lost:\n{text}"
+            );
+        }
+    }
+}
+
+// Issue 19, item 11: the operator's file keeps its line endings, BOM, owner, mode and links.
+#[test]
+fn import_write_keeps_line_endings_bom_owner_mode_and_links() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let w = file_store_workspace(2);
+    let path = w.path("overrides.toml");
+    let original = format!("\u{feff}{}", w.read("overrides.toml").replace('\n', "\r\n"));
+    w.write("overrides.toml", &original);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let link = w.path("linked.toml");
+    std::fs::hard_link(&path, &link).unwrap();
+
+    let run = w.run(["import", "--write", "default/production/f0"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let text = w.read("overrides.toml");
+    assert!(text.starts_with('\u{feff}'), "the BOM is kept");
+    assert!(text.contains("f0 = "), "{text}");
+    assert!(
+        !text.replace("\r\n", "").contains('\n'),
+        "CRLF everywhere: {text:?}"
+    );
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o640);
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    assert_eq!(
+        std::fs::read_to_string(&link).unwrap(),
+        text,
+        "the hard link sees the change"
+    );
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let run = w.run(["import", "--write", "default/production/f1"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("is read-only (mode 444)"), "{}", run.stderr);
+    assert_eq!(w.read("overrides.toml"), text, "left as it was");
+}
