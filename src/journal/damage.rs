@@ -22,6 +22,27 @@ use std::path::{Path, PathBuf};
 /// The file in `.git` listing the packs found whole: `<name> <size> <mtime ns>` per line.
 const CHECKED: &str = "relayctl-checked-packs";
 
+/// Notes `pack`, which relayctl has just written and libgit2's indexer read whole, as whole:
+/// [`check`] need not read it again.
+pub(super) fn note_whole(repo: &Repository, pack: &Path) {
+    let record = repo.path().join(CHECKED);
+    let Ok(stamp) = stamp(pack) else { return };
+    let mut known = std::fs::read_to_string(&record).unwrap_or_default();
+    known.push_str(&stamp);
+    known.push('\n');
+    save(repo, &record, &known);
+}
+
+/// Replaces `record` with `text` in one rename. Only an optimization: a run that cannot note it
+/// (a read-only journal, a full disk) reads the packs again next time.
+fn save(repo: &Repository, record: &Path, text: &str) {
+    if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(repo.path()) {
+        if std::io::Write::write_all(&mut tmp, text.as_bytes()).is_ok() {
+            let _ = tmp.persist(record);
+        }
+    }
+}
+
 /// An error saying the journal at `path` is damaged, what is wrong, and what to do.
 pub(super) fn damaged(path: &Path, what: &str) -> anyhow::Error {
     let at = super::repo::shell_word(&path.display().to_string());
@@ -59,16 +80,7 @@ pub(super) fn check(repo: &Repository, path: &Path, branch: &str) -> Result<()> 
     }
     tip(repo, branch).map_err(|e| damaged(path, &format!("{e:#}")))?;
     if whole.iter().any(|s| !known.contains(s)) {
-        // Only an optimization, replaced in one rename: a run that cannot note it (a read-only
-        // journal, a full disk) reads the packs again next time.
-        let note = |tmp: &mut tempfile::NamedTempFile| {
-            std::io::Write::write_all(tmp, (whole.join("\n") + "\n").as_bytes())
-        };
-        if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(repo.path()) {
-            if note(&mut tmp).is_ok() {
-                let _ = tmp.persist(&record);
-            }
-        }
+        save(repo, &record, &(whole.join("\n") + "\n"));
     }
     Ok(())
 }

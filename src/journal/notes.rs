@@ -202,7 +202,8 @@ pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncN
         .with_context(|| format!("writing {} sync notes", notes.len()))?;
     objects.push(commit);
     let objects: Vec<_> = objects.into_iter().map(|id| ToPack { id, base: None }).collect();
-    pack::store(&repo, &[&odb], &objects)?;
+    let pack = pack::store(&repo, &[&odb], &objects)?;
+    super::damage::note_whole(&repo, &pack);
     mempack.reset()?;
     Ok(commit)
 }

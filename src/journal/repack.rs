@@ -55,13 +55,15 @@ pub(super) fn compact(repo: &Repository, on_start: &dyn Fn(&str)) -> Result<usiz
         packs.iter().map(|p| p.size).sum::<u64>() / 1024
     ));
     let (merged, ids) = merge(&packs).with_context(context)?;
-    let name = pack::check_and_store(repo, &merged).with_context(context)?;
-    let held = index(&std::fs::read(dir.join(format!("pack-{name}.idx")))?).with_context(context)?;
+    let merged = pack::check_and_store(repo, &merged).with_context(context)?;
+    let held = index(&std::fs::read(merged.with_extension("idx"))?).with_context(context)?;
     let held: std::collections::HashSet<Oid> = held.into_iter().map(|(id, _)| id).collect();
     ensure!(
         ids.iter().all(|id| held.contains(id)),
-        "the merged packfile pack-{name} lacks objects of the packs it merges; they are left as they were"
+        "the merged packfile {} lacks objects of the packs it merges; they are left as they were",
+        merged.display()
     );
+    super::damage::note_whole(repo, &merged);
     for p in &packs {
         for ext in ["pack", "idx", "rev", "bitmap", "mtimes"] {
             match std::fs::remove_file(p.path.with_extension(ext)) {

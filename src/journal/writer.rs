@@ -238,7 +238,8 @@ impl Writer<'_> {
         if self.unflushed > 0 {
             let objects = &self.written.objects;
             // The branch moves only to commits whose packfile checked out and reads back.
-            pack::store(self.repo, &[self.memory.odb, self.odb], objects).with_context(context)?;
+            let pack = pack::store(self.repo, &[self.memory.odb, self.odb], objects).with_context(context)?;
+            super::damage::note_whole(self.repo, &pack);
             self.memory.mempack.reset().with_context(context)?;
             let _ = self.odb.refresh();
             super::repo::move_ref(self.repo, &self.branch, self.tip, "relayctl").with_context(context)?;
