@@ -472,7 +472,8 @@ impl Journal {
         }
         let sig = self.signature()?;
         let context = || format!("noting sync status in the journal {}", self.path.display());
-        let commit = notes::write_all(&self.repo, &sig, &self.notes).with_context(context)?;
+        let (commit, pack) = notes::write_all(&self.repo, &sig, &self.notes).with_context(context)?;
+        damage::note_whole(&self.repo, &pack);
         repo::move_ref(&self.repo, notes::NOTES_REF, commit, "relayctl sync").with_context(context)?;
         self.notes.clear();
         Ok(())

@@ -170,8 +170,13 @@ const FAN_OUT_AT: usize = 256;
 
 /// Sets (replacing) the notes of several commits in one notes commit, written as one packfile
 /// (built in memory, as the journal's commits are), rewriting only the notes tree's folders the
-/// notes land in. Returns the new notes commit, for the caller to move [`NOTES_REF`] to.
-pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncNote)]) -> Result<Oid> {
+/// notes land in. Returns the new notes commit, for the caller to move [`NOTES_REF`] to, and the
+/// packfile that holds it.
+pub(super) fn write_all(
+    repo: &Repository,
+    sig: &Signature,
+    notes: &[(Oid, SyncNote)],
+) -> Result<(Oid, std::path::PathBuf)> {
     // A handle of its own, so that everything written goes to the in-memory backend.
     let repo = Repository::open(repo.path())?;
     let odb = repo.odb()?;
@@ -203,9 +208,8 @@ pub(super) fn write_all(repo: &Repository, sig: &Signature, notes: &[(Oid, SyncN
     objects.push(commit);
     let objects: Vec<_> = objects.into_iter().map(|id| ToPack { id, base: None }).collect();
     let pack = pack::store(&repo, &[&odb], &objects)?;
-    super::damage::note_whole(&repo, &pack);
     mempack.reset()?;
-    Ok(commit)
+    Ok((commit, pack))
 }
 
 /// Returns the notes (sub)tree `tree`, whose names continue ids after their first `2 * depth`
