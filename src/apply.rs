@@ -62,9 +62,19 @@ pub enum Event<'a, K: Kind> {
         answered: bool,
         within: Duration,
     },
+    /// The `targets` have not answered the writes of this batch (`writes` of them, all targets
+    /// together) after `after`: said every [`SLOW`] while they take.
+    Slow {
+        targets: &'a [StoreTarget],
+        writes: usize,
+        after: Duration,
+    },
     /// An item is done.
     Done(&'a Outcome<K>),
 }
+
+/// How long a batch's writes may take before apply says it is still waiting, and how often.
+const SLOW: Duration = Duration::from_secs(5);
 
 /// Items per batch: their intents are logged together before any of their writes, then each
 /// endpoint takes the batch's writes in one batched call (a few round trips, not a few per item).
@@ -129,7 +139,7 @@ async fn apply_batch<K: Applicable>(
     }
     journal.sync_log()?;
     let all: Vec<&K::Change> = batch.iter().flat_map(|(c, _)| c.iter().copied()).collect();
-    let mut results = write_all::<K>(stores, &all).await.into_iter();
+    let mut results = write_all::<K>(stores, &all, on_event).await.into_iter();
     let mut staged = Vec::new();
     let mut unknown = Vec::new();
     for (n, (changes, record)) in batch.iter().enumerate() {
@@ -270,8 +280,13 @@ pub async fn record_interrupted<K: Applicable>(
 }
 
 /// Writes every change of `changes`, each endpoint's share in one batched call, the endpoints
-/// concurrently; one outcome per change, in order.
-async fn write_all<K: Storable>(stores: &Stores, changes: &[&K::Change]) -> Vec<Result<Written, WriteError>> {
+/// concurrently; one outcome per change, in order. Targets that take longer than [`SLOW`] are
+/// named through `on_event`, every [`SLOW`], until they answer.
+async fn write_all<K: Storable>(
+    stores: &Stores,
+    changes: &[&K::Change],
+    on_event: &mut dyn FnMut(Event<K>),
+) -> Vec<Result<Written, WriteError>> {
     let mut results: Vec<Option<Result<Written, WriteError>>> = changes.iter().map(|_| None).collect();
     let mut by_endpoint: Vec<(&K::Endpoint, Vec<usize>)> = Vec::new();
     for (i, change) in changes.iter().enumerate() {
@@ -290,11 +305,30 @@ async fn write_all<K: Storable>(stores: &Stores, changes: &[&K::Change]) -> Vec<
             None => by_endpoint.push((endpoint, vec![i])),
         }
     }
-    let writes = by_endpoint.iter().map(|(endpoint, at)| async move {
-        let mine: Vec<&K::Change> = at.iter().map(|&i| changes[i]).collect();
-        endpoint.write(&mine).await
-    });
-    for ((_, at), done) in by_endpoint.iter().zip(join_all(writes).await) {
+    let answered: Vec<std::cell::Cell<bool>> = by_endpoint.iter().map(|_| Default::default()).collect();
+    let writes = by_endpoint
+        .iter()
+        .zip(&answered)
+        .map(|((endpoint, at), answered)| async move {
+            let mine: Vec<&K::Change> = at.iter().map(|&i| changes[i]).collect();
+            let done = endpoint.write(&mine).await;
+            answered.set(true);
+            done
+        });
+    let all = join_all(writes);
+    tokio::pin!(all);
+    let started = tokio::time::Instant::now();
+    let done = loop {
+        tokio::select! {
+            done = &mut all => break done,
+            () = tokio::time::sleep(SLOW) => {
+                let waiting = by_endpoint.iter().zip(&answered).filter(|(_, a)| !a.get());
+                let targets: Vec<StoreTarget> = waiting.map(|((e, at), _)| e.target(&K::id(changes[at[0]]))).collect();
+                on_event(Event::Slow { targets: &targets, writes: changes.len(), after: started.elapsed() });
+            }
+        }
+    };
+    for ((_, at), done) in by_endpoint.iter().zip(done) {
         for (&i, result) in at.iter().zip(done) {
             results[i] = Some(result);
         }

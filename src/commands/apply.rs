@@ -135,6 +135,21 @@ fn print<K: Shown>(part: &Part<K>) -> impl FnMut(Event<K>) {
             anstream::print!("{out}");
             anstream::eprint!("{err}");
         }
+        Event::Slow {
+            targets,
+            writes,
+            after,
+        } => {
+            let targets: Vec<String> = targets.iter().map(ToString::to_string).collect();
+            anstream::eprintln!(
+                "{} still waiting for {} to answer ({writes} {} write(s) sent {}s ago); each request is bounded \
+                 by the store's timeout, after which what was sent is read back",
+                ui::paint(ui::WARNING, "warning:"),
+                targets.join(" and "),
+                K::NOUN,
+                after.as_secs()
+            );
+        }
         Event::Unanswered {
             target,
             ids,

@@ -531,3 +531,25 @@ fn the_redis_timeout_must_be_whole_seconds() {
         );
     }
 }
+
+/// Issue 19, item 5: a store that takes seconds to answer the writes, within its timeout, is
+/// named on stderr while apply waits, every 5 s; nothing else changes.
+#[test]
+fn a_store_slow_to_answer_writes_is_named_while_apply_waits() {
+    let (r, proxy, w) = behind_proxy(&["alpha", "beta"], |p| {
+        p.fault("EVAL", 1, Fault::DelayReply(Duration::from_secs(7)))
+    });
+    let started = Instant::now();
+    let run = w
+        .cmd(["apply", "--auto-approve"])
+        .timeout(Duration::from_secs(60))
+        .run();
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(started.elapsed() >= Duration::from_secs(7));
+    assert_eq!(version(&r, "alpha"), 11);
+    let said = format!(
+        "warning: still waiting for relay-redis {} to answer (2 flag write(s) sent 5s ago)",
+        proxy.url()
+    );
+    assert!(run.stderr.contains(&said), "{}", run.stderr);
+}
