@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs relayctl's whole test suite, first installing what the tests need when it is absent:
 # redis-server (Debian/Ubuntu package), moto's DynamoDB-compatible server and the LaunchDarkly
-# Python server SDK (PyPI). Extra arguments go to `cargo test`.
+# Python server SDK (PyPI), and the LaunchDarkly Relay Proxy (built from its Go module by
+# scripts/ld_relay.sh into target/tools/). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,5 +28,11 @@ command -v moto_server >/dev/null || pip_install 'moto[server]'
 # pip may put scripts in a directory that is not on PATH yet (e.g. ~/.local/bin).
 export PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$HOME/.local/bin"
 command -v moto_server >/dev/null || { echo "scripts/test.sh: moto_server is still not on PATH" >&2; exit 1; }
+
+# The Relay Proxy: when it cannot be built, the Relay tests fail with the reason
+# scripts/ld_relay.sh wrote (target/tools/ld-relay-unavailable.txt); every other test still runs.
+if relay=$(bash scripts/ld_relay.sh); then
+  export RELAYCTL_LD_RELAY="$relay"
+fi
 
 cargo test --locked "$@"

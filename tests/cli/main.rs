@@ -47,6 +47,7 @@ mod interrupt;
 mod plain_keys;
 mod plan_apply;
 mod plan_cmd;
+mod relay;
 mod secrets;
 mod show_cmd;
 mod show_keys;

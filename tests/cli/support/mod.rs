@@ -1,7 +1,8 @@
 //! Test support: temp workspaces where the binary runs ([`Workspace`], and its one command
 //! builder in `relayctl`), real servers on free loopback ports (`redis_server`, `moto`), a
 //! fault-injecting TCP proxy to put in front of them (`proxy`), the fake LaunchDarkly
-//! (`fake_ld`), and shared test data (`fixtures`).
+//! (`fake_ld`), the real Relay Proxy and a proxy-mode SDK (`relay`), and shared test data
+//! (`fixtures`).
 //!
 //! A server binary that is missing makes the test fail with how to install it: nothing here
 //! skips silently. Everything started here is stopped on drop.
@@ -15,6 +16,7 @@ pub mod moto;
 mod proxy;
 mod redis_server;
 mod redis_topology;
+pub mod relay;
 mod relayctl;
 
 pub use proxy::{Fault, Proxy};
