@@ -57,6 +57,8 @@ pub enum Command {
     /// What a context gets from flags now (or after apply, --planned), on each store target, by
     /// LaunchDarkly's own evaluation engine.
     Eval(EvalArgs),
+    /// Show the declared state's whole chain: every store target, every listed Relay, LaunchDarkly.
+    Status(StatusArgs),
     /// Print the shell completion script for SHELL.
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -132,6 +134,24 @@ pub struct ShowArgs {
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Which declared flags: every declared flag of an environment, or one flag. Default: every
+    /// declared flag.
+    #[arg(value_name = "PROJECT/ENV[/FLAG]")]
+    pub selectors: Vec<String>,
+    /// Print one JSON document (one per refresh with --watch).
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh until every store and Relay serves the declared state and LaunchDarkly has it
+    /// (or Ctrl-C).
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: how often to refresh [default: 2s].
+    #[arg(long, value_name = "DURATION", requires = "watch", value_parser = duration)]
+    pub interval: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

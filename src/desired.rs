@@ -10,6 +10,7 @@
 mod backends;
 mod keys;
 mod redis_keys;
+mod relays;
 mod topology;
 
 pub use keys::check_id;
@@ -49,6 +50,8 @@ pub struct Config {
     pub key_stores: Vec<crate::store::redis_keys::KeyStoreConfig>,
     /// The `[keys.<store>]` declarations, sorted by store and key.
     pub keys: Vec<DeclaredKey>,
+    /// The `[[relay]]`s `relayctl status` asks.
+    pub relays: Vec<crate::relay::RelayConfig>,
 }
 
 /// The parts of the process environment that the file's meaning depends on.
@@ -109,6 +112,8 @@ struct RawFile {
     overrides: BTreeMap<Spanned<String>, RawEnvironments>,
     #[serde(default)]
     keys: redis_keys::RawKeys,
+    #[serde(default)]
+    relay: Vec<Spanned<relays::RawRelay>>,
 }
 
 /// `[overrides.<project>]`: environment -> flag -> declaration.
@@ -298,6 +303,7 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
         None => None,
     };
     let overrides = overrides(raw.overrides).map_err(|(span, m)| err(span, m))?;
+    let relays = relays::relays(raw.relay).map_err(|(span, m)| err(span, m))?;
     for (store, span) in stores.iter().zip(spans) {
         check_places(store, &overrides).map_err(|m| err(Some(span), m))?;
     }
@@ -308,6 +314,7 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
         overrides,
         key_stores,
         keys,
+        relays,
     })
 }
 

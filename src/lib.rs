@@ -34,9 +34,11 @@ mod plan;
 #[cfg(test)]
 mod proptests;
 mod redact;
+mod relay;
 mod select;
 mod settings;
 mod show;
+mod status;
 mod store;
 mod sync;
 mod ui;

@@ -50,6 +50,12 @@ pub enum Command {
         planned: bool,
         json: bool,
     },
+    Status {
+        selectors: Vec<String>,
+        json: bool,
+        /// `--watch`: refresh this often.
+        watch: Option<Duration>,
+    },
     /// `completions SHELL`: the script, generated from the clap definitions.
     Completions {
         script: Vec<u8>,
@@ -72,6 +78,9 @@ pub struct Wait {
 /// The longest pause between two attempts of `sync --wait` unless `--interval` says otherwise.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How often `status --watch` refreshes unless `--interval` says otherwise.
+const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Everything a command needs to know about how it was invoked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -92,6 +101,8 @@ pub struct Settings {
     pub redis_timeout: Duration,
     /// How to reach LaunchDarkly's API.
     pub launchdarkly: LaunchDarkly,
+    /// The environment (and `.env`), for the variables the overrides file names (SDK keys).
+    env: Env,
 }
 
 /// The LaunchDarkly API access the environment gives: `LD_API_KEY` and `LD_BASE_URL`.
@@ -116,6 +127,12 @@ impl std::fmt::Debug for LaunchDarkly {
 }
 
 impl Settings {
+    /// The environment variable `name` (from the environment, else `.env`), when set and not
+    /// empty: for the variables the overrides file names, such as a Relay's SDK keys.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.env.get(name)
+    }
+
     /// Prints a status line on stderr unless `--quiet`.
     pub fn status(&self, message: impl std::fmt::Display) {
         if !self.quiet {
@@ -139,10 +156,19 @@ impl Settings {
 }
 
 /// Environment variables, with a `.env` file in the working directory as a fallback (the
-/// process environment wins, as relayCommander's python-dotenv did).
-#[derive(Debug, Clone, Default)]
+/// process environment wins, as relayCommander's python-dotenv did). `Debug` shows names only:
+/// the values are secrets.
+#[derive(Clone, Default)]
 struct Env {
     dotenv: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("dotenv", &self.dotenv.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Env {
@@ -236,6 +262,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
             write: a.write,
         },
         cli::Command::Eval(a) => eval(a),
+        cli::Command::Status(a) => Command::Status {
+            selectors: a.selectors,
+            json: a.json,
+            watch: a.watch.then(|| a.interval.unwrap_or(DEFAULT_WATCH_INTERVAL)),
+        },
         cli::Command::Completions(a) => Command::Completions {
             script: cli::completions(a.shell),
         },
@@ -264,6 +295,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
             base_url: env.get("LD_BASE_URL"),
             timeout: ld_timeout,
         },
+        env,
     })
 }
 

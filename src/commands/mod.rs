@@ -10,6 +10,7 @@ mod import;
 mod log;
 mod plan;
 mod show;
+mod status;
 mod sync;
 mod verify;
 
@@ -59,6 +60,11 @@ pub fn run(settings: &Settings, rt: &Runtime) -> Result<Exit> {
             planned,
             json,
         } => eval::run(settings, rt, flags, contexts, *planned, *json),
+        Command::Status {
+            selectors,
+            json,
+            watch,
+        } => status::run(settings, rt, selectors, *json, *watch),
         Command::Completions { script } => generated::print(script),
         Command::Man { page } => generated::print(page),
     }

@@ -25,6 +25,9 @@
 //! - `generated`: shell completions and the man page.
 //! - `plain_keys`: plain Redis keys (`redis-keys` stores) under plan, apply, the journal and log.
 //! - `topology`: Redis replicas, Sentinels failing over between plan and apply, a cluster.
+//! - `relay`: the real Relay Proxy reading what relayctl wrote, with proxy-mode SDKs: an outage,
+//!   its cache TTL, the handback drill with `sync --wait`, several environments on DynamoDB.
+//! - `status_cmd`: `relayctl status` over the stores, real Relays (one down) and LaunchDarkly.
 //!
 //! Snapshots (`snapshots/`) are whole CLI runs with ports, temp paths and commit ids redacted;
 //! accept changes deliberately: `INSTA_UPDATE=always cargo test --test cli`, then review the diff.
@@ -51,6 +54,7 @@ mod relay;
 mod secrets;
 mod show_cmd;
 mod show_keys;
+mod status_cmd;
 mod store_faults;
 mod stored_bytes;
 mod sync;
