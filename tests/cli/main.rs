@@ -37,6 +37,7 @@ mod support;
 mod apply_cmd;
 mod bad_input;
 mod batch_writes;
+mod blackout;
 mod conformance;
 mod dynamodb;
 mod eval_cmd;

@@ -343,3 +343,46 @@ fn one_relay_serves_several_environments_from_dynamodb_each_under_its_prefix_wit
         }
     }
 }
+
+#[test]
+fn without_ignore_connection_errors_a_relay_started_during_an_outage_still_serves_the_store() {
+    let ld = FakeLd::down(crate::support::free_port());
+    let r = Redis::start();
+    r.seed(PREFIX, &[crate::support::fixtures::bool_flag("kill-switch", 41)]);
+    let env = production(&ld);
+    let key = env.sdk_key.clone();
+    let options = Options {
+        ignore_connection_errors: false,
+        ..ttl("1s")
+    };
+    let relay = Relay::start(&ld.url, &Store::Redis(r.url()), &[env], &options);
+    // Until INIT_TIMEOUT (2 s here) Relay answers 503; then it serves the store, and keeps running.
+    let started = Instant::now();
+    let first = relay.flag(&key, "kill-switch").0;
+    assert!(
+        first == 503 || started.elapsed() >= Duration::from_secs(2),
+        "{first}"
+    );
+    let served = relay.wait_flag(
+        &key,
+        "kill-switch",
+        Duration::from_secs(15),
+        "from the store",
+        |f| f.is_some(),
+    );
+    assert_eq!(on_version(served.as_ref()), (json!(true), json!(41)));
+    assert!(
+        relay
+            .log()
+            .contains("Error initializing LaunchDarkly client for \"production\""),
+        "{}",
+        relay.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        relay.flag(&key, "kill-switch").0,
+        200,
+        "still running: {}",
+        relay.log()
+    );
+}
