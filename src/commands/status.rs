@@ -261,17 +261,17 @@ async fn read_relays<'a>(
     envs: &BTreeMap<(String, String), Vec<String>>,
 ) -> Vec<(&'a RelayConfig, BTreeMap<(String, String), RelayRead>)> {
     let reads = relays.iter().map(|r| async move {
-        let mut out = BTreeMap::new();
-        for (env, variable) in r.sdk_keys.iter().filter(|(env, _)| envs.contains_key(*env)) {
+        let wanted = r.sdk_keys.iter().filter(|(env, _)| envs.contains_key(*env));
+        let asks = wanted.map(|(env, variable)| async move {
             let read = match settings.var(variable) {
                 None => RelayRead::NoKey {
                     variable: variable.clone(),
                 },
                 Some(key) => RelayRead::Read(client.flags(r, &key).await),
             };
-            out.insert(env.clone(), read);
-        }
-        (r, out)
+            (env.clone(), read)
+        });
+        (r, futures::future::join_all(asks).await.into_iter().collect())
     });
     futures::future::join_all(reads).await
 }

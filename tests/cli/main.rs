@@ -28,6 +28,8 @@
 //! - `relay`: the real Relay Proxy reading what relayctl wrote, with proxy-mode SDKs: an outage,
 //!   its cache TTL, the handback drill with `sync --wait`, several environments on DynamoDB.
 //! - `status_cmd`: `relayctl status` over the stores, real Relays (one down) and LaunchDarkly.
+//! - `blackout`: not a test but a benchmark (`#[ignore]`d; scripts/bench_relay.sh): how long a
+//!   proxy-mode SDK serves the pre-override value after LaunchDarkly comes back.
 //!
 //! Snapshots (`snapshots/`) are whole CLI runs with ports, temp paths and commit ids redacted;
 //! accept changes deliberately: `INSTA_UPDATE=always cargo test --test cli`, then review the diff.

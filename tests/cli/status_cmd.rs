@@ -299,3 +299,53 @@ fn a_relay_table_refuses_an_sdk_key_in_place_of_its_variable_without_printing_it
     );
     assert!(!run.all().contains("12345678-abcd"), "{}", run.all());
 }
+
+#[test]
+fn a_relay_and_launchdarkly_that_never_answer_cost_bounded_announced_waits() {
+    // Both accept connections (the kernel's backlog) and never answer.
+    let relay_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ld_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let flag = crate::support::fixtures::bool_flag("kill-switch", 41);
+    let w = Workspace::new(&format!(
+        "[[store]]\ntype = \"file\"\npath = \"flags.json\"\n\n[launchdarkly]\nbase_url = \"http://{}\"\n\n\
+         [[relay]]\nname = \"silent\"\nurl = \"http://{}\"\n[relay.sdk_keys]\n\"default/production\" = \"{KEY_VAR}\"\n\n\
+         [overrides.default.production]\nkill-switch = true\n",
+        ld_hole.local_addr().unwrap(),
+        relay_hole.local_addr().unwrap()
+    ));
+    w.write("flags.json", &crate::support::fixtures::flag_file(&[flag]));
+    let started = Instant::now();
+    let run = w
+        .cmd(["status", "--json"])
+        .token()
+        .env(KEY_VAR, "sdk-silent-0000")
+        .timeout(Duration::from_secs(60))
+        .run();
+    let took = started.elapsed();
+    assert_eq!(run.code, 2, "{}", run.all());
+    let flag = serde_json::from_str::<Value>(&run.stdout).unwrap()["flags"][0].clone();
+    assert_eq!(
+        states(&flag),
+        (
+            vec![json!("declared")],
+            vec![(json!("silent"), json!("unreachable"))],
+            json!("unreachable")
+        ),
+        "{flag:#}"
+    );
+    assert!(
+        why(&flag, "/relays/0/why").starts_with("no answer (no answer within 5 s)"),
+        "{flag}"
+    );
+    assert!(
+        why(&flag, "/launchdarkly/why").contains("no answer within 10 s"),
+        "{flag}"
+    );
+    assert!(
+        run.stderr.contains("(7 s at most each)") && run.stderr.contains("(10 s at most)"),
+        "{}",
+        run.stderr
+    );
+    // The two waits overlap: about 10 s, not their sum, nor LaunchDarkly's 30 s request timeout.
+    assert!(took < Duration::from_secs(20), "took {took:?}: {}", run.stderr);
+}
