@@ -4,8 +4,10 @@
 //! (its backoff has grown during the outage) and replaces the store with LaunchDarkly's data:
 //! until sync's replay reaches LaunchDarkly and is streamed back, a proxy-mode SDK serves the
 //! pre-override value again. This measures how long, polling the SDK every 20 ms, for
-//! `--interval 1s` and the default (30 s), `RELAYCTL_BENCH_TRIALS` times each (3), after an
-//! outage of `RELAYCTL_BENCH_OUTAGE` seconds (20).
+//! `--interval 1s` and the default (30 s) (`RELAYCTL_BENCH_INTERVALS=1s,default`),
+//! `RELAYCTL_BENCH_TRIALS` times each (3), after outages of `RELAYCTL_BENCH_OUTAGE` seconds (20)
+//! plus 0 to 30 s spread evenly over the trials: both Relay's retries and sync's probes run on
+//! schedules of up to 30 s, so where LaunchDarkly's return falls in them decides the window.
 
 use crate::support::fake_ld::FakeLd;
 use crate::support::fixtures::{redis_overrides, PREFIX};
