@@ -119,32 +119,25 @@ fn trial(interval: Option<&str>, outage: Duration) -> Trial {
 fn blackout_window_after_launchdarkly_comes_back() {
     let trials = env_number("RELAYCTL_BENCH_TRIALS", 3);
     let outage = Duration::from_secs(env_number("RELAYCTL_BENCH_OUTAGE", 20));
+    let intervals = std::env::var("RELAYCTL_BENCH_INTERVALS").unwrap_or_else(|_| "1s,default".into());
+    println!("seconds after LaunchDarkly came back:");
     println!(
-        "outage of {} s; seconds after LaunchDarkly came back:",
-        outage.as_secs()
+        "| sync --wait | outage (s) | Relay reconnected | sync done | SDK served the pre-override value |"
     );
-    println!("| sync --wait | trial | Relay reconnected | sync done | SDK served the pre-override value |");
     println!("|---|---|---|---|---|");
-    for interval in [Some("1s"), None] {
+    for interval in intervals.split(',').map(|i| (i != "default").then_some(i)) {
+        let name = interval.unwrap_or("30s (default)");
         let mut windows = Vec::new();
-        for t in 1..=trials {
-            let r = trial(interval, outage);
-            println!(
-                "| --interval {} | {t} | {:.2} | {:.2} | {:.2} |",
-                interval.unwrap_or("30s (default)"),
-                r.relay_reconnected,
-                r.sync_done,
-                r.blackout
-            );
-            windows.push(r.blackout);
+        for t in 0..trials {
+            let spread = Duration::from_secs_f64(30.0 * t as f64 / trials as f64);
+            let r = trial(interval, outage + spread);
+            let (reconnected, done, window) = (r.relay_reconnected, r.sync_done, r.blackout);
+            let outage = (outage + spread).as_secs_f64();
+            println!("| --interval {name} | {outage:.0} | {reconnected:.2} | {done:.2} | {window:.2} |");
+            windows.push(window);
         }
         windows.sort_by(f64::total_cmp);
-        println!(
-            "| --interval {} | min / median / max | | | {:.2} / {:.2} / {:.2} |",
-            interval.unwrap_or("30s (default)"),
-            windows[0],
-            windows[windows.len() / 2],
-            windows[windows.len() - 1]
-        );
+        let (min, median, max) = (windows[0], windows[windows.len() / 2], windows[windows.len() - 1]);
+        println!("| --interval {name} | min / median / max | | | {min:.2} / {median:.2} / {max:.2} |");
     }
 }
