@@ -9,8 +9,7 @@
 //! [`REQUEST_TIMEOUT`]) and sent once: status must never hang on a Relay that is down. SDK keys
 //! travel only in their header; no message quotes one. Reads only, never writes.
 
-use crate::flag::StoredFlag;
-use crate::store::Lookup;
+use crate::flag::{Lookup, StoredFlag};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -9,11 +9,11 @@
 //! LaunchDarkly stands against the journal is decided by sync's own [`crate::sync::decide`].
 
 use crate::desired::Override;
-use crate::flag::{FlagId, StoreTarget, StoredFlag};
+use crate::flag::{Flag, FlagId, Lookup, StoredFlag};
 use crate::journal::Recorded;
+use crate::kind::{Observed, StoreTarget};
 use crate::launchdarkly::{ApiError, LdFlag};
 use crate::relay::{RelayConfig, RelayError};
-use crate::store::{Lookup, Observed};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -137,12 +137,12 @@ fn judge(o: &Override, lookup: Lookup) -> Judged {
         store: String::new(),
         target: String::new(),
     };
-    let observed = Observed::from([(o.id.clone(), vec![(target, lookup)])]);
-    let plan = crate::plan::plan(std::slice::from_ref(o), &observed);
-    if let Some(p) = plan.problems.first() {
+    let observed: Observed<Flag> = Observed::<Flag>::from([(o.id.clone(), vec![(target, lookup)])]);
+    let plan = crate::plan::plan::<Flag>(std::slice::from_ref(o), &observed);
+    if let Some(p) = plan.flags.problems.first() {
         return Judged::Problem(p.message.clone());
     }
-    match plan.changes.first() {
+    match plan.flags.changes.first() {
         Some(c) => Judged::Differs(c.from.differences(&c.to)),
         None => Judged::Matches,
     }
@@ -321,12 +321,10 @@ fn ld_row(facts: &Facts) -> LdRow {
             why: None,
         };
     }
-    if !pending.is_empty() {
-        let group = crate::sync::Group {
-            id: facts.declared.id.clone(),
-            commits: pending.iter().map(|c| (*c).clone()).collect(),
-        };
-        return match crate::sync::decide(&group, ld, false) {
+    // sync's own grouping (newest first in, the unsynced commits out) and decision.
+    let newest_first: Vec<Recorded> = facts.commits.iter().rev().map(|c| (*c).clone()).collect();
+    if let Some(group) = crate::sync::group(&newest_first, |c| !c.is_synced()).first() {
+        return match crate::sync::decide(group, ld, false) {
             crate::sync::Decision::Conflict(why) => row(
                 LdState::Conflict,
                 format!("{why}: decide in LaunchDarkly, or replay over it with `relayctl sync --force`"),

@@ -145,7 +145,7 @@ fn announce(settings: &Settings, s: &Sources) {
     settings.status(format!(
         "Reading {} declared flag(s) from {} store target(s), asking {relays} Relay(s) ({} s at most each) and {ld}.",
         s.declared.len(),
-        s.stores.len(),
+        s.stores.len::<crate::flag::Flag>(),
         relay::REQUEST_TIMEOUT.as_secs() + relay::CONNECT_TIMEOUT.as_secs(),
     ));
 }
@@ -199,7 +199,7 @@ fn round(settings: &Settings, rt: &Runtime, s: &Sources) -> Result<Vec<FlagStatu
                 .map(|(target, listing)| {
                     let lookup = match listing {
                         Ok(l) => Ok(l.flags.get(&o.id.flag).cloned().unwrap_or_else(|| {
-                            crate::store::Lookup::Missing {
+                            crate::flag::Lookup::Missing {
                                 place: l.place.clone(),
                             }
                         })),
@@ -238,7 +238,7 @@ fn journal_commits(config: &Config) -> Result<BTreeMap<FlagId, Vec<Recorded>>> {
 }
 
 type Listings =
-    BTreeMap<(String, String), Vec<(crate::flag::StoreTarget, Result<crate::store::Listing, String>)>>;
+    BTreeMap<(String, String), Vec<(crate::kind::StoreTarget, Result<crate::store::Listing, String>)>>;
 
 /// Every store target's copy of each environment's declared flags.
 async fn read_stores(stores: &Stores, envs: &BTreeMap<(String, String), Vec<String>>) -> Listings {
@@ -285,7 +285,7 @@ async fn read_ld(client: Option<&crate::launchdarkly::Client>, declared: &[Overr
     client.begin(Some(deadline));
     // One attempt first: a LaunchDarkly that is down is said once, not retried per flag.
     if let Some(first) = declared.first() {
-        let probe = tokio::time::timeout(LD_LIMIT, client.probe(&first.id)).await;
+        let probe = tokio::time::timeout(LD_LIMIT, client.probe(Some(&first.id))).await;
         let down = match probe {
             Ok(Err(e @ (ApiError::Unavailable(_) | ApiError::Auth { .. } | ApiError::Redirect { .. }))) => {
                 Some(e)
