@@ -337,10 +337,7 @@ fn a_relay_and_launchdarkly_that_never_answer_cost_bounded_announced_waits() {
         why(&flag, "/relays/0/why").starts_with("no answer (no answer within 5 s)"),
         "{flag}"
     );
-    assert!(
-        why(&flag, "/launchdarkly/why").contains("no answer within 10 s"),
-        "{flag}"
-    );
+    assert!(why(&flag, "/launchdarkly/why").contains("within 10 s"), "{flag}");
     assert!(
         run.stderr.contains("(7 s at most each)") && run.stderr.contains("(10 s at most)"),
         "{}",
