@@ -113,6 +113,7 @@ fn why(flag: &Value, pointer: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs the LaunchDarkly Relay Proxy: scripts/test.sh runs it when scripts/ld_relay.sh can build it, and says loudly when it cannot"]
 fn status_follows_an_override_from_the_store_through_relay_to_launchdarkly() {
     let mut c = chain("5s");
     c.ld.go_down();
@@ -227,6 +228,7 @@ fn status_follows_an_override_from_the_store_through_relay_to_launchdarkly() {
 }
 
 #[test]
+#[ignore = "needs the LaunchDarkly Relay Proxy: scripts/test.sh runs it when scripts/ld_relay.sh can build it, and says loudly when it cannot"]
 fn status_watch_refreshes_until_relay_serves_the_override_and_stops_cleanly_on_ctrl_c() {
     let mut c = chain("3s");
     c.ld.go_down();
