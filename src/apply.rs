@@ -49,6 +49,35 @@ pub struct Outcome<K: Kind> {
     pub warnings: Vec<(StoreTarget, String)>,
 }
 
+/// What became of the items an apply handled, counted: each item's outcome is told as it comes
+/// ([`Event::Done`]) and not kept, so an apply's memory does not grow with its items.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Tally {
+    /// Items handled (all planned ones, unless interrupted).
+    pub handled: usize,
+    /// Journal commits made.
+    pub committed: usize,
+    /// Items not written everywhere: a target failed, or its outcome stayed unknown.
+    pub failed: usize,
+    /// Target writes that failed.
+    pub failed_targets: usize,
+    /// Target writes whose outcome stayed unknown (kept in the write-ahead log).
+    pub unknown: usize,
+    /// Whether any failure was a stale plan.
+    pub stale: bool,
+}
+
+impl Tally {
+    fn add<K: Kind>(&mut self, o: &Outcome<K>) {
+        self.handled += 1;
+        self.committed += usize::from(o.commit.is_some());
+        self.failed += usize::from(!o.entry.failed.is_empty() || !o.unresolved.is_empty());
+        self.failed_targets += o.entry.failed.len();
+        self.unknown += o.unresolved.len();
+        self.stale |= o.stale;
+    }
+}
+
 /// What [`apply`] tells its caller as it goes, for progress output.
 #[derive(Debug)]
 pub enum Event<'a, K: Kind> {
@@ -85,34 +114,28 @@ type Item<'p, K> = (Vec<&'p <K as Kind>::Change>, <K as Kind>::Record);
 
 /// Writes every change of `part` and journals each changed item. `on_event` is told about each
 /// item as soon as it is done, and before a target that did not answer is read back, for
-/// progress output. An interruption (Ctrl-C) stops it between two batches: the outcomes
-/// returned are the items that were handled.
+/// progress output. An interruption (Ctrl-C) stops it between two batches: the tally counts the
+/// items that were handled.
 pub async fn apply<K: Applicable>(
     part: &Part<K>,
     stores: &Stores,
     journal: &mut Writer<'_>,
     on_event: &mut dyn FnMut(Event<K>),
-) -> Result<Vec<Outcome<K>>> {
+) -> Result<Tally> {
     refuse_empty_reasons(part)?;
-    let items: Vec<Item<K>> = part
-        .by_item()
-        .into_iter()
-        .map(|changes| {
-            let record = K::record(&changes);
-            (changes, record)
-        })
-        .collect();
-    for (_, record) in &items {
-        journal.check::<K>(record)?;
+    let items = part.by_item();
+    for changes in &items {
+        journal.check::<K>(&K::record(changes))?;
     }
-    let mut outcomes = Vec::new();
+    let mut tally = Tally::default();
     for batch in items.chunks(BATCH) {
         if crate::interrupt::requested() {
             break;
         }
-        apply_batch(batch, stores, journal, on_event, &mut outcomes).await?;
+        let batch: Vec<Item<K>> = batch.iter().map(|c| (c.clone(), K::record(c))).collect();
+        apply_batch(&batch, stores, journal, on_event, &mut tally).await?;
     }
-    Ok(outcomes)
+    Ok(tally)
 }
 
 /// An item of a batch, between its writes and its commit.
@@ -131,7 +154,7 @@ async fn apply_batch<K: Applicable>(
     stores: &Stores,
     journal: &mut Writer<'_>,
     on_event: &mut dyn FnMut(Event<K>),
-    outcomes: &mut Vec<Outcome<K>>,
+    tally: &mut Tally,
 ) -> Result<()> {
     let mut intents = Vec::new();
     for (changes, record) in batch {
@@ -194,7 +217,7 @@ async fn apply_batch<K: Applicable>(
             warnings: item.warnings,
         };
         on_event(Event::Done(&outcome));
-        outcomes.push(outcome);
+        tally.add(&outcome);
     }
     Ok(())
 }

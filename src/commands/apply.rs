@@ -5,7 +5,7 @@
 //! happens, and concludes with one status line or one error per kind.
 
 use super::{check, close_journal, load, make_plan, open_journal};
-use crate::apply::{self, Applicable, Event, Outcome};
+use crate::apply::{self, Applicable, Event, Outcome, Tally};
 use crate::desired::Config;
 use crate::exit::Exit;
 use crate::flag::{Flag, FlagRecord};
@@ -212,13 +212,8 @@ fn refuse_unsound(problems: &[String], file: &Path) -> Result<()> {
 }
 
 /// The closing status of one kind's part of an apply, or the error that says what was not written.
-fn conclude<K: Shown>(
-    settings: &Settings,
-    config: &Config,
-    part: &Part<K>,
-    outcomes: &[Outcome<K>],
-) -> Result<()> {
-    let (noun, handled, planned) = (K::NOUN, outcomes.len(), part.by_item().len());
+fn conclude<K: Shown>(settings: &Settings, config: &Config, part: &Part<K>, tally: &Tally) -> Result<()> {
+    let (noun, handled, planned) = (K::NOUN, tally.handled, part.by_item().len());
     if handled < planned {
         bail!(
             "interrupted after {handled} of {planned} {noun}(s); each {noun} handled is in the journal. \
@@ -228,19 +223,14 @@ fn conclude<K: Shown>(
     if planned == 0 {
         return Ok(());
     }
-    let committed = outcomes.iter().filter(|o| o.commit.is_some()).count();
-    let failed: Vec<&Outcome<K>> = outcomes
-        .iter()
-        .filter(|o| !o.entry.failed.is_empty() || !o.unresolved.is_empty())
-        .collect();
-    if failed.is_empty() {
+    let committed = tally.committed;
+    if tally.failed == 0 {
         K::applied(settings, config, handled, committed);
         return Ok(());
     }
-    let targets: usize = failed.iter().map(|o| o.entry.failed.len()).sum();
-    let unknown: usize = failed.iter().map(|o| o.unresolved.len()).sum();
+    let (targets, unknown) = (tally.failed_targets, tally.unknown);
     let mut next = String::new();
-    if failed.iter().any(|o| o.stale) {
+    if tally.stale {
         next += "Stale targets changed since the plan was made: run `relayctl plan` again and review. ";
     }
     if unknown > 0 {
@@ -258,7 +248,7 @@ fn conclude<K: Shown>(
         "{} of {handled} {noun}(s) were not written everywhere ({counts}, listed above); {committed} journal \
          commit(s) record what was written. {next}Once the failing stores are reachable, run `relayctl plan` \
          to see exactly what is left and apply it",
-        failed.len()
+        tally.failed
     ))
 }
 

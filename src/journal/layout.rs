@@ -93,6 +93,29 @@ pub(super) fn tree<'r>(repo: &'r Repository, from: &Odb, id: Oid) -> Result<Tree
     }
 }
 
+/// The folders of the tree `root` that `memory` holds (the root, and below it, as deep as an
+/// environment's buckets, each folder held), with their bytes: what the next commits build on.
+/// Kept across a flush, they need not be read back from the packs just written: libgit2 keeps
+/// what it unpacks from each pack in a cache of its own, so reading back grew an apply's memory
+/// with each of its packs (93 MB of 273 MB at 40,000 changes).
+pub(super) fn held(memory: &Repository, root: Oid) -> Vec<(Oid, Vec<u8>)> {
+    let Ok(odb) = memory.odb() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut folders = vec![(root, 0)];
+    while let Some((id, depth)) = folders.pop() {
+        let Ok(object) = odb.read(id) else { continue };
+        out.push((id, object.data().to_vec()));
+        let Ok(tree) = memory.find_tree(id) else { continue };
+        if depth < 3 {
+            let inner = tree.iter().filter(|e| e.kind() == Some(ObjectType::Tree));
+            folders.extend(inner.map(|e| (e.id(), depth + 1)));
+        }
+    }
+    out
+}
+
 /// Copies the object `id` from the object database `from` into `to`.
 pub(super) fn copy(from: &Odb, to: &Repository, id: Oid) -> Result<()> {
     let object = from.read(id)?;

@@ -240,7 +240,24 @@ impl Writer<'_> {
             // The branch moves only to commits whose packfile checked out and reads back.
             let pack = pack::store(self.repo, &[self.memory.odb, self.odb], objects).with_context(context)?;
             super::damage::note_whole(self.repo, &pack);
+            let tip = self.memory.repo.find_commit(self.tip).with_context(context)?;
+            let (root, commit) = (
+                tip.tree_id(),
+                self.memory.odb.read(self.tip).with_context(context)?,
+            );
+            let (commit, held) = (commit.data().to_vec(), layout::held(self.memory.repo, root));
+            drop(tip);
             self.memory.mempack.reset().with_context(context)?;
+            for (_, bytes) in held {
+                self.memory
+                    .odb
+                    .write(git2::ObjectType::Tree, &bytes)
+                    .with_context(context)?;
+            }
+            self.memory
+                .odb
+                .write(git2::ObjectType::Commit, &commit)
+                .with_context(context)?;
             let _ = self.odb.refresh();
             super::repo::move_ref(self.repo, &self.branch, self.tip, "relayctl").with_context(context)?;
             self.unflushed = 0;
