@@ -6,6 +6,9 @@
 //! Run: `cargo bench --bench sync` (prints the apply time used to make the journal, and the
 //! sync time). `RELAYCTL_BENCH_FLAGS=N` changes the number of flags.
 
+// A benchmark prints its measurements; clippy.toml's ban on print macros is for relayctl.
+#![allow(clippy::disallowed_macros)]
+
 // The tests' support code: the same workspace, relayctl builder and fake LaunchDarkly. The bench
 // uses a small part of it.
 #[allow(unused_imports)]

@@ -163,26 +163,9 @@ fn toml_value(value: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// `s` as a one-line TOML basic string that is safe to print: quotes, backslashes, control
-/// characters and bidirectional or invisible marks escaped ([`crate::ui::unsafe_char`]).
+/// `s` as a one-line TOML basic string that is safe to print ([`crate::escape::toml_string`]).
 pub(crate) fn basic_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if crate::ui::unsafe_char(c) => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    crate::escape::toml_string(s)
 }
 
 /// One comment line: no control character (TOML forbids them, and they could forge a line or
@@ -193,7 +176,7 @@ fn comment(text: &str) -> String {
     if text.chars().nth(MAX).is_some() {
         out.push('…');
     }
-    crate::ui::printable(&out).into_owned()
+    crate::escape::printable(&out).into_owned()
 }
 
 /// `overrides.<project>.<environment>`, quoted where TOML needs it.
@@ -345,7 +328,7 @@ mod tests {
     fn strings_print_safely_and_read_back_as_the_same_text() {
         let hostile = "a\"b\\c\nd\re\u{1b}[2J\u{202e}\u{2066}\u{9b}\u{200f}é";
         let quoted = basic_string(hostile);
-        assert!(!quoted.chars().any(crate::ui::unsafe_char), "{quoted}");
+        assert!(!quoted.chars().any(crate::escape::unsafe_char), "{quoted}");
         assert!(quoted.contains("\\r") && quoted.contains("\\u202E"), "{quoted}");
         let back: toml::Table = format!("v = {quoted}").parse().unwrap();
         assert_eq!(back["v"].as_str(), Some(hostile));

@@ -19,6 +19,7 @@ mod apply;
 mod cli;
 mod commands;
 mod desired;
+mod escape;
 mod eval;
 mod exit;
 mod flag;
@@ -75,10 +76,22 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|rt| commands::run(&settings, &rt));
-    match result {
-        Ok(exit) => exit.into(),
-        Err(e) => {
+    // What stdout still buffers is written now; a write to it that failed fails the run, unless
+    // the command already stopped on that failure and said so.
+    let stdout = ui::out::finish();
+    match (result, stdout) {
+        (Ok(exit), Ok(())) => exit.into(),
+        (Ok(_), Err(e)) => {
+            print_error(&e.into());
+            Exit::Error.into()
+        }
+        (Err(e), stdout) => {
             print_error(&e);
+            if let Err(failed) = stdout {
+                if !e.chain().any(|c| c.is::<ui::out::StdoutError>()) {
+                    print_error(&failed.into());
+                }
+            }
             Exit::Error.into()
         }
     }
@@ -86,8 +99,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 
 /// Prints `error: ...` and the chain of causes, once, on stderr.
 fn print_error(e: &anyhow::Error) {
-    anstream::eprintln!("{} {e}", ui::paint(ui::ERROR, "error:"));
+    ui::out::eprintln(&format!("{} {e}", ui::paint(ui::ERROR, "error:")));
     for cause in e.chain().skip(1) {
-        anstream::eprintln!("caused by: {cause}");
+        ui::out::eprintln(&format!("caused by: {cause}"));
     }
 }

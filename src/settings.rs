@@ -136,7 +136,7 @@ impl Settings {
     /// Prints a status line on stderr unless `--quiet`.
     pub fn status(&self, message: impl std::fmt::Display) {
         if !self.quiet {
-            anstream::eprintln!("{message}");
+            crate::ui::out::eprintln(&message.to_string());
         }
     }
 
@@ -144,7 +144,7 @@ impl Settings {
     /// for the lock" message on stderr unless `--quiet`.
     pub fn journal_options(&self) -> journal::Options<'_> {
         fn say(message: &str) {
-            anstream::eprintln!("{message}");
+            crate::ui::out::eprintln(message);
         }
         fn silent(_: &str) {}
         journal::Options {

@@ -1,11 +1,16 @@
-//! Terminal concerns: colour, the confirmation prompt, progress bars.
+//! Terminal concerns: colour, the confirmation prompt, progress bars, and ([`out`]) the one
+//! writer of stdout and stderr.
 //!
 //! Human output is rendered with styles embedded (`anstyle`) by pure functions, and printed
-//! through `anstream`, which drops the styles when colour is off (`--color`, `NO_COLOR`, not a
-//! terminal): one decision, made once in `lib::run`. Data goes to stdout, status to stderr.
+//! through [`out`], which escapes what came from outside and hands the rest to `anstream`, which
+//! drops the styles when colour is off (`--color`, `NO_COLOR`, not a terminal): one decision,
+//! made once in `lib::run`. Data goes to stdout, status to stderr.
 
+pub mod out;
+
+pub use crate::escape::printable;
 use anstyle::{AnsiColor, Style};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 
 /// A change in a plan or an apply (`~`).
 pub const CHANGE: Style = AnsiColor::Yellow.on_default();
@@ -61,9 +66,7 @@ pub fn plain(text: &str) -> String {
 
 /// Asks for the literal answer `yes` on the terminal. `Ok(false)` for any other answer.
 pub fn confirm(question: &str) -> std::io::Result<bool> {
-    let mut err = std::io::stderr().lock();
-    write!(err, "{question} ")?;
-    err.flush()?;
+    out::eprint(&format!("{question} "));
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(answer.trim() == "yes")
@@ -92,31 +95,6 @@ pub fn progress(quiet: bool, len: usize, what: &str) -> indicatif::ProgressBar {
     }
     bar.set_message(what.to_owned());
     bar
-}
-
-/// Whether `c` must not reach a terminal raw: a control character, or a bidirectional or
-/// invisible formatting mark that can make text read as something else.
-pub fn unsafe_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// `text` safe to print on a terminal: control characters (C0, DEL, C1) and the invisible
-/// bidirectional controls that could move or hide what a line shows are replaced by `\u{..}`
-/// escapes. For text that comes from a store (flag keys, variation values).
-pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(unsafe_char) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    text.chars()
-        .map(|c| {
-            if unsafe_char(c) {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect::<String>()
-        .into()
 }
 
 /// A spinner on stderr for a wait of unknown end, when stderr is a terminal; hidden otherwise.

@@ -132,8 +132,11 @@ fn print<K: Shown>(part: &Part<K>) -> impl FnMut(Event<K>) {
     move |event| match event {
         Event::Done(o) => {
             let (out, err) = render_outcome(width, o);
-            anstream::print!("{out}");
-            anstream::eprint!("{err}");
+            // Shown at once: a line is the word that its item was written and journaled. A
+            // stdout that fails now fails the run at its end (`ui::out::finish`): the apply
+            // goes on, since its writes are already under way.
+            let _ = ui::out::print(&out).and_then(|()| ui::out::flush());
+            ui::out::eprint(&err);
         }
         Event::Slow {
             targets,
@@ -141,14 +144,14 @@ fn print<K: Shown>(part: &Part<K>) -> impl FnMut(Event<K>) {
             after,
         } => {
             let targets: Vec<String> = targets.iter().map(ToString::to_string).collect();
-            anstream::eprintln!(
+            ui::out::eprintln(&format!(
                 "{} still waiting for {} to answer ({writes} {} write(s) sent {}s ago); each request is bounded \
                  by the store's timeout, after which what was sent is read back",
                 ui::paint(ui::WARNING, "warning:"),
                 targets.join(" and "),
                 K::NOUN,
                 after.as_secs()
-            );
+            ));
         }
         Event::Unanswered {
             target,
@@ -158,10 +161,12 @@ fn print<K: Shown>(part: &Part<K>) -> impl FnMut(Event<K>) {
             within,
         } => {
             let (writes, one) = K::writes_of(ids);
-            anstream::eprint!(
-                "{}",
-                ui::read_back_warning(target, (&writes, one, answered), why, within)
-            );
+            ui::out::eprint(&ui::read_back_warning(
+                target,
+                (&writes, one, answered),
+                why,
+                within,
+            ));
         }
     }
 }
@@ -182,11 +187,11 @@ fn check_saved<K: Shown>(rt: &Runtime, config: &Config, stores: &Stores, saved: 
         .collect();
     let (observed, unreadable) = rt.block_on(stores.read_named::<K>(&pairs));
     for failure in unreadable {
-        anstream::eprintln!(
+        ui::out::eprintln(&format!(
             "{} cannot read {failure}; the plan's changes there are checked against the overrides file \
              only, and their writes are likely to fail too",
             ui::paint(ui::WARNING, "warning:")
-        );
+        ));
     }
     let now = |c: &K::Change| match stores.find::<K>(&K::id(c), K::target(c)) {
         None => TargetNow::Undeclared,
@@ -264,7 +269,7 @@ fn plan_and_confirm(
     auto_approve: bool,
 ) -> Result<Option<(Plan, Journal)>> {
     let preview = make_plan(settings, rt, config, stores)?;
-    anstream::print!("{}", plan::render(&preview));
+    ui::out::print(&plan::render(&preview))?;
     check(&preview)?;
     if !preview.has_changes() {
         settings.status("No changes: the stores already match the overrides file.");
@@ -272,6 +277,8 @@ fn plan_and_confirm(
     }
     apply::refuse_empty_reasons(&preview.flags)?;
     apply::refuse_empty_reasons(&preview.keys)?;
+    // What is approved is what was shown: a plan that could not be shown is not applied.
+    ui::out::flush()?;
     if !auto_approve {
         if !ui::interactive() {
             bail!(
@@ -294,8 +301,9 @@ fn plan_and_confirm(
             return Ok(None);
         }
         settings.status("The stores changed since the plan above was made; the plan is now:");
-        anstream::print!("{}", plan::render(&plan));
+        ui::out::print(&plan::render(&plan))?;
         check(&plan)?;
+        ui::out::flush()?;
         if !auto_approve {
             bail!(
                 "not applying: the plan changed after you approved it (another apply or Relay wrote \

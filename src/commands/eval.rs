@@ -17,7 +17,7 @@ use crate::select::parse_selector;
 use crate::settings::Settings;
 use crate::ui;
 use anyhow::{anyhow, bail, Result};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::Instant;
 use tokio::runtime::Runtime;
 
@@ -55,16 +55,10 @@ pub fn run(
         ));
     }
     match json {
-        // No styles to drop: straight to stdout (anstream would scan megabytes for escapes).
-        true => print(
-            &mut std::io::stdout().lock(),
-            &render::to_json(&evaluations, &names),
-        )?,
+        // No styles to drop: never scanned for them (ui::out).
+        true => ui::out::print_json(&render::to_json(&evaluations, &names))?,
         false => {
-            print(
-                &mut anstream::stdout().lock(),
-                &render::render(&evaluations, &names),
-            )?;
+            ui::out::print(&render::render(&evaluations, &names))?;
             settings.status(render::summary(&evaluations, contexts.len()));
         }
     }
@@ -153,14 +147,6 @@ fn sources(args: &ContextArgs) -> impl FnMut(&str) -> Result<(String, String)> {
     }
 }
 
-/// Writes `text` to stdout; a reader that went away (`| head`) ends the output quietly.
-fn print(out: &mut dyn Write, text: &str) -> Result<()> {
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow!("writing to stdout: {e}")),
-        _ => Ok(()),
-    }
-}
-
 /// Success, or the errors found, after every line that could be shown was shown.
 fn conclude(errors: &[String]) -> Result<Exit> {
     match errors.len() {
@@ -168,7 +154,7 @@ fn conclude(errors: &[String]) -> Result<Exit> {
         1 => Err(anyhow!("{}", errors[0])),
         n => {
             for e in errors {
-                anstream::eprintln!("{} {e}", ui::paint(ui::ERROR, "error:"));
+                ui::out::eprintln(&format!("{} {e}", ui::paint(ui::ERROR, "error:")));
             }
             Err(anyhow!(
                 "{n} evaluations above are incomplete or could not be made (listed above); each line shows what the \

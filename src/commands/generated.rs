@@ -2,14 +2,10 @@
 //! definitions (so the completions and the man page always match the command line).
 
 use crate::exit::Exit;
-use anyhow::{Context, Result};
-use std::io::Write;
+use anyhow::Result;
 
-/// Writes `text` to stdout as it is; a reader that closed the pipe early is no error.
+/// Writes `text` to stdout; a reader that closed the pipe early is no error.
 pub fn print(text: &[u8]) -> Result<Exit> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
-        _ => Ok(Exit::Success),
-    }
+    crate::ui::out::print(&String::from_utf8_lossy(text))?;
+    Ok(Exit::Success)
 }

@@ -55,15 +55,15 @@ pub fn run(settings: &Settings, rt: &Runtime, flags: &[String], write: bool) -> 
         ));
         return Ok(Exit::Success);
     }
-    print(&import::render(&declarations))?;
+    ui::out::print(&import::render(&declarations))?;
     for d in &declarations {
         if config.overrides.iter().any(|o| o.id == d.id) {
-            anstream::eprintln!(
+            ui::out::eprintln(&format!(
                 "{} {} is already declared in {}: pasting it again would declare it twice.",
                 ui::paint(ui::WARNING, "warning:"),
                 d.id,
                 settings.config.display()
-            );
+            ));
         }
     }
     settings.status(
@@ -118,22 +118,8 @@ fn refuse(problems: &[String], what: &str) -> Result<()> {
     bail!(
         "cannot import {} {what}, so nothing was imported:\n  {}",
         problems.len(),
-        // What the stores hold is quoted in here: nothing of it reaches the terminal raw.
-        problems
-            .iter()
-            .map(|p| ui::printable(p))
-            .collect::<Vec<_>>()
-            .join("\n  ")
+        problems.join("\n  ")
     );
-}
-
-/// Writes `text` to stdout; a reader that closed the pipe early is no error.
-fn print(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow!("writing to stdout: {e}")),
-        _ => Ok(()),
-    }
 }
 
 /// Adds `declarations` to the overrides file at `path` in place: checked to be a valid overrides

@@ -40,7 +40,7 @@ pub fn run(settings: &Settings, pending_only: bool) -> Result<Exit> {
             "The journal has no flag changes yet."
         });
     }
-    print!("{}", render(&entries));
+    ui::out::print(&render(&entries))?;
     Ok(Exit::Success)
 }
 

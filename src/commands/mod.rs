@@ -109,7 +109,7 @@ async fn observe<K: Plannable + Storable>(config: &Config, stores: &Stores) -> R
 
 /// Fails when the plan has problems, after printing its diagnostics.
 fn check(plan: &Plan) -> Result<()> {
-    anstream::eprint!("{}", crate::plan::render_diagnostics(plan));
+    ui::out::eprint(&crate::plan::render_diagnostics(plan));
     for (problems, noun) in [
         (plan.flags.problems.len(), "flag"),
         (plan.keys.problems.len(), "key"),
@@ -162,7 +162,7 @@ fn open_journal_with(settings: &Settings, path: &Path, options: &crate::journal:
 /// Closes the journal, saying on stderr why its working tree was left as it is, if it was.
 fn close_journal(journal: Journal) {
     if let Some(warning) = journal.close() {
-        anstream::eprintln!("{} {warning}", ui::paint(ui::WARNING, "warning:"));
+        ui::out::eprintln(&format!("{} {warning}", ui::paint(ui::WARNING, "warning:")));
     }
 }
 
@@ -195,7 +195,7 @@ fn ld_client(settings: &Settings, config: &Config) -> Result<Client> {
     let quiet = settings.quiet;
     let client = client.with_notices(move |line| {
         if !quiet {
-            anstream::eprintln!("{line}");
+            ui::out::eprintln(line);
         }
     });
     Ok(match settings.launchdarkly.timeout {

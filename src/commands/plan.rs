@@ -3,6 +3,7 @@
 use super::{check, load, make_plan};
 use crate::exit::Exit;
 use crate::settings::Settings;
+use crate::ui;
 use anyhow::Result;
 use std::path::Path;
 use tokio::runtime::Runtime;
@@ -20,9 +21,9 @@ pub fn run(
     let plan = make_plan(settings, rt, &config, &stores)?;
     if json {
         check(&plan)?;
-        println!("{}", plan.to_json());
+        ui::out::print_json(&format!("{}\n", plan.to_json()))?;
     } else {
-        anstream::print!("{}", crate::plan::render(&plan));
+        ui::out::print(&crate::plan::render(&plan))?;
         check(&plan)?;
     }
     if let Some(out) = out {

@@ -19,7 +19,6 @@ use crate::store::{Listing, Stores};
 use crate::ui;
 use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::time::Instant;
 use tokio::runtime::Runtime;
 
@@ -71,7 +70,7 @@ pub fn run(settings: &Settings, rt: &Runtime, selectors: &[String], json: bool) 
             group(selected),
         )
     };
-    let mut out = Out::new();
+    let mut out = Out::new(json);
     if json {
         out.write(&show::json_open())?;
     }
@@ -164,7 +163,7 @@ fn conclude(errors: &[String]) -> Result<Exit> {
         1 => Err(anyhow!("{}", errors[0])),
         n => {
             for e in errors {
-                anstream::eprintln!("{} {e}", ui::paint(ui::ERROR, "error:"));
+                ui::out::eprintln(&format!("{} {e}", ui::paint(ui::ERROR, "error:")));
             }
             Err(anyhow!(
                 "{n} parts of what was asked could not be shown (listed above); what is shown comes from the targets that answered"
@@ -222,25 +221,20 @@ fn unknown(
     errors
 }
 
-/// Stdout, buffered, with styles dropped where colour is off. A reader that went away
-/// (`relayctl show | head`) ends the output quietly: that is no error.
+/// Show's output on stdout ([`ui::out`]): human lines, or one JSON document.
 struct Out {
-    w: std::io::BufWriter<anstream::AutoStream<std::io::StdoutLock<'static>>>,
-    gone: bool,
+    json: bool,
 }
 
 impl Out {
-    fn new() -> Out {
-        Out {
-            w: std::io::BufWriter::with_capacity(1 << 16, anstream::stdout().lock()),
-            gone: false,
-        }
+    fn new(json: bool) -> Out {
+        Out { json }
     }
 
     fn write(&mut self, text: &str) -> Result<()> {
-        if !self.gone {
-            let result = self.w.write_all(text.as_bytes());
-            self.check(result)?;
+        match self.json {
+            true => ui::out::print_json(text)?,
+            false => ui::out::print(text)?,
         }
         Ok(())
     }
@@ -263,21 +257,7 @@ impl Out {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<()> {
-        if !self.gone {
-            let result = self.w.flush();
-            self.check(result)?;
-        }
-        Ok(())
-    }
-
-    fn check(&mut self, result: std::io::Result<()>) -> Result<()> {
-        match result {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                self.gone = true;
-                Ok(())
-            }
-            other => Ok(other.map_err(|e| anyhow!("writing to stdout: {e}"))?),
-        }
+    fn finish(self) -> Result<()> {
+        Ok(ui::out::flush()?)
     }
 }

@@ -19,6 +19,7 @@ use crate::relay::{self, RelayConfig};
 use crate::settings::Settings;
 use crate::status::{self, Facts, FlagStatus, LdRead, LdState, RelayRead};
 use crate::store::Stores;
+use crate::ui;
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,13 +65,13 @@ pub fn run(
     announce(settings, &sources);
     let Some(interval) = watch else {
         let all = round(settings, rt, &sources)?;
-        return Ok(show(settings, &all, json, false));
+        return show(settings, &all, json, false);
     };
     crate::interrupt::install().context("installing the Ctrl-C handler")?;
     let terminal = std::io::stdout().is_terminal();
     loop {
         let all = round(settings, rt, &sources)?;
-        let exit = show(settings, &all, json, terminal);
+        let exit = show(settings, &all, json, terminal)?;
         // Without a token LaunchDarkly cannot be asked: the stores and Relays are all there is.
         let ld_done = |s: &FlagStatus| matches!(s.launchdarkly.state, LdState::Synced | LdState::NoToken);
         if exit == Exit::Success && all.iter().all(ld_done) {
@@ -151,24 +152,24 @@ fn announce(settings: &Settings, s: &Sources) {
 }
 
 /// Prints one refresh (clearing a terminal first when watching) and says which exit it means.
-fn show(settings: &Settings, all: &[FlagStatus], json: bool, clear: bool) -> Exit {
-    let mut out = String::new();
+fn show(settings: &Settings, all: &[FlagStatus], json: bool, clear: bool) -> Result<Exit> {
     if clear {
-        out.push_str("\x1b[H\x1b[2J");
+        ui::out::clear_screen()?;
     }
     if json {
-        out.push_str(&status::to_json(all));
+        ui::out::print_json(&status::to_json(all))?;
     } else {
-        out.extend(all.iter().map(status::render_line));
+        let out: String = all.iter().map(status::render_line).collect();
+        ui::out::print(&out)?;
     }
-    anstream::print!("{out}");
+    ui::out::flush()?;
     if !json {
         settings.status(status::render_summary(all));
     }
-    match all.iter().all(FlagStatus::in_place) {
+    Ok(match all.iter().all(FlagStatus::in_place) {
         true => Exit::Success,
         false => Exit::Pending,
-    }
+    })
 }
 
 /// Reads everything once, concurrently, and builds each flag's chain.

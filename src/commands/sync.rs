@@ -355,7 +355,7 @@ impl Run<'_> {
     /// Prints the summary and the advice; the exit code they call for.
     fn report(&self, summary: &Summary, dry_run: bool) -> Exit {
         self.settings.status(render_summary(summary, dry_run));
-        anstream::eprint!("{}", render_advice(summary, dry_run));
+        ui::out::eprint(&render_advice(summary, dry_run));
         let pending =
             !summary.conflicts.is_empty() || !summary.skipped.is_empty() || !summary.failed.is_empty();
         if pending {

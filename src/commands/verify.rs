@@ -31,7 +31,7 @@ pub fn run(settings: &Settings, rt: &Runtime) -> Result<Exit> {
     let checks = rt.block_on(sync::verify(&client, &groups, &|| bar.inc(1)));
     bar.finish_and_clear();
     let checks = checks?;
-    print!("{}", render(&checks, settings.verbose > 0));
+    crate::ui::out::print(&render(&checks, settings.verbose > 0))?;
     let mismatches = checks
         .iter()
         .filter(|(_, _, c)| matches!(c, Check::Mismatch(_)))

@@ -24,6 +24,7 @@ fn peak_mib() -> f64 {
 
 #[test]
 #[ignore = "a measurement: run it on its own, in a release build"]
+#[allow(clippy::disallowed_macros)] // it prints its measurement
 fn journal_commits_over_distinct_flags() {
     let n: usize = std::env::var("RELAYCTL_BENCH_COMMITS")
         .ok()

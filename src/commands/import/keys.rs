@@ -78,7 +78,7 @@ pub(super) fn run(
         }
     }
     super::refuse(&problems, "key(s)")?;
-    super::print(&out)?;
+    crate::ui::out::print(&out)?;
     settings.status("Paste these under the [keys.<store>] table named above them; `relayctl plan` then shows no change for them.");
     Ok(Exit::Success)
 }

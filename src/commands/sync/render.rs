@@ -92,13 +92,16 @@ impl Screen {
     /// A status line on stderr, unless `--quiet`.
     pub(super) fn status(&self, line: &str) {
         if !self.quiet {
-            self.bar().suspend(|| anstream::eprintln!("{line}"));
+            self.bar().suspend(|| ui::out::eprintln(line));
         }
     }
 
-    /// A line of data on stdout.
+    /// A line of data on stdout, shown at once. A stdout that fails fails the run at its end
+    /// (`ui::out::finish`): sync goes on, since what it sends must be noted.
     pub(super) fn data(&self, line: &str) {
-        self.bar().suspend(|| anstream::println!("{line}"));
+        self.bar()
+            .suspend(|| ui::out::println(line).and_then(|()| ui::out::flush()))
+            .ok();
     }
 
     /// Pauses for `how_long` with a spinner counting down on a terminal; `false` when
