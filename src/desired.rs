@@ -395,7 +395,7 @@ fn overrides(raw: BTreeMap<Spanned<String>, RawEnvironments>) -> Result<Vec<Over
                     on: o.on,
                     off_variation: o.off_variation.map(Spanned::into_inner),
                     fallthrough: o.fallthrough.map(Spanned::into_inner),
-                    reason: o.reason.map(|r| r.get_ref().trim().to_owned()),
+                    reason: o.reason.map(|r| keys::reason(r.get_ref())),
                 });
             }
         }
@@ -844,10 +844,15 @@ recommendations = { on = true, fallthrough = { index = 1 } }
     #[test]
     fn an_empty_reason_loads_as_the_placeholder_import_leaves() {
         let c = parse_ok(&format!(
-            "{STORE}[overrides.p.e]\nf = {{ on = true, reason = \"\" }}\ng = {{ on = true, reason = \"  \" }}\nh = true\n"
+            "{STORE}[overrides.p.e]\nf = {{ on = true, reason = \"\" }}\ng = {{ on = true, reason = \"  \" }}\nh = true\n\
+             i = {{ on = true, reason = \"\\u200B\\u2060 \\u200D\" }}\nj = {{ on = true, reason = \" \\u200B INC-1\" }}\n"
         ));
         let reasons: Vec<_> = c.overrides.iter().map(|o| o.reason.as_deref()).collect();
-        assert_eq!(reasons, [Some(""), Some(""), None]);
+        // Nothing visible is nothing said.
+        assert_eq!(
+            reasons,
+            [Some(""), Some(""), None, Some(""), Some("\u{200b} INC-1")]
+        );
     }
 
     #[test]

@@ -56,6 +56,12 @@ fn invisible(c: char) -> bool {
     )
 }
 
+/// Whether `text` has a character a reader can see: not only spaces, controls and invisible
+/// characters. A reason without one says nothing.
+pub fn visible(text: &str) -> bool {
+    text.chars().any(|c| !c.is_whitespace() && !unsafe_char(c))
+}
+
 /// `text` safe to show on a terminal as one value of a line (a table cell, a comment): every
 /// [`unsafe_char`], line breaks and tabs included, replaced by its `\u{..}` escape. Text that
 /// needs none is returned as it is.
@@ -164,5 +170,21 @@ mod tests {
         assert!(!quoted.chars().any(unsafe_char), "{quoted}");
         let back: toml::Table = toml::from_str(&format!("r = {quoted}")).unwrap();
         assert_eq!(back["r"].as_str(), Some(HOSTILE));
+    }
+
+    #[test]
+    fn a_text_of_only_invisible_characters_is_not_visible() {
+        for text in [
+            "",
+            "  ",
+            "\u{200b}",
+            "\u{200b}\u{200d} \u{feff}\t",
+            "\u{202e}\u{2066}",
+        ] {
+            assert!(!visible(text), "{text:?}");
+        }
+        for text in ["x", " INC-1 ", "\u{200b}é", "火"] {
+            assert!(visible(text), "{text:?}");
+        }
     }
 }

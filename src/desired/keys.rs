@@ -66,6 +66,16 @@ pub(super) fn check_reason(reason: &Spanned<String>, flag: &str) -> Result<(), L
     Ok(())
 }
 
+/// A reason as declared, trimmed; one with no visible character (only spaces, or zero-width and
+/// other invisible characters) says nothing, so it is empty: plan warns about it and apply refuses
+/// it, as for `reason = ""`.
+pub(super) fn reason(raw: &str) -> String {
+    match crate::escape::visible(raw) {
+        true => raw.trim().to_owned(),
+        false => String::new(),
+    }
+}
+
 /// A store name is printed in messages and recorded in journal trailers, one line each.
 pub(super) fn check_store_name(name: &Spanned<String>) -> Result<(), Located> {
     if name.get_ref().chars().any(char::is_control) {

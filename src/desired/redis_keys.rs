@@ -78,7 +78,7 @@ pub(super) fn declared(raw: RawKeys, stores: &[KeyStoreConfig]) -> Result<Vec<De
                 store: store.get_ref().clone(),
                 key: key.get_ref().clone(),
                 value,
-                reason: reason.map(|r| r.trim().to_owned()),
+                reason: reason.as_deref().map(super::keys::reason),
             });
         }
     }

@@ -33,7 +33,7 @@ impl Commits for Key {
 
     /// The key's declared state after the change, exactly (TOML strings).
     fn state_file(record: &KeyRecord) -> String {
-        let string = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let string = message::toml_text;
         let mut out = format!(
             "# {} {}: plain Redis key written by relayctl\nstore = {}\nkey = {}\n",
             message::field(&show_key(&record.store)),

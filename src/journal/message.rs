@@ -13,9 +13,10 @@
 //! git's trailer readers, which stop at a `---` line or a scissors line a reason could contain.
 //! The free text (the reason, why a target failed) always comes before them, and is written so
 //! that git cannot be made to stop early either: a line git would take for the end of the
-//! message gets a leading space, and control characters are escaped; trailer values are single
-//! lines. So git and relayctl read the same, real trailers, and the reason is read back from the
-//! state file, exactly as declared.
+//! message gets a leading space, and control and invisible characters are escaped (so `git log`
+//! plays none of them on a terminal); trailer values are single lines. So git and relayctl read
+//! the same, real trailers, and the reason is read back from the state file, exactly as
+//! declared (its TOML string escapes them too, and reads back the same).
 
 use super::entry::{Commits, Entry};
 use super::layout;
@@ -208,10 +209,10 @@ pub(super) fn compose(
     m
 }
 
-/// Free text as a commit body shows it: trimmed, control characters escaped, and a space before
-/// every line git or libgit2 would take for the end of the message (a `---` patch divider, a
-/// `# -------- >8 --------` scissors line with any comment character), so that the trailers
-/// after it stay the message's last paragraph for every reader.
+/// Free text as a commit body shows it: trimmed, control and invisible characters escaped, a
+/// space before every line git or libgit2 would take for the end of the message (a `---` patch
+/// divider, a `# -------- >8 --------` scissors line with any comment character), so that the
+/// trailers after it stay the message's last paragraph for every reader.
 pub(super) fn body(text: &str) -> String {
     let lines: Vec<String> = text
         .trim()
@@ -234,12 +235,13 @@ pub(super) fn field(text: &str) -> String {
     escape_controls(&text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
-/// `text` with every control character but the tab as a `\u{..}` escape.
+/// `text` with every character that must not reach a terminal raw but the tab (a control, a
+/// bidirectional or invisible mark: [`crate::escape::unsafe_char`]) as a `\u{..}` escape.
 fn escape_controls(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             '\t' => c.to_string(),
-            c if c.is_control() => c.escape_unicode().to_string(),
+            c if crate::escape::unsafe_char(c) => c.escape_unicode().to_string(),
             c => c.to_string(),
         })
         .collect()
@@ -288,9 +290,19 @@ fn state_file(entry: &FlagRecord) -> String {
         }
     }
     if let Some(r) = &entry.reason {
-        out += &format!("reason = {}\n", toml::Value::String(r.clone()));
+        out += &format!("reason = {}\n", toml_text(r));
     }
     out
+}
+
+/// `text` as a TOML string of a state file: as the toml crate writes it, unless it holds a
+/// character that must not reach a terminal raw (`git log -p` shows state files): then a basic
+/// string with that character escaped, which reads back the same.
+pub(super) fn toml_text(text: &str) -> String {
+    match text.contains(crate::escape::unsafe_char) {
+        true => crate::escape::toml_string(text),
+        false => toml::Value::String(text.to_owned()).to_string(),
+    }
 }
 
 /// `{ index = 1, value = "control" }`, or `{ index = 1, json = "..." }` for a value TOML cannot

@@ -189,7 +189,13 @@ pub(super) fn write_all(
     let mut placed = Vec::new();
     let mut objects = Vec::new();
     for (oid, note) in notes {
-        let blob = repo.blob(note.to_string().as_bytes())?;
+        // LaunchDarkly's error text can be in a note: `git notes show` must not play it raw.
+        let text: Vec<_> = note
+            .to_string()
+            .lines()
+            .map(|l| crate::escape::printable(l).into_owned())
+            .collect();
+        let blob = repo.blob(text.join("\n").as_bytes())?;
         placed.push((oid.to_string(), blob));
         objects.push(blob);
     }

@@ -30,6 +30,8 @@
 //! - `status_cmd`: `relayctl status` over the stores, real Relays (one down) and LaunchDarkly.
 //! - `blackout`: not a test but a benchmark (`#[ignore]`d; scripts/bench_relay.sh): how long a
 //!   proxy-mode SDK serves the pre-override value after LaunchDarkly comes back.
+//! - `terminal`: a stdout closed early or full, for every command; hostile text from LaunchDarkly,
+//!   store names and reasons never reaching a terminal, a note or a commit message raw.
 //!
 //! Snapshots (`snapshots/`) are whole CLI runs with ports, temp paths and commit ids redacted;
 //! accept changes deliberately: `INSTA_UPDATE=always cargo test --test cli`, then review the diff.
@@ -66,4 +68,5 @@ mod stored_bytes;
 mod sync;
 mod sync_faults;
 mod sync_wait;
+mod terminal;
 mod topology;
