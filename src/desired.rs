@@ -273,7 +273,8 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
                 .into(),
         ));
     }
-    let raw: RawFile = toml::from_str(src).map_err(|e| err(e.span(), e.message().to_owned()))?;
+    // The parser's message may quote a value: a URL with its password.
+    let raw: RawFile = toml::from_str(src).map_err(|e| err(e.span(), crate::redact::text(e.message())))?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let (stores, spans, key_stores) = stores(raw.store, &base_dir, env).map_err(|(span, m)| err(span, m))?;
     let keys = redis_keys::declared(raw.keys, &key_stores).map_err(|(span, m)| err(span, m))?;
@@ -705,7 +706,11 @@ recommendations = { on = true, fallthrough = { index = 1 } }
                 redis_hosts: Some("h:x".into()),
             },
         );
-        assert!(e.contains("REDIS_HOSTS entry \"h:x\""), "{e}");
+        // Named by its position, not shown: what follows `:` may be a password.
+        assert!(
+            e.contains("REDIS_HOSTS entry 1 of 1 is not host[:port]") && !e.contains("h:x"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -211,9 +211,13 @@ pub fn render(declarations: &[Declaration]) -> String {
 /// `[overrides.<project>.<environment>]` tables (created at the end when absent), everything
 /// else kept as it was. Refuses, changing nothing, a flag that is already declared.
 pub fn insert(src: &str, declarations: &[Declaration]) -> Result<String, String> {
-    let mut doc: DocumentMut = src
-        .parse()
-        .map_err(|e| format!("cannot read the overrides file as TOML: {e}"))?;
+    let mut doc: DocumentMut = src.parse().map_err(|e: toml_edit::TomlError| {
+        // Its message quotes the line: a URL with its password.
+        format!(
+            "cannot read the overrides file as TOML: {}",
+            crate::redact::text(&e.to_string())
+        )
+    })?;
     let mut declared = Vec::new();
     for d in declarations {
         let table = environment_table(&mut doc, &d.id)?;

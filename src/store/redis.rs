@@ -19,6 +19,7 @@ mod cas;
 pub use super::redis_topology::Topology;
 use super::redis_topology::{Conn, Refusal, Server, REPLICA_WAIT};
 use super::{Groups, ItemKind, Prefix, Raw, Reads, CONNECT_TIMEOUT};
+use crate::redact::{self, Parsed};
 use anyhow::{anyhow, Result};
 use redis::{ErrorKind, RedisError};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,9 +57,9 @@ impl Config {
 
     pub(super) fn identities(&self) -> Vec<String> {
         match self.topology {
-            Topology::Nodes => self.urls.iter().map(|u| crate::redact::url(u)).collect(),
+            Topology::Nodes => self.urls.iter().map(|u| redact::url(u)).collect(),
             _ => self.endpoints(super::REQUEST_TIMEOUT).map_or_else(
-                |_| self.urls.iter().map(|u| crate::redact::url(u)).collect(),
+                |_| self.urls.iter().map(|u| redact::url(u)).collect(),
                 |e| e.iter().map(RedisEndpoint::describe).collect(),
             ),
         }
@@ -90,17 +91,32 @@ impl Config {
 }
 
 /// Checks that `raw` is a URL relayctl can connect to: `redis://` or `rediss://`, a host, and at
-/// most a database number as its path.
+/// most a database number as its path, and that it reads one way only ([`redact::parse`]): a
+/// password that would be cut short or changed by the URL parser is refused, saying how to write
+/// it.
 pub fn check_url(raw: &str) -> Result<(), String> {
-    let shown = crate::redact::url(raw);
-    let after_scheme = raw.split_once("://").map_or("", |(_, rest)| rest);
-    if crate::redact::userinfo(after_scheme).is_some_and(|info| info.contains(['/', '?', '#', '@'])) {
+    let shown = redact::url(raw);
+    if raw.contains(char::is_control) {
         return Err(format!(
-            "{shown:?}: the user name or password holds '@', '/', '?' or '#', which end that part of a URL; \
-             percent-encode them (%40, %2F, %3F, %23)"
+            "{shown:?} holds a tab, a line break or another control character, which the URL parser drops \
+             (a password would not be the one written): percent-encode it (%09 for a tab, %0A for a line break)"
         ));
     }
-    let url = url::Url::parse(raw).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
+    let url = match redact::parse(raw) {
+        Parsed::Clear(url) => url,
+        Parsed::Ambiguous { .. } => {
+            return Err(format!(
+            "{shown:?}: the user name or password holds '/', '?', '#' or '@' where it ends that part of a \
+                 URL; percent-encode them (%2F, %3F, %23, %40)"
+        ))
+        }
+        Parsed::Invalid => {
+            let why = url::Url::parse(raw)
+                .err()
+                .map_or_else(String::new, |e| format!(": {e}"));
+            return Err(format!("{shown:?} is not a URL{why}"));
+        }
+    };
     if !matches!(url.scheme(), "redis" | "rediss") {
         return Err(format!("{shown:?} is not a redis:// or rediss:// URL"));
     }
@@ -115,34 +131,43 @@ pub fn check_url(raw: &str) -> Result<(), String> {
 }
 
 /// The URLs of relayCommander's `REDIS_HOSTS`: `host[:port],host[:port]` (port 6379 by default).
+/// An entry that is not that is named by its position, never shown: what follows its `:` may be
+/// a password put in the wrong place.
 pub fn urls_from_hosts(hosts: &str) -> Result<Vec<String>, String> {
-    hosts
-        .split(',')
-        .map(str::trim)
-        .map(|h| {
-            // An entry is never echoed whole: it may carry a password (`:secret@host`).
-            let shown = match h.rsplit_once('@') {
-                Some((_, host)) => format!("***@{host}"),
-                None => h.to_owned(),
-            };
+    let entries: Vec<&str> = hosts.split(',').map(str::trim).collect();
+    let count = entries.len();
+    let which = |i: usize| format!("REDIS_HOSTS entry {} of {count}", i + 1);
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let url = format!("redis://{h}");
             if h.contains('@') {
                 return Err(format!(
-                    "REDIS_HOSTS entry {shown:?} holds credentials; REDIS_HOSTS takes host[:port] only: \
-                     put a password in a store's url = \"redis://:password@host:port\" instead"
+                    "{} ({}) holds credentials; REDIS_HOSTS takes host[:port] only: put the password in a \
+                     store's password_env (or its url = \"redis://:password@host:port\") instead",
+                    which(i),
+                    redact::url(&url)
                 ));
             }
-            let (host, port) = match h.rsplit_once(':') {
-                Some((host, port)) => (
-                    host,
-                    port.parse::<u16>()
-                        .map_err(|_| format!("REDIS_HOSTS entry {shown:?}: the port must be a number"))?,
-                ),
-                None => (h, 6379),
-            };
-            if host.is_empty() || host.contains(['/', ' ']) {
-                return Err(format!("REDIS_HOSTS entry {shown:?} is not host[:port]"));
+            let plain = url::Url::parse(&url).ok().filter(|u| {
+                u.host_str().is_some_and(|h| !h.is_empty())
+                    && u.path().is_empty()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            match plain {
+                Some(u) => Ok(format!(
+                    "redis://{}:{}",
+                    u.host_str().unwrap_or_default(),
+                    u.port().unwrap_or(6379)
+                )),
+                None => Err(format!(
+                    "{} is not host[:port] with a port from 1 to 65535 (the entry is not shown: it may hold a \
+                     password); REDIS_HOSTS takes host[:port],host[:port]",
+                    which(i)
+                )),
             }
-            Ok(format!("redis://{host}:{port}"))
         })
         .collect()
 }

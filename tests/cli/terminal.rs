@@ -4,7 +4,7 @@
 //! note or a commit message raw, with colour on or off.
 
 use crate::support::fake_ld::Reply;
-use crate::support::fixtures::{file_store_and_ld, overrides};
+use crate::support::fixtures::{file_store_and_ld, overrides, toml_string};
 use crate::support::{git, Relayctl, Run};
 use crate::sync::Setup;
 use std::process::Stdio;
@@ -303,20 +303,4 @@ fn a_reason_with_nothing_visible_is_an_empty_reason() {
     );
     assert_eq!(s.w.read("flags/default-production.json"), before);
     assert_eq!(s.w.journal_commits(), 0);
-}
-
-/// `s` as a TOML basic string, every character outside printable ASCII as a `\u` escape (the
-/// overrides file is then plain ASCII, whatever `s` holds).
-fn toml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => out.extend(['\\', c]),
-            ' '..='~' => out.push(c),
-            c if (c as u32) > 0xffff => out.push_str(&format!("\\U{:08X}", c as u32)),
-            c => out.push_str(&format!("\\u{:04X}", c as u32)),
-        }
-    }
-    out.push('"');
-    out
 }

@@ -209,3 +209,19 @@ pub fn assert_served(results: &Value, expected: &[(&str, Value, u64, &str)]) {
         );
     }
 }
+
+/// `s` as a TOML basic string, every character outside printable ASCII as a `\u` escape (so an
+/// overrides file holding it is plain ASCII, whatever `s` holds).
+pub fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => out.extend(['\\', c]),
+            ' '..='~' => out.push(c),
+            c if (c as u32) > 0xffff => out.push_str(&format!("\\U{:08X}", c as u32)),
+            c => out.push_str(&format!("\\u{:04X}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
+}
