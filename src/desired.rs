@@ -55,10 +55,31 @@ pub struct Config {
 }
 
 /// The parts of the process environment that the file's meaning depends on.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ConfigEnv {
     /// relayCommander's `REDIS_HOSTS`: `host[:port],host[:port]`.
     pub redis_hosts: Option<String>,
+    /// Reads a variable the file names (`password_env`): its value, when set and not empty.
+    /// Secrets come from the environment, never from the file. `None`: no variable is set.
+    pub var: Option<Var>,
+}
+
+/// How the environment is read for a variable the file names.
+pub type Var = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+impl std::fmt::Debug for ConfigEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigEnv")
+            .field("redis_hosts", &self.redis_hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConfigEnv {
+    /// The variable `name`, when set and not empty.
+    fn var(&self, name: &str) -> Option<String> {
+        self.var.as_ref().and_then(|var| var(name))
+    }
 }
 
 /// An error in the overrides file, located at a line and column.
@@ -151,6 +172,8 @@ struct RawStore {
     sentinels: Option<Spanned<Vec<Spanned<String>>>>,
     master: Option<Spanned<String>>,
     cluster: Option<Spanned<bool>>,
+    password_env: Option<Spanned<String>>,
+    sentinel_password_env: Option<Spanned<String>>,
     prefix: Option<Spanned<String>>,
     prefixes: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     table: Option<Spanned<String>>,
@@ -469,6 +492,8 @@ fn check_foreign_fields(s: &RawStore, kind: StoreType) -> Result<(), Located> {
         foreign.extend(s.sentinels.as_ref().map(|v| ("sentinels", v.span())));
         foreign.extend(span(&s.master).map(|sp| ("master", sp)));
         foreign.extend(s.cluster.as_ref().map(|v| ("cluster", v.span())));
+        foreign.extend(span(&s.password_env).map(|sp| ("password_env", sp)));
+        foreign.extend(span(&s.sentinel_password_env).map(|sp| ("sentinel_password_env", sp)));
     }
     if kind != StoreType::Dynamodb {
         foreign.extend(span(&s.table).map(|sp| ("table", sp)));
@@ -525,11 +550,13 @@ fn prefix(s: &mut RawStore) -> Result<Prefix, Located> {
 fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Config, Located> {
     let prefix = prefix(&mut s)?;
     let topology = topology::parse(&s)?;
+    let auth = topology::auth(&s, env)?;
     if let Some(urls) = topology::sentinel_urls(&mut s)? {
         return Ok(redis::Config {
             urls,
             prefix,
             topology,
+            auth,
         });
     }
     let urls = match (s.url, s.urls) {
@@ -559,6 +586,7 @@ fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Co
                 urls,
                 prefix,
                 topology,
+                auth,
             });
         }
     };
@@ -571,6 +599,7 @@ fn redis_store(mut s: RawStore, name: &str, env: &ConfigEnv) -> Result<redis::Co
         urls: out,
         prefix,
         topology,
+        auth,
     })
 }
 
@@ -693,6 +722,7 @@ recommendations = { on = true, fallthrough = { index = 1 } }
     #[test]
     fn redis_hosts_fallback() {
         let env = ConfigEnv {
+            var: None,
             redis_hosts: Some("10.0.0.1, 10.0.0.2:6380".into()),
         };
         let c = parse(Path::new("o.toml"), "[[store]]\ntype = \"redis\"\n", &env).unwrap();
@@ -704,6 +734,7 @@ recommendations = { on = true, fallthrough = { index = 1 } }
             "[[store]]\ntype = \"redis\"\n",
             &ConfigEnv {
                 redis_hosts: Some("h:x".into()),
+                var: None,
             },
         );
         // Named by its position, not shown: what follows `:` may be a password.

@@ -390,7 +390,10 @@ proptest! {
 
     #[test]
     fn any_text_is_a_config_or_an_error_never_a_panic(text in toml_ish(), hosts in proptest::option::of(any::<String>())) {
-        let env = ConfigEnv { redis_hosts: hosts };
+        let env = ConfigEnv {
+            redis_hosts: hosts,
+            var: None,
+        };
         if let Err(e) = parse(Path::new("overrides.toml"), &text, &env) {
             prop_assert!(!e.to_string().is_empty());
         }

@@ -106,9 +106,15 @@ fn valid_scheme(scheme: &str) -> bool {
 /// TOML parser's message quoting a value), with everything from each line's first `://` to its
 /// last `@` masked: a password lies between some `://` and an `@` after it, whatever characters
 /// it holds, so none survives. A line with an `@` but no `://` before it (a URL continued from a
-/// line above) is masked from its start.
+/// line above) is masked from its start. A line setting a key that names a password
+/// (`password_env = ...`, where a password may have been pasted by mistake) shows no value.
 pub fn text(text: &str) -> String {
     let line = |line: &str| {
+        if let Some((key, _)) = line.split_once('=') {
+            if key.to_ascii_lowercase().contains("password") {
+                return format!("{key}= ***");
+            }
+        }
         let Some(at) = line.rfind('@') else {
             return line.to_owned();
         };
@@ -136,6 +142,7 @@ mod tests {
         );
         assert_eq!(text("ss@host\""), "***@host\"");
         assert_eq!(text("url = \"redis://h:1\""), "url = \"redis://h:1\"");
+        assert_eq!(text("password_env = \"hunter2\""), "password_env = ***");
     }
 
     #[test]

@@ -286,6 +286,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
         quiet: cli.quiet,
         config_env: ConfigEnv {
             redis_hosts: env.get("REDIS_HOSTS"),
+            var: Some(std::sync::Arc::new({
+                let env = env.clone();
+                move |name: &str| env.get(name)
+            })),
         },
         lock_wait,
         author: env.get("RELAYCTL_AUTHOR"),

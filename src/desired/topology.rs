@@ -1,8 +1,11 @@
 //! The topology settings of a Redis store: `sentinels` + `master` instead of `url`/`urls`, or
-//! `cluster = true` (SPEC §1 "Plain Redis keys and Redis topologies").
+//! `cluster = true` (SPEC §1 "Plain Redis keys and Redis topologies"); and the passwords it
+//! gives apart from its URLs, by naming the environment variables that hold them
+//! (`password_env`, `sentinel_password_env`): a secret never comes from this file but in a URL.
 
-use super::{Located, RawStore};
-use crate::store::redis;
+use super::{ConfigEnv, Located, RawStore};
+use crate::store::redis::{self, Auth, Secret};
+use toml::Spanned;
 
 /// `sentinels` + `master` (instead of `url`/`urls`), or `cluster = true`, or neither.
 pub(super) fn parse(s: &RawStore) -> Result<redis::Topology, Located> {
@@ -50,4 +53,59 @@ pub(super) fn sentinel_urls(s: &mut RawStore) -> Result<Option<Vec<String>>, Loc
         urls.push(u.into_inner());
     }
     Ok(Some(urls))
+}
+
+/// The passwords `s` gives apart from its URLs, read from the variables it names.
+pub(super) fn auth(s: &RawStore, env: &ConfigEnv) -> Result<Auth, Located> {
+    if let (Some(v), None) = (&s.sentinel_password_env, &s.sentinels) {
+        return Err((
+            Some(v.span()),
+            "`sentinel_password_env` goes with `sentinels`: it names the variable holding the Sentinels' own \
+             password (password_env names the data servers')"
+                .into(),
+        ));
+    }
+    let read = |name: &Option<Spanned<String>>, whose: &str| match name {
+        None => Ok(None),
+        Some(name) => secret(name, whose, env).map(Some),
+    };
+    let whose = match s.sentinels {
+        Some(_) => "the primary's",
+        None => "the servers'",
+    };
+    Ok(Auth {
+        password: read(&s.password_env, whose)?,
+        sentinel_password: read(&s.sentinel_password_env, "the Sentinels'")?,
+    })
+}
+
+/// The value of the variable `name` names: `whose` password.
+fn secret(name: &Spanned<String>, whose: &str, env: &ConfigEnv) -> Result<Secret, Located> {
+    let n = name.get_ref();
+    let valid = n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    // A name that is not in the usual VARIABLE_NAME form may be the password pasted in its
+    // place: it is not shown.
+    let usual = n
+        .chars()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err((
+            Some(name.span()),
+            format!(
+                "the value is not an environment variable name (not shown: it may be the password itself): name \
+                 the variable that holds {whose} password, like \"REDIS_PASSWORD\""
+            ),
+        ));
+    }
+    env.var(n).map(Secret).ok_or_else(|| {
+        let shown = if usual { n.as_str() } else { "the variable it names (not shown: it may be a password)" };
+        (
+            Some(name.span()),
+            format!(
+                "{shown} is not set (or empty): it should hold {whose} password. Set it in the environment or in \
+                 .env in the working directory"
+            ),
+        )
+    })
 }

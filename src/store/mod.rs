@@ -17,6 +17,7 @@ pub(crate) mod file;
 mod items;
 mod listing;
 pub(crate) mod redis;
+mod redis_auth;
 pub(crate) mod redis_keys;
 mod redis_topology;
 

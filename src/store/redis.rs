@@ -16,7 +16,7 @@
 
 mod cas;
 
-pub use super::redis_topology::Topology;
+pub use super::redis_topology::{Auth, Secret, Topology};
 use super::redis_topology::{Conn, Refusal, Server, REPLICA_WAIT};
 use super::{Groups, ItemKind, Prefix, Raw, Reads, CONNECT_TIMEOUT};
 use crate::redact::{self, Parsed};
@@ -41,6 +41,8 @@ pub struct Config {
     pub urls: Vec<String>,
     pub prefix: Prefix,
     pub topology: Topology,
+    /// Passwords given apart from the URLs.
+    pub auth: Auth,
 }
 
 impl Config {
@@ -74,7 +76,7 @@ impl Config {
                 .map(|url| {
                     RedisEndpoint::with(
                         std::slice::from_ref(url),
-                        &self.topology,
+                        (&self.topology, &self.auth),
                         self.prefix.clone(),
                         timeout,
                     )
@@ -82,7 +84,7 @@ impl Config {
                 .collect(),
             _ => Ok(vec![RedisEndpoint::with(
                 &self.urls,
-                &self.topology,
+                (&self.topology, &self.auth),
                 self.prefix.clone(),
                 timeout,
             )?]),
@@ -189,14 +191,15 @@ pub(super) struct RedisEndpoint {
 }
 
 impl RedisEndpoint {
-    /// The endpoint of `urls` read as `topology` says (one URL for [`Topology::Nodes`]).
+    /// The endpoint of `urls` read as `topology` says (one URL for [`Topology::Nodes`]), with
+    /// the passwords `auth` gives.
     pub(super) fn with(
         urls: &[String],
-        topology: &Topology,
+        (topology, auth): (&Topology, &Auth),
         prefix: Prefix,
         timeout: Duration,
     ) -> Result<Self> {
-        let (server, shown) = Server::new(urls, topology)?;
+        let (server, shown) = Server::new(urls, topology, auth)?;
         Ok(RedisEndpoint {
             server,
             shown,

@@ -7,14 +7,19 @@
 //! primary on every run (so a failover between plan and apply writes to the new one), and the
 //! primary found is what the journal records. A cluster follows `MOVED`/`ASK` (the redis crate's
 //! cluster client); a pipeline whose keys live in different slots is sent key by key, concurrently.
+//!
+//! Passwords ([`Auth`], `redis_auth.rs`): a URL's user and password are its server's; the
+//! Sentinels' are also the primary's unless the store gives the primary's apart.
 
+use super::redis_auth::{refused, Who};
+pub use super::redis_auth::{Auth, Secret};
 use futures::future::join_all;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture,
-    Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline,
+    RedisConnectionInfo, RedisFuture, Value,
 };
 use std::time::Duration;
 
@@ -46,11 +51,18 @@ fn host_port(info: &ConnectionInfo) -> String {
     }
 }
 
+/// A Sentinel, and how to reach the primary it names.
+pub(super) struct Sentinel {
+    info: ConnectionInfo,
+    /// The primary's user, password and database.
+    primary: RedisConnectionInfo,
+}
+
 /// What an endpoint connects to.
 pub(super) enum Server {
     Node(redis::Client),
     Sentinel {
-        sentinels: Vec<ConnectionInfo>,
+        sentinels: Vec<Sentinel>,
         master: String,
     },
     Cluster {
@@ -91,25 +103,38 @@ fn invalid(shown: &str, e: &redis::RedisError) -> anyhow::Error {
 }
 
 impl Server {
-    /// The server of `urls` (a single URL for [`Topology::Nodes`]) and how to name it.
-    pub(super) fn new(urls: &[String], topology: &Topology) -> anyhow::Result<(Server, String)> {
+    /// The server of `urls` (a single URL for [`Topology::Nodes`]), with the passwords `auth`
+    /// gives, and how to name it.
+    pub(super) fn new(urls: &[String], topology: &Topology, auth: &Auth) -> anyhow::Result<(Server, String)> {
         let parse = |url: &String| {
-            url.as_str()
+            let mut info = url
+                .as_str()
                 .into_connection_info()
-                .map_err(|e| invalid(&crate::redact::url(url), &e))
+                .map_err(|e| invalid(&crate::redact::url(url), &e))?;
+            if let Some(Secret(password)) = &auth.password {
+                info.redis.password = Some(password.clone());
+            }
+            Ok::<_, anyhow::Error>(info)
         };
         match topology {
             Topology::Nodes => {
                 let url = &urls[0];
                 let client =
-                    redis::Client::open(url.as_str()).map_err(|e| invalid(&crate::redact::url(url), &e))?;
+                    redis::Client::open(parse(url)?).map_err(|e| invalid(&crate::redact::url(url), &e))?;
                 Ok((Server::Node(client), crate::redact::url(url)))
             }
             Topology::Sentinel { master } => {
-                let sentinels = urls.iter().map(parse).collect::<anyhow::Result<Vec<_>>>()?;
+                let sentinels = urls
+                    .iter()
+                    .map(|url| sentinel_of(url, auth))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
                 let shown = format!(
                     "sentinel://{}/{master}",
-                    sentinels.iter().map(host_port).collect::<Vec<_>>().join(",")
+                    sentinels
+                        .iter()
+                        .map(|s| host_port(&s.info))
+                        .collect::<Vec<_>>()
+                        .join(",")
                 );
                 let master = master.clone();
                 Ok((Server::Sentinel { sentinels, master }, shown))
@@ -143,6 +168,23 @@ impl Server {
     }
 }
 
+/// The Sentinel of `url`, with its own password and the primary's as `auth` gives them (each
+/// the URL's when not given apart).
+fn sentinel_of(url: &str, auth: &Auth) -> anyhow::Result<Sentinel> {
+    let mut info = url
+        .into_connection_info()
+        .map_err(|e| invalid(&crate::redact::url(url), &e))?;
+    let mut primary = info.redis.clone();
+    if let Some(Secret(password)) = &auth.password {
+        primary.username = None;
+        primary.password = Some(password.clone());
+    }
+    if let Some(Secret(password)) = &auth.sentinel_password {
+        info.redis.password = Some(password.clone());
+    }
+    Ok(Sentinel { info, primary })
+}
+
 /// How a timeout or a failure to connect reads.
 fn why(e: &redis::RedisError, wait: Duration) -> String {
     match e.is_timeout() {
@@ -153,6 +195,14 @@ fn why(e: &redis::RedisError, wait: Duration) -> String {
 
 fn unreachable(e: &redis::RedisError, wait: Duration) -> Refusal {
     Refusal::Unreachable(why(e, wait))
+}
+
+/// Whose password a connection to a node uses: the primary's when a Sentinel named it.
+fn who(primary: &Option<String>) -> Who {
+    match primary {
+        Some(_) => Who::Primary,
+        None => Who::Node,
+    }
 }
 
 /// A connection to one node, which must be a primary outside a cluster. `primary` names it when
@@ -166,7 +216,10 @@ async fn node(
     let mut conn = client
         .get_multiplexed_async_connection_with_config(config)
         .await
-        .map_err(|e| unreachable(&e, wait))?;
+        .map_err(|e| match refused(&e, who(&primary)) {
+            Some(why) => Refusal::Wrong(why),
+            None => unreachable(&e, wait),
+        })?;
     // A cluster node first: a cluster's replica is also reached with cluster = true.
     let info: Result<String, _> = redis::cmd("INFO").arg("cluster").query_async(&mut conn).await;
     if info.is_ok_and(|i| i.lines().any(|l| l.trim() == "cluster_enabled:1")) {
@@ -174,7 +227,7 @@ async fn node(
             "this is a cluster node: set cluster = true in the store (its url/urls are then the cluster's seed nodes)".into(),
         ));
     }
-    let replicas = role(&mut conn, wait).await?;
+    let replicas = role(&mut conn, wait, who(&primary)).await?;
     Ok(Conn {
         inner: Inner::Node(conn),
         replicas,
@@ -184,11 +237,14 @@ async fn node(
 
 /// What `ROLE` says: a primary with N replicas, else why relayctl must not write there. A server
 /// that refuses `ROLE` (an ACL) counts as a primary without replicas.
-async fn role(conn: &mut MultiplexedConnection, wait: Duration) -> Result<usize, Refusal> {
+async fn role(conn: &mut MultiplexedConnection, wait: Duration, who: Who) -> Result<usize, Refusal> {
     let reply: Value = match redis::cmd("ROLE").query_async(conn).await {
         Ok(reply) => reply,
         Err(e) if e.is_io_error() => return Err(unreachable(&e, wait)),
-        Err(_) => return Ok(0),
+        Err(e) => match refused(&e, who) {
+            Some(why) => return Err(Refusal::Wrong(why)),
+            None => return Ok(0),
+        },
     };
     let Value::Array(items) = reply else {
         return Ok(0);
@@ -222,27 +278,28 @@ async fn role(conn: &mut MultiplexedConnection, wait: Duration) -> Result<usize,
 /// a node that answers as a primary (right after a failover a Sentinel may still name the old
 /// one, and that node may not answer yet, or already be a replica).
 async fn sentinel(
-    sentinels: &[ConnectionInfo],
+    sentinels: &[Sentinel],
     master: &str,
     config: &AsyncConnectionConfig,
     wait: Duration,
 ) -> Result<Conn, Refusal> {
     let (mut down, mut unknown, mut tried) = (Vec::new(), Vec::new(), Vec::new());
     let mut stale = None;
-    for info in sentinels {
-        let shown = host_port(info);
-        let (host, port) = match ask(info, master, config, wait).await {
+    for sentinel in sentinels {
+        let shown = host_port(&sentinel.info);
+        let (host, port) = match ask(&sentinel.info, master, config, wait).await {
             Ok(Some(addr)) => addr,
             Ok(None) => {
                 unknown.push(shown);
                 continue;
             }
-            Err(why) => {
+            Err(Refusal::Wrong(why)) => return Err(Refusal::Wrong(format!("the Sentinel {shown}: {why}"))),
+            Err(Refusal::Unreachable(why)) => {
                 down.push(format!("{shown}: {why}"));
                 continue;
             }
         };
-        let (primary, name) = primary_at(info, &host, port);
+        let (primary, name) = primary_at(sentinel, &host, port);
         if tried.contains(&name) {
             continue;
         }
@@ -254,6 +311,11 @@ async fn sentinel(
             Err(refusal) => refusal,
         };
         let said = format!("the Sentinel {shown} names {name} as the primary of {master:?}");
+        if let Refusal::Wrong(why) = &refusal {
+            if why.contains("password") {
+                return Err(Refusal::Wrong(format!("{said}, but {why}")));
+            }
+        }
         let after = "a failover may be under way: run again in a few seconds";
         stale.get_or_insert(match refusal {
             Refusal::Unreachable(why) => {
@@ -283,30 +345,37 @@ async fn sentinel(
 }
 
 /// Where the Sentinel `info` says the primary of `master` is (None: it knows no such master);
-/// else why it did not say. A Sentinel holds no data: nothing else is asked.
+/// else why it did not say: it did not answer, or it refused relayctl's credentials. A Sentinel
+/// holds no data: nothing else is asked.
 async fn ask(
     info: &ConnectionInfo,
     master: &str,
     config: &AsyncConnectionConfig,
     wait: Duration,
-) -> Result<Option<(String, u16)>, String> {
-    let client = redis::Client::open(info.clone()).map_err(|e| e.to_string())?;
+) -> Result<Option<(String, u16)>, Refusal> {
+    let failed = |e: redis::RedisError| match refused(&e, Who::Sentinel) {
+        Some(why) => Refusal::Wrong(why),
+        None => unreachable(&e, wait),
+    };
+    let client = redis::Client::open(info.clone()).map_err(|e| Refusal::Wrong(e.to_string()))?;
     let mut conn = client
         .get_multiplexed_async_connection_with_config(config)
         .await
-        .map_err(|e| why(&e, wait))?;
+        .map_err(failed)?;
     redis::cmd("SENTINEL")
         .arg("get-master-addr-by-name")
         .arg(master)
         .query_async(&mut conn)
         .await
-        .map_err(|e| why(&e, wait))
+        .map_err(failed)
 }
 
-/// The primary at `host:port`, reached as the Sentinel `info` is (TLS, credentials, database),
-/// and how to name it.
-fn primary_at(info: &ConnectionInfo, host: &str, port: u16) -> (ConnectionInfo, String) {
+/// The primary at `host:port`, reached as `sentinel` says (its TLS; the primary's credentials
+/// and database), and how to name it.
+fn primary_at(sentinel: &Sentinel, host: &str, port: u16) -> (ConnectionInfo, String) {
+    let info = &sentinel.info;
     let mut primary = info.clone();
+    primary.redis = sentinel.primary.clone();
     let (scheme, addr) = match &info.addr {
         ConnectionAddr::TcpTls {
             insecure, tls_params, ..

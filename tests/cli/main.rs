@@ -24,7 +24,8 @@
 //!   `--planned` against what apply then writes.
 //! - `generated`: shell completions and the man page.
 //! - `plain_keys`: plain Redis keys (`redis-keys` stores) under plan, apply, the journal and log.
-//! - `topology`: Redis replicas, Sentinels failing over between plan and apply, a cluster.
+//! - `topology`: Redis replicas, Sentinels failing over between plan and apply, a cluster;
+//!   `sentinel_auth`: a primary's password apart from the Sentinels' (their own, or none).
 //! - `relay`: the real Relay Proxy reading what relayctl wrote, with proxy-mode SDKs: an outage,
 //!   its cache TTL, the handback drill with `sync --wait`, several environments on DynamoDB.
 //! - `status_cmd`: `relayctl status` over the stores, real Relays (one down) and LaunchDarkly.
@@ -60,6 +61,7 @@ mod plan_apply;
 mod plan_cmd;
 mod relay;
 mod secrets;
+mod sentinel_auth;
 mod show_cmd;
 mod show_keys;
 mod status_cmd;

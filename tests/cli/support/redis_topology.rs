@@ -86,13 +86,15 @@ impl Replicated {
 /// One `redis-server --sentinel` process.
 struct Sentinel {
     port: u16,
+    /// Its own `requirepass`, if any.
+    password: Option<String>,
     child: Child,
     _dir: tempfile::TempDir,
 }
 
 impl Sentinel {
     fn url(&self) -> String {
-        url(self.port, Some(Sentinels::PASSWORD))
+        url(self.port, self.password.as_deref())
     }
 }
 
@@ -103,8 +105,9 @@ impl Drop for Sentinel {
     }
 }
 
-/// A primary with one replica, watched by three Sentinels as [`Sentinels::MASTER`]; every
-/// server and Sentinel requires [`Sentinels::PASSWORD`]. Failovers are forced
+/// A primary with one replica, watched by three Sentinels as [`Sentinels::MASTER`]; the primary
+/// and replica require [`Sentinels::PASSWORD`], and so do the Sentinels unless started with
+/// another password or none ([`Sentinels::start_with`]). Failovers are forced
 /// ([`Sentinels::failover`]): a primary that stops answering is only noticed after 30 s.
 pub struct Sentinels {
     pub nodes: Replicated,
@@ -116,6 +119,12 @@ impl Sentinels {
     pub const PASSWORD: &'static str = "s3ntinel-secret";
 
     pub fn start() -> Sentinels {
+        Sentinels::start_with(Some(Self::PASSWORD))
+    }
+
+    /// Sentinels requiring `password` (none: `None`) in front of servers requiring
+    /// [`Sentinels::PASSWORD`].
+    pub fn start_with(password: Option<&str>) -> Sentinels {
         let nodes = Replicated::start_with(1, Some(Self::PASSWORD));
         let bin = require("redis-server", "apt-get install -y redis-server");
         let sentinels: Vec<Sentinel> = (0..3)
@@ -126,13 +135,13 @@ impl Sentinels {
                 std::fs::write(
                     &conf,
                     format!(
-                        "port {port}\nbind 127.0.0.1\ndir {dir}\n\
-                         requirepass {pw}\n\
+                        "port {port}\nbind 127.0.0.1\ndir {dir}\n{own}\
                          sentinel monitor {m} 127.0.0.1 {primary} 2\n\
                          sentinel auth-pass {m} {pw}\n\
                          sentinel down-after-milliseconds {m} 30000\n\
                          sentinel failover-timeout {m} 4000\n",
                         dir = dir.path().display(),
+                        own = password.map_or_else(String::new, |p| format!("requirepass \"{p}\"\n")),
                         m = Self::MASTER,
                         pw = Self::PASSWORD,
                         primary = nodes.primary.port
@@ -148,6 +157,7 @@ impl Sentinels {
                     .expect("starting redis-server --sentinel");
                 Sentinel {
                     port,
+                    password: password.map(str::to_owned),
                     child,
                     _dir: dir,
                 }
@@ -163,9 +173,14 @@ impl Sentinels {
         s
     }
 
-    /// The Sentinels' URLs, for `sentinels = [...]`.
+    /// The Sentinels' URLs, for `sentinels = [...]`: with their own password, if they have one.
     pub fn urls(&self) -> Vec<String> {
         self.sentinels.iter().map(Sentinel::url).collect()
+    }
+
+    /// The Sentinels' URLs with `password` in them, whatever the Sentinels require.
+    pub fn urls_with(&self, password: Option<&str>) -> Vec<String> {
+        self.sentinels.iter().map(|s| url(s.port, password)).collect()
     }
 
     /// The port each Sentinel names as the primary.
