@@ -68,7 +68,7 @@ impl Stdout {
             };
         }
         let result = match self {
-            Stdout::Open { w, terminal, colour } => match plain || *colour {
+            Stdout::Open { w, terminal, colour } => match plain || *colour || !text.contains('\u{1b}') {
                 true => w.write_all(text.as_bytes()),
                 false => write!(w, "{}", anstream::adapter::strip_str(text)),
             }
@@ -147,6 +147,9 @@ pub fn finish() -> Result<(), StdoutError> {
 /// Writes status text to stderr, escaped, after what stdout holds so far. A stderr that cannot
 /// be written is not reported anywhere: there is nowhere left to report it.
 pub fn eprint(text: &str) {
+    if text.is_empty() {
+        return;
+    }
     // A failure here is stdout's, kept for the next write and `finish`.
     let _ = flush();
     let _ = anstream::stderr().write_all(terminal(text).as_bytes());
@@ -170,6 +173,10 @@ static STYLE_CODES: LazyLock<Vec<String>> = LazyLock::new(|| {
 /// `text` for a terminal: every [`unsafe_char`] but `\n` and `\t` escaped, except relayctl's
 /// own style codes.
 fn terminal(text: &str) -> Cow<'_, str> {
+    // Most text is printable ASCII: one pass over its bytes says so.
+    if text.bytes().all(|b| matches!(b, b' '..=b'~' | b'\n' | b'\t')) {
+        return Cow::Borrowed(text);
+    }
     let bad = |c: char| unsafe_char(c) && !matches!(c, '\n' | '\t');
     if !text.contains(bad) {
         return Cow::Borrowed(text);
