@@ -90,7 +90,10 @@ fn a_closed_stdout_ends_quietly_and_a_full_one_is_an_error_naming_it() {
         (&["status"], 2),
         (&["status", "--json"], 2),
         (&["eval", "default/production/pricing", "--user", "alice"], 0),
-        (&["eval", "default/production/pricing", "--user", "alice", "--json"], 0),
+        (
+            &["eval", "default/production/pricing", "--user", "alice", "--json"],
+            0,
+        ),
         (&["completions", "bash"], 0),
         (&["man"], 0),
     ] {
