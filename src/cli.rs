@@ -59,6 +59,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Show the declared state's whole chain: every store target, every listed Relay, LaunchDarkly.
     Status(StatusArgs),
+    /// Break a team lock (a lease in the stores) that a crashed apply left behind.
+    Unlock(UnlockArgs),
     /// Print the shell completion script for SHELL.
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -85,6 +87,16 @@ pub struct ApplyArgs {
     /// Apply without asking for confirmation.
     #[arg(long)]
     pub auto_approve: bool,
+    /// How long to wait for the team lock another operator's apply holds on the stores.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The lease's id, as the message of the apply that waited for it names it.
+    #[arg(value_name = "LOCK_ID")]
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

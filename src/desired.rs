@@ -41,6 +41,8 @@ pub struct Config {
     pub stores: Vec<StoreConfig>,
     /// The journal repository, resolved against the file's directory.
     pub journal: PathBuf,
+    /// `[journal] remote`: the shared git remote of a team's journal, if any.
+    pub remote: Option<crate::git_url::Remote>,
     /// `[launchdarkly] base_url`, if set.
     pub base_url: Option<String>,
     /// The desired state, sorted by flag.
@@ -185,6 +187,8 @@ struct RawStore {
 #[serde(deny_unknown_fields)]
 struct RawJournal {
     path: Option<Spanned<String>>,
+    remote: Option<Spanned<String>>,
+    git_fetch_with_cli: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -224,7 +228,17 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let (stores, spans, key_stores) = stores(raw.store, &base_dir, env).map_err(|(span, m)| err(span, m))?;
     let keys = redis_keys::declared(raw.keys, &key_stores).map_err(|(span, m)| err(span, m))?;
-    let journal = match raw.journal.and_then(|j| j.path) {
+    let (journal, remote) = raw.journal.map_or((None, None), |j| {
+        (j.path, j.remote.map(|r| (r, j.git_fetch_with_cli)))
+    });
+    let remote = match remote {
+        Some((r, cli)) => Some(
+            crate::git_url::Remote::parse(r.get_ref(), &base_dir, cli.unwrap_or(false))
+                .map_err(|m| err(Some(r.span()), m))?,
+        ),
+        None => None,
+    };
+    let journal = match journal {
         Some(p) if p.get_ref().trim().is_empty() => {
             return Err(err(Some(p.span()), "journal.path is empty".into()))
         }
@@ -257,6 +271,7 @@ pub fn parse(path: &Path, src: &str, env: &ConfigEnv) -> Result<Config, ConfigEr
     Ok(Config {
         stores,
         journal,
+        remote,
         base_url,
         overrides,
         key_stores,

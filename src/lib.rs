@@ -23,6 +23,7 @@ mod escape;
 mod eval;
 mod exit;
 mod flag;
+mod git_url;
 mod import;
 mod interrupt;
 mod journal;
@@ -30,6 +31,7 @@ mod json_text;
 mod key;
 mod kind;
 mod launchdarkly;
+mod lease;
 mod names;
 mod plan;
 #[cfg(test)]
@@ -42,6 +44,7 @@ mod show;
 mod status;
 mod store;
 mod sync;
+mod team;
 mod ui;
 
 use exit::Exit;

@@ -25,6 +25,12 @@ pub enum Command {
     Apply {
         plan_file: Option<PathBuf>,
         auto_approve: bool,
+        /// `--lock-timeout`: how long to wait for the team lock.
+        lock_timeout: Duration,
+    },
+    /// `unlock LOCK_ID`: break a team lease.
+    Unlock {
+        id: String,
     },
     Log {
         pending: bool,
@@ -99,6 +105,13 @@ pub struct Settings {
     pub author: Option<String>,
     /// How long a Redis server may take to answer one request (`RELAYCTL_REDIS_TIMEOUT`).
     pub redis_timeout: Duration,
+    /// How long a team lease lives unless renewed (`RELAYCTL_LEASE_TTL`, 15 s).
+    pub lease_ttl: Duration,
+    /// How long one fetch or push of the journal may take (`RELAYCTL_GIT_TIMEOUT`, 20 s).
+    pub git_timeout: Duration,
+    /// `RELAYCTL_GIT_FETCH_WITH_CLI`: use the git program for the journal's remote, whatever the
+    /// overrides file says (cargo's `CARGO_NET_GIT_FETCH_WITH_CLI`).
+    pub git_cli: Option<bool>,
     /// How to reach LaunchDarkly's API.
     pub launchdarkly: LaunchDarkly,
     /// The environment (and `.env`), for the variables the overrides file names (SDK keys).
@@ -233,6 +246,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
     let lock_wait = seconds(&env, "RELAYCTL_LOCK_TIMEOUT", 0)?.unwrap_or(Duration::from_secs(60));
     let redis_timeout = seconds(&env, "RELAYCTL_REDIS_TIMEOUT", 1)?.unwrap_or(crate::store::REQUEST_TIMEOUT);
     let ld_timeout = seconds(&env, "RELAYCTL_LD_TIMEOUT", 1)?;
+    let lease_ttl = seconds(&env, "RELAYCTL_LEASE_TTL", 1)?.unwrap_or(Duration::from_secs(15));
+    let git_timeout = seconds(&env, "RELAYCTL_GIT_TIMEOUT", 1)?.unwrap_or(Duration::from_secs(20));
+    let git_cli = env
+        .get("RELAYCTL_GIT_FETCH_WITH_CLI")
+        .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
     let command = match cli.command {
         cli::Command::Plan(a) => Command::Plan {
             out: a.out,
@@ -242,7 +260,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
         cli::Command::Apply(a) => Command::Apply {
             plan_file: a.plan_file,
             auto_approve: a.auto_approve,
+            lock_timeout: a.lock_timeout,
         },
+        cli::Command::Unlock(a) => Command::Unlock { id: a.id },
         cli::Command::Log(a) => Command::Log { pending: a.pending },
         cli::Command::Sync(a) => Command::Sync {
             dry_run: a.dry_run,
@@ -294,6 +314,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
         lock_wait,
         author: env.get("RELAYCTL_AUTHOR"),
         redis_timeout,
+        lease_ttl,
+        git_timeout,
+        git_cli,
         launchdarkly: LaunchDarkly {
             token: env.get("LD_API_KEY"),
             base_url: env.get("LD_BASE_URL"),

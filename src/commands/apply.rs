@@ -4,7 +4,7 @@
 //! the plan (saved, or made and confirmed here), renders what happened to each item as it
 //! happens, and concludes with one status line or one error per kind.
 
-use super::{check, close_journal, load, make_plan, open_journal};
+use super::{check, close_journal, load, look, make_plan, open_journal, say_of, team};
 use crate::apply::{self, Applicable, Event, Outcome, Tally};
 use crate::desired::Config;
 use crate::exit::Exit;
@@ -12,6 +12,7 @@ use crate::flag::{Flag, FlagRecord};
 use crate::journal::{Entry, Journal};
 use crate::key::{show_to, Key, KeyRecord};
 use crate::kind::{Kind, StoreTarget};
+use crate::lease::{self, Leases};
 use crate::plan::{self, Part, Plan, TargetNow};
 use crate::settings::Settings;
 use crate::store::Stores;
@@ -73,11 +74,18 @@ impl Shown for Key {
 /// Applies a saved plan exactly (once it is checked against the overrides file and the stores),
 /// or plans, confirms and applies. Records what an interrupted apply wrote first. Exit 1 when a
 /// target failed (the journal records what was written; a fresh plan shows what is left).
-pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_approve: bool) -> Result<Exit> {
+pub fn run(
+    settings: &Settings,
+    rt: &Runtime,
+    plan_file: Option<&Path>,
+    auto_approve: bool,
+    lock_timeout: std::time::Duration,
+) -> Result<Exit> {
     let (config, stores) = load(settings)?;
+    look(settings, &config);
     let saved = plan_file.map(Plan::load).transpose()?;
     record_interrupted(settings, rt, &config, &stores)?;
-    let (plan, mut journal) = match saved {
+    let (plan, mut journal, mut leases) = match saved {
         Some(plan) if !plan.has_changes() => {
             settings.status("The plan has no changes; nothing to apply.");
             return Ok(Exit::Success);
@@ -89,9 +97,12 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
             let mut problems = check_saved::<Flag>(rt, &config, &stores, &plan);
             problems.extend(check_saved::<Key>(rt, &config, &stores, &plan));
             refuse_unsound(&problems, file)?;
-            (plan, open_journal(settings, &config.journal)?)
+            let leases = take_leases(settings, &config, &stores, &plan, lock_timeout)?;
+            let mut journal = open_journal(settings, &config.journal)?;
+            combine(settings, &config, &mut journal, leases.waited)?;
+            (plan, journal, leases)
         }
-        None => match plan_and_confirm(settings, rt, &config, &stores, auto_approve)? {
+        None => match plan_and_confirm(settings, rt, &config, &stores, (auto_approve, lock_timeout))? {
             Some(planned) => planned,
             None => return Ok(Exit::Success),
         },
@@ -112,7 +123,16 @@ pub fn run(settings: &Settings, rt: &Runtime, plan_file: Option<&Path>, auto_app
         ))?;
         Ok((flags, keys))
     })?;
+    if let Some(team) = team(settings, &config) {
+        crate::team::publish(&mut journal, &team)?;
+    }
     close_journal(journal);
+    if let Some(lost) = leases.release() {
+        anstream::eprintln!(
+            "{} {lost}: another apply may have written meanwhile. Every write was a compare-and-set, so none              overwrote another's; run `relayctl plan` to see where the stores stand",
+            ui::paint(ui::WARNING, "warning:")
+        );
+    }
     let flags = conclude(settings, &config, &plan.flags, &flags);
     match (flags, conclude(settings, &config, &plan.keys, &keys)) {
         (Ok(()), Ok(())) => Ok(Exit::Success),
@@ -266,8 +286,8 @@ fn plan_and_confirm(
     rt: &Runtime,
     config: &Config,
     stores: &Stores,
-    auto_approve: bool,
-) -> Result<Option<(Plan, Journal)>> {
+    (auto_approve, lock_timeout): (bool, std::time::Duration),
+) -> Result<Option<(Plan, Journal, Leases)>> {
     let preview = make_plan(settings, rt, config, stores)?;
     ui::out::print(&plan::render(&preview))?;
     check(&preview)?;
@@ -291,7 +311,9 @@ fn plan_and_confirm(
             bail!("not applying: the answer was not 'yes'. Nothing was written");
         }
     }
-    let journal = open_journal(settings, &config.journal)?;
+    let leases = take_leases(settings, config, stores, &preview, lock_timeout)?;
+    let mut journal = open_journal(settings, &config.journal)?;
+    combine(settings, config, &mut journal, leases.waited)?;
     let plan = make_plan(settings, rt, config, stores)?;
     if plan.flags.changes != preview.flags.changes || plan.keys.changes != preview.keys.changes {
         if !plan.has_changes() && plan.problems() == 0 {
@@ -311,7 +333,64 @@ fn plan_and_confirm(
             );
         }
     }
-    Ok(Some((plan, journal)))
+    Ok(Some((plan, journal, leases)))
+}
+
+/// Takes the team lock (SPEC "Working as a team"): a lease in every store the plan writes to,
+/// waiting up to `wait` for another operator's apply.
+fn take_leases(
+    settings: &Settings,
+    config: &Config,
+    stores: &Stores,
+    plan: &Plan,
+    wait: std::time::Duration,
+) -> Result<Leases> {
+    let mut spots: Vec<_> = plan
+        .flags
+        .changes
+        .iter()
+        .filter_map(|c| stores.flag_lease(&Flag::id(c), Flag::target(c)))
+        .collect();
+    spots.extend(
+        plan.keys
+            .changes
+            .iter()
+            .filter_map(|c| stores.key_lease(&Key::id(c), Key::target(c))),
+    );
+    let command = match &settings.command {
+        crate::settings::Command::Apply {
+            plan_file: Some(f), ..
+        } => format!("relayctl apply {}", f.display()),
+        _ => "relayctl apply".to_owned(),
+    };
+    let holder = lease::Holder::new(&super::operator(settings, config), &command);
+    let options = lease::Options {
+        wait,
+        ttl: settings.lease_ttl,
+        say: say_of(settings),
+    };
+    lease::take(spots, holder, &options)
+}
+
+/// With a remote: joins what teammates pushed with the journal before writing (fetching again
+/// first when this apply waited for another's lease: that one pushed just before letting go).
+fn combine(settings: &Settings, config: &Config, journal: &mut Journal, waited: bool) -> Result<()> {
+    let Some(team) = team(settings, config) else {
+        return Ok(());
+    };
+    let net = crate::journal::Net {
+        remote: team.remote,
+        timeout: team.timeout,
+    };
+    if waited {
+        if let Err(e) = journal.fetch(&net) {
+            (team.say)(&format!(
+                "warning: fetching the journal again failed ({e:#}); going on"
+            ));
+        }
+    }
+    journal.combine(&team.remote.shown)?;
+    Ok(())
 }
 
 /// Records the writes of an interrupted apply (see `apply::record_interrupted`) before anything

@@ -12,6 +12,7 @@ mod plan;
 mod show;
 mod status;
 mod sync;
+mod unlock;
 mod verify;
 
 use crate::desired::{self, Config};
@@ -41,7 +42,9 @@ pub fn run(settings: &Settings, rt: &Runtime) -> Result<Exit> {
         Command::Apply {
             plan_file,
             auto_approve,
-        } => apply::run(settings, rt, plan_file.as_deref(), *auto_approve),
+            lock_timeout,
+        } => apply::run(settings, rt, plan_file.as_deref(), *auto_approve, *lock_timeout),
+        Command::Unlock { id } => unlock::run(settings, rt, id),
         Command::Log { pending } => log::run(settings, *pending),
         Command::Sync { dry_run, force, wait } => {
             let options = crate::sync::Options {
@@ -70,9 +73,59 @@ pub fn run(settings: &Settings, rt: &Runtime) -> Result<Exit> {
     }
 }
 
-/// The overrides file.
+/// The overrides file (with `RELAYCTL_GIT_FETCH_WITH_CLI` applied to its journal remote).
 fn load_config(settings: &Settings) -> Result<Config> {
-    desired::load(&settings.config, &settings.config_env)
+    let mut config = desired::load(&settings.config, &settings.config_env)?;
+    if let (Some(remote), Some(cli)) = (config.remote.as_mut(), settings.git_cli) {
+        remote.cli = cli;
+    }
+    Ok(config)
+}
+
+/// Status lines on stderr unless `--quiet` (for the team's remote and the lease).
+fn say_of(settings: &Settings) -> &'static dyn Fn(&str) {
+    fn say(line: &str) {
+        anstream::eprintln!("{line}");
+    }
+    fn silent(_: &str) {}
+    if settings.quiet {
+        &silent
+    } else {
+        &say
+    }
+}
+
+/// The journal's remote, when the overrides file names one.
+fn team<'a>(settings: &Settings, config: &'a Config) -> Option<crate::team::Team<'a>> {
+    config.remote.as_ref().map(|remote| crate::team::Team {
+        remote,
+        timeout: settings.git_timeout,
+        say: say_of(settings),
+    })
+}
+
+/// Who is applying, for the team lease: the journal's author (git config user.name/email,
+/// else `RELAYCTL_AUTHOR`, else the login name at this host).
+fn operator(settings: &Settings, config: &Config) -> String {
+    if let Ok(c) = git2::Config::open_default() {
+        if let (Ok(name), Ok(email)) = (c.get_string("user.name"), c.get_string("user.email")) {
+            if !name.trim().is_empty() {
+                return format!("{name} <{email}>");
+            }
+        }
+    }
+    let _ = config;
+    settings.author.clone().unwrap_or_else(|| {
+        let login = whoami::username().unwrap_or_else(|_| "relayctl".to_owned());
+        let host = whoami::hostname().unwrap_or_else(|_| "localhost".to_owned());
+        format!("{login} <{login}@{host}>")
+    })
+}
+
+/// Fetch first (SPEC "Working as a team"): with a remote, fetch the journal and say what
+/// teammates did and what is not pushed; whether the remote answered.
+fn look(settings: &Settings, config: &Config) -> bool {
+    team(settings, config).is_some_and(|t| crate::team::look(&config.journal, &t))
 }
 
 /// The overrides file and its stores.

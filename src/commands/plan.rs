@@ -1,6 +1,6 @@
 //! `relayctl plan`: read the stores, print the changes needed; optionally save them.
 
-use super::{check, load, make_plan};
+use super::{check, load, look, make_plan};
 use crate::exit::Exit;
 use crate::settings::Settings;
 use crate::ui;
@@ -18,6 +18,7 @@ pub fn run(
     detailed: bool,
 ) -> Result<Exit> {
     let (config, stores) = load(settings)?;
+    look(settings, &config);
     let plan = make_plan(settings, rt, &config, &stores)?;
     if json {
         check(&plan)?;

@@ -51,6 +51,7 @@ fn named_environments(settings: &Settings, config: &crate::desired::Config) -> R
 /// shown.
 pub fn run(settings: &Settings, rt: &Runtime, selectors: &[String], json: bool) -> Result<Exit> {
     let (config, stores) = load(settings)?;
+    super::look(settings, &config);
     let (groups, key_groups) = if selectors.is_empty() {
         (
             named_environments(settings, &config)?,

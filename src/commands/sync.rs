@@ -20,7 +20,7 @@
 mod records;
 mod render;
 
-use super::{ld_client, load_config};
+use super::{close_journal, ld_client, load_config, look, open_journal_with, team};
 use crate::desired::Config;
 use crate::exit::Exit;
 use crate::flag::FlagId;
@@ -42,6 +42,7 @@ use tokio::runtime::Runtime;
 pub fn run(settings: &Settings, rt: &Runtime, options: Options, wait: Option<Wait>) -> Result<Exit> {
     crate::interrupt::install().context("installing the Ctrl-C handler")?;
     let config = load_config(settings)?;
+    look(settings, &config);
     // `--wait` keeps watching: the first apply may come after it started.
     if wait.is_none() && !config.journal.exists() {
         settings.status(format!(
@@ -133,6 +134,9 @@ impl Run<'_> {
             None => reader.sent()?,
         };
         drop(reader);
+        if !options.dry_run {
+            self.exchange(false);
+        }
         let started = Instant::now();
         let (mut groups, read) = records::read(settings, path, &self.screen)?;
         self.verbose(format!(
@@ -185,8 +189,42 @@ impl Run<'_> {
         self.verbose(format!("Wrote sync notes in {} ms.", summary.noting.as_millis()));
         if let Some(lock) = &sync_lock {
             records::settle(lock, &groups, &recorder.noted)?;
+            self.exchange(true);
         }
         Ok(Some(Pass { outcomes, summary }))
+    }
+
+    /// With a remote (SPEC "Working as a team"): before a pass, fetches (quietly: the run said
+    /// what arrived when it started) and combines what teammates pushed, notes included; after
+    /// it, pushes the notes it wrote. Only when the journal lock is free right now: an apply
+    /// holding it combines and pushes them itself. Never fails the pass.
+    fn exchange(&self, push: bool) {
+        let Some(team) = team(self.settings, self.config) else {
+            return;
+        };
+        let options = crate::journal::Options {
+            lock_wait: std::time::Duration::ZERO,
+            ..self.settings.journal_options()
+        };
+        let Ok(mut journal) = open_journal_with(self.settings, &self.config.journal, &options) else {
+            return;
+        };
+        let done = match push {
+            true => crate::team::publish(&mut journal, &team),
+            false => {
+                let net = crate::journal::Net {
+                    remote: team.remote,
+                    timeout: team.timeout,
+                };
+                let _ = journal.fetch(&net);
+                journal.combine(&team.remote.shown).map(|_| ())
+            }
+        };
+        if let Err(e) = done {
+            self.screen
+                .status(&format!("{} {e:#}", ui::paint(ui::WARNING, "warning:")));
+        }
+        close_journal(journal);
     }
 
     /// `relayctl sync --wait`: passes until LaunchDarkly has answered and nothing new is pending,

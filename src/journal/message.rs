@@ -265,6 +265,24 @@ pub(super) fn trailers_start_with(message: &str, key: &str) -> bool {
     trailers(message).is_some_and(|t| t.first().is_some_and(|(k, _)| *k == key))
 }
 
+/// The flag a flag commit's message names and the store version it was based on (its
+/// `Base-Version`); `None` for any other commit.
+pub(super) fn flag_version(message: &str) -> Option<(FlagId, u64)> {
+    let trailers = trailers(message)?;
+    let get = |key: &str| {
+        trailers
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+    };
+    let id = FlagId {
+        project: get(PROJECT)?,
+        environment: get(ENVIRONMENT)?,
+        flag: get(FLAG)?,
+    };
+    Some((id, get(BASE_VERSION)?.parse().ok()?))
+}
+
 /// A commit's author as `relayctl log` shows it: `Name <email>`.
 pub(super) fn author(commit: &git2::Commit) -> String {
     let author = commit.author();

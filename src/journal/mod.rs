@@ -21,6 +21,7 @@
 //! go to the caller, which decides whether to print them.
 
 mod author;
+mod combine;
 mod damage;
 mod entry;
 mod keys;
@@ -28,9 +29,11 @@ mod layout;
 mod message;
 mod notes;
 mod pack;
+mod remote;
 mod repack;
 mod repo;
 mod sending;
+mod team;
 mod wal;
 mod worktree;
 mod writer;
@@ -41,8 +44,10 @@ pub use keys::LogEntry;
 pub use message::Listed;
 pub use message::Recorded;
 pub use notes::SyncNote;
+pub use remote::{Net, Pushed};
 pub use repo::LockBusy;
 pub use sending::{Sent, SyncLock};
+pub use team::{Arrivals, Unpushed};
 pub use wal::{Intent, Journaled};
 pub use writer::Writer;
 
@@ -429,10 +434,13 @@ impl Journal {
         if walk.push_ref(&self.branch).is_err() {
             return Ok(Vec::new());
         }
+        // What teammates pushed and this journal has not combined yet (SPEC "Working as a team").
+        let _ = walk.push_ref(&remote::tracking(&self.branch));
         walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)
             .with_context(context)?;
         let odb = self.repo.odb().with_context(context)?;
         let mut notes = notes::read_all(&self.repo).with_context(context)?;
+        team::add_remote_notes(&self.repo, &mut notes);
         notes.extend(self.notes.iter().cloned());
         let mut out = Vec::new();
         for oid in walk {

@@ -149,8 +149,13 @@ impl FromStr for SyncNote {
 /// Every sync note, by the commit it annotates: one pass over the notes tree instead of a lookup
 /// per commit, so reading a journal of thousands of commits stays fast.
 pub(super) fn read_all(repo: &Repository) -> Result<HashMap<Oid, SyncNote>> {
+    read_ref(repo, NOTES_REF)
+}
+
+/// Every note under the notes ref `name` (this journal's, or the remote's as fetched).
+pub(super) fn read_ref(repo: &Repository, name: &str) -> Result<HashMap<Oid, SyncNote>> {
     let mut out = HashMap::new();
-    let Ok(iter) = repo.notes(Some(NOTES_REF)) else {
+    let Ok(iter) = repo.notes(Some(name)) else {
         return Ok(out);
     };
     for item in iter {
@@ -177,15 +182,54 @@ pub(super) fn write_all(
     sig: &Signature,
     notes: &[(Oid, SyncNote)],
 ) -> Result<(Oid, std::path::PathBuf)> {
+    let parent = match repo.find_reference(NOTES_REF) {
+        Ok(r) => Some(
+            r.peel_to_commit()
+                .context("reading the sync notes' history")?
+                .id(),
+        ),
+        Err(_) => None,
+    };
+    write_on(
+        repo,
+        sig,
+        parent.into_iter().collect(),
+        notes,
+        "Notes added by relayctl sync",
+    )
+}
+
+/// One notes commit joining this journal's notes (`ours`, whose tree it starts from) and the
+/// remote's (`theirs`), with `notes` (the remote's that win) set: see [`super::combine`].
+pub(super) fn write_merge(
+    repo: &Repository,
+    sig: &Signature,
+    ours: Oid,
+    theirs: Oid,
+    notes: &[(Oid, SyncNote)],
+) -> Result<(Oid, std::path::PathBuf)> {
+    let message = "Combine the sync notes with the remote's";
+    write_on(repo, sig, vec![ours, theirs], notes, message)
+}
+
+/// A notes commit with `parents` (the tree of the first, with `notes` set), in one packfile.
+fn write_on(
+    repo: &Repository,
+    sig: &Signature,
+    parents: Vec<Oid>,
+    notes: &[(Oid, SyncNote)],
+    message: &str,
+) -> Result<(Oid, std::path::PathBuf)> {
     // A handle of its own, so that everything written goes to the in-memory backend.
     let repo = Repository::open(repo.path())?;
     let odb = repo.odb()?;
     let mempack = odb.add_new_mempack_backend(1000)?;
-    let parent = match repo.find_reference(NOTES_REF) {
-        Ok(r) => Some(r.peel_to_commit().context("reading the sync notes' history")?),
-        Err(_) => None,
-    };
-    let tree = parent.as_ref().map(git2::Commit::tree).transpose()?;
+    let parents = parents
+        .into_iter()
+        .map(|p| repo.find_commit(p))
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading the sync notes' history")?;
+    let tree = parents.first().map(git2::Commit::tree).transpose()?;
     let mut placed = Vec::new();
     let mut objects = Vec::new();
     for (oid, note) in notes {
@@ -200,16 +244,9 @@ pub(super) fn write_all(
         objects.push(blob);
     }
     let tree = put(&repo, tree.as_ref(), 0, placed, &mut objects)?;
-    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    let parents: Vec<&git2::Commit> = parents.iter().collect();
     let commit = repo
-        .commit(
-            None,
-            sig,
-            sig,
-            "Notes added by relayctl sync",
-            &repo.find_tree(tree)?,
-            &parents,
-        )
+        .commit(None, sig, sig, message, &repo.find_tree(tree)?, &parents)
         .with_context(|| format!("writing {} sync notes", notes.len()))?;
     objects.push(commit);
     let objects: Vec<_> = objects.into_iter().map(|id| ToPack { id, base: None }).collect();

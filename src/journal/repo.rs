@@ -201,7 +201,7 @@ fn recognise(repo: &Repository, path: &Path) -> Result<Found> {
 }
 
 /// Whether the first-parent history of `tip` starts with a journal's root commit.
-fn root_of(repo: &Repository, tip: git2::Commit) -> Result<bool> {
+pub(super) fn root_of(repo: &Repository, tip: git2::Commit) -> Result<bool> {
     let mut commit = tip;
     while let Ok(parent) = commit.parent(0) {
         commit = parent;

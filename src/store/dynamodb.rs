@@ -52,6 +52,8 @@ const MAX_WRITE_ATTEMPTS: usize = 10;
 /// round trips of a batch overlap instead of adding up.
 pub(super) const WRITES_IN_FLIGHT: usize = 32;
 
+pub(super) mod lease;
+
 type Item = HashMap<String, AttributeValue>;
 
 /// A `dynamodb` store: the table, where it is, and the prefix of its namespaces.
@@ -150,6 +152,11 @@ impl DynamoEndpoint {
 
     pub(super) fn describe(&self) -> String {
         self.shown.clone()
+    }
+
+    /// Where this table holds a team lease (`store/lease.rs`).
+    pub(super) fn lease_spot(&self) -> super::lease::Spot {
+        super::lease::Spot::dynamo(self.config.clone(), self.shown.clone())
     }
 
     fn namespace(&self, project: &str, environment: &str) -> String {

@@ -53,7 +53,7 @@ impl FileEndpoint {
         }
     }
 
-    fn path(&self, project: &str, environment: &str) -> PathBuf {
+    pub(super) fn path(&self, project: &str, environment: &str) -> PathBuf {
         self.config
             .base_dir
             .join(self.config.path.render(project, environment))

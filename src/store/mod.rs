@@ -15,6 +15,7 @@
 pub(crate) mod dynamodb;
 pub(crate) mod file;
 mod items;
+pub(crate) mod lease;
 mod listing;
 pub(crate) mod redis;
 mod redis_auth;
@@ -591,6 +592,34 @@ impl Stores {
 }
 
 impl Stores {
+    /// Where the endpoint that `target` names for the flag `id` holds a team lease.
+    pub fn flag_lease(&self, id: &FlagId, target: &StoreTarget) -> Option<lease::Spot> {
+        let e = self.find::<Flag>(id, target)?;
+        Some(match &e.backend {
+            Backend::Redis(r) => r.lease_spot(),
+            Backend::DynamoDb(d) => d.lease_spot(),
+            Backend::File(f) => lease::Spot::file(f.path(&id.project, &id.environment)),
+        })
+    }
+
+    /// Where the endpoint that `target` names for the plain key `id` holds a team lease.
+    pub fn key_lease(&self, id: &<Key as Kind>::Id, target: &StoreTarget) -> Option<lease::Spot> {
+        self.find::<Key>(id, target)
+            .map(redis_keys::KeyEndpoint::lease_spot)
+    }
+
+    /// Every place a lease that `relayctl unlock` can break may live: each Redis server and
+    /// DynamoDB table of the overrides file (a file store's lease ends with its process).
+    pub fn lease_spots(&self) -> Vec<lease::Spot> {
+        let flags = self.flags.iter().filter_map(|e| match &e.backend {
+            Backend::Redis(r) => Some(r.lease_spot()),
+            Backend::DynamoDb(d) => Some(d.lease_spot()),
+            Backend::File(_) => None,
+        });
+        let keys = self.keys.iter().map(redis_keys::KeyEndpoint::lease_spot);
+        flags.chain(keys).collect()
+    }
+
     /// What each endpoint that keeps some of `ids` holds for them, read concurrently; the
     /// endpoints that did not answer apart, with why.
     async fn read_from<K: Storable>(&self, ids: &[K::Id]) -> (Observed<K>, Vec<(&K::Endpoint, String)>) {

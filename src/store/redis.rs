@@ -15,6 +15,7 @@
 //! uses a connection of its own.
 
 mod cas;
+pub(crate) mod lease;
 
 pub use super::redis_topology::{Auth, Secret, Topology};
 use super::redis_topology::{Conn, Refusal, Server, REPLICA_WAIT};
@@ -213,6 +214,16 @@ impl RedisEndpoint {
 
     pub(super) fn describe(&self) -> String {
         self.shown.clone()
+    }
+
+    /// Where this server holds a team lease, connecting by itself (`store/lease.rs`).
+    pub(super) fn lease_spot(&self) -> super::lease::Spot {
+        let at = lease::At {
+            server: self.server.clone(),
+            shown: self.shown.clone(),
+            timeout: self.timeout,
+        };
+        super::lease::Spot::redis(at, self.shown.clone())
     }
 
     fn hash(&self, project: &str, environment: &str) -> String {

@@ -70,6 +70,11 @@ pub struct KeyEndpoint {
 }
 
 impl KeyEndpoint {
+    /// Where this endpoint's server holds a team lease.
+    pub(super) fn lease_spot(&self) -> super::lease::Spot {
+        self.redis.lease_spot()
+    }
+
     /// The endpoints of `stores`, in order; connections are opened on first use.
     pub(super) fn open(stores: &[KeyStoreConfig], redis_timeout: Duration) -> Result<Vec<KeyEndpoint>> {
         let mut endpoints = Vec::new();

@@ -59,6 +59,7 @@ pub(super) struct Sentinel {
 }
 
 /// What an endpoint connects to.
+#[derive(Clone)]
 pub(super) enum Server {
     Node(redis::Client),
     Sentinel {

@@ -90,35 +90,48 @@ impl Group {
 }
 
 /// Groups `entries` (newest first, as `Journal::entries` returns them) per flag, keeping the
-/// commits `keep` accepts, oldest first; groups are ordered by their oldest commit. Each group
-/// knows the version the flag's newest `synced` note before its first commit records.
+/// commits `keep` accepts; groups are ordered by their oldest commit. Within a flag, commits are
+/// ordered by the store version each recorded (`Base-Version`), not by the walk's order or the
+/// clock: with two machines' histories combined, commits interleave by time, while the stores'
+/// compare-and-set ordered the writes themselves (ties, such as a flag written to stores of
+/// different versions, keep the history's order). Each group knows the version the flag's newest
+/// `synced` note before its first commit records.
 pub fn group(entries: &[Recorded], keep: impl Fn(&Recorded) -> bool) -> Vec<Group> {
-    let mut order: Vec<FlagId> = Vec::new();
-    let mut by_flag: BTreeMap<FlagId, Group> = BTreeMap::new();
-    let mut recorded: BTreeMap<&FlagId, u64> = BTreeMap::new();
-    for r in entries.iter().rev() {
-        if keep(r) {
-            by_flag
-                .entry(r.id.clone())
-                .or_insert_with(|| {
-                    order.push(r.id.clone());
+    let mut by_flag: BTreeMap<&FlagId, Vec<(usize, &Recorded)>> = BTreeMap::new();
+    for (at, r) in entries.iter().rev().enumerate() {
+        by_flag.entry(&r.id).or_default().push((at, r));
+    }
+    let mut groups: Vec<(usize, Group)> = Vec::new();
+    for (id, mut commits) in by_flag {
+        commits.sort_by_key(|(at, r)| (r.base_version, *at));
+        let mut recorded = None;
+        let mut group: Option<(usize, Group)> = None;
+        for (at, r) in commits {
+            if keep(r) {
+                let (first, g) = group.get_or_insert_with(|| {
                     let known = Known {
-                        recorded: recorded.get(&r.id).copied(),
+                        recorded,
                         sent: Vec::new(),
                     };
-                    Group {
-                        id: r.id.clone(),
+                    let g = Group {
+                        id: id.clone(),
                         commits: Vec::new(),
                         known,
-                    }
-                })
-                .commits
-                .push(r.clone());
-        } else if let Some(v) = r.note.as_ref().and_then(|n| n.ld_version()) {
-            recorded.insert(&r.id, v);
+                    };
+                    (at, g)
+                });
+                g.commits.push(r.clone());
+                *first = (*first).min(at);
+            } else if let Some(v) = r.note.as_ref().and_then(|n| n.ld_version()) {
+                if group.is_none() {
+                    recorded = Some(v);
+                }
+            }
         }
+        groups.extend(group);
     }
-    order.into_iter().filter_map(|id| by_flag.remove(&id)).collect()
+    groups.sort_by_key(|(at, _)| *at);
+    groups.into_iter().map(|(_, g)| g).collect()
 }
 
 /// Tells each group about the PATCHes in `sent` that covered its first commits.

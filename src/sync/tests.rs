@@ -250,3 +250,21 @@ fn groups_know_the_version_of_the_flag_s_last_synced_note() {
     assert_eq!(groups[0].known.recorded, Some(42));
     assert_eq!(groups[0].commits[0].short, "bbbbbbb");
 }
+
+/// Two machines' histories combined interleave by time; a flag's commits are replayed in the
+/// order the stores' versions give, so the earliest base is the one LaunchDarkly still has and
+/// the final state is the newest write's.
+#[test]
+fn a_flag_s_commits_are_ordered_by_store_version_not_by_clock() {
+    let mut older = commit("aaaaaaa", true, 41, None, "");
+    older.time = 2_000; // written at version 41 on a machine whose clock runs ahead
+    let mut newer = commit("bbbbbbb", false, 42, None, "");
+    newer.time = 1_000;
+    // Newest first by time, as the walk of a combined history gives them.
+    let groups = group(&[older.clone(), newer.clone()], |r| !r.is_synced());
+    assert_eq!(groups.len(), 1);
+    let shorts: Vec<&str> = groups[0].commits.iter().map(|c| c.short.as_str()).collect();
+    assert_eq!(shorts, ["aaaaaaa", "bbbbbbb"]);
+    assert_eq!(groups[0].commits[0].base_version, 41);
+    assert!(!groups[0].target().on);
+}
