@@ -21,7 +21,7 @@
 
 mod decide;
 
-pub use decide::{attach_sent, decide, group, Decision, Group};
+pub use decide::{attach_sent, decide, group, superseded, Decision, Group};
 
 use crate::flag::FlagId;
 use crate::journal::{Sent, SyncLock, SyncNote};

@@ -144,6 +144,10 @@ impl Run<'_> {
             started.elapsed().as_millis()
         ));
         if groups.is_empty() {
+            // What this pass combined (teammates' history, superseded commits noted) is pushed.
+            if sync_lock.is_some() {
+                self.exchange(true);
+            }
             return Ok(None);
         }
         sync::attach_sent(&mut groups, &sent);

@@ -104,6 +104,9 @@ pub fn group(entries: &[Recorded], keep: impl Fn(&Recorded) -> bool) -> Vec<Grou
     let mut groups: Vec<(usize, Group)> = Vec::new();
     for (id, mut commits) in by_flag {
         commits.sort_by_key(|(at, r)| (r.base_version, *at));
+        // Pending commits older (by version) than a synced one are superseded, not replayed.
+        let synced = commits.iter().rposition(|(_, r)| r.is_synced());
+        let commits = commits.split_off(synced.unwrap_or(0));
         let mut recorded = None;
         let mut group: Option<(usize, Group)> = None;
         for (at, r) in commits {
@@ -132,6 +135,36 @@ pub fn group(entries: &[Recorded], keep: impl Fn(&Recorded) -> bool) -> Vec<Grou
     }
     groups.sort_by_key(|(at, _)| *at);
     groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// Pending commits that a later write of the same flag (by store version) superseded, and that
+/// is synced already: another machine's older change, combined into this history after that
+/// machine's newer one was synced. Replaying it would put LaunchDarkly back to an older state,
+/// so it is noted synced at the version the newer one's note records, never sent.
+pub fn superseded(entries: &[Recorded]) -> Vec<(git2::Oid, u64)> {
+    let mut by_flag: BTreeMap<&FlagId, Vec<(usize, &Recorded)>> = BTreeMap::new();
+    for (at, r) in entries.iter().rev().enumerate() {
+        by_flag.entry(&r.id).or_default().push((at, r));
+    }
+    let mut out = Vec::new();
+    for (_, mut commits) in by_flag {
+        commits.sort_by_key(|(at, r)| (r.base_version, *at));
+        let Some(last) = commits.iter().rposition(|(_, r)| r.is_synced()) else {
+            continue;
+        };
+        let version = commits[last]
+            .1
+            .note
+            .as_ref()
+            .and_then(|n| n.ld_version())
+            .unwrap_or(0);
+        for (_, r) in &commits[..last] {
+            if r.note.as_ref().is_none_or(|n| !n.is_synced()) {
+                out.push((r.oid, version));
+            }
+        }
+    }
+    out
 }
 
 /// Tells each group about the PATCHes in `sent` that covered its first commits.

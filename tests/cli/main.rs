@@ -24,6 +24,7 @@
 //!   `--planned` against what apply then writes.
 //! - `generated`: shell completions and the man page.
 //! - `plain_keys`: plain Redis keys (`redis-keys` stores) under plan, apply, the journal and log.
+//! - `team`: a shared journal remote and the team lock: two machines, a bare remote.
 //! - `topology`: Redis replicas, Sentinels failing over between plan and apply, a cluster;
 //!   `sentinel_auth`: a primary's password apart from the Sentinels' (their own, or none).
 //! - `relay`: the real Relay Proxy reading what relayctl wrote, with proxy-mode SDKs: an outage,
@@ -70,5 +71,6 @@ mod stored_bytes;
 mod sync;
 mod sync_faults;
 mod sync_wait;
+mod team;
 mod terminal;
 mod topology;

@@ -50,7 +50,7 @@ pub(super) fn read(settings: &Settings, path: &Path, screen: &Screen) -> Result<
         ..settings.journal_options()
     };
     let entries = match open_journal_with(settings, path, &options) {
-        Ok(journal) => {
+        Ok(mut journal) => {
             let interrupted = journal.interrupted::<crate::flag::Flag>().len();
             if interrupted > 0 {
                 screen.status(&format!(
@@ -60,7 +60,29 @@ pub(super) fn read(settings: &Settings, path: &Path, screen: &Screen) -> Result<
                     ui::paint(ui::WARNING, "warning:")
                 ));
             }
-            let entries = journal.entries()?;
+            let mut entries = journal.entries()?;
+            let superseded = sync::superseded(&entries);
+            if !superseded.is_empty() {
+                let at = std::time::SystemTime::now();
+                let notes: Vec<(Oid, SyncNote)> = superseded
+                    .iter()
+                    .map(|&(oid, ld_version)| {
+                        let note = SyncNote::Synced {
+                            at,
+                            ld_version,
+                            already: true,
+                            forced: None,
+                        };
+                        (oid, note)
+                    })
+                    .collect();
+                journal.record_notes(&notes)?;
+                screen.status(&format!(
+                    "{} journal commit(s) made elsewhere were superseded by later writes of the same flags that                      are synced already; noted as synced, nothing sent for them",
+                    notes.len()
+                ));
+                entries = journal.entries()?;
+            }
             close_journal(journal);
             entries
         }
