@@ -210,11 +210,7 @@ async fn run(
     }
     let _ = said.send(Said::Taken(held.iter().map(|(s, _)| s.shown.clone()).collect()));
     let mut lost = None;
-    loop {
-        match stopped.try_recv() {
-            Err(mpsc::TryRecvError::Empty) => {}
-            _ => break,
-        }
+    while let Err(mpsc::TryRecvError::Empty) = stopped.try_recv() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         if RENEWAL.with(|r| r.get().elapsed()) < ttl / 3 {
             continue;
@@ -329,11 +325,7 @@ pub async fn unlock(spots: &[Spot], id: &str) -> Result<Vec<(String, Holder)>> {
             }
         };
         match Holder::parse(&text) {
-            Some(h) if h.id == id => {
-                if spot.break_lease(&text).await? {
-                    broken.push((spot.shown.clone(), h));
-                }
-            }
+            Some(h) if h.id == id && spot.break_lease(&text).await? => broken.push((spot.shown.clone(), h)),
             _ => {}
         }
     }

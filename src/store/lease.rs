@@ -30,7 +30,7 @@ pub struct Spot {
 
 #[derive(Clone)]
 enum Kind {
-    Redis(redis::lease::At),
+    Redis(Box<redis::lease::At>),
     Dynamo(dynamodb::Config),
     File(PathBuf),
 }
@@ -54,7 +54,7 @@ impl Spot {
     pub(super) fn redis(at: redis::lease::At, shown: String) -> Spot {
         Spot {
             shown,
-            kind: Kind::Redis(at),
+            kind: Kind::Redis(Box::new(at)),
         }
     }
 
