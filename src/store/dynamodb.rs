@@ -154,9 +154,9 @@ impl DynamoEndpoint {
         self.shown.clone()
     }
 
-    /// Where this table holds a team lease (`store/lease.rs`).
-    pub(super) fn lease_spot(&self) -> super::lease::Spot {
-        super::lease::Spot::dynamo(self.config.clone(), self.shown.clone())
+    /// The table's settings, for its team lease (`store/lease.rs`).
+    pub(super) fn config(&self) -> &Config {
+        &self.config
     }
 
     fn namespace(&self, project: &str, environment: &str) -> String {

@@ -14,6 +14,7 @@
 
 use super::dynamodb;
 use super::redis;
+pub use super::LeaseTaken as Taken;
 use anyhow::{anyhow, Context, Result};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -33,15 +34,6 @@ enum Kind {
     Redis(Box<redis::lease::At>),
     Dynamo(dynamodb::Config),
     File(PathBuf),
-}
-
-/// What a try to take the lease found.
-#[derive(Debug)]
-pub enum Taken {
-    /// The lease is this run's now.
-    Ours,
-    /// Another lease is there: its text (if readable) and how long it has left (if known).
-    Held(Option<String>, Option<Duration>),
 }
 
 /// A lease held in a spot: what releasing or renewing it needs (a file lease keeps its lock).

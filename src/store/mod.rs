@@ -39,6 +39,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one request to a store may take (for Redis, the default of `RELAYCTL_REDIS_TIMEOUT`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a try to take a team lease found (`lease.rs`).
+#[derive(Debug)]
+pub enum LeaseTaken {
+    /// The lease is this run's now.
+    Ours,
+    /// Another lease is there: its text (if readable) and how long it has left (if known).
+    Held(Option<String>, Option<Duration>),
+}
+
 /// One `[[store]]` of the overrides file: every store receives every change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
@@ -596,8 +605,8 @@ impl Stores {
     pub fn flag_lease(&self, id: &FlagId, target: &StoreTarget) -> Option<lease::Spot> {
         let e = self.find::<Flag>(id, target)?;
         Some(match &e.backend {
-            Backend::Redis(r) => r.lease_spot(),
-            Backend::DynamoDb(d) => d.lease_spot(),
+            Backend::Redis(r) => lease::Spot::redis(r.lease_at(), r.describe()),
+            Backend::DynamoDb(d) => lease::Spot::dynamo(d.config().clone(), d.describe()),
             Backend::File(f) => lease::Spot::file(f.path(&id.project, &id.environment)),
         })
     }
@@ -605,18 +614,21 @@ impl Stores {
     /// Where the endpoint that `target` names for the plain key `id` holds a team lease.
     pub fn key_lease(&self, id: &<Key as Kind>::Id, target: &StoreTarget) -> Option<lease::Spot> {
         self.find::<Key>(id, target)
-            .map(redis_keys::KeyEndpoint::lease_spot)
+            .map(|e| lease::Spot::redis(e.lease_at(), e.shown()))
     }
 
     /// Every place a lease that `relayctl unlock` can break may live: each Redis server and
     /// DynamoDB table of the overrides file (a file store's lease ends with its process).
     pub fn lease_spots(&self) -> Vec<lease::Spot> {
         let flags = self.flags.iter().filter_map(|e| match &e.backend {
-            Backend::Redis(r) => Some(r.lease_spot()),
-            Backend::DynamoDb(d) => Some(d.lease_spot()),
+            Backend::Redis(r) => Some(lease::Spot::redis(r.lease_at(), r.describe())),
+            Backend::DynamoDb(d) => Some(lease::Spot::dynamo(d.config().clone(), d.describe())),
             Backend::File(_) => None,
         });
-        let keys = self.keys.iter().map(redis_keys::KeyEndpoint::lease_spot);
+        let keys = self
+            .keys
+            .iter()
+            .map(|e| lease::Spot::redis(e.lease_at(), e.shown()));
         flags.chain(keys).collect()
     }
 

@@ -217,13 +217,12 @@ impl RedisEndpoint {
     }
 
     /// Where this server holds a team lease, connecting by itself (`store/lease.rs`).
-    pub(super) fn lease_spot(&self) -> super::lease::Spot {
-        let at = lease::At {
+    pub(super) fn lease_at(&self) -> lease::At {
+        lease::At {
             server: self.server.clone(),
             shown: self.shown.clone(),
             timeout: self.timeout,
-        };
-        super::lease::Spot::redis(at, self.shown.clone())
+        }
     }
 
     fn hash(&self, project: &str, environment: &str) -> String {

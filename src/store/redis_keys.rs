@@ -71,8 +71,13 @@ pub struct KeyEndpoint {
 
 impl KeyEndpoint {
     /// Where this endpoint's server holds a team lease.
-    pub(super) fn lease_spot(&self) -> super::lease::Spot {
-        self.redis.lease_spot()
+    pub(super) fn lease_at(&self) -> super::redis::lease::At {
+        self.redis.lease_at()
+    }
+
+    /// How messages name this endpoint's server.
+    pub(super) fn shown(&self) -> String {
+        self.redis.describe()
     }
 
     /// The endpoints of `stores`, in order; connections are opened on first use.

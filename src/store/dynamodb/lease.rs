@@ -11,7 +11,7 @@
 //! lease is taken over only once the taker's clock is past the holder's expiry, so machines whose
 //! clocks differ by more than the lease's life (15 s by default) could overlap; keep them on NTP.
 
-use super::super::lease::Taken;
+use super::super::LeaseTaken as Taken;
 use super::{Config, DynamoEndpoint};
 use anyhow::{anyhow, Result};
 use aws_sdk_dynamodb::types::AttributeValue;

@@ -6,8 +6,8 @@
 //! always with a colon, and [`KEY`] has none; Relay's full re-initialisation deletes only its
 //! own hashes. A `redis-keys` store may not declare it (the overrides file is refused).
 
-use super::super::lease::Taken;
 use super::super::redis_topology::{Conn, Refusal, Server};
+use super::super::LeaseTaken as Taken;
 use anyhow::{anyhow, Result};
 use std::time::Duration;
 
