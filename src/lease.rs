@@ -95,6 +95,12 @@ pub struct Options<'a> {
     /// Told what relayctl is waiting for, once per lease waited for, and about stores left
     /// without a lease.
     pub say: &'a dyn Fn(&str),
+    /// The file in the journal naming the lease its apply holds, written before any is taken
+    /// and removed once all are released. It is read and written only under the journal's
+    /// lock, an OS lock that ends with its process: a lease this file still names when the
+    /// next apply of the journal starts was left by a run that has ended (killed), which that
+    /// apply takes over instead of waiting for it to expire.
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// Leases held; renewed by their thread until released (dropped).
@@ -106,7 +112,9 @@ pub struct Leases {
     /// Whether taking it waited for another run's lease.
     pub waited: bool,
     stop: Option<mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Option<String>>>,
+    /// Returns why a lease was lost while held, and whether every lease was released.
+    thread: Option<std::thread::JoinHandle<(Option<String>, bool)>>,
+    record: Option<std::path::PathBuf>,
 }
 
 /// What the lease thread tells the caller while taking.
@@ -125,9 +133,13 @@ pub struct Busy(pub String);
 /// to `options.wait` for each held by another run; fails with [`Busy`] naming that lease, having
 /// released what it took.
 pub fn take(mut spots: Vec<Spot>, holder: Holder, options: &Options) -> Result<Leases> {
-    spots.sort_by(|a, b| a.shown.cmp(&b.shown));
-    spots.dedup_by(|a, b| a.shown == b.shown);
+    spots.sort_by_key(Spot::place);
+    spots.dedup_by(|a, b| a.place() == b.place());
     let text = serde_json::to_string(&holder)?;
+    let left = match &options.record {
+        Some(record) => left_by_a_killed_run(record, &text)?,
+        None => Vec::new(),
+    };
     let (said_tx, said) = mpsc::channel();
     let (stop, stopped) = mpsc::channel();
     let (wait, ttl) = (options.wait, options.ttl);
@@ -137,10 +149,10 @@ pub fn take(mut spots: Vec<Spot>, holder: Holder, options: &Options) -> Result<L
             Ok(rt) => rt,
             Err(e) => {
                 let _ = said_tx.send(Said::Busy(format!("starting the lease thread: {e}")));
-                return None;
+                return (None, true);
             }
         };
-        rt.block_on(run(spots, text, (wait, ttl), said_tx, stopped))
+        rt.block_on(run(spots, (text, left), (wait, ttl), said_tx, stopped))
     });
     let mut leases = Leases {
         holder,
@@ -148,6 +160,7 @@ pub fn take(mut spots: Vec<Spot>, holder: Holder, options: &Options) -> Result<L
         waited: false,
         stop: Some(stop),
         thread: Some(thread),
+        record: options.record.clone(),
     };
     loop {
         match said.recv() {
@@ -177,7 +190,17 @@ impl Leases {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.thread.take().and_then(|t| t.join().ok().flatten())
+        let (lost, released) = match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(ended)) => ended,
+            Some(Err(_)) => (None, false),
+            None => (None, true),
+        };
+        // A lease that could not be released stays in the record, for the journal's next apply
+        // to take over instead of waiting for it to expire.
+        if let Some(record) = self.record.take().filter(|_| released) {
+            let _ = std::fs::remove_file(record);
+        }
+        lost
     }
 }
 
@@ -188,23 +211,22 @@ impl Drop for Leases {
 }
 
 /// The lease thread: takes each spot's lease in order, then renews them until told to stop,
-/// then releases them. Returns why a lease was lost, if one was.
+/// then releases them. Returns why a lease was lost, if one was, and whether all were released.
 async fn run(
     spots: Vec<Spot>,
-    text: String,
+    (text, left): (String, Vec<String>),
     (wait, ttl): (Duration, Duration),
     said: mpsc::Sender<Said>,
     stopped: mpsc::Receiver<()>,
-) -> Option<String> {
+) -> (Option<String>, bool) {
     let mut held: Vec<(Spot, Holding)> = Vec::new();
     for spot in spots {
-        match take_one(&spot, &text, wait, ttl, &said).await {
+        match take_one(&spot, (&text, &left), (wait, ttl), &said).await {
             Ok(Some(holding)) => held.push((spot, holding)),
             Ok(None) => {}
             Err(why) => {
                 let _ = said.send(Said::Busy(why));
-                release_all(held).await;
-                return None;
+                return (None, release_all(held).await);
             }
         }
     }
@@ -230,8 +252,8 @@ async fn run(
             }
         }
     }
-    release_all(held).await;
-    lost
+    let released = release_all(held).await;
+    (lost, released)
 }
 
 thread_local! {
@@ -239,19 +261,22 @@ thread_local! {
     static RENEWAL: std::cell::Cell<Instant> = std::cell::Cell::new(Instant::now());
 }
 
-async fn release_all(held: Vec<(Spot, Holding)>) {
+/// Releases each lease; whether every store answered (a lease it already lost counts as
+/// released: it is not this run's any more).
+async fn release_all(held: Vec<(Spot, Holding)>) -> bool {
+    let mut all = true;
     for (spot, holding) in held.into_iter().rev() {
-        let _ = spot.release(holding).await;
+        all &= spot.release(holding).await.is_ok();
     }
+    all
 }
 
 /// Takes the lease of one spot, waiting up to `wait` for another run's; `None` when the store
 /// cannot be reached (said); `Err` with the message when the wait runs out.
 async fn take_one(
     spot: &Spot,
-    text: &str,
-    wait: Duration,
-    ttl: Duration,
+    (text, left): (&str, &[String]),
+    (wait, ttl): (Duration, Duration),
     said: &mpsc::Sender<Said>,
 ) -> Result<Option<Holding>, String> {
     let started = Instant::now();
@@ -259,6 +284,18 @@ async fn take_one(
     loop {
         match spot.take(text, ttl).await {
             Ok((Taken::Ours, holding)) => return Ok(holding),
+            // Another name of a server this run holds already (another user, say).
+            Ok((Taken::Held(Some(other), _), _)) if other == text => return Ok(None),
+            Ok((Taken::Held(Some(other), _), _)) if left.contains(&other) => {
+                let id = Holder::parse(&other).map_or_else(String::new, |h| h.id);
+                if let Ok(true) = spot.break_lease(&other).await {
+                    let _ = said.send(Said::Wait(format!(
+                        "Taking over lease {id} on {}: an apply of this journal took it and was killed (it no \
+                         longer holds the journal's lock, so it has ended).",
+                        spot.shown
+                    )));
+                }
+            }
             Ok((Taken::Held(other, left), _)) => {
                 let who = other
                     .as_deref()
@@ -296,6 +333,23 @@ async fn take_one(
             }
         }
     }
+}
+
+/// The leases `record` names (left by an apply of the journal that has ended: see
+/// [`Options::record`]), once `text`, this run's lease, is written there in their place.
+fn left_by_a_killed_run(record: &std::path::Path, text: &str) -> Result<Vec<String>> {
+    use anyhow::Context;
+    use std::io::Write;
+    let left = match std::fs::read_to_string(record) {
+        Ok(found) => found.lines().map(str::to_owned).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", record.display())),
+    };
+    let mut file = std::fs::File::create(record).with_context(|| format!("writing {}", record.display()))?;
+    file.write_all(format!("{text}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", record.display()))?;
+    Ok(left)
 }
 
 fn busy(spot: &Spot, who: &str, left: &str, wait: Duration, text: Option<&str>) -> String {

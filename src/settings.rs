@@ -251,7 +251,42 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
     let git_cli = env
         .get("RELAYCTL_GIT_FETCH_WITH_CLI")
         .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
-    let command = match cli.command {
+    let command = command(cli.command)?;
+    Ok(Settings {
+        command,
+        config: cli.config,
+        color: match cli.color {
+            cli::Color::Always => anstream::ColorChoice::Always,
+            cli::Color::Never => anstream::ColorChoice::Never,
+            cli::Color::Auto => anstream::ColorChoice::Auto,
+        },
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+        config_env: ConfigEnv {
+            redis_hosts: env.get("REDIS_HOSTS"),
+            var: Some(std::sync::Arc::new({
+                let env = env.clone();
+                move |name: &str| env.get(name)
+            })),
+        },
+        lock_wait,
+        author: env.get("RELAYCTL_AUTHOR"),
+        redis_timeout,
+        lease_ttl,
+        git_timeout,
+        git_cli,
+        launchdarkly: LaunchDarkly {
+            token: env.get("LD_API_KEY"),
+            base_url: env.get("LD_BASE_URL"),
+            timeout: ld_timeout,
+        },
+        env,
+    })
+}
+
+/// The command the command line names, as the commands take it.
+fn command(command: cli::Command) -> Result<Command, SettingsError> {
+    Ok(match command {
         cli::Command::Plan(a) => Command::Plan {
             out: a.out,
             json: a.json,
@@ -293,36 +328,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Settings, Setti
         cli::Command::Man => Command::Man {
             page: cli::man_page().map_err(|e| SettingsError::Other(e.into()))?,
         },
-    };
-    Ok(Settings {
-        command,
-        config: cli.config,
-        color: match cli.color {
-            cli::Color::Always => anstream::ColorChoice::Always,
-            cli::Color::Never => anstream::ColorChoice::Never,
-            cli::Color::Auto => anstream::ColorChoice::Auto,
-        },
-        verbose: cli.verbose,
-        quiet: cli.quiet,
-        config_env: ConfigEnv {
-            redis_hosts: env.get("REDIS_HOSTS"),
-            var: Some(std::sync::Arc::new({
-                let env = env.clone();
-                move |name: &str| env.get(name)
-            })),
-        },
-        lock_wait,
-        author: env.get("RELAYCTL_AUTHOR"),
-        redis_timeout,
-        lease_ttl,
-        git_timeout,
-        git_cli,
-        launchdarkly: LaunchDarkly {
-            token: env.get("LD_API_KEY"),
-            base_url: env.get("LD_BASE_URL"),
-            timeout: ld_timeout,
-        },
-        env,
     })
 }
 

@@ -77,6 +77,16 @@ pub struct LdRow {
     pub why: Option<String>,
 }
 
+/// The flag's latest journal commit: by whom, and whether the team's remote has it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JournalRow {
+    pub commit: String,
+    pub author: String,
+    /// `None` without a `[journal] remote`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<bool>,
+}
+
 /// The whole chain for one declared flag in one environment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlagStatus {
@@ -85,6 +95,9 @@ pub struct FlagStatus {
     pub stores: Vec<StoreRow>,
     pub relays: Vec<RelayRow>,
     pub launchdarkly: LdRow,
+    /// `None` when the journal has no commit of the flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalRow>,
 }
 
 impl FlagStatus {
@@ -121,6 +134,8 @@ pub struct Facts<'a> {
     pub launchdarkly: &'a LdRead,
     /// The journal's commits of this flag, oldest first.
     pub commits: Vec<&'a Recorded>,
+    /// With a `[journal] remote`: the commits (abbreviated) it does not have yet.
+    pub unpushed: Option<&'a std::collections::HashSet<String>>,
     pub now: SystemTime,
 }
 
@@ -162,11 +177,17 @@ pub fn build(facts: &Facts) -> FlagStatus {
         .iter()
         .map(|(relay, read)| relay_row(facts, relay, read, stores_hold, launchdarkly.state))
         .collect();
+    let journal = facts.commits.last().map(|c| JournalRow {
+        commit: c.short.clone(),
+        author: c.author.clone(),
+        pushed: facts.unpushed.map(|u| !u.contains(&c.short)),
+    });
     FlagStatus {
         id: facts.declared.id.clone(),
         stores,
         relays,
         launchdarkly,
+        journal,
     }
 }
 
@@ -382,12 +403,21 @@ pub fn render_line(s: &FlagStatus) -> String {
     for r in &s.relays {
         let _ = write!(out, "  relay {}: {}{}", r.relay, name(&r.state), why(&r.why));
     }
-    let _ = writeln!(
+    let _ = write!(
         out,
         "  LaunchDarkly: {}{}",
         name(&s.launchdarkly.state),
         why(&s.launchdarkly.why)
     );
+    if let Some(j) = &s.journal {
+        let pushed = match j.pushed {
+            Some(true) => ", pushed",
+            Some(false) => ", not pushed",
+            None => "",
+        };
+        let _ = write!(out, "  journal {} by {}{pushed}", j.commit, j.author);
+    }
+    out.push('\n');
     out
 }
 

@@ -97,8 +97,8 @@ pub fn run(
             let mut problems = check_saved::<Flag>(rt, &config, &stores, &plan);
             problems.extend(check_saved::<Key>(rt, &config, &stores, &plan));
             refuse_unsound(&problems, file)?;
-            let leases = take_leases(settings, &config, &stores, &plan, lock_timeout)?;
             let mut journal = open_journal(settings, &config.journal)?;
+            let leases = take_leases(settings, &journal, &stores, &plan, lock_timeout)?;
             combine(settings, &config, &mut journal, leases.waited)?;
             (plan, journal, leases)
         }
@@ -126,12 +126,16 @@ pub fn run(
     if let Some(team) = team(settings, &config) {
         crate::team::publish(&mut journal, &team)?;
     }
+    // Released while the journal is still locked: its record of the lease must not be read by
+    // the next apply of this journal while the lease is live.
+    let lost = leases.release();
     close_journal(journal);
-    if let Some(lost) = leases.release() {
-        anstream::eprintln!(
-            "{} {lost}: another apply may have written meanwhile. Every write was a compare-and-set, so none              overwrote another's; run `relayctl plan` to see where the stores stand",
+    if let Some(lost) = lost {
+        ui::out::eprintln(&format!(
+            "{} {lost}: another apply may have written meanwhile. Every write was a compare-and-set, so none \
+             overwrote another's; run `relayctl plan` to see where the stores stand",
             ui::paint(ui::WARNING, "warning:")
-        );
+        ));
     }
     let flags = conclude(settings, &config, &plan.flags, &flags);
     match (flags, conclude(settings, &config, &plan.keys, &keys)) {
@@ -311,8 +315,8 @@ fn plan_and_confirm(
             bail!("not applying: the answer was not 'yes'. Nothing was written");
         }
     }
-    let leases = take_leases(settings, config, stores, &preview, lock_timeout)?;
     let mut journal = open_journal(settings, &config.journal)?;
+    let leases = take_leases(settings, &journal, stores, &preview, lock_timeout)?;
     combine(settings, config, &mut journal, leases.waited)?;
     let plan = make_plan(settings, rt, config, stores)?;
     if plan.flags.changes != preview.flags.changes || plan.keys.changes != preview.keys.changes {
@@ -337,10 +341,12 @@ fn plan_and_confirm(
 }
 
 /// Takes the team lock (SPEC "Working as a team"): a lease in every store the plan writes to,
-/// waiting up to `wait` for another operator's apply.
+/// waiting up to `wait` for another operator's apply. It is taken once the journal is locked, so
+/// two applies on one journal still queue on the journal's lock (its wait is longer) and only
+/// applies from other journals, other machines, meet here.
 fn take_leases(
     settings: &Settings,
-    config: &Config,
+    journal: &Journal,
     stores: &Stores,
     plan: &Plan,
     wait: std::time::Duration,
@@ -363,11 +369,13 @@ fn take_leases(
         } => format!("relayctl apply {}", f.display()),
         _ => "relayctl apply".to_owned(),
     };
-    let holder = lease::Holder::new(&super::operator(settings, config), &command);
+    let author = journal.author().unwrap_or_else(|| "relayctl".to_owned());
+    let holder = lease::Holder::new(&author, &command);
     let options = lease::Options {
         wait,
         ttl: settings.lease_ttl,
         say: say_of(settings),
+        record: Some(journal.lease_record()),
     };
     lease::take(spots, holder, &options)
 }

@@ -85,7 +85,7 @@ fn load_config(settings: &Settings) -> Result<Config> {
 /// Status lines on stderr unless `--quiet` (for the team's remote and the lease).
 fn say_of(settings: &Settings) -> &'static dyn Fn(&str) {
     fn say(line: &str) {
-        anstream::eprintln!("{line}");
+        ui::out::eprintln(line);
     }
     fn silent(_: &str) {}
     if settings.quiet {
@@ -101,24 +101,6 @@ fn team<'a>(settings: &Settings, config: &'a Config) -> Option<crate::team::Team
         remote,
         timeout: settings.git_timeout,
         say: say_of(settings),
-    })
-}
-
-/// Who is applying, for the team lease: the journal's author (git config user.name/email,
-/// else `RELAYCTL_AUTHOR`, else the login name at this host).
-fn operator(settings: &Settings, config: &Config) -> String {
-    if let Ok(c) = git2::Config::open_default() {
-        if let (Ok(name), Ok(email)) = (c.get_string("user.name"), c.get_string("user.email")) {
-            if !name.trim().is_empty() {
-                return format!("{name} <{email}>");
-            }
-        }
-    }
-    let _ = config;
-    settings.author.clone().unwrap_or_else(|| {
-        let login = whoami::username().unwrap_or_else(|_| "relayctl".to_owned());
-        let host = whoami::hostname().unwrap_or_else(|_| "localhost".to_owned());
-        format!("{login} <{login}@{host}>")
     })
 }
 

@@ -22,7 +22,7 @@ use crate::store::Stores;
 use crate::ui;
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Runtime;
@@ -51,6 +51,7 @@ pub fn run(
 ) -> Result<Exit> {
     let (config, stores) = load(settings)?;
     let declared = select(&config, selectors, settings)?;
+    super::look(settings, &config);
     let ld = match settings.launchdarkly.token {
         Some(_) => Some(ld_client(settings, &config)?),
         None => None,
@@ -174,7 +175,7 @@ fn show(settings: &Settings, all: &[FlagStatus], json: bool, clear: bool) -> Res
 
 /// Reads everything once, concurrently, and builds each flag's chain.
 fn round(settings: &Settings, rt: &Runtime, s: &Sources) -> Result<Vec<FlagStatus>> {
-    let commits = journal_commits(&s.config)?;
+    let (commits, unpushed) = journal_commits(&s.config)?;
     let mut envs: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for o in &s.declared {
         let env = (o.id.project.clone(), o.id.environment.clone());
@@ -219,6 +220,7 @@ fn round(settings: &Settings, rt: &Runtime, s: &Sources) -> Result<Vec<FlagStatu
                 relays,
                 launchdarkly: &ld,
                 commits: commits.get(&o.id).unwrap_or(&no_commits).iter().collect(),
+                unpushed: unpushed.as_ref(),
                 now,
             };
             status::build(&facts)
@@ -227,15 +229,23 @@ fn round(settings: &Settings, rt: &Runtime, s: &Sources) -> Result<Vec<FlagStatu
     Ok(all)
 }
 
-/// The journal's commits per flag, oldest first (none without a journal).
-fn journal_commits(config: &Config) -> Result<BTreeMap<FlagId, Vec<Recorded>>> {
+/// The journal's commits per flag, oldest first.
+type ByFlag = BTreeMap<FlagId, Vec<Recorded>>;
+
+/// The journal's commits per flag (none without a journal), and with a remote the commits it
+/// does not have yet.
+fn journal_commits(config: &Config) -> Result<(ByFlag, Option<HashSet<String>>)> {
     let mut by_flag: BTreeMap<FlagId, Vec<Recorded>> = BTreeMap::new();
+    let mut unpushed = config.remote.as_ref().map(|_| HashSet::new());
     if let Some(journal) = Journal::open_existing(&config.journal)? {
         for r in journal.entries()?.into_iter().rev() {
             by_flag.entry(r.id.clone()).or_default().push(r);
         }
+        if let Some(unpushed) = unpushed.as_mut() {
+            unpushed.extend(journal.unpushed()?.commits);
+        }
     }
-    Ok(by_flag)
+    Ok((by_flag, unpushed))
 }
 
 type Listings =

@@ -24,6 +24,7 @@ use super::{close_journal, ld_client, load_config, look, open_journal_with, team
 use crate::desired::Config;
 use crate::exit::Exit;
 use crate::flag::FlagId;
+use crate::journal::{Sent, SyncLock};
 use crate::launchdarkly::{ApiError, Client};
 use crate::settings::{Settings, Wait};
 use crate::sync::{self, Group, Options, Outcome, Summary};
@@ -111,6 +112,25 @@ impl Run<'_> {
         Ok(self.report(&pass.summary, options.dry_run))
     }
 
+    /// The sync lock, and what earlier passes sent. A dry run sends nothing: it needs no lock at
+    /// all. `--wait` waits for it no longer than it may.
+    fn lock(&self, reader: crate::journal::Journal, dry_run: bool) -> Result<(Option<SyncLock>, Vec<Sent>)> {
+        let mut lock_options = self.settings.journal_options();
+        if let Some(Some(deadline)) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            lock_options.lock_wait = lock_options.lock_wait.min(left);
+        }
+        let sync_lock = match dry_run {
+            true => None,
+            false => Some(reader.lock_sync(&lock_options)?),
+        };
+        let sent = match &sync_lock {
+            Some(lock) => lock.sent()?,
+            None => reader.sent()?,
+        };
+        Ok((sync_lock, sent))
+    }
+
     /// One pass: takes the sync lock, reads the unsynced commits, syncs them, records the
     /// outcomes. `None` when nothing is pending. Outcome lines go to stdout as flags finish; with
     /// `print_failures` false, failures are left to the caller (they may be retried).
@@ -119,21 +139,7 @@ impl Run<'_> {
         let Some(reader) = crate::journal::Journal::open_existing(path)? else {
             return Ok(None);
         };
-        // A dry run sends nothing: it needs no lock at all. `--wait` waits no longer than it may.
-        let mut lock_options = settings.journal_options();
-        if let Some(Some(deadline)) = self.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            lock_options.lock_wait = lock_options.lock_wait.min(left);
-        }
-        let sync_lock = match options.dry_run {
-            true => None,
-            false => Some(reader.lock_sync(&lock_options)?),
-        };
-        let sent = match &sync_lock {
-            Some(lock) => lock.sent()?,
-            None => reader.sent()?,
-        };
-        drop(reader);
+        let (sync_lock, sent) = self.lock(reader, options.dry_run)?;
         if !options.dry_run {
             self.exchange(false);
         }

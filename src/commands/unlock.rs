@@ -23,13 +23,13 @@ pub fn run(settings: &Settings, rt: &Runtime, id: &str) -> Result<Exit> {
         );
     }
     for (place, holder) in &broken {
-        anstream::eprintln!(
+        ui::out::eprintln(&format!(
             "{} broke the team lock on {place}: {}. If that run is in fact still going, it may still write: each \
              of its writes is a compare-and-set, so none overwrites another's, but run `relayctl plan` once it \
              has ended to see where the stores stand.",
             ui::paint(ui::WARNING, "warning:"),
             holder.describe()
-        );
+        ));
     }
     settings.status(format!(
         "Unlocked: lease {} is broken in {} store(s).",

@@ -13,6 +13,12 @@ pub(super) struct Identity {
     email: String,
 }
 
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} <{}>", self.name, self.email)
+    }
+}
+
 impl Identity {
     /// The operator's git config identity, else `fallback` ("Name <email>", from
     /// `RELAYCTL_AUTHOR`), else the login name at this host; an error naming where it came

@@ -206,6 +206,17 @@ impl Journal {
         }))
     }
 
+    /// The file naming the team lease this journal's apply holds (`crate::lease`'s record):
+    /// in `.git`, beside the journal's lock, and never committed.
+    pub fn lease_record(&self) -> PathBuf {
+        self.repo.path().join("relayctl-lease")
+    }
+
+    /// Who this journal's commits are by, `Name <email>`: also who holds the team lease.
+    pub fn author(&self) -> Option<String> {
+        self.author.as_ref().map(ToString::to_string)
+    }
+
     fn signature(&self) -> Result<Signature<'static>> {
         let author = self
             .author

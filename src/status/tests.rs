@@ -104,6 +104,7 @@ fn chain(
         relays: vec![(&r, &served)],
         launchdarkly,
         commits: commits.iter().collect(),
+        unpushed: None,
         now: UNIX_EPOCH + Duration::from_secs(now),
     })
 }
@@ -195,6 +196,7 @@ fn a_relay_that_cannot_be_asked_says_why() {
             relays: vec![(&r, &read)],
             launchdarkly: &LdRead::NoToken,
             commits: Vec::new(),
+            unpushed: None,
             now: UNIX_EPOCH,
         });
         assert_eq!(s.stores[0].state, StoreState::Unreachable);

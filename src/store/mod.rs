@@ -607,7 +607,8 @@ impl Stores {
         Some(match &e.backend {
             Backend::Redis(r) => lease::Spot::redis(r.lease_at(), r.describe()),
             Backend::DynamoDb(d) => lease::Spot::dynamo(d.config().clone(), d.describe()),
-            Backend::File(f) => lease::Spot::file(f.path(&id.project, &id.environment)),
+            // A file store is on this machine: the journal's own lock keeps its applies apart.
+            Backend::File(_) => return None,
         })
     }
 

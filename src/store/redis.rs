@@ -222,6 +222,7 @@ impl RedisEndpoint {
             server: self.server.clone(),
             shown: self.shown.clone(),
             timeout: self.timeout,
+            cached: Default::default(),
         }
     }
 

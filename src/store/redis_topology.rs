@@ -52,6 +52,7 @@ fn host_port(info: &ConnectionInfo) -> String {
 }
 
 /// A Sentinel, and how to reach the primary it names.
+#[derive(Clone)]
 pub(super) struct Sentinel {
     info: ConnectionInfo,
     /// The primary's user, password and database.

@@ -464,3 +464,86 @@ fn dynamodb_item_whose_version_attribute_disagrees_with_its_json_is_refused() {
     );
     assert_eq!(written["version"].as_n().unwrap(), "10");
 }
+
+#[test]
+fn a_lease_in_the_table_is_waited_for_named_unlocked_and_an_expired_one_taken() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let moto = Moto::start();
+    moto.create_table(TABLE);
+    moto.seed(TABLE, Some(PREFIX), &[bool_flag("f1", 41)]);
+    let lease = |expires_ms: u128| {
+        let holder = json!({
+            "id": "0123456789ab", "holder": "Bob <bob@example.com>", "host": "bastion-1",
+            "command": "relayctl apply", "started": "2026-12-08T03:00:00Z", "pid": 4242
+        });
+        moto.put(
+            TABLE,
+            std::collections::HashMap::from([
+                (
+                    "namespace".to_owned(),
+                    AttributeValue::S("relayctl-team-lease".into()),
+                ),
+                ("key".to_owned(), AttributeValue::S("lease".into())),
+                ("lease".to_owned(), AttributeValue::S(holder.to_string())),
+                ("expires".to_owned(), AttributeValue::N(expires_ms.to_string())),
+            ]),
+        );
+    };
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    let w = Workspace::new(&overrides(&store(&moto, TABLE), "f1 = false\n"));
+    lease(now_ms() + 600_000);
+    let busy = w
+        .cmd(["apply", "--auto-approve", "--lock-timeout", "1s"])
+        .aws()
+        .run();
+    assert_eq!(busy.code, 1, "{}", busy.all());
+    for part in [
+        "Waiting up to 1s (--lock-timeout) for the team lock on dynamodb://",
+        "lease 0123456789ab, held by Bob <bob@example.com> on host bastion-1 (pid 4242) running `relayctl apply` since 2026-12-08T03:00:00Z",
+        "nothing was written",
+        "relayctl unlock 0123456789ab",
+    ] {
+        assert!(busy.stderr.contains(part), "{part}: {}", busy.stderr);
+    }
+    assert_eq!(
+        moto.flag(TABLE, &format!("{PREFIX}:features"), "f1").unwrap().1,
+        41
+    );
+    let unlocked = w.cmd(["unlock", "0123456789ab"]).aws().run();
+    assert_eq!(unlocked.code, 0, "{}", unlocked.all());
+    assert!(
+        unlocked
+            .stderr
+            .contains("warning: broke the team lock on dynamodb://"),
+        "{}",
+        unlocked.stderr
+    );
+    let applied = w
+        .cmd(["apply", "--auto-approve", "--lock-timeout", "1s"])
+        .aws()
+        .run();
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    assert_eq!(
+        moto.flag(TABLE, &format!("{PREFIX}:features"), "f1").unwrap().1,
+        42
+    );
+    assert!(
+        moto.item(TABLE, "relayctl-team-lease", "lease").is_none(),
+        "released: no item left"
+    );
+    // A lease whose run stopped renewing it is past its expiry: taken without waiting.
+    lease(now_ms() - 1);
+    w.write("overrides.toml", &overrides(&store(&moto, TABLE), "f1 = true\n"));
+    let taken = w
+        .cmd(["apply", "--auto-approve", "--lock-timeout", "1s"])
+        .aws()
+        .run();
+    assert_eq!(taken.code, 0, "{}", taken.all());
+    assert!(!taken.stderr.contains("Waiting"), "{}", taken.stderr);
+    assert!(moto.item(TABLE, "relayctl-team-lease", "lease").is_none());
+}

@@ -179,6 +179,26 @@ fn a_remote_gone_mid_incident_gets_every_commit_once_when_it_is_back() {
         "{}",
         log.all()
     );
+    // status names each flag's latest commit, its author, and whether the remote has it.
+    let status = w.run(["status"]);
+    let line = |flag: &str| {
+        status
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!("default/production/{flag} ")))
+            .unwrap_or_else(|| panic!("{flag}: {}", status.all()))
+            .to_owned()
+    };
+    assert!(
+        line("f1").ends_with("by Test Operator <operator@example.com>, pushed"),
+        "{}",
+        status.all()
+    );
+    assert!(
+        line("f2").ends_with("by Test Operator <operator@example.com>, not pushed"),
+        "{}",
+        status.all()
+    );
     std::fs::rename(&away, remote.path()).unwrap();
     w.write(
         "overrides.toml",
@@ -447,3 +467,34 @@ fn hostile_remotes_are_refused_and_a_token_in_the_remote_url_is_never_shown_or_k
 }
 
 use redis::Commands;
+
+#[test]
+fn a_rerun_on_the_journal_of_a_killed_apply_takes_its_lease_over_and_leaves_none() {
+    let redis = Redis::start();
+    redis.seed(PREFIX, &[bool_flag("f1", 41), bool_flag("f2", 41)]);
+    // The first write is swallowed: the apply sits in it, holding the lease, and is killed.
+    let proxy = Proxy::start(redis.port).fault("EVAL", 1, Fault::Drop);
+    let w = Workspace::new(&redis_overrides_url(&proxy.url(), "f1 = false\nf2 = false\n"));
+    let mut child = w
+        .cmd(["apply", "--auto-approve"])
+        .env("RELAYCTL_LEASE_TTL", "60")
+        .spawn(Stdio::null(), Stdio::null());
+    wait_for("the lease", Duration::from_secs(20), || {
+        redis.conn().exists::<_, bool>("relayctl-team-lease").unwrap()
+    });
+    child.kill().unwrap(); // SIGKILL: the lease lives on for 60 s
+    child.wait().unwrap();
+    // Its journal's lock ended with it, so the next apply of that journal knows the lease is
+    // the dead run's: it takes it over at once instead of waiting a minute.
+    let again = w.run(["apply", "--auto-approve", "--lock-timeout", "1s"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(again.stderr.contains("Taking over lease "), "{}", again.stderr);
+    assert!(!again.stderr.contains("Waiting up to"), "{}", again.stderr);
+    assert_eq!(w.journal_subjects().len(), 2, "{}", again.all());
+    assert!(
+        !redis.conn().exists::<_, bool>("relayctl-team-lease").unwrap(),
+        "a finished apply leaves no lease"
+    );
+    // Another journal (another machine) never takes a lease over: it waits, then names it
+    // (a_killed_lease_holder_is_named_then_unlocked_or_expires).
+}

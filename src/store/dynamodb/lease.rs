@@ -5,9 +5,10 @@
 //! The namespace never meets LaunchDarkly's data: the SDKs' and Relay's namespaces are
 //! `<prefix>:<kind>` or a bare kind (`features`, `segments`, `$inited`), and Relay's
 //! re-initialisation deletes only items of its own namespaces. Taking, renewing and releasing
-//! are all conditional puts (no new IAM permission: `PutItem` and `GetItem`, which apply needs
-//! anyway): taken if no item is there or it expired; renewed and released (expires set to 0)
-//! only while it holds this run's exact text. Expiry compares clocks of different machines: a
+//! are conditional writes: taken (`PutItem`) if no item is there or it expired; renewed (`PutItem`)
+//! and released (`DeleteItem`, so the table holds no trace of relayctl after its run) only while
+//! it holds this run's exact text. Where the role may not delete items, the release is a put
+//! that expires the lease at once (`expires` 0), which leaves the item in place. Expiry compares clocks of different machines: a
 //! lease is taken over only once the taker's clock is past the holder's expiry, so machines whose
 //! clocks differ by more than the lease's life (15 s by default) could overlap; keep them on NTP.
 
@@ -90,9 +91,29 @@ pub async fn renew(config: &Config, text: &str, ttl: Duration) -> Result<bool> {
     put(config, text, expires, "#lease = :mine", Some(text)).await
 }
 
-/// Ends the lease whose exact text is `text` (expires set to 0); whether it was there.
+/// Ends the lease whose exact text is `text` (deletes it; expires it where the role may not
+/// delete); whether it was there.
 pub async fn release(config: &Config, text: &str) -> Result<bool> {
-    put(config, text, 0, "#lease = :mine", Some(text)).await
+    let (_endpoint, client) = client(config).await?;
+    let deleted = client
+        .delete_item()
+        .table_name(&config.table)
+        .set_key(Some(DynamoEndpoint::key(NAMESPACE, "lease")))
+        .condition_expression("#lease = :mine")
+        .expression_attribute_names("#lease", "lease")
+        .expression_attribute_values(":mine", AttributeValue::S(text.to_owned()))
+        .send()
+        .await;
+    match deleted {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(_) => put(config, text, 0, "#lease = :mine", Some(text)).await,
+    }
 }
 
 /// The live lease's text, if any.
