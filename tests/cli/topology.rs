@@ -185,6 +185,13 @@ fn a_cluster_is_planned_and_applied_through_its_seed_nodes() {
     let run = w.run(["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(!run.all().contains(Cluster::PASSWORD), "{}", run.all());
+    // The team lease was taken and released on the cluster (WATCH/MULTI on the key's node):
+    // the journal's record of it is removed only once every lease is released.
+    assert!(!run.stderr.contains("no team lock taken"), "{}", run.stderr);
+    assert!(
+        !w.path("journal/.git/relayctl-lease").exists(),
+        "the lease was not released"
+    );
     for (prefix, version) in [(PREFIX, 42), (staging, 4)] {
         let f = c.flag(prefix, "kill-switch").unwrap();
         assert_eq!(
