@@ -105,8 +105,6 @@ pub struct Options<'a> {
 
 /// Leases held; renewed by their thread until released (dropped).
 pub struct Leases {
-    #[allow(dead_code)] // for callers that report who held it
-    pub holder: Holder,
     /// The stores holding it, as shown.
     pub held: Vec<String>,
     /// Whether taking it waited for another run's lease.
@@ -155,7 +153,6 @@ pub fn take(mut spots: Vec<Spot>, holder: Holder, options: &Options) -> Result<L
         rt.block_on(run(spots, (text, left), (wait, ttl), said_tx, stopped))
     });
     let mut leases = Leases {
-        holder,
         held: Vec::new(),
         waited: false,
         stop: Some(stop),

@@ -23,7 +23,8 @@ pub struct At {
     pub(in crate::store) shown: String,
     pub(in crate::store) timeout: Duration,
     /// The lease's one connection, kept from take to release (renewals do not connect again,
-    /// and what watches the server sees one connection per lease); made again after a failure.
+    /// and what watches the server sees one connection per lease); made again after a failure,
+    /// and for each use behind Sentinels.
     pub(in crate::store) cached: Arc<Mutex<Option<Conn>>>,
 }
 
@@ -31,7 +32,9 @@ impl At {
     /// The lease's connection, made if there is none.
     async fn conn(&self) -> Result<MappedMutexGuard<'_, Conn>> {
         let mut cached = self.cached.lock().await;
-        if cached.is_none() {
+        // Behind Sentinels every use asks them for the primary again: after a failover the lease
+        // is where the data is, and a demoted primary would answer for a lease it no longer has.
+        if cached.is_none() || matches!(self.server, Server::Sentinel { .. }) {
             let wait = crate::store::CONNECT_TIMEOUT.min(self.timeout);
             let conn = self
                 .server
