@@ -258,12 +258,14 @@ thread_local! {
     static RENEWAL: std::cell::Cell<Instant> = std::cell::Cell::new(Instant::now());
 }
 
-/// Releases each lease; whether every store answered (a lease it already lost counts as
-/// released: it is not this run's any more).
+/// Releases each lease; whether every one was seen deleted. A store that did not answer, or
+/// answered that it holds no such lease (it expired, or a node demoted by a failover answered),
+/// leaves the run's record in place: the record names only this run's own lease text, so the
+/// journal's next apply takes over that lease if it is still somewhere, and nothing else.
 async fn release_all(held: Vec<(Spot, Holding)>) -> bool {
     let mut all = true;
     for (spot, holding) in held.into_iter().rev() {
-        all &= spot.release(holding).await.is_ok();
+        all &= matches!(spot.release(holding).await, Ok(true));
     }
     all
 }

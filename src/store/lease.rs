@@ -90,11 +90,11 @@ impl Spot {
         }
     }
 
-    /// Ends the lease, if it is still this run's.
-    pub async fn release(&self, held: Holding) -> Result<()> {
+    /// Ends the lease, if it is still this run's; whether it was (and is now deleted).
+    pub async fn release(&self, held: Holding) -> Result<bool> {
         match &self.kind {
-            Kind::Redis(at) => at.release(&held.text).await.map(|_| ()),
-            Kind::Dynamo(config) => dynamodb::lease::release(config, &held.text).await.map(|_| ()),
+            Kind::Redis(at) => at.release(&held.text).await,
+            Kind::Dynamo(config) => dynamodb::lease::release(config, &held.text).await,
         }
     }
 
