@@ -109,7 +109,7 @@ pub struct Leases {
     pub held: Vec<String>,
     /// Whether taking it waited for another run's lease.
     pub waited: bool,
-    stop: Option<mpsc::Sender<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Returns why a lease was lost while held, and whether every lease was released.
     thread: Option<std::thread::JoinHandle<(Option<String>, bool)>>,
     record: Option<std::path::PathBuf>,
@@ -139,7 +139,7 @@ pub fn take(mut spots: Vec<Spot>, holder: Holder, options: &Options) -> Result<L
         None => Vec::new(),
     };
     let (said_tx, said) = mpsc::channel();
-    let (stop, stopped) = mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
     let (wait, ttl) = (options.wait, options.ttl);
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
@@ -214,7 +214,7 @@ async fn run(
     (text, left): (String, Vec<String>),
     (wait, ttl): (Duration, Duration),
     said: mpsc::Sender<Said>,
-    stopped: mpsc::Receiver<()>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) -> (Option<String>, bool) {
     let mut held: Vec<(Spot, Holding)> = Vec::new();
     for spot in spots {
@@ -229,12 +229,12 @@ async fn run(
     }
     let _ = said.send(Said::Taken(held.iter().map(|(s, _)| s.shown.clone()).collect()));
     let mut lost = None;
-    while let Err(mpsc::TryRecvError::Empty) = stopped.try_recv() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if RENEWAL.with(|r| r.get().elapsed()) < ttl / 3 {
-            continue;
+    // Renewed every third of its life until told to stop (or the caller is gone), at once.
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            () = tokio::time::sleep(ttl / 3) => {}
         }
-        RENEWAL.with(|r| r.set(Instant::now()));
         for (spot, holding) in &held {
             match spot.renew(holding, ttl).await {
                 Ok(true) => {}
@@ -251,11 +251,6 @@ async fn run(
     }
     let released = release_all(held).await;
     (lost, released)
-}
-
-thread_local! {
-    /// When the lease thread last renewed its leases.
-    static RENEWAL: std::cell::Cell<Instant> = std::cell::Cell::new(Instant::now());
 }
 
 /// Releases each lease; whether every one was seen deleted. A store that did not answer, or
