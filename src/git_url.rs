@@ -20,8 +20,23 @@ pub struct Remote {
     pub shown: String,
     /// The credentials part (`user:token`) of an http(s) URL, to blank out of git's messages.
     pub secret: Option<String>,
-    /// Fetch and push with the git CLI instead of libgit2 (cargo's `net.git-fetch-with-cli`).
+    /// Fetch and push a path or `file://` remote with the git CLI instead of libgit2 (cargo's
+    /// `net.git-fetch-with-cli`). A network remote always goes through the git CLI: see
+    /// [`Remote::with_cli`].
     pub cli: bool,
+    /// ssh, https, http or git: over the network.
+    pub network: bool,
+}
+
+impl Remote {
+    /// Whether fetch and push run the git program: for every network remote (relayctl's libgit2
+    /// is built without its https and ssh transports, whose start-up alone cost every command
+    /// about 25 ms, even those that never fetch: loading OpenSSL and the system's certificate
+    /// bundle; the git program uses the operator's own ssh and credential set-up anyway), and for
+    /// a local one with `git_fetch_with_cli`.
+    pub fn with_cli(&self) -> bool {
+        self.cli || self.network
+    }
 }
 
 impl std::fmt::Debug for Remote {
@@ -29,6 +44,7 @@ impl std::fmt::Debug for Remote {
         f.debug_struct("Remote")
             .field("shown", &self.shown)
             .field("cli", &self.cli)
+            .field("network", &self.network)
             .finish()
     }
 }
@@ -64,11 +80,12 @@ impl Remote {
                     .into(),
             );
         }
-        let remote = |url: String, shown: String, secret: Option<String>| Remote {
+        let remote = |url: String, shown: String, secret: Option<String>, network: bool| Remote {
             url,
             shown,
             secret,
             cli,
+            network,
         };
         if let Some((scheme, _)) = raw.split_once("://") {
             let scheme = scheme.to_ascii_lowercase();
@@ -82,15 +99,15 @@ impl Remote {
             let parsed = url::Url::parse(raw)
                 .map_err(|e| format!("journal.remote is not a URL relayctl can read: {e}"))?;
             let (shown, secret) = shown_url(&parsed);
-            return Ok(remote(raw.to_owned(), shown, secret));
+            return Ok(remote(raw.to_owned(), shown, secret, scheme != "file"));
         }
         if scp_like(raw) {
             // `user@host:path`: git's ssh shorthand. A user name is not a secret.
-            return Ok(remote(raw.to_owned(), raw.to_owned(), None));
+            return Ok(remote(raw.to_owned(), raw.to_owned(), None, true));
         }
         let path = base_dir.join(raw);
         let url = path.display().to_string();
-        Ok(remote(url.clone(), url, None))
+        Ok(remote(url.clone(), url, None, false))
     }
 }
 

@@ -1,15 +1,16 @@
 //! Talking to the journal's remote (SPEC "Working as a team"): fetching what teammates pushed
-//! and pushing what this machine wrote, through libgit2 or, with `git_fetch_with_cli`, the git
-//! program. Only transfers: what is fetched is combined with the local history by
-//! [`super::combine`], under the journal lock.
+//! and pushing what this machine wrote. Only transfers: what is fetched is combined with the
+//! local history by [`super::combine`], under the journal lock.
 //!
-//! Both ways are bounded ([`Net::timeout`] for the whole transfer; libgit2's connect and read
-//! timeouts too; the git program is killed with its children at the deadline) and never ask on a
-//! terminal. Credentials come from where git keeps them: libgit2 asks ssh-agent for ssh, the
-//! URL itself or git's credential helpers for https; the git program does what `git fetch`
-//! does on this machine (`~/.ssh/config`, `core.sshCommand`, proxies, every credential helper),
-//! which is why teams whose access needs those (as cargo's `net.git-fetch-with-cli` users do)
-//! turn it on. The URL reaches the git program through its environment, never its command line
+//! A network remote (ssh, https) goes through the git program, as cargo's
+//! `net.git-fetch-with-cli` does: it does what `git fetch` does on this machine (ssh-agent,
+//! `~/.ssh/config`, `core.sshCommand`, proxies, every credential helper), which is the
+//! operator's usual set-up; relayctl's libgit2 has no network transport (see
+//! [`Remote::with_cli`] for the start-up cost that saves every command). A path or `file://`
+//! remote is fetched and pushed in process by libgit2, or by the git program with
+//! `git_fetch_with_cli`. Both ways are bounded ([`Net::timeout`] for the whole transfer; the git
+//! program is killed with its children at the deadline) and never ask on a terminal. The URL
+//! reaches the git program through its environment, never its command line
 //! (`ps` shows command lines to every user), and no FETCH_HEAD is written (it records the URL).
 //! Every message from either is scrubbed of the URL's credentials ([`crate::git_url::scrub`]).
 //!
@@ -21,7 +22,7 @@
 
 use crate::git_url::{scrub, Remote};
 use anyhow::{anyhow, Result};
-use git2::{AutotagOption, Cred, CredentialType, FetchOptions, PushOptions, RemoteCallbacks, Repository};
+use git2::{AutotagOption, FetchOptions, PushOptions, RemoteCallbacks, Repository};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,7 +63,7 @@ pub enum Pushed {
 impl Net<'_> {
     /// Fetches the remote's branches and notes into the tracking refs of the journal `git_dir`.
     pub fn fetch(&self, git_dir: &Path) -> Result<()> {
-        match self.remote.cli {
+        match self.remote.with_cli() {
             true => self
                 .cli(git_dir, &["fetch", "--no-write-fetch-head", "--no-tags"], &FETCH)
                 .map(|_| ()),
@@ -74,7 +75,7 @@ impl Net<'_> {
     pub fn push(&self, git_dir: &Path, refs: &[String]) -> Result<Pushed> {
         let specs: Vec<String> = refs.iter().map(|r| format!("{r}:{r}")).collect();
         let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
-        match self.remote.cli {
+        match self.remote.with_cli() {
             true => {
                 let out = self.cli(git_dir, &["push", "--porcelain"], &specs)?;
                 Ok(rejected_in(&out))
@@ -95,36 +96,15 @@ impl Net<'_> {
         )
     }
 
+    /// A local transfer's callbacks: it stops at the deadline.
     fn callbacks(&self, deadline: Instant) -> RemoteCallbacks<'static> {
         let mut callbacks = RemoteCallbacks::new();
-        let mut asked = 0;
-        callbacks.credentials(move |url, user, allowed| {
-            asked += 1;
-            if asked > 3 {
-                return Err(git2::Error::from_str(
-                    "the credentials offered were refused (ssh-agent, git credential helpers)",
-                ));
-            }
-            if allowed.contains(CredentialType::SSH_KEY) {
-                return Cred::ssh_key_from_agent(user.unwrap_or("git"));
-            }
-            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-                if let Ok(config) = git2::Config::open_default() {
-                    return Cred::credential_helper(&config, url, user);
-                }
-            }
-            match allowed.contains(CredentialType::DEFAULT) {
-                true => Cred::default(),
-                false => Err(git2::Error::from_str("no credentials for this remote")),
-            }
-        });
         callbacks.transfer_progress(move |_| Instant::now() < deadline);
         callbacks
     }
 
     fn libgit2_fetch(&self, git_dir: &Path) -> Result<()> {
         let repo = Repository::open(git_dir)?;
-        set_timeouts(self.timeout);
         let mut remote = repo
             .remote_anonymous(&self.remote.url)
             .map_err(|e| self.failed("reaching", e))?;
@@ -140,7 +120,6 @@ impl Net<'_> {
 
     fn libgit2_push(&self, git_dir: &Path, specs: &[&str]) -> Result<Pushed> {
         let repo = Repository::open(git_dir)?;
-        set_timeouts(self.timeout);
         let mut remote = repo
             .remote_anonymous(&self.remote.url)
             .map_err(|e| self.failed("reaching", e))?;
@@ -190,7 +169,11 @@ impl Net<'_> {
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd
             .spawn()
-            .map_err(|e| anyhow!("cannot run git ({e}); git_fetch_with_cli needs the git program on PATH"))?;
+            .map_err(|e| {
+                anyhow!(
+                    "cannot run git ({e}); a network remote (and git_fetch_with_cli) needs the git program on PATH"
+                )
+            })?;
         let deadline = self.deadline();
         let status = loop {
             if let Some(status) = child.try_wait()? {
@@ -226,16 +209,6 @@ impl Net<'_> {
             return Err(self.failed(what, last_lines(&stderr)));
         }
         Ok(stdout)
-    }
-}
-
-/// libgit2's connect and read timeouts, for the transfers that follow (process-wide).
-fn set_timeouts(timeout: Duration) {
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: each only sets a process-wide integer libgit2 reads when it opens a connection.
-    unsafe {
-        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
-        let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
     }
 }
 

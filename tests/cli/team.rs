@@ -498,3 +498,99 @@ fn a_rerun_on_the_journal_of_a_killed_apply_takes_its_lease_over_and_leaves_none
     // Another journal (another machine) never takes a lease over: it waits, then names it
     // (a_killed_lease_holder_is_named_then_unlocked_or_expires).
 }
+
+/// `git daemon` serving `root` (fetch and push) on a free loopback port; killed when dropped.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(root: &std::path::Path) -> GitDaemon {
+        let port = crate::support::free_port();
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--export-all",
+                "--enable=receive-pack",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", root.display()))
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon (part of git) must be installed: apt-get install git");
+        wait_for("git daemon", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        GitDaemon { child, port }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_network_remote_is_fetched_and_pushed_by_the_git_program() {
+    let redis = Redis::start();
+    redis.seed(PREFIX, &[bool_flag("f1", 41), bool_flag("f2", 41)]);
+    let root = tempfile::tempdir().unwrap();
+    git(root.path(), &["init", "--bare", "-q", "journal.git"]);
+    let daemon = GitDaemon::start(root.path());
+    let url = format!("git://127.0.0.1:{}/journal.git", daemon.port);
+    let a = Workspace::new(&team_overrides(&redis.url(), "f1 = false\n", &url, ""));
+    let b = Workspace::new(&team_overrides(
+        &redis.url(),
+        "f1 = false\nf2 = false\n",
+        &url,
+        "",
+    ));
+    let run = a.run(["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!("Pushed 1 commit(s) to {url}")),
+        "{}",
+        run.stderr
+    );
+    let run = b.run(["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains(&format!("Made the journal journal from {url}'s.")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("Pushed 1 commit(s) to {url}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        remote_subjects(&root.path().join("journal.git")),
+        [
+            "default/production/f1: turn off",
+            "default/production/f2: turn off"
+        ]
+    );
+    let log = a.run(["log"]);
+    assert!(
+        log.stderr
+            .contains("Teammates pushed 1 commit(s) by Test Operator"),
+        "{}",
+        log.stderr
+    );
+    assert_eq!(log.stdout.lines().count(), 2, "{}", log.all());
+    assert!(
+        log.stdout.lines().all(|l| l.ends_with("[pushed]")),
+        "{}",
+        log.stdout
+    );
+    fsck(&root.path().join("journal.git"));
+}
