@@ -117,27 +117,32 @@ pub(super) fn open_or_init(path: &Path) -> Result<(Repository, Found)> {
 }
 
 fn create(path: &Path) -> Result<()> {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let context = || format!("creating the journal repository {}", path.display());
-    std::fs::create_dir_all(parent).with_context(context)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".relayctl-journal-")
-        .tempdir_in(parent)
-        .with_context(context)?;
-    let repo = Repository::init(tmp.path()).with_context(context)?;
-    // The commits are the audit trail; a reflog entry per commit would only double the writes.
-    repo.config()
-        .and_then(|mut c| c.set_bool("core.logAllRefUpdates", false))
-        .with_context(context)?;
+    let (tmp, repo) = init_beside(path).with_context(context)?;
     let head = repo.find_reference("HEAD").with_context(context)?;
     let branch = head.symbolic_target().unwrap_or("refs/heads/master").to_owned();
     mark(&repo, &branch).with_context(context)?;
     // Fails only when another process has just put its repository there: use that one.
     let _ = std::fs::rename(tmp.path(), path);
     Ok(())
+}
+
+/// A new repository in a temporary directory beside `path` (for the caller to fill and rename
+/// into place, so a journal never exists half made), without reflogs: the commits are the audit
+/// trail, and a reflog entry per commit would only double the writes.
+pub(super) fn init_beside(path: &Path) -> Result<(tempfile::TempDir, Repository)> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".relayctl-journal-")
+        .tempdir_in(parent)?;
+    let repo = Repository::init(tmp.path())?;
+    repo.config()
+        .and_then(|mut c| c.set_bool("core.logAllRefUpdates", false))?;
+    Ok((tmp, repo))
 }
 
 /// Records in the repository's own config that it is relayctl's journal, on `branch`.

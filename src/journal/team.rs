@@ -167,20 +167,8 @@ impl Journal {
     /// and notes. `false` (and nothing made) when the remote holds no journal yet: the first
     /// locked run then starts one, and its push creates the remote's.
     pub fn clone_from(path: &Path, net: &Net) -> Result<bool> {
-        let parent = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
         let context = || format!("making the journal {} from {}", path.display(), net.remote.shown);
-        std::fs::create_dir_all(parent).with_context(context)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".relayctl-journal-")
-            .tempdir_in(parent)
-            .with_context(context)?;
-        let repo = Repository::init(tmp.path()).with_context(context)?;
-        repo.config()
-            .and_then(|mut c| c.set_bool("core.logAllRefUpdates", false))
-            .with_context(context)?;
+        let (tmp, repo) = repo::init_beside(path).with_context(context)?;
         net.fetch(repo.path())?;
         let Some((name, tip)) = remote_branch(&repo)? else {
             return Ok(false);
