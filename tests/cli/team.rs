@@ -11,6 +11,14 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A Redis holding the flags `f1`..=`fN`, on, at version 41.
+fn seeded(n: usize) -> Redis {
+    let redis = Redis::start();
+    let flags: Vec<_> = (1..=n).map(|i| bool_flag(&format!("f{i}"), 41)).collect();
+    redis.seed(PREFIX, &flags);
+    redis
+}
+
 /// A bare repository, the team's remote.
 fn bare() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -143,13 +151,7 @@ fn concurrent_applies_from_two_machines_wait_for_each_other_and_write_each_flag_
 
 #[test]
 fn a_remote_gone_mid_incident_gets_every_commit_once_when_it_is_back() {
-    let redis = Redis::start();
-    redis.seed(
-        PREFIX,
-        &(1..=3)
-            .map(|i| bool_flag(&format!("f{i}"), 41))
-            .collect::<Vec<_>>(),
-    );
+    let redis = seeded(3);
     let remote = bare();
     let away = remote.path().with_extension("away");
     let w = machine(&redis.url(), "f1 = false\n", remote.path());
@@ -231,13 +233,7 @@ fn a_remote_gone_mid_incident_gets_every_commit_once_when_it_is_back() {
 
 #[test]
 fn two_machines_cut_off_are_combined_and_each_flag_synced_once_by_store_version() {
-    let redis = Redis::start();
-    redis.seed(
-        PREFIX,
-        &(1..=3)
-            .map(|i| bool_flag(&format!("f{i}"), 41))
-            .collect::<Vec<_>>(),
-    );
+    let redis = seeded(3);
     let ld = FakeLd::start();
     for i in 1..=3 {
         ld.add_flag(
@@ -328,13 +324,7 @@ fn two_machines_cut_off_are_combined_and_each_flag_synced_once_by_store_version(
 
 #[test]
 fn a_killed_lease_holder_is_named_then_unlocked_or_expires() {
-    let redis = Redis::start();
-    redis.seed(
-        PREFIX,
-        &(1..=2)
-            .map(|i| bool_flag(&format!("f{i}"), 41))
-            .collect::<Vec<_>>(),
-    );
+    let redis = seeded(2);
     let holding = |proxy: &Proxy, flag: &str| {
         let w = Workspace::new(&redis_overrides_url(&proxy.url(), &format!("{flag} = false\n")));
         let child = w
@@ -414,8 +404,7 @@ fn redis_overrides_url(url: &str, flags: &str) -> String {
 
 #[test]
 fn hostile_remotes_are_refused_and_a_token_in_the_remote_url_is_never_shown_or_kept() {
-    let redis = Redis::start();
-    redis.seed(PREFIX, &[bool_flag("f1", 41)]);
+    let redis = seeded(1);
     for hostile in [
         "--upload-pack=touch pwned",
         "ext::sh -c touch% pwned",
@@ -470,8 +459,7 @@ use redis::Commands;
 
 #[test]
 fn a_rerun_on_the_journal_of_a_killed_apply_takes_its_lease_over_and_leaves_none() {
-    let redis = Redis::start();
-    redis.seed(PREFIX, &[bool_flag("f1", 41), bool_flag("f2", 41)]);
+    let redis = seeded(2);
     // The first write is swallowed: the apply sits in it, holding the lease, and is killed.
     let proxy = Proxy::start(redis.port).fault("EVAL", 1, Fault::Drop);
     let w = Workspace::new(&redis_overrides_url(&proxy.url(), "f1 = false\nf2 = false\n"));
@@ -539,8 +527,7 @@ impl Drop for GitDaemon {
 
 #[test]
 fn a_network_remote_is_fetched_and_pushed_by_the_git_program() {
-    let redis = Redis::start();
-    redis.seed(PREFIX, &[bool_flag("f1", 41), bool_flag("f2", 41)]);
+    let redis = seeded(2);
     let root = tempfile::tempdir().unwrap();
     git(root.path(), &["init", "--bare", "-q", "journal.git"]);
     let daemon = GitDaemon::start(root.path());
