@@ -318,15 +318,31 @@ async fn take_one(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => {
-                let _ = said.send(Said::Wait(format!(
-                    "warning: no team lock taken on {} ({e:#}); its writes are likely to fail too, and each is a \
-                     compare-and-set, so none can overwrite another operator's",
-                    spot.shown
-                )));
+                let _ = said.send(Said::Wait(no_lease(spot, &e)));
                 return Ok(None);
             }
         }
     }
+}
+
+/// The warning for a store where no lease could be taken: refused by the store's permissions
+/// (the apply goes on: its writes may well be allowed), or not answering (they will likely fail).
+fn no_lease(spot: &Spot, e: &anyhow::Error) -> String {
+    let why = format!("{e:#}");
+    let refused = why.contains("NOPERM") || why.contains("AccessDenied");
+    let next = match refused {
+        true => {
+            "the store refused it: allow relayctl's user the lease (Redis ACL: the key \
+                 relayctl-team-lease; DynamoDB: PutItem and DeleteItem on its table) so that applies from \
+                 other machines wait for this one"
+        }
+        false => "its writes are likely to fail too",
+    };
+    format!(
+        "warning: no team lock taken on {} ({why}); {next}. Each write is a compare-and-set, so none can \
+         overwrite another operator's",
+        spot.shown
+    )
 }
 
 /// The leases `record` names (left by an apply of the journal that has ended: see

@@ -581,3 +581,30 @@ fn a_network_remote_is_fetched_and_pushed_by_the_git_program() {
     );
     fsck(&root.path().join("journal.git"));
 }
+
+#[test]
+fn a_store_whose_acl_refuses_the_lease_is_still_written_and_says_what_to_allow() {
+    let redis = seeded(1);
+    // Relay's own user: its keys only.
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("relay")
+        .arg("on")
+        .arg(">relay-pw")
+        .arg("~ld:*")
+        .arg("+@all")
+        .exec(&mut redis.conn())
+        .unwrap();
+    let url = format!("redis://relay:relay-pw@127.0.0.1:{}", redis.port);
+    let w = Workspace::new(&redis_overrides_url(&url, "f1 = false\n"));
+    let run = w.run(["apply", "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains("no team lock taken on")
+            && run.stderr.contains("the store refused it: allow relayctl's user the lease (Redis ACL: the key relayctl-team-lease"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.all().contains("relay-pw"), "{}", run.all());
+    assert_eq!(w.journal_subjects(), ["default/production/f1: turn off"]);
+}
