@@ -105,8 +105,6 @@ pub struct Options<'a> {
 
 /// Leases held; renewed by their thread until released (dropped).
 pub struct Leases {
-    /// The stores holding it, as shown.
-    pub held: Vec<String>,
     /// Whether taking it waited for another run's lease.
     pub waited: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -117,8 +115,11 @@ pub struct Leases {
 
 /// What the lease thread tells the caller while taking.
 enum Said {
-    Wait(String),
-    Taken(Vec<String>),
+    /// It waits for another run's lease (said).
+    Waiting(String),
+    /// Something to say: a lease taken over, a store left without one.
+    Note(String),
+    Taken,
     Busy(String),
 }
 
@@ -131,8 +132,17 @@ pub struct Busy(pub String);
 /// to `options.wait` for each held by another run; fails with [`Busy`] naming that lease, having
 /// released what it took.
 pub fn take(mut spots: Vec<Spot>, holder: Holder, options: &Options) -> Result<Leases> {
-    spots.sort_by_key(Spot::place);
+    spots.sort_by_cached_key(Spot::place);
     spots.dedup_by(|a, b| a.place() == b.place());
+    if spots.is_empty() {
+        // Only file stores: nothing to take, no thread, no record.
+        return Ok(Leases {
+            waited: false,
+            stop: None,
+            thread: None,
+            record: None,
+        });
+    }
     let text = serde_json::to_string(&holder)?;
     let left = match &options.record {
         Some(record) => left_by_a_killed_run(record, &text)?,
@@ -153,7 +163,6 @@ pub fn take(mut spots: Vec<Spot>, holder: Holder, options: &Options) -> Result<L
         rt.block_on(run(spots, (text, left), (wait, ttl), said_tx, stopped))
     });
     let mut leases = Leases {
-        held: Vec::new(),
         waited: false,
         stop: Some(stop),
         thread: Some(thread),
@@ -161,14 +170,12 @@ pub fn take(mut spots: Vec<Spot>, holder: Holder, options: &Options) -> Result<L
     };
     loop {
         match said.recv() {
-            Ok(Said::Wait(line)) => {
-                leases.waited |= line.starts_with("Waiting");
+            Ok(Said::Waiting(line)) => {
+                leases.waited = true;
                 (options.say)(&line)
             }
-            Ok(Said::Taken(held)) => {
-                leases.held = held;
-                return Ok(leases);
-            }
+            Ok(Said::Note(line)) => (options.say)(&line),
+            Ok(Said::Taken) => return Ok(leases),
             Ok(Said::Busy(why)) => {
                 leases.release();
                 return Err(Busy(why).into());
@@ -227,7 +234,7 @@ async fn run(
             }
         }
     }
-    let _ = said.send(Said::Taken(held.iter().map(|(s, _)| s.shown.clone()).collect()));
+    let _ = said.send(Said::Taken);
     let mut lost = None;
     // Renewed every third of its life until told to stop (or the caller is gone), at once.
     loop {
@@ -275,15 +282,18 @@ async fn take_one(
 ) -> Result<Option<Holding>, String> {
     let started = Instant::now();
     let mut told = false;
+    let mut took_over = false;
     loop {
         match spot.take(text, ttl).await {
             Ok((Taken::Ours, holding)) => return Ok(holding),
             // Another name of a server this run holds already (another user, say).
             Ok((Taken::Held(Some(other), _), _)) if other == text => return Ok(None),
-            Ok((Taken::Held(Some(other), _), _)) if left.contains(&other) => {
+            // Tried once: a lease that cannot be broken is waited for like any other.
+            Ok((Taken::Held(Some(other), _), _)) if left.contains(&other) && !took_over => {
+                took_over = true;
                 let id = Holder::parse(&other).map_or_else(String::new, |h| h.id);
                 if let Ok(true) = spot.break_lease(&other).await {
-                    let _ = said.send(Said::Wait(format!(
+                    let _ = said.send(Said::Note(format!(
                         "Taking over lease {id} on {}: an apply of this journal took it and was killed (it no \
                          longer holds the journal's lock, so it has ended).",
                         spot.shown
@@ -308,7 +318,7 @@ async fn take_one(
                     ));
                 }
                 if !told {
-                    let _ = said.send(Said::Wait(format!(
+                    let _ = said.send(Said::Waiting(format!(
                         "Waiting up to {}s (--lock-timeout) for the team lock on {}: {who}{left}...",
                         wait.as_secs(),
                         spot.shown
@@ -318,7 +328,7 @@ async fn take_one(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => {
-                let _ = said.send(Said::Wait(no_lease(spot, &e)));
+                let _ = said.send(Said::Note(no_lease(spot, &e)));
                 return Ok(None);
             }
         }
