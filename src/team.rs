@@ -23,7 +23,8 @@ pub struct Team<'a> {
 }
 
 impl Team<'_> {
-    fn net(&self) -> Net<'_> {
+    /// The remote and the bound of one transfer, as the journal takes them.
+    pub fn net(&self) -> Net<'_> {
         Net {
             remote: self.remote,
             timeout: self.timeout,

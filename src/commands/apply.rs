@@ -386,10 +386,7 @@ fn combine(settings: &Settings, config: &Config, journal: &mut Journal, waited: 
     let Some(team) = team(settings, config) else {
         return Ok(());
     };
-    let net = crate::journal::Net {
-        remote: team.remote,
-        timeout: team.timeout,
-    };
+    let net = team.net();
     if waited {
         if let Err(e) = journal.fetch(&net) {
             (team.say)(&format!(

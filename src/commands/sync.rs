@@ -222,11 +222,7 @@ impl Run<'_> {
         let done = match push {
             true => crate::team::publish(&mut journal, &team),
             false => {
-                let net = crate::journal::Net {
-                    remote: team.remote,
-                    timeout: team.timeout,
-                };
-                let _ = journal.fetch(&net);
+                let _ = journal.fetch(&team.net());
                 journal.combine(&team.remote.shown).map(|_| ())
             }
         };
